@@ -1,0 +1,80 @@
+"""Process-wide runtime set-up: find an LLVM that Dr.Jit can use, import Sionna RT, pick torch devices.
+
+Dr.Jit 1.5 (used by Sionna RT 2.2) emits ``llvm.maximum``, which LLVM 14/15 cannot lower. Debian's
+``libllvm19`` works; this module points ``DRJIT_LIBLLVM_PATH`` at it before the first ``import drjit``.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import sys
+from functools import lru_cache
+from types import ModuleType
+
+_SEARCH_GLOBS = (
+    "/usr/lib/x86_64-linux-gnu/libLLVM-*.so*",
+    "/usr/lib/aarch64-linux-gnu/libLLVM-*.so*",
+    "/usr/lib/llvm-*/lib/libLLVM*.so*",
+    "/usr/lib64/libLLVM*.so*",
+    "/usr/local/lib/libLLVM*.so*",
+    "/opt/homebrew/opt/llvm/lib/libLLVM*.dylib",
+)
+MIN_LLVM_MAJOR = 16
+
+
+def _llvm_major(path: str) -> int:
+    m = re.search(r"LLVM[-.]?(\d+)", os.path.basename(path)) or re.search(r"llvm-(\d+)", path)
+    return int(m.group(1)) if m else -1
+
+
+def find_libllvm() -> str | None:
+    """Return the path of the newest libLLVM (major >= 16) found in the usual places, or None."""
+    cands = {p for g in _SEARCH_GLOBS for p in glob.glob(g) if os.path.isfile(p)}
+    good = [p for p in cands if _llvm_major(p) >= MIN_LLVM_MAJOR]
+    if not good:
+        return None
+    return max(good, key=lambda p: (_llvm_major(p), -len(p)))
+
+
+def ensure_llvm() -> str | None:
+    """Set ``DRJIT_LIBLLVM_PATH`` when unset and a suitable libLLVM exists. Returns the path in use."""
+    current = os.environ.get("DRJIT_LIBLLVM_PATH")
+    if current:
+        return current
+    if "drjit" in sys.modules:  # too late to influence Dr.Jit
+        return None
+    path = find_libllvm()
+    if path:
+        os.environ["DRJIT_LIBLLVM_PATH"] = path
+    return path
+
+
+@lru_cache(maxsize=1)
+def sionna_rt() -> ModuleType:
+    """Import and return ``sionna.rt`` after the LLVM set-up (CUDA variant is chosen by Sionna when present)."""
+    ensure_llvm()
+    try:
+        import sionna.rt as rt  # noqa: PLC0415
+    except ImportError as exc:  # pragma: no cover - install problem
+        raise RuntimeError(
+            "Sionna RT is not installed: run the set-up command in README.md (pip install sionna-rt==2.2.0)"
+        ) from exc
+    return rt
+
+
+def torch_device(prefer: str | None = None):
+    """Torch device: ``prefer`` if given, else CUDA when available, else CPU."""
+    import torch  # noqa: PLC0415
+
+    if prefer:
+        return torch.device(prefer)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def configure_torch_threads() -> None:
+    """Small cached-path workloads run faster single-threaded on few-core VMs (measured: see benchmarks)."""
+    import torch  # noqa: PLC0415
+
+    n = os.environ.get("RFTWIN_TORCH_THREADS")
+    torch.set_num_threads(int(n) if n else 1)
