@@ -1,0 +1,157 @@
+"""The main job on the built-in room: simulate RSS with Sionna for true materials, calibrate from labels."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rftwin.calibrate import CalibrationConfig, CalibrationResult, Targets, calibrate
+from rftwin.materials import PerObjectMaterials, draw_starts, prior_from_labels
+from rftwin.runtime import configure_torch_threads
+from rftwin.scene import TwinScene, room
+from rftwin.scene.sampling import random_positions
+from rftwin.trace import SolverSettings, trace
+
+# Transmitter positions of the three trials (m); receivers are drawn at random (seeded).
+DEMO_TX = np.array([[-1.0, 0.0, 1.5], [1.5, 1.0, 2.0], [0.0, -1.5, 1.0]])
+
+
+@dataclass
+class DemoConfig:
+    frequency_hz: float = 3.5e9
+    tx_power_dbm: float = 44.0
+    trials: int = 3
+    receivers: int = 8
+    settings: SolverSettings = field(default_factory=lambda: SolverSettings(max_depth=4, samples_per_src=1_000_000))
+    init: str = "label"
+    num_starts: int = 32
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    seed: int = 7
+
+
+@dataclass
+class DemoResult:
+    twin: TwinScene
+    eps_true: np.ndarray
+    sigma_true: np.ndarray
+    eps_init: np.ndarray
+    sigma_init: np.ndarray
+    result: CalibrationResult
+    rss_dbm: np.ndarray
+    tx_pos: np.ndarray
+    rx_pos: np.ndarray
+    trace_seconds: float
+    simulate_seconds: float
+    seconds: float
+
+    @property
+    def mre_eps(self) -> float:
+        return self.result.mre(self.eps_true, self.sigma_true)[0]
+
+    @property
+    def mre_sigma(self) -> float:
+        return self.result.mre(self.eps_true, self.sigma_true)[1]
+
+
+def demo_links(twin: TwinScene, cfg: DemoConfig) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(cfg.seed)
+    tx = np.repeat(DEMO_TX[: cfg.trials], cfg.receivers, axis=0)
+    rx = random_positions(twin, cfg.trials * cfg.receivers, rng, (0.3, 2.7))
+    return tx, rx
+
+
+def true_materials(twin: TwinScene, cfg: DemoConfig) -> tuple[np.ndarray, np.ndarray]:
+    """ITU value x lambda, lambda ~ N(1, 0.1^2) truncated to [0.8, 1.2] (seed 004), per object and quantity."""
+    rng = np.random.default_rng(cfg.seed + 1)
+    K = len(twin.objects)
+
+    def lam():
+        x = rng.normal(1.0, 0.1, 4 * K)
+        return x[(x >= 0.8) & (x <= 1.2)][:K]
+
+    e0 = np.array([o.relative_permittivity for o in twin.objects])
+    s0 = np.array([o.conductivity for o in twin.objects])
+    return np.maximum(e0 * lam(), 1.0), s0 * lam()
+
+
+def run_demo(cfg: DemoConfig = DemoConfig(), progress: bool = True, cache_dir=None) -> DemoResult:
+    configure_torch_threads()
+    t_start = time.perf_counter()
+    twin = room(cfg.frequency_hz)
+    labels = [o.label for o in twin.objects]
+    thickness = [o.thickness_m for o in twin.objects]
+    tx, rx = demo_links(twin, cfg)
+    # 1) "measurements": Sionna RT with the true materials
+    eps_t, sig_t = true_materials(twin, cfg)
+    twin.set_materials(eps_t, sig_t)
+    t0 = time.perf_counter()
+    truth_ps = trace(twin, tx, rx, cfg.settings, cache_dir=cache_dir, progress=progress)
+    power = np.bincount(truth_ps.link.numpy(), (truth_ps.a_ref.abs() ** 2).mean(dim=(1, 2)).numpy(),
+                        minlength=truth_ps.num_links)
+    rss_dbm = cfg.tx_power_dbm + 10 * np.log10(power)
+    t_sim = time.perf_counter() - t0
+    # 2) the twin as a user has it: label materials; trace once, calibrate on the cached paths
+    twin = room(cfg.frequency_hz)
+    t0 = time.perf_counter()
+    ps = trace(twin, tx, rx, cfg.settings, cache_dir=cache_dir, progress=progress)
+    t_trace = time.perf_counter() - t0
+    prior = prior_from_labels(labels, cfg.frequency_hz, strategy=cfg.init, seed=cfg.seed)
+    e, s = draw_starts(prior, cfg.num_starts, seed=cfg.seed)
+    model = PerObjectMaterials(e, s, thickness, reference_frequency_hz=cfg.frequency_hz)
+    targets = Targets.build(np.arange(len(tx)), np.full(len(tx), cfg.frequency_hz), rss_dbm - cfg.tx_power_dbm)
+    res = calibrate(ps, model, targets, cfg.calibration, truth=(eps_t, sig_t), progress=progress)
+    return DemoResult(twin, eps_t, sig_t, prior.eps_r, prior.sigma, res, rss_dbm, tx, rx, t_trace, t_sim,
+                      time.perf_counter() - t_start)
+
+
+def demo_json(d: DemoResult) -> dict:
+    r = d.result
+    u = r.uncertainty
+    objects = []
+    for i, o in enumerate(d.twin.objects):
+        objects.append(dict(
+            object=o.name, label=o.label,
+            eps_true=float(d.eps_true[i]), eps_init=float(d.eps_init[i]), eps_est=float(r.eps_r[i]),
+            eps_rel_error=float(abs(r.eps_r[i] - d.eps_true[i]) / d.eps_true[i]),
+            eps_std=float(u.eps_std[i]) if u else None,
+            sigma_true=float(d.sigma_true[i]), sigma_init=float(d.sigma_init[i]), sigma_est=float(r.sigma[i]),
+            sigma_rel_error=float(abs(r.sigma[i] - d.sigma_true[i]) / d.sigma_true[i]),
+            sigma_std=float(u.sigma_std[i]) if u else None))
+    return dict(mre_sigma=d.mre_sigma, mre_eps=d.mre_eps, iterations=r.iterations, seconds=d.seconds,
+                calibration_seconds=r.seconds, trace_seconds=d.trace_seconds, simulate_seconds=d.simulate_seconds,
+                loss=r.loss, num_links=len(d.tx_pos), noise_db_for_uncertainty=u.noise_db if u else None,
+                objects=objects)
+
+
+def convergence_plot(d: DemoResult, path: str | Path) -> Path:
+    """PNG of loss and MRE (eps_r, sigma) per iteration."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    from rftwin.io import atomic_path  # noqa: PLC0415
+
+    h = d.result.history
+    it = [row["iteration"] for row in h]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax[0].semilogy(it, [max(row["loss"], 1e-16) for row in h])
+    ax[0].set(xlabel="iteration", ylabel="loss (dB² MSE)", title="loss")
+    ax[1].semilogy(it, [row["mre_eps"] for row in h], label="ε_r")
+    ax[1].semilogy(it, [row["mre_sigma"] for row in h], label="σ")
+    ax[1].set(xlabel="iteration", ylabel="mean relative error", title="parameter error")
+    ax[1].legend()
+    for a in ax:
+        a.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["DemoConfig", "DemoResult", "convergence_plot", "demo_json", "run_demo", "torch"]
