@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from rftwin.calibrate import CalibrationConfig, CalibrationResult, Targets, calibrate
-from rftwin.materials import PerObjectMaterials, draw_starts, prior_from_labels
+from rftwin.calibrate import CalibrationConfig, CalibrationResult, Targets
+from rftwin.calibrate.workflow import calibrate_scene
+from rftwin.materials import prior_from_labels
 from rftwin.runtime import configure_torch_threads
 from rftwin.scene import TwinScene, room
 from rftwin.scene.sampling import random_positions
@@ -27,7 +27,8 @@ class DemoConfig:
     receivers: int = 8
     settings: SolverSettings = field(default_factory=lambda: SolverSettings(max_depth=4, samples_per_src=1_000_000))
     init: str = "label"
-    num_starts: int = 32
+    num_starts: int = 1
+    retrace: int = 1
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     seed: int = 7
 
@@ -57,6 +58,8 @@ class DemoResult:
 
 
 def demo_links(twin: TwinScene, cfg: DemoConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Links of the demo: per trial one transmitter (``DEMO_TX``) and ``receivers`` receivers drawn uniformly in
+    the room outside the boxes (seeded)."""
     rng = np.random.default_rng(cfg.seed)
     tx = np.repeat(DEMO_TX[: cfg.trials], cfg.receivers, axis=0)
     rx = random_positions(twin, cfg.trials * cfg.receivers, rng, (0.3, 2.7))
@@ -82,7 +85,6 @@ def run_demo(cfg: DemoConfig = DemoConfig(), progress: bool = True, cache_dir=No
     t_start = time.perf_counter()
     twin = room(cfg.frequency_hz)
     labels = [o.label for o in twin.objects]
-    thickness = [o.thickness_m for o in twin.objects]
     tx, rx = demo_links(twin, cfg)
     # 1) "measurements": Sionna RT with the true materials
     eps_t, sig_t = true_materials(twin, cfg)
@@ -93,16 +95,15 @@ def run_demo(cfg: DemoConfig = DemoConfig(), progress: bool = True, cache_dir=No
                         minlength=truth_ps.num_links)
     rss_dbm = cfg.tx_power_dbm + 10 * np.log10(power)
     t_sim = time.perf_counter() - t0
-    # 2) the twin as a user has it: label materials; trace once, calibrate on the cached paths
+    # 2) the twin as a user has it: label materials; trace once, calibrate on the cached paths, re-trace
     twin = room(cfg.frequency_hz)
     t0 = time.perf_counter()
-    ps = trace(twin, tx, rx, cfg.settings, cache_dir=cache_dir, progress=progress)
-    t_trace = time.perf_counter() - t0
     prior = prior_from_labels(labels, cfg.frequency_hz, strategy=cfg.init, seed=cfg.seed)
-    e, s = draw_starts(prior, cfg.num_starts, seed=cfg.seed)
-    model = PerObjectMaterials(e, s, thickness, reference_frequency_hz=cfg.frequency_hz)
     targets = Targets.build(np.arange(len(tx)), np.full(len(tx), cfg.frequency_hz), rss_dbm - cfg.tx_power_dbm)
-    res = calibrate(ps, model, targets, cfg.calibration, truth=(eps_t, sig_t), progress=progress)
+    res, _ = calibrate_scene(twin, tx, rx, targets, prior, cfg.calibration, cfg.settings, num_starts=cfg.num_starts,
+                             retrace=cfg.retrace, seed=cfg.seed, truth=(eps_t, sig_t), progress=progress,
+                             cache_dir=cache_dir)
+    t_trace = time.perf_counter() - t0 - res.seconds
     return DemoResult(twin, eps_t, sig_t, prior.eps_r, prior.sigma, res, rss_dbm, tx, rx, t_trace, t_sim,
                       time.perf_counter() - t_start)
 
@@ -154,4 +155,4 @@ def convergence_plot(d: DemoResult, path: str | Path) -> Path:
     return path
 
 
-__all__ = ["DemoConfig", "DemoResult", "convergence_plot", "demo_json", "run_demo", "torch"]
+__all__ = ["DemoConfig", "DemoResult", "convergence_plot", "demo_json", "run_demo"]

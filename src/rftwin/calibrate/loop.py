@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from torch.func import functional_call, jvp, vmap
 
 from rftwin.calibrate.losses import LOSSES, db_offset, mse_db, nae
 from rftwin.calibrate.problem import Targets, simulate_path_gain_db
@@ -112,13 +113,30 @@ def residuals(ps: PathSet, model, t: Targets, cfg: CalibrationConfig) -> torch.T
 
 
 def jacobian(ps: PathSet, model, t: Targets, cfg: CalibrationConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Residuals r [B, M] and their Jacobian J [B, M, P] w.r.t. the free parameters (per start)."""
+    """Residuals r [B, M] and their Jacobian J [B, M, P] w.r.t. the free parameters (per start).
+
+    Starts are independent, so one tangent (or cotangent) shared by all starts yields every start's column
+    (row): forward mode costs P passes, reverse mode M passes; the cheaper one is used.
+    """
     params = _params(model)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    sizes = [p.shape[1] for p in params]
+    theta = _flat(params)
+    B, P = theta.shape
+    if P < t.num:
+        def f(th):
+            d = dict(zip(names, torch.split(th, sizes, 1)))
+            return residuals(ps, lambda fr: functional_call(model, d, (fr,)), t, cfg)
+
+        tangents = torch.eye(P, dtype=theta.dtype, device=theta.device)[:, None, :].expand(P, B, P)
+        r, _ = jvp(f, (theta,), (tangents[0],))
+        cols = vmap(lambda tv: jvp(f, (theta,), (tv,))[1])(tangents)  # [P, B, M]
+        return r.detach(), cols.permute(1, 2, 0)
     r = residuals(ps, model, t, cfg)
-    B, M = r.shape
+    M = r.shape[1]
     eye = torch.eye(M, dtype=r.dtype).unsqueeze(1).expand(M, B, M)
     grads = torch.autograd.grad(r, params, grad_outputs=eye, is_grads_batched=True)
-    J = torch.cat([g for g in grads], dim=2).permute(1, 0, 2)  # [M, B, P] -> [B, M, P]
+    J = torch.cat(list(grads), dim=2).permute(1, 0, 2)  # [M, B, P] -> [B, M, P]
     return r.detach(), J
 
 
@@ -253,6 +271,10 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
         best = int(torch.argmin(loss))
         dl = abs(float(loss[best]) - float(prev_loss[best])) if prev_loss is not None else math.inf
         dp = float((theta_now[best] - prev_theta[best]).abs().max())
+        if cfg.optimizer == "lm" and dp == 0.0:  # a rejected LM step is no evidence of convergence
+            if float(mu[best]) >= 1e8:
+                break
+            continue
         calm = calm + 1 if (dl < cfg.alpha and dp < cfg.beta) else 0
         prev_loss, prev_theta = loss.detach().clone(), theta_now
         if calm >= patience:

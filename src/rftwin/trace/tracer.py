@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,9 +14,9 @@ import torch
 from rftwin.runtime import sionna_rt
 from rftwin.scene.load import TwinScene
 from rftwin.trace import geometry as g
-from rftwin.trace.pathset import NONE, REFRACTION, PathSet, concat
+from rftwin.trace.pathset import DIFFRACTION, DIFFUSE, NONE, REFRACTION, PathSet, concat
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: diffuse-reflection and diffraction records
 
 
 @dataclass(frozen=True)
@@ -108,12 +109,21 @@ def _buffer_to_numpy(buf) -> dict[str, np.ndarray]:
     out["a"] = np.stack([np.stack([np.array(a_.real) + 1j * np.array(a_.imag) for a_ in row], -1) for row in a], 1)
     if buf.max_depth == 0:
         out["itype"][:] = NONE
+    wedges = buf.diffracting_wedges
+    if wedges is not None:  # first-order diffraction: one wedge per path (Sionna's PathsBuffer)
+        for key, name in (("wedge_e", "e_hat"), ("wedge_n0", "n0"), ("wedge_nn", "nn")):
+            out[key] = np.array(getattr(wedges, name), dtype=np.float64).reshape(3, n).T.copy()
     return out
 
 
 def _geometry(raw: dict, src: np.ndarray, tgt: np.ndarray, id_to_index: dict[int, int],
-              meshes: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Geometry-only per-path / per-interaction records (float64) from the raw buffer of one solver call."""
+              meshes: list[tuple[np.ndarray, np.ndarray]], samples_per_src: int | None = None
+              ) -> dict[str, np.ndarray]:
+    """Geometry-only per-path / per-interaction records (float64) from the raw buffer of one solver call.
+
+    With ``samples_per_src`` (the solver's value) the diffuse-reflection and diffraction records are added
+    (see :func:`_mechanism_geometry`).
+    """
     itype = raw["itype"]
     N, D = itype.shape
     mask = itype != NONE
@@ -159,9 +169,100 @@ def _geometry(raw: dict, src: np.ndarray, tgt: np.ndarray, id_to_index: dict[int
     eye = np.broadcast_to(np.eye(2), rot_in.shape)
     rot_in = np.where(mask[..., None, None], rot_in, eye)
     rot_out = np.where(mask[..., None, None], rot_out, eye)
-    return dict(length=length, k_tx=k_tx, k_rx=-k_last_in, k_last_in=k_last_in, obj=obj, prim=prim,
-                point=np.where(mask[..., None], V, 0.0), normal=normal, cos_i=np.where(mask, cos_i, 0.0),
-                rot_in=rot_in, rot_out=rot_out, prob=np.where(mask, raw["prob"], 0.0), itype=itype)
+    out = dict(length=length, k_tx=k_tx, k_rx=-k_last_in, k_last_in=k_last_in, obj=obj, prim=prim,
+               point=np.where(mask[..., None], V, 0.0), normal=normal, cos_i=np.where(mask, cos_i, 0.0),
+               rot_in=rot_in, rot_out=rot_out, prob=np.where(mask, raw["prob"], 0.0), itype=itype)
+    if samples_per_src is not None:
+        out.update(_mechanism_geometry(raw, ps, pt, V, nxt, k_in, normal, mask, samples_per_src))
+    return out
+
+
+def _mechanism_geometry(raw: dict, ps: np.ndarray, pt: np.ndarray, V: np.ndarray, nxt: np.ndarray,
+                        k_in: np.ndarray, normal: np.ndarray, mask: np.ndarray, samples_per_src: int
+                        ) -> dict[str, np.ndarray]:
+    """Diffuse-reflection and diffraction records, replaying Sionna's ``FieldCalculator`` bookkeeping.
+
+    ``ps``/``pt`` [N, 3] source/target of each path, ``V`` [N, D, 3] raw buffer vertices (including the unused
+    slots, which Sionna's s/s' loop reads), ``nxt`` [N, D, 3] next vertex of every interaction, ``k_in``
+    [N, D, 3] incoming directions, ``normal`` [N, D, 3] normals oriented against ``k_in``, ``mask`` [N, D].
+    """
+    itype = raw["itype"]
+    N, D = itype.shape
+    diffuse = mask & (itype == DIFFUSE)
+    k_out = np.where(mask[..., None], g.normalize(nxt - V), 0.0)
+    cos_o = np.where(mask, np.abs(g.dot(k_out, normal)), 0.0)
+    cos_psi_r = np.where(mask, g.dot(g.reflect(k_in, normal), k_out), 0.0)
+    cos_psi_i = np.where(mask, -g.dot(k_in, k_out), 0.0)
+    w_in, w_out = g.diffuse_rotators(k_in, k_out)
+    eye = np.broadcast_to(np.eye(2), w_in.shape)
+    w_in = np.where(diffuse[..., None, None], w_in, eye)
+    w_out = np.where(diffuse[..., None, None], w_out, eye)
+    # ray-tube solid angle (Sionna: 4 pi / samples_per_src, x 1/prob per interaction, 2 pi after diffuse)
+    prob = raw["prob"]
+    omega = np.zeros((N, D))
+    cur = np.full(N, 4.0 * np.pi / samples_per_src)
+    active = np.ones(N, dtype=bool)
+    for d in range(D):
+        act = active & mask[:, d]
+        p = prob[:, d]
+        cur = np.where(act, cur * np.where(p > 0, 1.0 / np.where(p > 0, p, 1.0), 0.0), cur)
+        omega[:, d] = np.where(act, cur, 0.0)
+        cur = np.where(act & diffuse[:, d], 2.0 * np.pi, cur)
+        active = act
+    # ray-tube length: segments after the last diffuse interaction
+    seg_out = np.linalg.norm(nxt - V, axis=-1) * mask  # [N, D] outgoing segment of every interaction
+    first = np.linalg.norm(np.where(mask[:, :1, None], V[:, :1], pt[:, None]) - ps[:, None], axis=-1)[:, 0]
+    tube = first.copy()
+    for d in range(D):
+        tube = np.where(diffuse[:, d], 0.0, tube) + seg_out[:, d]
+    out = dict(k_out=k_out, cos_o=cos_o, cos_psi_r=cos_psi_r, cos_psi_i=cos_psi_i, w_in=w_in, w_out=w_out,
+               solid_angle=omega, tube_length=tube)
+    if "wedge_e" not in raw:
+        return out
+    # s' (source -> diffraction point) and s (diffraction point -> target), exactly as Sionna's
+    # ``_diffraction_compute_s_s_prime`` (which also reads the vertex slot of the first unused depth)
+    s = np.zeros(N)
+    s_prime = np.zeros(N)
+    prev = ps.copy()
+    post = np.zeros(N, dtype=bool)
+    active = np.ones(N, dtype=bool)
+    for d in range(D):
+        t = itype[:, d]
+        length = np.linalg.norm(V[:, d] - prev, axis=-1)
+        s += np.where(active & post, length, 0.0)
+        s_prime += np.where(active & ~post, length, 0.0)
+        post |= active & (t == DIFFRACTION)
+        prev = np.where(active[:, None], V[:, d], prev)
+        active &= t != NONE
+    last = np.linalg.norm(pt - prev, axis=-1)
+    s += np.where(post, last, 0.0)
+    s_prime += np.where(~post, last, 0.0)
+    has = (mask & (itype == DIFFRACTION)).any(1)
+    dd = np.argmax(mask & (itype == DIFFRACTION), axis=1)
+    rows = np.nonzero(has)[0]
+    out.update(s=np.where(has, s, 0.0), s_prime=np.where(has, s_prime, 0.0),
+               wedge_e=np.where(has[:, None], raw["wedge_e"], 0.0),
+               wedge_n0=np.where(has[:, None], raw["wedge_n0"], 0.0),
+               wedge_nn=np.where(has[:, None], raw["wedge_nn"], 0.0),
+               utd_n=np.zeros(N), utd_sin_beta0=np.zeros(N), utd_L=np.zeros(N), utd_psi=np.zeros((N, 4)),
+               utd_a=np.zeros((N, 4)), utd_cos=np.zeros((N, 2)),
+               utd_rot=np.broadcast_to(np.eye(2), (N, 4, 2, 2)).copy(), utd_wide=np.zeros(N, dtype=bool))
+    if len(rows):
+        ki, ko = k_in[rows, dd[rows]], k_out[rows, dd[rows]]
+        utd = g.utd_geometry(ki, ko, normal[rows, dd[rows]], raw["wedge_e"][rows], raw["wedge_nn"][rows],
+                             s[rows], s_prime[rows])
+        for k in ("n", "sin_beta0", "L", "psi", "a", "cos", "rot", "wide"):
+            out[f"utd_{k}"][rows] = utd[k]
+    return out
+
+
+# PathSet field -> key of the :func:`_geometry` record
+_MECHANISM_FIELDS = {"tube_length_m": "tube_length", "k_out": "k_out", "cos_o": "cos_o", "cos_psi_r": "cos_psi_r",
+                     "cos_psi_i": "cos_psi_i", "w_in": "w_in", "w_out": "w_out", "solid_angle": "solid_angle",
+                     "s_m": "s", "s_prime_m": "s_prime", "wedge_e": "wedge_e", "wedge_n0": "wedge_n0",
+                     "wedge_nn": "wedge_nn", "utd_n": "utd_n", "utd_sin_beta0": "utd_sin_beta0", "utd_L": "utd_L",
+                     "utd_psi": "utd_psi", "utd_a": "utd_a", "utd_cos": "utd_cos", "utd_rot": "utd_rot",
+                     "utd_wide": "utd_wide"}
 
 
 def _solve(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: SolverSettings):
@@ -174,11 +275,35 @@ def _solve(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: SolverSett
     for i, p in enumerate(rx):
         sc.add(rt.Receiver(name=f"rx{i}", position=[float(v) for v in p]))
     solver = rt.PathSolver(deterministic=True)
+    counter = _CandidateCounter(solver._candidate_generator)  # noqa: SLF001 - only way to see the budget use
+    solver._candidate_generator = counter  # noqa: SLF001
     s = asdict(settings)
     paths = solver(sc, synthetic_array=True, **s)
     raw = _buffer_to_numpy(paths._paths_buffer)  # noqa: SLF001 - the per-path record is the stable source
+    raw["candidates_per_src"] = counter.per_source
     _clear_devices(sc)
     return raw
+
+
+class _CandidateCounter:
+    """Wraps Sionna's candidate generator to record how many candidates each source stored.
+
+    Specular, diffuse and diffraction candidates share ``max_num_paths_per_src`` per source; candidates beyond
+    it are dropped silently by Sionna (NVlabs/sionna#1172), so a source that reached the budget lost paths.
+    """
+
+    def __init__(self, generator) -> None:
+        self.generator = generator
+        self.per_source: np.ndarray = np.zeros(0, dtype=np.int64)
+
+    def __call__(self, *args, **kwargs):
+        buf = self.generator(*args, **kwargs)
+        n = min(int(np.array(buf.paths_counter).reshape(-1)[0]), buf.buffer_size)
+        src = np.array(buf.source_indices, dtype=np.int64)[:n]
+        num_src = int(np.array(kwargs["src_positions"]).reshape(3, -1).shape[1]) if "src_positions" in kwargs \
+            else int(src.max() + 1 if n else 0)
+        self.per_source = np.bincount(src, minlength=num_src)
+        return buf
 
 
 def _plan_calls(tx_pos: np.ndarray, rx_pos: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -249,12 +374,15 @@ def trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSett
 
     for ut, ur, grid in track(calls, "tracing (Sionna RT)", enabled=progress and len(calls) > 1):
         raw = _solve(twin, ut, ur, settings)
+        cand = raw.pop("candidates_per_src")
         counts = np.bincount(raw["src"], minlength=len(ut)) if len(raw["src"]) else np.zeros(len(ut))
+        if len(cand) == len(counts):
+            counts = np.maximum(counts, cand)
         overflow += int(np.sum(counts >= settings.max_num_paths_per_src))
         link = grid[raw["src"], raw["tgt"]] if len(raw["src"]) else np.zeros(0, np.int64)
         keep = link >= 0
         raw = {k: v[keep] for k, v in raw.items()}
-        geo = _geometry(raw, ut, ur, id_to_index, meshes)
+        geo = _geometry(raw, ut, ur, id_to_index, meshes, samples_per_src=settings.samples_per_src)
         f_tx, f_rx = _antenna_vectors(twin.scene, geo["k_tx"], geo["k_last_in"])
         D = max(1, settings.max_depth)
         parts.append(dict(link=link[keep], geo=geo, f_tx=f_tx, f_rx=f_rx, a=raw["a"], D=D))
@@ -269,7 +397,17 @@ def trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSett
                 object_labels=[o.label for o in twin.objects],
                 trace_frequency_hz=float(twin.scene.frequency[0]), settings=asdict(settings),
                 mechanisms=settings.mechanisms(), tx_antenna=asdict(tx_antenna), rx_antenna=asdict(rx_antenna),
-                scene=twin.source, cache_key=key, overflowed_sources=overflow)
+                scene=twin.source, cache_key=key, overflowed_sources=overflow,
+                samples_per_src=settings.samples_per_src,
+                trace_materials=[dict(eps_r=o.relative_permittivity, sigma=o.conductivity, thickness=o.thickness_m,
+                                      scattering=o.scattering_coefficient, xpd=o.xpd_coefficient)
+                                 for o in twin.objects])
+    if overflow:
+        warnings.warn(
+            f"{overflow} transmitter(s) reached max_num_paths_per_src={settings.max_num_paths_per_src}: Sionna "
+            "dropped further candidates (specular, diffuse and diffraction share this budget), so paths are "
+            "missing. Increase max_num_paths_per_src (or lower samples_per_src / disable diffuse_reflection).",
+            RuntimeWarning, stacklevel=2)
     ps = PathSet(
         tx_pos=torch.from_numpy(tx_pos.copy()), rx_pos=torch.from_numpy(rx_pos.copy()),
         link=torch.from_numpy(link[order]),
@@ -279,7 +417,10 @@ def trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSett
         prim=cat(lambda p: p["geo"]["prim"]), point=cat(lambda p: p["geo"]["point"]),
         normal=cat(lambda p: p["geo"]["normal"]), cos_i=cat(lambda p: p["geo"]["cos_i"]),
         rot_in=cat(lambda p: p["geo"]["rot_in"]), rot_out=cat(lambda p: p["geo"]["rot_out"]),
-        prob=cat(lambda p: p["geo"]["prob"]), meta=meta)
+        prob=cat(lambda p: p["geo"]["prob"]), meta=meta,
+        **{name: cat(lambda p, k=key: p["geo"][k]) for name, key in _MECHANISM_FIELDS.items()
+           if all(key in p["geo"] for p in parts)})
+    ps.meta["mechanisms_present"] = ps.mechanisms_present()
     if cpath is not None:
         ps.save(cpath)
     return ps

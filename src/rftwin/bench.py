@@ -1,0 +1,121 @@
+"""Core benchmark: one calibration step on cached paths vs one Sionna RT gradient step (re-trace with Dr.Jit AD)."""
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from rftwin.calibrate import CalibrationConfig, Targets
+from rftwin.calibrate.loop import _residual_loss
+from rftwin.calibrate.problem import simulate_path_gain_db
+from rftwin.demo import DemoConfig, demo_links
+from rftwin.materials import PerObjectMaterials
+from rftwin.runtime import sionna_rt
+from rftwin.scene import room
+from rftwin.trace import trace
+
+
+def _median_time(fn, reps: int) -> float:
+    fn()  # warm-up (compilation, caches)
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def engine_step_seconds(ps, twin, targets, dtype=torch.float64, reps: int = 20, threads: int = 1) -> float:
+    torch.set_num_threads(threads)
+    e = np.array([[o.relative_permittivity for o in twin.objects]])
+    s = np.array([[o.conductivity for o in twin.objects]])
+    model = PerObjectMaterials(e, s, [o.thickness_m for o in twin.objects], dtype=dtype)
+    p = ps.to(dtype=dtype)
+    t = Targets(targets.link, targets.freq_index, targets.frequencies_hz.to(dtype), targets.path_gain_db.to(dtype))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    cfg = CalibrationConfig(loss="nae", optimizer="adam")
+
+    def step():
+        opt.zero_grad()
+        loss, _ = _residual_loss(simulate_path_gain_db(p, model, t), t, cfg)
+        loss.sum().backward()
+        opt.step()
+
+    return _median_time(step, reps)
+
+
+def sionna_step_seconds(twin, tx, rx, meas_db: np.ndarray, settings, reps: int = 3) -> float:
+    """Time of one loss + gradient evaluation done the Sionna way: trace with AD enabled on eta_r and sigma of every
+    material (``loop_mode='evaluated'``), NAE loss on per-link power, ``dr.backward``."""
+    rt = sionna_rt()
+    import drjit as dr  # noqa: PLC0415
+    import mitsuba as mi  # noqa: PLC0415
+
+    sc = twin.scene
+    for n in list(sc.transmitters):
+        sc.remove(n)
+    for n in list(sc.receivers):
+        sc.remove(n)
+    sc.tx_array = rt.PlanarArray(num_rows=1, num_cols=1, pattern="iso", polarization="V")
+    sc.rx_array = rt.PlanarArray(num_rows=1, num_cols=1, pattern="iso", polarization="V")
+    ut, ti = np.unique(tx, axis=0, return_inverse=True)
+    for i, p in enumerate(ut):
+        sc.add(rt.Transmitter(name=f"tx{i}", position=[float(v) for v in p]))
+    for j, p in enumerate(rx):
+        sc.add(rt.Receiver(name=f"rx{j}", position=[float(v) for v in p]))
+    solver = rt.PathSolver(deterministic=True)
+    solver.loop_mode = "evaluated"
+    params = mi.traverse(sc.mi_scene)
+    keys = [k for k in params.keys() if k.endswith(".eta_r") or k.endswith(".sigma")]
+    meas_lin = mi.Float((10 ** (meas_db / 10)).astype(np.float32))
+    rx_idx = mi.UInt(np.arange(len(rx), dtype=np.uint32))
+    tx_idx = mi.UInt(ti.reshape(-1).astype(np.uint32))
+
+    def step():
+        for k in keys:
+            dr.enable_grad(params[k])
+        params.update()
+        paths = solver(sc, max_depth=settings.max_depth, samples_per_src=settings.samples_per_src,
+                       seed=settings.seed, refraction=settings.refraction)
+        a_r, a_i = paths.a  # [n_rx, 1, n_tx, 1, P]
+        pw = dr.sum(dr.square(a_r) + dr.square(a_i), axis=4)  # [n_rx, 1, n_tx, 1]
+        n_tx = pw.shape[2]
+        flat = dr.gather(mi.Float, pw.array, rx_idx * n_tx + tx_idx)  # the measured (rx, tx) pairs
+        loss = dr.mean(dr.abs(flat - meas_lin) / meas_lin)
+        dr.backward(loss)
+        grads = [np.array(dr.grad(params[k])) for k in keys]  # host read: waits for the kernels
+        for k in keys:
+            dr.disable_grad(params[k])
+        return grads
+
+    return _median_time(step, reps)
+
+
+def run_core_benchmark(demo: bool = True, reps: int = 20, sionna_reps: int = 3, progress: bool = False) -> dict:
+    cfg = DemoConfig()
+    twin = room(cfg.frequency_hz)
+    tx, rx = demo_links(twin, cfg)
+    t = time.perf_counter()
+    ps = trace(twin, tx, rx, cfg.settings, cache_dir=False, progress=progress)
+    trace_s = time.perf_counter() - t
+    meas = 10 * np.log10(np.bincount(ps.link.numpy(), (ps.a_ref.abs() ** 2).mean(dim=(1, 2)).numpy(),
+                                     minlength=ps.num_links))
+    targets = Targets.build(np.arange(len(tx)), np.full(len(tx), cfg.frequency_hz), meas)
+    threads_default = torch.get_num_threads()
+    out = dict(num_links=len(tx), num_paths=ps.num_paths, trace_seconds=trace_s,
+               engine_step_s=engine_step_seconds(ps, twin, targets, torch.float64, reps, 1),
+               engine_step_f32_s=engine_step_seconds(ps, twin, targets, torch.float32, reps, 1),
+               engine_step_f64_all_threads_s=engine_step_seconds(ps, twin, targets, torch.float64, reps,
+                                                                  threads_default))
+    torch.set_num_threads(1)
+    out["sionna_step_s"] = sionna_step_seconds(twin, tx, rx, meas, cfg.settings, sionna_reps)
+    out["speedup"] = out["sionna_step_s"] / out["engine_step_s"]
+    if demo:
+        from rftwin.demo import demo_json, run_demo  # noqa: PLC0415
+
+        j = demo_json(run_demo(cfg, progress=progress))
+        out.update(demo_seconds=j["seconds"], demo_calibration_seconds=j["calibration_seconds"],
+                   demo_mre_sigma=j["mre_sigma"], demo_mre_eps=j["mre_eps"], demo_iterations=j["iterations"])
+    return out

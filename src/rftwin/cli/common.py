@@ -1,0 +1,27 @@
+"""Options and helpers shared by CLI commands."""
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from rftwin.trace.tracer import SolverSettings
+
+console = Console(stderr=True)
+
+MaxDepth = typer.Option(4, "--max-depth", help="Maximum number of interactions per path.")
+Samples = typer.Option(1_000_000, "--samples-per-src", help="Rays shot per transmitter.")
+Seed = typer.Option(7, "--seed", help="Seed of the path solver and of all random draws.")
+Refraction = typer.Option(True, "--refraction/--no-refraction", help="Trace refraction (transmission).")
+Specular = typer.Option(True, "--specular/--no-specular", help="Trace specular reflection.")
+Los = typer.Option(True, "--los/--no-los", help="Trace the line-of-sight path.")
+
+
+def settings(max_depth: int, samples: int, seed: int, los: bool = True, specular: bool = True,
+             refraction: bool = True) -> SolverSettings:
+    return SolverSettings(max_depth=max_depth, samples_per_src=samples, seed=seed, los=los,
+                          specular_reflection=specular, refraction=refraction)
+
+
+def fail(msg: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(code)

@@ -1,0 +1,83 @@
+"""Calibrated twin folders: ``materials.json`` + ``scene.xml`` (+ meshes), and per-link material values."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rftwin.physics.engine import MaterialValues
+from rftwin.scene.load import TwinScene, load
+
+MATERIALS_FILE = "materials.json"
+SCENE_FILE = "scene.xml"
+
+
+def materials_document(twin: TwinScene, eps: np.ndarray, sigma: np.ndarray, frequency_hz: float,
+                       power_law: np.ndarray | None = None, eps_std: np.ndarray | None = None,
+                       sigma_std: np.ndarray | None = None, labels: list[str | None] | None = None,
+                       extra: dict | None = None) -> dict:
+    objs = {}
+    for i, o in enumerate(twin.objects):
+        rec = {"label": (labels[i] if labels else o.label), "relative_permittivity": float(eps[i]),
+               "conductivity": float(sigma[i]), "thickness": float(o.thickness_m),
+               "scattering_coefficient": float(o.scattering_coefficient), "xpd_coefficient": float(o.xpd_coefficient)}
+        if eps_std is not None:
+            rec["relative_permittivity_std"] = float(eps_std[i])
+        if sigma_std is not None:
+            rec["conductivity_std"] = float(sigma_std[i])
+        if power_law is not None:
+            rec.update(a=float(power_law[i, 0]), b=float(power_law[i, 1]), c=float(power_law[i, 2]),
+                       d=float(power_law[i, 3]))
+        objs[o.name] = rec
+    doc = {"reference_frequency_hz": float(frequency_hz), "objects": objs}
+    if extra:
+        doc.update(extra)
+    return doc
+
+
+def load_twin(ref: str | Path, frequency_hz: float = 3.5e9) -> tuple[TwinScene, dict | None]:
+    """A scene reference (XML / built-in name) or a calibration output folder -> (twin, materials document)."""
+    p = Path(ref)
+    if p.is_dir():
+        xml, mj = p / SCENE_FILE, p / MATERIALS_FILE
+        if not xml.is_file():
+            raise FileNotFoundError(f"{p}: not a calibrated twin folder (no {SCENE_FILE})")
+        doc = json.loads(mj.read_text()) if mj.is_file() else None
+        twin = load(xml, frequency_hz)
+        if doc is not None:
+            missing = set(twin.names) - set(doc.get("objects", {}))
+            if missing:
+                raise ValueError(f"{mj}: no entry for scene objects {sorted(missing)}")
+            for o in twin.objects:
+                o.label = doc["objects"][o.name].get("label")
+        return twin, doc
+    return load(ref, frequency_hz), None
+
+
+def material_values(twin: TwinScene, doc: dict | None, frequencies_hz: np.ndarray,
+                    dtype=torch.float64) -> MaterialValues:
+    """Per-object values [1, F, K] at the given frequencies: power law (a, b, c, d) of the document when present,
+    else its constant values, else the scene's radio-material values."""
+    F, K = len(frequencies_hz), len(twin.objects)
+    eps, sig = np.empty((F, K)), np.empty((F, K))
+    fg = np.asarray(frequencies_hz, dtype=np.float64) / 1e9
+    for k, o in enumerate(twin.objects):
+        rec = (doc or {}).get("objects", {}).get(o.name)
+        if rec and all(x in rec for x in "abcd"):
+            eps[:, k] = np.maximum(rec["a"] * fg ** rec["b"], 1.0)
+            sig[:, k] = rec["c"] * fg ** rec["d"]
+        elif rec:
+            eps[:, k], sig[:, k] = rec["relative_permittivity"], rec["conductivity"]
+        else:
+            eps[:, k], sig[:, k] = o.relative_permittivity, o.conductivity
+    th = torch.tensor([o.thickness_m for o in twin.objects], dtype=dtype).reshape(1, 1, K)
+    return MaterialValues(torch.as_tensor(eps, dtype=dtype)[None], torch.as_tensor(sig, dtype=dtype)[None], th)
+
+
+def unique_links(tx_pos: np.ndarray, rx_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unique (tx, rx) pairs: (tx [L,3], rx [L,3], row -> link index [M])."""
+    both = np.concatenate([tx_pos, rx_pos], axis=1)
+    u, inv = np.unique(both, axis=0, return_inverse=True)
+    return u[:, :3], u[:, 3:], inv.reshape(-1)

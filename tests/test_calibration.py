@@ -1,0 +1,90 @@
+"""Rung 3: measurements simulated by Sionna with known materials -> calibration recovers them."""
+import numpy as np
+import pytest
+import torch
+
+from rftwin.calibrate import CalibrationConfig, Targets, calibrate, laplace
+from rftwin.materials import PerObjectMaterials, draw_starts, itu_eps_sigma, prior_from_labels
+from rftwin.scene import load
+from rftwin.trace import SolverSettings, trace
+
+SETTINGS = SolverSettings(max_depth=2, samples_per_src=100_000)
+
+
+def _setup():
+    twin = load("floor_wall")
+    rng = np.random.default_rng(3)
+    tx = np.repeat(np.array([[-1.0, 0.5, 1.0], [0.8, -0.7, 1.5]]), 10, axis=0)
+    rx = np.column_stack([rng.uniform(-1.8, 1.8, 20), rng.uniform(-1.8, 1.8, 20), rng.uniform(0.3, 2.5, 20)])
+    K = len(twin.objects)
+    eps0 = np.array([o.relative_permittivity for o in twin.objects])
+    sig0 = np.array([o.conductivity for o in twin.objects])
+    return twin, tx, rx, K, eps0, sig0
+
+
+def _measure(twin, tx, rx, eps, sig):
+    twin.set_materials(eps, sig)
+    ps = trace(twin, tx, rx, SETTINGS, cache_dir=False)
+    pw = np.bincount(ps.link.numpy(), (ps.a_ref.abs() ** 2).mean(dim=(1, 2)).numpy(), minlength=ps.num_links)
+    return ps, 10 * np.log10(pw)
+
+
+@pytest.mark.parametrize("optimizer", ["lm", "lbfgs"])
+def test_recovers_materials_on_same_paths(optimizer):
+    twin, tx, rx, K, eps0, sig0 = _setup()
+    eps_t, sig_t = eps0 * 1.05, sig0 * 0.95
+    ps, meas = _measure(twin, tx, rx, eps_t, sig_t)
+    t = Targets.build(np.arange(len(tx)), np.full(len(tx), 3.5e9), meas)
+    model = PerObjectMaterials(eps0[None], sig0[None], [o.thickness_m for o in twin.objects])
+    cfg = CalibrationConfig(optimizer=optimizer, max_iter=300)
+    res = calibrate(ps, model, t, cfg, truth=(eps_t, sig_t), progress=False)
+    me, ms = res.mre(eps_t, sig_t)
+    assert res.loss < 1e-6
+    assert me < 1e-3
+    assert res.history[-1]["mre_eps"] == pytest.approx(me)
+    assert res.uncertainty is not None and np.all(np.isfinite(res.uncertainty.eps_std))
+
+
+def test_offset_estimation_ignores_constant_power_shift():
+    twin, tx, rx, K, eps0, sig0 = _setup()
+    eps_t, sig_t = eps0 * 1.1, sig0 * 0.9
+    ps, meas = _measure(twin, tx, rx, eps_t, sig_t)
+    cfg = CalibrationConfig(max_iter=300, estimate_offset=True)
+    out = []
+    for shift in (0.0, 7.0):
+        t = Targets.build(np.arange(len(tx)), np.full(len(tx), 3.5e9), meas + shift)
+        model = PerObjectMaterials(eps0[None], sig0[None], [o.thickness_m for o in twin.objects])
+        out.append(calibrate(ps, model, t, cfg, progress=False, uncertainty=False))
+    assert out[1].offset_db == pytest.approx(out[0].offset_db + 7.0, abs=1e-3)
+    np.testing.assert_allclose(out[1].eps_r, out[0].eps_r, rtol=1e-4)
+    np.testing.assert_allclose(out[1].sigma, out[0].sigma, rtol=1e-4)
+
+
+def test_multistart_screening_and_laplace_flags_unobserved_object():
+    twin, tx, rx, K, eps0, sig0 = _setup()
+    ps, meas = _measure(twin, tx, rx, eps0, sig0)
+    t = Targets.build(np.arange(len(tx)), np.full(len(tx), 3.5e9), meas)
+    prior = prior_from_labels([o.label for o in twin.objects], 3.5e9, eps0, sig0)
+    e, s = draw_starts(prior, 8, seed=1)
+    assert np.allclose(e[0], prior.eps_r) and e.shape == (8, K)
+    assert np.all((e >= prior.eps_range[:, 0] - 1e-9) & (e <= prior.eps_range[:, 1] + 1e-9))
+    model = PerObjectMaterials(e, s, [o.thickness_m for o in twin.objects])
+    res = calibrate(ps, model, t, CalibrationConfig(max_iter=100, refine_starts=3), progress=False)
+    assert len(res.start_losses) == 3
+    assert res.loss < 1e-6
+    # Laplace std shrinks with lower noise (it scales with the assumed noise level)
+    u1 = laplace(ps, res.model, t, CalibrationConfig(noise_db=1.0))
+    u2 = laplace(ps, res.model, t, CalibrationConfig(noise_db=0.1))
+    assert np.all(u2.log_std <= u1.log_std + 1e-12)
+
+
+def test_power_law_model_reproduces_itu_dispersion():
+    m = PerObjectMaterials(np.array([[5.24]]), np.array([[itu_eps_sigma("concrete", 3.5e9)[1]]]), [0.1],
+                           power_law=True, reference_frequency_hz=3.5e9, b=np.array([0.0]), d=np.array([0.7822]))
+    e, s = m.eps_sigma(torch.tensor([2.4e9, 5.8e9], dtype=torch.float64))
+    for i, f in enumerate((2.4e9, 5.8e9)):
+        ee, ss = itu_eps_sigma("concrete", f)
+        assert float(e[0, i, 0]) == pytest.approx(ee, rel=1e-9)
+        assert float(s[0, i, 0]) == pytest.approx(ss, rel=1e-9)
+    pl = m.power_law_coefficients()[0, 0]
+    assert pl[0] == pytest.approx(5.24) and pl[2] == pytest.approx(0.0462, rel=1e-6)
