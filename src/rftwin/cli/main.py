@@ -12,13 +12,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 COMMAND_MODULES = ["doctor", "demo", "calibrate_cmd", "predict_cmd", "bench"]
 
 for _name in COMMAND_MODULES:
-    try:
-        _mod = importlib.import_module(f"rftwin.cli.{_name}")
-    except ModuleNotFoundError as exc:  # a module not written yet must not break the others
-        if exc.name != f"rftwin.cli.{_name}":
-            raise
-        continue
-    _mod.register(app)
+    importlib.import_module(f"rftwin.cli.{_name}").register(app)
 
 
 def main() -> None:  # pragma: no cover

@@ -220,7 +220,10 @@ def _mechanism_geometry(raw: dict, ps: np.ndarray, pt: np.ndarray, V: np.ndarray
     if "wedge_e" not in raw:
         return out
     # s' (source -> diffraction point) and s (diffraction point -> target), exactly as Sionna's
-    # ``_diffraction_compute_s_s_prime`` (which also reads the vertex slot of the first unused depth)
+    # ``_diffraction_compute_s_s_prime``. That loop also reads the vertex slot of the first unused depth, which
+    # holds a stale copy of the diffraction point: for paths with interactions after the diffraction that end
+    # before max_depth, Sionna's s (and so L and the spreading factor) includes a spurious detour. Replicated for
+    # parity; s + s' equals the path length only when the diffraction is the last interaction.
     s = np.zeros(N)
     s_prime = np.zeros(N)
     prev = ps.copy()
