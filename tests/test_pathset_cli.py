@@ -1,12 +1,9 @@
 """PathSet storage, caching, device-to-device tracing, and the CLI commands end to end."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 from typer.testing import CliRunner
 

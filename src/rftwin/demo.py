@@ -128,31 +128,10 @@ def demo_json(d: DemoResult) -> dict:
 
 
 def convergence_plot(d: DemoResult, path: str | Path) -> Path:
-    """PNG of loss and MRE (eps_r, sigma) per iteration."""
-    import matplotlib  # noqa: PLC0415
+    """PNG of loss, parameters and MRE (eps_r, sigma) per iteration."""
+    from rftwin.report import convergence_png  # noqa: PLC0415
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    from rftwin.io import atomic_path  # noqa: PLC0415
-
-    h = d.result.history
-    it = [row["iteration"] for row in h]
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
-    ax[0].semilogy(it, [max(row["loss"], 1e-16) for row in h])
-    ax[0].set(xlabel="iteration", ylabel="loss (dB² MSE)", title="loss")
-    ax[1].semilogy(it, [row["mre_eps"] for row in h], label="ε_r")
-    ax[1].semilogy(it, [row["mre_sigma"] for row in h], label="σ")
-    ax[1].set(xlabel="iteration", ylabel="mean relative error", title="parameter error")
-    ax[1].legend()
-    for a in ax:
-        a.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return path
+    return convergence_png(d.result.history, Path(path))
 
 
 __all__ = ["DemoConfig", "DemoResult", "convergence_plot", "demo_json", "run_demo"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -290,6 +290,3 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
                              best_start=best, offset_db=float(off[best]), start_losses=loss.detach().cpu().numpy(),
                              history=history, uncertainty=unc, model=single)
 
-
-def config_dict(cfg: CalibrationConfig) -> dict:
-    return asdict(cfg)

@@ -111,17 +111,10 @@ def _raise_if(source: str, problems: list[Problem]) -> None:
 
 
 # -------------------------------------------------------------------------------------------- containers
-@dataclass
-class Links:
-    """Links to predict (L links). Positions in m, frequencies in Hz, powers in dBm."""
+class _Rows:
+    """Row count of a link table (``link_id`` holds one id per row)."""
 
-    df: pd.DataFrame
-    tx_pos: np.ndarray  # [L, 3] float64
-    rx_pos: np.ndarray  # [L, 3] float64
-    frequency_hz: np.ndarray  # [L]
     link_id: list[str]
-    tx_power_dbm: np.ndarray | None  # [L] or None
-    source: Path | None = None
 
     def __len__(self) -> int:
         return len(self.link_id)
@@ -132,7 +125,21 @@ class Links:
 
 
 @dataclass
-class Measurements:
+class Links(_Rows):
+    """Links to predict (L links). Positions in m, frequencies in Hz, powers in dBm."""
+
+    df: pd.DataFrame
+    tx_pos: np.ndarray  # [L, 3] float64
+    rx_pos: np.ndarray  # [L, 3] float64
+    frequency_hz: np.ndarray  # [L]
+    link_id: list[str]
+    tx_power_dbm: np.ndarray | None  # [L] or None
+    source: Path | None = None
+
+
+
+@dataclass
+class Measurements(_Rows):
     """Measured links (M rows). Positions in m, frequencies in Hz, gains in dB, powers in dBm, delay spreads
     in s. ``df`` is the validated table (canonical lower-case column names, numeric columns float64, a
     ``path_gain_db`` column always present, extra columns kept)."""
@@ -147,12 +154,6 @@ class Measurements:
     tx_power_dbm: np.ndarray | None  # [M] or None
     source: Path | None = None
 
-    def __len__(self) -> int:
-        return len(self.link_id)
-
-    @property
-    def num_links(self) -> int:
-        return len(self.link_id)
 
     @property
     def rss_dbm(self) -> np.ndarray | None:

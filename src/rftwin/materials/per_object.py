@@ -153,10 +153,6 @@ class PerObjectMaterials(nn.Module):
         eps, sig = self.eps_sigma(frequency_hz)
         return MaterialValues(eps, sig, self.thickness.reshape(1, 1, -1))
 
-    def free_vector(self) -> torch.Tensor:
-        """Free parameters as [B, P] (for Jacobians / Laplace)."""
-        return torch.cat([p for p in self.parameters()], dim=1) if any(True for _ in self.parameters()) else None
-
     def power_law_coefficients(self) -> np.ndarray:
         """[B, K, 4] (a, b, c, d) with f in GHz (for the constant model b = d = 0)."""
         with torch.no_grad():
