@@ -10,8 +10,16 @@ import pandas as pd
 import pytest
 
 import rftwin  # noqa: F401 - sets up LLVM before Sionna
-from rftwin.data import (MeasurementError, Measurements, points_inside_mesh, read_labels, read_links,
-                         read_measurements, validate_labels, write_measurements)
+from rftwin.data import (
+    MeasurementError,
+    Measurements,
+    points_inside_mesh,
+    read_labels,
+    read_links,
+    read_measurements,
+    validate_labels,
+    write_measurements,
+)
 from rftwin.scene import room
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -331,3 +339,61 @@ def test_links_missing_link_id(tmp_path):
     header = "tx_x,tx_y,tx_z,rx_x,rx_y,rx_z,frequency_hz"
     expect_error(write_csv(tmp_path, ["0,0,2.5,1,1,1.5,3.5e9"], header, "links.csv"), reader=read_links,
                  match="missing required column link_id")
+
+
+# ------------------------------------------------------------------ several transmitters / frequencies, features
+V2_HEADER = ("link_id,tx_id,tx_x,tx_y,tx_z,rx_x,rx_y,rx_z,frequency_hz,path_gain_db,delay_spread_s,mean_delay_s,"
+             "k_factor_db,angular_spread_deg")
+V2_ROWS = [
+    "A,AP1,0.0,0.0,2.5,2.0,-1.0,1.5,3.5e9,-51.0,7.8e-09,1.03e-08,9.4,22.8",
+    "B,AP1,0.0,0.0,2.5,2.0,-1.0,1.5,5.8e9,-54.3,7.4e-09,9.7e-09,10.2,21.2",
+    "C,AP2,-4.0,4.0,2.0,3.0,-0.5,1.0,3.5e9,-59.3,1.02e-08,3.37e-08,0.05,47.1",
+]
+
+
+def test_v2_example_several_transmitters_and_frequencies(twin):
+    m = read_measurements(EXAMPLES / "measurements_v2.csv", twin)
+    assert len(m) == 8 and set(m.frequency_hz) == {3.5e9, 5.8e9}
+    pos, idx = m.transmitters()
+    assert len(pos) == 2 and len(set(m.tx_id)) == 2
+    assert all(len({m.tx_id[i] for i in np.nonzero(idx == k)[0]}) == 1 for k in range(2))
+    assert set(m.features()) == {"path_gain_db", "delay_spread_s", "mean_delay_s", "k_factor_db",
+                                 "angular_spread_deg"}
+    sub = m.subset([0, 7])
+    assert sub.k_factor_db.tolist() == [m.k_factor_db[0], m.k_factor_db[7]] and sub.tx_id == ["AP1", "AP2"]
+    assert sub.angular_spread_deg.shape == (2,) and sub.mean_delay_s.shape == (2,)
+
+
+def test_v2_roundtrip_and_from_arrays(tmp_path, twin):
+    m = read_measurements(write_csv(tmp_path, V2_ROWS, V2_HEADER), twin)
+    out = write_measurements(tmp_path / "out.parquet", m)
+    m2 = read_measurements(out, twin)
+    for c in ("delay_spread_s", "mean_delay_s", "k_factor_db", "angular_spread_deg"):
+        np.testing.assert_array_equal(getattr(m2, c), getattr(m, c))
+    assert m2.tx_id == m.tx_id
+    m3 = Measurements.from_arrays(m.tx_pos, m.rx_pos, m.frequency_hz, m.path_gain_db, k_factor_db=m.k_factor_db,
+                                  angular_spread_deg=m.angular_spread_deg, mean_delay_s=m.mean_delay_s,
+                                  tx_id=m.tx_id, link_id=m.link_id)
+    np.testing.assert_array_equal(m3.k_factor_db, m.k_factor_db)
+    with pytest.raises(MeasurementError, match="k_factor_db"):
+        Measurements.from_arrays(m.tx_pos, m.rx_pos, m.frequency_hz, m.path_gain_db, k_factor_db=[1, 2, 300])
+
+
+@pytest.mark.parametrize("column,value,match", [
+    ("k_factor_db", "150", r"outside \[-100, 100\] dB"),
+    ("k_factor_db", "nan", "NaN is not allowed"),
+    ("angular_spread_deg", "-3", "must be >= 0 deg"),
+    ("angular_spread_deg", "400", "must be in degrees"),
+    ("mean_delay_s", "-1e-9", "mean delay must be >= 0 s"),
+    ("mean_delay_s", "33", "must be in seconds"),
+    ("tx_id", "", "empty tx_id"),
+])
+def test_bad_feature_values(tmp_path, column, value, match):
+    rows = [V2_ROWS[0], with_cell(V2_ROWS[1], column, value, V2_HEADER), V2_ROWS[2]]
+    expect_error(write_csv(tmp_path, rows, V2_HEADER), row=2, line=3, column=column, match=match)
+
+
+def test_tx_id_with_two_positions(tmp_path):
+    rows = [V2_ROWS[0], V2_ROWS[1], with_cell(V2_ROWS[2], "tx_id", "AP1", V2_HEADER)]
+    expect_error(write_csv(tmp_path, rows, V2_HEADER), row=3, line=4, column="tx_id",
+                 match=r"transmitter 'AP1' is at \(-4, 4, 2\) m here but at \(0, 0, 2.5\) m in row 1 \(line 2\)")

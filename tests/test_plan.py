@@ -179,12 +179,104 @@ def test_plan_links_end_to_end(setup):
 def test_plan_command_writes_a_plan(tmp_path):
     import json
 
+    import pandas as pd
+
+    from rftwin.data import read_links
     from rftwin.plan.workflow import plan_command
 
-    out = tmp_path / "plan.json"
+    out = tmp_path / "plan.csv"
     d = plan_command("room", 3, out, prior="labels", n_tx_candidates=3, n_rx_candidates=4, noise_db=1.0)
-    assert json.loads(out.read_text()) == d
+    assert json.loads((tmp_path / "plan.json").read_text()) == d
     assert d["n_candidates"] == 12 and len(d["selected"]) == 3 and d["information_nats"] > 0
     assert {r["parameter"] for r in d["parameters"]} >= {"wall_east.eps_r", "box_wood.sigma"}
     for s in d["selected"]:
         assert np.isfinite(s["predicted_gain_db"]) and s["gain_nats"] > 0 and len(s["tx"]) == 3
+    for r in d["parameters"]:  # linearised physical std = value scale x log-space std, never above the prior
+        assert r["posterior_std_value"] <= r["prior_std_value"] * (1 + 1e-9) and r["prior_value"] > 0
+    # the links file is a valid `rftwin predict` links file with the plan's columns
+    lk = read_links(out)
+    assert lk.num_links == 3 and np.all(lk.frequency_hz == 3.5e9)
+    df = pd.read_csv(out)
+    assert list(df["step"]) == [1, 2, 3] and list(df["link_id"]) == [s["link_id"] for s in d["selected"]]
+    np.testing.assert_allclose(lk.tx_pos, [s["tx"] for s in d["selected"]])
+
+
+def test_plan_cli_with_candidates_file(tmp_path):
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from rftwin.cli.main import app
+
+    tx = np.array([[-2.0, 0.0, 1.5], [2.0, 1.0, 1.5]])
+    rx = np.array([[0.0, 4.0, 1.0], [0.0, -4.0, 1.0], [4.0, 0.0, 2.0], [-4.0, -1.0, 1.2], [1.0, 1.0, 0.5]])
+    T, R = np.repeat(tx, len(rx), 0), np.tile(rx, (len(tx), 1))
+    cand = pd.DataFrame({"link_id": [f"cand{i}" for i in range(len(T))], "tx_x": T[:, 0], "tx_y": T[:, 1],
+                         "tx_z": T[:, 2], "rx_x": R[:, 0], "rx_y": R[:, 1], "rx_z": R[:, 2],
+                         "frequency_hz": 3.5e9})
+    cfile = tmp_path / "cand.csv"
+    cand.to_csv(cfile, index=False)
+    labels = tmp_path / "labels.yaml"
+    labels.write_text("floor: concrete\nwall_east: brick\n")
+    runner = CliRunner()
+    out = tmp_path / "chosen.csv"
+    r = runner.invoke(app, ["plan", "room", "--candidates", str(cfile), "--budget", "1", "--by-transmitter",
+                            "--out", str(out), "--prior", str(labels), "--noise-db", "1.5", "--offset-std-db", "3",
+                            "--max-depth", "2", "--samples-per-src", "20000", "--report", str(tmp_path / "r.json")])
+    assert r.exit_code == 0, r.output
+    assert "expected posterior std" in r.output and "wall_east.eps_r" in r.output
+    df = pd.read_csv(out)
+    assert len(df) == len(rx) and df["link_id"].str.startswith("cand").all()
+    assert len({(a, b, c) for a, b, c in zip(df.tx_x, df.tx_y, df.tx_z)}) == 1 and set(df["step"]) == {1}
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["selected_transmitters"] is not None and rep["offset_std_db"] == 3.0 and rep["noise_db"] == 1.5
+    floor = next(p for p in rep["parameters"] if p["parameter"] == "floor.eps_r")
+    assert floor["prior_value"] == pytest.approx(5.24, rel=1e-6)  # from the labels file: concrete
+    # bad input: a candidate inside a box names the file and row; an unknown prior says what is expected
+    cand.loc[3, ["rx_x", "rx_y", "rx_z"]] = [-3.0, 3.0, 0.5]
+    cand.to_csv(cfile, index=False)
+    r = runner.invoke(app, ["plan", "room", "--candidates", str(cfile), "--budget", "2", "--out", str(out)])
+    assert r.exit_code == 2 and "cand.csv" in r.output and "row 4" in r.output and "box_wood" in r.output
+    r = runner.invoke(app, ["plan", "room", "--budget", "2", "--out", str(out), "--prior", "vlm"])
+    assert r.exit_code == 2 and "unknown prior 'vlm'" in r.output
+    r = runner.invoke(app, ["plan", "room", "--budget", "2", "--out", str(tmp_path / "x.json")])
+    assert r.exit_code == 2 and ".csv or .parquet" in r.output
+
+
+def test_study_expert_positions_placements_and_summary(setup):
+    """The seed-004 study's fixed parts, without its long trace: expert receivers are valid positions in the room,
+    placements pick the right number of links per trial, and the summary's ratios are baseline / ours."""
+    from rftwin.plan.study import (EXPERT_RX, StudyConfig, StudyData, format_summary, iterations_to_mre,
+                                   placement_links, summarize)
+
+    twin, geo, *_ = setup
+    assert geo.check(EXPERT_RX, clearance_m=0.3) == [""] * len(EXPERT_RX)
+    for box in ("box_wood", "box_chipboard", "box_concrete", "box_marble"):  # one receiver in front of each box
+        assert point_triangle_distance(EXPERT_RX, geo.tris[geo.names.index(box)]).min() < 0.75
+    grid = [np.arange(0, 50), np.arange(100, 150), np.arange(200, 250)]
+    expert = [np.arange(50, 58), np.arange(150, 158), np.arange(250, 258)]
+    data = StudyData(paths=None, measured_db=np.zeros(258), grid_links=grid, expert_links=expert, eps_true=None,
+                     sigma_true=None, names=[], labels=[], thickness=np.zeros(0), trace_seconds=0.0)
+    planner = [list(g[:8]) for g in grid]
+    for kind in ("random", "planner", "expert"):
+        links = placement_links(kind, 3, data, planner, seed=1)
+        assert len(links) == 9 and len(set(links)) == 9
+        for m in range(3):
+            assert np.isin(links[3 * m:3 * m + 3], grid[m] if kind != "expert" else expert[m]).all()
+    assert list(placement_links("expert", 3, data, None, 0)[3:6]) == [153, 154, 155]  # rotated per trial
+    cfg = StudyConfig(n_receivers=(3,), inits=("label", "uniform"), placements=("planner", "random"),
+                      optimizers=("lm",), fits=(("sigma",),))
+    rows = []
+    for init, place, it, mre in [("label", "planner", 10, 1e-4), ("uniform", "planner", 40, 1e-1),
+                                 ("label", "random", 20, 1e-3), ("uniform", "random", 40, 1e-1)]:
+        curve = dict(iteration=list(range(it + 1)), loss=[1.0] * (it + 1),
+                     mre_sigma=list(np.geomspace(0.1, mre, it + 1)), mre_eps=[0.0] * (it + 1))
+        rows.append(dict(fit="sigma", optimizer="lm", n_receivers=3, init=init, placement=place, rep=0,
+                         iterations=it, converged=True, seconds=it / 10, mre_eps=0.0, mre_sigma=mre, curve=curve))
+    s = summarize(rows, cfg)["fit sigma, lm"]
+    r = s["ratios_baseline_over_ours"]["init uniform vs label, planner placement"]
+    assert r["iterations"] == pytest.approx(4.0) and r["mre_sigma"] == pytest.approx(1e3) and "mre_eps" not in r
+    assert s["ratios_baseline_over_ours"]["placement random vs planner, label init"]["mre_sigma"] == pytest.approx(10)
+    assert iterations_to_mre(rows[0]) is not None and iterations_to_mre(rows[1]) is None
+    assert any("iter to 1%" in line for line in format_summary({"summary": {"fit sigma, lm": s}}))

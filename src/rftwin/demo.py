@@ -29,6 +29,7 @@ class DemoConfig:
     init: str = "label"
     num_starts: int = 1
     retrace: int = 1
+    sweeps: int = 2  # global per-object grid sweeps before each local round
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     seed: int = 7
 
@@ -102,7 +103,7 @@ def run_demo(cfg: DemoConfig = DemoConfig(), progress: bool = True, cache_dir=No
     targets = Targets.build(np.arange(len(tx)), np.full(len(tx), cfg.frequency_hz), rss_dbm - cfg.tx_power_dbm)
     res, _ = calibrate_scene(twin, tx, rx, targets, prior, cfg.calibration, cfg.settings, num_starts=cfg.num_starts,
                              retrace=cfg.retrace, seed=cfg.seed, truth=(eps_t, sig_t), progress=progress,
-                             cache_dir=cache_dir)
+                             cache_dir=cache_dir, global_sweeps=cfg.sweeps)
     t_trace = time.perf_counter() - t0 - res.seconds
     return DemoResult(twin, eps_t, sig_t, prior.eps_r, prior.sigma, res, rss_dbm, tx, rx, t_trace, t_sim,
                       time.perf_counter() - t_start)

@@ -59,12 +59,16 @@ def load_twin(ref: str | Path, frequency_hz: float = 3.5e9) -> tuple[TwinScene, 
 def material_values(twin: TwinScene, doc: dict | None, frequencies_hz: np.ndarray,
                     dtype=torch.float64) -> MaterialValues:
     """Per-object values [1, F, K] at the given frequencies: power law (a, b, c, d) of the document when present,
-    else its constant values, else the scene's radio-material values."""
+    else its constant values, else the scene's radio-material values. The scattering coefficient S and K_xpd
+    ([1, 1, K], document first, then scene) are included when S > 0 somewhere."""
     F, K = len(frequencies_hz), len(twin.objects)
     eps, sig = np.empty((F, K)), np.empty((F, K))
+    scat, xpd = np.zeros(K), np.zeros(K)
     fg = np.asarray(frequencies_hz, dtype=np.float64) / 1e9
     for k, o in enumerate(twin.objects):
         rec = (doc or {}).get("objects", {}).get(o.name)
+        scat[k] = (rec or {}).get("scattering_coefficient", o.scattering_coefficient)
+        xpd[k] = (rec or {}).get("xpd_coefficient", o.xpd_coefficient)
         if rec and all(x in rec for x in "abcd"):
             eps[:, k] = np.maximum(rec["a"] * fg ** rec["b"], 1.0)
             sig[:, k] = rec["c"] * fg ** rec["d"]
@@ -73,7 +77,13 @@ def material_values(twin: TwinScene, doc: dict | None, frequencies_hz: np.ndarra
         else:
             eps[:, k], sig[:, k] = o.relative_permittivity, o.conductivity
     th = torch.tensor([o.thickness_m for o in twin.objects], dtype=dtype).reshape(1, 1, K)
-    return MaterialValues(torch.as_tensor(eps, dtype=dtype)[None], torch.as_tensor(sig, dtype=dtype)[None], th)
+    diffuse = bool(np.any(scat > 0))
+
+    def per_object(x):
+        return torch.as_tensor(x, dtype=dtype).reshape(1, 1, K) if diffuse else None
+
+    return MaterialValues(torch.as_tensor(eps, dtype=dtype)[None], torch.as_tensor(sig, dtype=dtype)[None], th,
+                          scattering=per_object(scat), xpd=per_object(xpd))
 
 
 def unique_links(tx_pos: np.ndarray, rx_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,8 +1,31 @@
-"""Calibration: losses, targets, the multi-start optimisation loop and its uncertainty report."""
-from rftwin.calibrate.loop import (OPTIMIZERS, CalibrationConfig, CalibrationResult, Uncertainty, calibrate, jacobian,
-                                   laplace)
-from rftwin.calibrate.losses import LOSSES, db_offset, mse_db, nae
-from rftwin.calibrate.problem import Targets, simulate_path_gain_db
+"""Calibration: targets and channel features, losses, the multi-start optimisation loop (gain offset, MAP prior,
+checkpoints) and its uncertainty report."""
+from rftwin.calibrate.loop import (
+    OFFSET_MODES,
+    OPTIMIZERS,
+    CalibrationConfig,
+    CalibrationResult,
+    PriorStats,
+    Uncertainty,
+    calibrate,
+    jacobian,
+    laplace,
+    objective,
+)
+from rftwin.calibrate.losses import (
+    FEATURE_METRICS,
+    LOSSES,
+    LossTerm,
+    cfr_nmse,
+    db_offset,
+    mse_db,
+    nae,
+    parse_terms,
+    smape,
+)
+from rftwin.calibrate.problem import FEATURES, Features, Targets, simulate_features, simulate_path_gain_db
 
-__all__ = ["CalibrationConfig", "CalibrationResult", "LOSSES", "OPTIMIZERS", "Targets", "Uncertainty", "calibrate",
-           "db_offset", "jacobian", "laplace", "mse_db", "nae", "simulate_path_gain_db"]
+__all__ = ["FEATURES", "FEATURE_METRICS", "LOSSES", "OFFSET_MODES", "OPTIMIZERS", "CalibrationConfig",
+           "CalibrationResult", "Features", "LossTerm", "PriorStats", "Targets", "Uncertainty", "calibrate",
+           "cfr_nmse", "db_offset", "jacobian", "laplace", "mse_db", "nae", "objective", "parse_terms", "smape",
+           "simulate_features", "simulate_path_gain_db"]

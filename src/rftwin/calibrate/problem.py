@@ -1,37 +1,251 @@
-"""A calibration problem: cached paths + measured targets -> simulated features for a material model."""
+"""A calibration problem: cached paths + measured targets -> simulated channel features for a material model.
+
+Targets hold, per measured row (a link at a frequency), any of: path gain (dB), RMS delay spread and mean delay
+(s, from paths), a complex OFDM CFR on a subcarrier grid; and per-MPC powers as (path index into the PathSet,
+measured power dB) pairs (e.g. from an MPC matcher). Missing values are NaN and are left out of the loss.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from rftwin.physics.channel import path_gain, to_db
-from rftwin.physics.engine import path_coefficients
+from rftwin.physics.channel import cfr as cfr_fn
+from rftwin.physics.channel import link_sum, path_gain, path_power, to_db
+from rftwin.physics.engine import link_reduce, path_coefficients
 from rftwin.trace.pathset import PathSet
+
+FEATURES = ("path_gain", "delay_spread", "mean_delay", "cfr", "mpc_power")
+DEFAULT_CHUNK = 200_000  # paths per engine chunk (bounded memory; autograd by checkpointing)
 
 
 @dataclass
 class Targets:
-    """Measured path gains of M rows: PathSet link index [M], frequency index [M] into ``frequencies_hz`` [F]."""
+    """Measured features of M rows: PathSet link index ``link`` [M], frequency index ``freq_index`` [M] into
+    ``frequencies_hz`` [F].
+
+    Row features (NaN = not measured): ``path_gain_db`` [M], ``delay_spread_s`` [M], ``mean_delay_s`` [M];
+    ``cfr`` complex [M, K] on ``cfr_subcarriers`` K subcarriers spanning ``cfr_bandwidth_hz`` around each row's
+    carrier (Sionna's convention, antenna pair (0, 0)), rows with any non-finite entry are skipped; with
+    ``cfr_normalize_delays`` the earliest traced path of each link is at delay 0 (sounders without absolute timing).
+    MPC features: ``mpc_path`` [Q] path indices into the PathSet, ``mpc_power_db`` [Q] measured powers,
+    ``mpc_freq_index`` [Q] (default 0). ``weight`` [M] / ``mpc_weight`` [Q] optional per-row weights.
+    """
 
     link: torch.Tensor
     freq_index: torch.Tensor
     frequencies_hz: torch.Tensor
-    path_gain_db: torch.Tensor
+    path_gain_db: torch.Tensor | None = None
     weight: torch.Tensor | None = None
+    delay_spread_s: torch.Tensor | None = None
+    mean_delay_s: torch.Tensor | None = None
+    cfr: torch.Tensor | None = None
+    cfr_bandwidth_hz: float | None = None
+    cfr_normalize_delays: bool = False
+    mpc_path: torch.Tensor | None = None
+    mpc_power_db: torch.Tensor | None = None
+    mpc_freq_index: torch.Tensor | None = None
+    mpc_weight: torch.Tensor | None = None
+    _masks: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def num(self) -> int:
         return int(self.link.shape[0])
 
+    @property
+    def cfr_subcarriers(self) -> int:
+        return 0 if self.cfr is None else int(self.cfr.shape[1])
+
+    def available(self) -> list[str]:
+        """Features with at least one measured value."""
+        out = []
+        for name in ("path_gain", "delay_spread", "mean_delay", "cfr"):
+            if bool(self.mask(name).any()):
+                out.append(name)
+        if self.mpc_path is not None and self.mpc_path.numel():
+            out.append("mpc_power")
+        return out
+
+    def values(self, feature: str) -> torch.Tensor | None:
+        return {"path_gain": self.path_gain_db, "delay_spread": self.delay_spread_s,
+                "mean_delay": self.mean_delay_s, "cfr": self.cfr, "mpc_power": self.mpc_power_db}[feature]
+
+    def mask(self, feature: str) -> torch.Tensor:
+        """Rows [M] (or MPCs [Q]) where ``feature`` is measured."""
+        if feature not in self._masks:
+            v = self.values(feature)
+            if v is None:
+                n = self.num if feature != "mpc_power" else 0
+                m = torch.zeros(n, dtype=torch.bool)
+            elif feature == "cfr":
+                m = torch.isfinite(torch.view_as_real(v)).all(-1).all(-1)
+            else:
+                m = torch.isfinite(v)
+            self._masks[feature] = m
+        return self._masks[feature]
+
+    def row_weight(self, feature: str) -> torch.Tensor:
+        """Per-row weights [M] (or [Q]) of ``feature``, zero where it is not measured."""
+        m = self.mask(feature)
+        w = self.mpc_weight if feature == "mpc_power" else self.weight
+        dtype = self.frequencies_hz.dtype
+        base = torch.ones(m.shape, dtype=dtype) if w is None else w.to(dtype)
+        return torch.where(m, base, torch.zeros((), dtype=dtype))
+
     @classmethod
-    def build(cls, link_index, frequency_hz, path_gain_db, dtype=torch.float64, weight=None) -> Targets:
-        f = np.asarray(frequency_hz, dtype=np.float64)
+    def build(cls, link_index, frequency_hz, path_gain_db=None, dtype=torch.float64, weight=None, *,
+              delay_spread_s=None, mean_delay_s=None, cfr=None, cfr_bandwidth_hz: float | None = None,
+              cfr_normalize_delays: bool = False, mpc_path=None, mpc_power_db=None, mpc_frequency_hz=None,
+              mpc_weight=None) -> Targets:
+        """Targets from arrays: ``link_index`` [M], ``frequency_hz`` [M] (Hz), features [M] (NaN = missing),
+        ``cfr`` complex [M, K], MPC pairs ``mpc_path`` [Q] / ``mpc_power_db`` [Q] (dB) at ``mpc_frequency_hz``
+        [Q] or scalar (default: the lowest row frequency)."""
+        link = np.asarray(link_index).reshape(-1)
+        M = len(link)
+        f = np.broadcast_to(np.asarray(frequency_hz, dtype=np.float64), (M,))
         uf, fi = np.unique(f, return_inverse=True)
-        return cls(torch.as_tensor(np.asarray(link_index), dtype=torch.long), torch.as_tensor(fi.reshape(-1)),
-                   torch.as_tensor(uf, dtype=dtype), torch.as_tensor(np.asarray(path_gain_db), dtype=dtype),
-                   None if weight is None else torch.as_tensor(np.asarray(weight), dtype=dtype))
+
+        def row(x, name):
+            if x is None:
+                return None
+            a = np.asarray(x, dtype=np.float64).reshape(-1)
+            if a.shape != (M,):
+                raise ValueError(f"targets: '{name}' has {a.size} values, expected one per row ({M})")
+            return torch.as_tensor(a, dtype=dtype)
+
+        if path_gain_db is None and delay_spread_s is None and mean_delay_s is None and cfr is None \
+                and mpc_path is None:
+            raise ValueError("targets: no measured feature given (path_gain_db, delay_spread_s, mean_delay_s, "
+                             "cfr or mpc_path/mpc_power_db)")
+        for name, x in (("delay_spread_s", delay_spread_s), ("mean_delay_s", mean_delay_s)):
+            if x is not None and np.any(np.asarray(x, dtype=np.float64) < 0):
+                raise ValueError(f"targets: '{name}' must be >= 0 s")
+        ctype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        H = None
+        if cfr is not None:
+            Hn = np.asarray(cfr)
+            if Hn.ndim != 2 or Hn.shape[0] != M:
+                raise ValueError(f"targets: 'cfr' has shape {Hn.shape}, expected [rows={M}, subcarriers]")
+            if not cfr_bandwidth_hz or cfr_bandwidth_hz <= 0:
+                raise ValueError("targets: 'cfr' needs a positive cfr_bandwidth_hz")
+            H = torch.as_tensor(Hn.astype(np.complex128), dtype=ctype)
+        mp = mpw = mfi = mpi = None
+        if mpc_path is not None or mpc_power_db is not None:
+            if mpc_path is None or mpc_power_db is None:
+                raise ValueError("targets: per-MPC powers need both mpc_path and mpc_power_db")
+            mpi = np.asarray(mpc_path).reshape(-1)
+            mpw_np = np.asarray(mpc_power_db, dtype=np.float64).reshape(-1)
+            if mpi.shape != mpw_np.shape:
+                raise ValueError(f"targets: mpc_path ({mpi.size}) and mpc_power_db ({mpw_np.size}) differ in length")
+            if mpi.size and mpi.min() < 0:
+                raise ValueError("targets: mpc_path holds negative path indices")
+            mf = np.broadcast_to(np.asarray(uf[0] if mpc_frequency_hz is None else mpc_frequency_hz,
+                                            dtype=np.float64), mpi.shape)
+            unknown = sorted(set(mf.tolist()) - set(uf.tolist()))
+            if unknown:
+                uf = np.unique(np.concatenate([uf, unknown]))
+                fi = np.searchsorted(uf, f)
+            mfi = torch.as_tensor(np.searchsorted(uf, mf), dtype=torch.long)
+            mp = torch.as_tensor(mpi, dtype=torch.long)
+            mpw = torch.as_tensor(mpw_np, dtype=dtype)
+        return cls(torch.as_tensor(link, dtype=torch.long), torch.as_tensor(np.asarray(fi).reshape(-1)),
+                   torch.as_tensor(uf, dtype=dtype), row(path_gain_db, "path_gain_db"), row(weight, "weight"),
+                   row(delay_spread_s, "delay_spread_s"), row(mean_delay_s, "mean_delay_s"), H,
+                   None if cfr_bandwidth_hz is None else float(cfr_bandwidth_hz), bool(cfr_normalize_delays), mp,
+                   mpw, mfi, None if mpc_weight is None else torch.as_tensor(np.asarray(mpc_weight), dtype=dtype))
+
+    def check(self, ps: PathSet) -> None:
+        """Raise if rows or MPCs refer to links / paths the PathSet does not have."""
+        if self.num and (int(self.link.min()) < 0 or int(self.link.max()) >= ps.num_links):
+            raise ValueError(f"targets refer to link {int(self.link.max())}, the PathSet has {ps.num_links} links")
+        if self.mpc_path is not None and self.mpc_path.numel() and int(self.mpc_path.max()) >= ps.num_paths:
+            raise ValueError(f"targets: mpc_path {int(self.mpc_path.max())} is not a path of the PathSet "
+                             f"({ps.num_paths} paths)")
+
+
+@dataclass
+class Features:
+    """Simulated features per start: ``path_gain_db`` [B, M], ``delay_spread_s`` / ``mean_delay_s`` [B, M],
+    ``cfr`` complex [B, M, K], ``mpc_power_db`` [B, Q] (None when not requested)."""
+
+    path_gain_db: torch.Tensor | None = None
+    delay_spread_s: torch.Tensor | None = None
+    mean_delay_s: torch.Tensor | None = None
+    cfr: torch.Tensor | None = None
+    mpc_power_db: torch.Tensor | None = None
+
+    def get(self, feature: str) -> torch.Tensor | None:
+        return {"path_gain": self.path_gain_db, "delay_spread": self.delay_spread_s,
+                "mean_delay": self.mean_delay_s, "cfr": self.cfr, "mpc_power": self.mpc_power_db}[feature]
+
+
+_NS = 1e9  # delays are accumulated in ns (keeps p tau^2 far from float32 underflow)
+
+
+def simulate_features(ps: PathSet, model: torch.nn.Module, targets: Targets, features: set[str] | None = None,
+                      chunk_size: int = DEFAULT_CHUNK) -> Features:
+    """Simulated features of the target rows under ``model`` (materials -> engine -> per-link reductions).
+
+    Link quantities are accumulated over path chunks of ``chunk_size`` (only per-link sums are kept); the engine is
+    run once for all requested features. Per-MPC powers evaluate the engine on the referenced paths only.
+    """
+    features = set(targets.available()) if features is None else set(features)
+    freqs = targets.frequencies_hz
+    mv = model(freqs)
+    out = Features()
+    link_feats = features & {"path_gain", "delay_spread", "mean_delay", "cfr"}
+    if link_feats:
+        L = ps.num_links
+        want_delay = bool(link_feats & {"delay_spread", "mean_delay"})
+        K = targets.cfr_subcarriers if "cfr" in link_feats else 0
+        tmin = None
+        if K and targets.cfr_normalize_delays:
+            tmin = torch.full((L,), float("inf"), dtype=torch.float64).scatter_reduce(
+                0, ps.link, ps.tau_s.to(torch.float64), "amin")
+        fl = [float(x) for x in freqs]
+
+        def reduce(a: torch.Tensor, p: PathSet) -> torch.Tensor:
+            pw = path_power(a)  # [B, F, n]
+            cols = [link_sum(pw, p.link, L)]
+            if want_delay:
+                tau = (p.tau_s * _NS).to(pw.dtype)
+                cols += [link_sum(pw * tau, p.link, L), link_sum(pw * tau * tau, p.link, L)]
+            res = torch.stack(cols, -1)  # [B, F, L, C]
+            if K:
+                tau = p.tau_s if tmin is None else p.tau_s.to(torch.float64) - tmin[p.link]
+                H = torch.stack([cfr_fn(a[:, i, :, :1, :1], tau, p.link, L, fl[i], targets.cfr_bandwidth_hz, K)
+                                 for i in range(len(fl))], 1)  # [B, F, L, 1, 1, K]
+                H = torch.view_as_real(H[..., 0, 0, :]).flatten(-2).to(res.dtype)  # [B, F, L, 2K]
+                res = torch.cat([res, H], -1)
+            return res
+
+        if ps.num_paths <= chunk_size:
+            red = reduce(path_coefficients(ps, mv, freqs, check=False), ps)
+        else:
+            B = int(mv.eps_r.shape[0])
+            chunk = chunk_size if not K else max(1024, min(chunk_size, int(2e7 // (K * B * len(fl)))))
+            red = link_reduce(ps, mv, freqs, reduce, chunk_size=chunk, check=False)
+        rows = red[:, targets.freq_index, targets.link]  # [B, M, C]
+        p0 = rows[..., 0]
+        out.path_gain_db = to_db(p0)
+        if want_delay:
+            safe = torch.clamp(p0, min=1e-300)
+            mean = rows[..., 1] / safe
+            var = torch.clamp(rows[..., 2] / safe - mean * mean, min=0.0)
+            out.mean_delay_s = mean / _NS
+            out.delay_spread_s = torch.sqrt(var + 1e-30) / _NS
+        if K:
+            c = rows[..., -2 * K:].reshape(rows.shape[:-1] + (K, 2))
+            out.cfr = torch.view_as_complex(c.contiguous())
+    if "mpc_power" in features and targets.mpc_path is not None and targets.mpc_path.numel():
+        uniq, inv = torch.unique(targets.mpc_path, return_inverse=True)
+        sub = ps.select_paths(uniq)
+        mv_sub = mv.select_paths(uniq)
+        a = path_coefficients(sub, mv_sub, freqs, check=False)  # [B, F, Q', R, T]
+        pw = path_power(a)
+        out.mpc_power_db = to_db(pw[:, targets.mpc_freq_index, inv])
+    return out
 
 
 def simulate_path_gain_db(ps: PathSet, model: torch.nn.Module, targets: Targets) -> torch.Tensor:

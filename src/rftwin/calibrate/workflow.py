@@ -4,52 +4,166 @@ Which rare reflection/refraction chains Sionna's sampler finds depends (weakly) 
 tracing, so paths traced at the prior differ slightly from those of the true scene. Re-tracing once at the
 calibrated materials and refining from there removes that mismatch (Sionna-based calibration re-traces at
 every step; we do it once or twice).
+
+Diffuse reflection: Sionna samples diffuse paths only on surfaces whose trace-time scattering coefficient S is
+> 0, and the Monte-Carlo weights of the samples (kept in the PathSet) make the engine's estimate unbiased for any
+S. So when S (or K_xpd) is calibrated, every object is traced with diffuse reflection on and a trace-time S of at
+least ``min_trace_scattering``; the engine then evaluates the current S. Diffuse candidates share Sionna's
+per-source path budget, which overflows silently: a trace that reached it is repeated with a 4x larger budget.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
+import torch
 
 from rftwin.calibrate.loop import CalibrationConfig, CalibrationResult, calibrate
 from rftwin.calibrate.problem import Targets
-from rftwin.materials.per_object import MaterialPrior, PerObjectMaterials, draw_starts
+from rftwin.calibrate.sweep import coordinate_sweep
+from rftwin.materials.per_object import MaterialPrior, PerObjectMaterials, draw_start_values
 from rftwin.scene.load import TwinScene
 from rftwin.trace.pathset import PathSet
 from rftwin.trace.tracer import AntennaSpec, SolverSettings, trace
 
+MIN_TRACE_SCATTERING = 0.2  # trace-time S floor on objects whose S is calibrated (sampling density only)
+BUDGET_RETRIES = 2  # re-traces with a 4x larger max_num_paths_per_src when the budget overflowed
+
+
+def trace_checked(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, settings: SolverSettings,
+                  tx_antenna: AntennaSpec, rx_antenna: AntennaSpec, cache_dir=None, progress: bool = True
+                  ) -> PathSet:
+    """:func:`rftwin.trace.trace`, repeated with a 4x larger per-source path budget (up to ``BUDGET_RETRIES``
+    times) while some transmitter overflowed it (Sionna drops further candidates silently, NVlabs/sionna#1172)."""
+    st = settings
+    for attempt in range(BUDGET_RETRIES + 1):
+        last = attempt == BUDGET_RETRIES
+        with warnings.catch_warnings():
+            if not last:
+                warnings.simplefilter("ignore", RuntimeWarning)
+            ps = trace(twin, tx_pos, rx_pos, st, tx_antenna, rx_antenna, cache_dir=cache_dir, progress=progress)
+        if not ps.meta.get("overflowed_sources", 0) or last:
+            return ps
+        st = replace(st, max_num_paths_per_src=4 * st.max_num_paths_per_src)
+    return ps
+
+
+def _diffuse_values(twin: TwinScene, prior: MaterialPrior, fit: tuple[str, ...], num_starts: int, seed: int
+                    ) -> dict[str, np.ndarray | None]:
+    """Start values [B, K] of every quantity; S / K_xpd held fixed come from the prior, else from the scene
+    (None when zero everywhere and not fitted: the engine then uses S = K_xpd = 0 like Sionna)."""
+    scene_s = np.array([o.scattering_coefficient for o in twin.objects])
+    scene_x = np.array([o.xpd_coefficient for o in twin.objects])
+    p = prior
+    if "scattering" not in fit and p.scattering is None and np.any(scene_s > 0):
+        p = replace(p, scattering=scene_s)
+    if "xpd" not in fit and p.xpd is None and np.any(scene_x > 0):
+        p = replace(p, xpd=scene_x)
+    return draw_start_values(p, num_starts, seed, fit)
+
 
 def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, targets: Targets, prior: MaterialPrior,
-                    cfg: CalibrationConfig = CalibrationConfig(), settings: SolverSettings = SolverSettings(),
+                    cfg: CalibrationConfig | None = None, settings: SolverSettings | None = None,
                     num_starts: int = 32, retrace: int = 1, power_law: bool = False, seed: int = 0,
-                    truth: tuple[np.ndarray, np.ndarray] | None = None, progress: bool = True, cache_dir=None,
-                    tx_antenna: AntennaSpec = AntennaSpec(), rx_antenna: AntennaSpec = AntennaSpec(),
+                    truth: tuple[np.ndarray, np.ndarray] | dict | None = None, progress: bool = True, cache_dir=None,
+                    tx_antenna: AntennaSpec | None = None, rx_antenna: AntennaSpec | None = None, *,
+                    fit: tuple[str, ...] = ("eps_r", "sigma"), diffuse: bool | None = None,
+                    min_trace_scattering: float = MIN_TRACE_SCATTERING, checkpoint_dir: str | Path | None = None,
+                    checkpoint_every: int = 0, resume: bool = False, callback=None, global_sweeps: int = 0,
                     ) -> tuple[CalibrationResult, PathSet]:
     """Calibrate per-object materials of ``twin`` from ``targets`` (rows refer to links ``tx_pos[i] -> rx_pos[i]``).
 
-    On return the twin's radio materials hold the calibrated values.
+    ``fit``: quantities to calibrate (eps_r, sigma, scattering, xpd). ``diffuse``: trace diffuse reflection (None:
+    when ``settings`` asks for it, S / K_xpd are fitted or the fixed S is > 0 somewhere; False with S fitted and
+    True without any S are errors). Checkpoints of round k
+    go to ``checkpoint_dir/round{k}.pt`` every ``checkpoint_every`` iterations; ``resume`` continues them.
+    ``global_sweeps`` > 0: before each local round, that many per-object grid sweeps over the prior ranges
+    (:func:`rftwin.calibrate.sweep.coordinate_sweep`) move the start into the basin of the lowest path-gain loss
+    (eps_r/sigma fits of constant materials without diffuse reflection only).
+    On return the twin's radio materials hold the calibrated values; ``result.mechanisms`` lists what was traced.
     """
+    cfg = CalibrationConfig() if cfg is None else cfg
+    settings = SolverSettings() if settings is None else settings
+    tx_antenna = AntennaSpec() if tx_antenna is None else tx_antenna
+    rx_antenna = AntennaSpec() if rx_antenna is None else rx_antenna
+    fit = tuple(fit)
+    wants_diffuse = "scattering" in fit or "xpd" in fit
+    if diffuse is False and wants_diffuse:
+        raise ValueError("calibrating the scattering coefficient or K_xpd needs diffuse reflection in the trace "
+                         "(drop --no-diffuse)")
+    starts = _diffuse_values(twin, prior, fit, num_starts, seed)
+    has_s = starts["scattering"] is not None and bool(np.any(starts["scattering"] > 0))
+    if "xpd" in fit and not has_s:
+        raise ValueError("K_xpd acts on the diffuse field only: fitting xpd needs S > 0 (a prior S via "
+                         "--scattering / --roughness, or --fit ...,scattering)")
+    if diffuse and not has_s:
+        raise ValueError("diffuse reflection needs a scattering coefficient S > 0 somewhere: give a prior S "
+                         "(--scattering / --roughness), fit it (--fit ...,scattering) or use a scene with S > 0")
+    # default: trace diffuse reflection whenever the model has S > 0 (a specular-only trace would lose that energy)
+    use_diffuse = bool(diffuse) or wants_diffuse or (diffuse is None and (settings.diffuse_reflection or has_s))
+    settings = replace(settings, diffuse_reflection=use_diffuse)
     thickness = [o.thickness_m for o in twin.objects]
     f_ref = float(prior.frequency_hz)
-    twin.set_materials(prior.eps_r, prior.sigma)
-    ps = trace(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir=cache_dir, progress=progress)
-    e, s = draw_starts(prior, num_starts, seed=seed)
     pl = prior.power_law if prior.power_law is not None and not np.isnan(prior.power_law).any() else None
-    kw = dict(power_law=power_law, reference_frequency_hz=f_ref,
-              b=None if pl is None else pl[:, 1], d=None if pl is None else pl[:, 3], fit=("eps_r", "sigma"))
-    res = calibrate(ps, PerObjectMaterials(e, s, thickness, **kw), targets, cfg, truth=truth, progress=progress,
-                    uncertainty=retrace == 0)
+    kw = {"power_law": power_law, "reference_frequency_hz": f_ref, "b": None if pl is None else pl[:, 1],
+          "d": None if pl is None else pl[:, 3], "fit": fit}
+    ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+
+    def trace_at(eps, sig, s, x) -> PathSet:
+        """Trace with the given materials; fitted S gets at least ``min_trace_scattering`` (sampling only)."""
+        s_tr = None if s is None else np.asarray(s, dtype=np.float64).copy()
+        if s_tr is not None and "scattering" in fit:
+            s_tr = np.maximum(s_tr, min_trace_scattering)
+        twin.set_materials(eps, sig, scattering=s_tr, xpd=x)
+        return trace_checked(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir, progress)
+
+    sweepable = (global_sweeps > 0 and set(fit) <= {"eps_r", "sigma"} and not power_law and not use_diffuse
+                 and targets.path_gain_db is not None)
+
+    def swept(ps, eps, sig):
+        """Global per-object grid sweeps from (eps, sig) [K] on the path-gain rows (NaN rows left out)."""
+        ok = ~torch.isnan(targets.path_gain_db)
+        f = targets.frequencies_hz[targets.freq_index]
+        eb = prior.eps_range if "eps_r" in fit else np.stack([eps, eps], 1)
+        sb = prior.sigma_range if "sigma" in fit else np.stack([sig, sig], 1)
+        sw = coordinate_sweep(ps, targets.link[ok].numpy(), f[ok].numpy(), targets.path_gain_db[ok].numpy(), eps, sig,
+                              np.asarray(thickness), eb, sb, sweeps=global_sweeps,
+                              estimate_offset=cfg.offset_mode != "none", progress=progress)
+        return sw.eps_r, sw.sigma
+
+    def run(ps, model, k):
+        return calibrate(ps, model, targets, cfg, truth=truth, progress=progress, uncertainty=k == retrace,
+                         prior=prior, checkpoint=None if ckdir is None else ckdir / f"round{k}.pt",
+                         checkpoint_every=checkpoint_every, resume=resume, callback=callback)
+
+    def first(x):
+        return None if x is None else x[0]
+
+    ps = trace_at(prior.eps_r, prior.sigma, first(starts["scattering"]), first(starts["xpd"]))
+    if sweepable:  # the swept point joins the multi-start draws as an extra start
+        e0, s0 = swept(ps, prior.eps_r, prior.sigma)
+        starts["eps_r"] = np.concatenate([e0[None], starts["eps_r"]])
+        starts["sigma"] = np.concatenate([s0[None], starts["sigma"]])
+    model = PerObjectMaterials(starts["eps_r"], starts["sigma"], thickness, scattering=starts["scattering"],
+                               xpd=starts["xpd"], **kw)
+    res = run(ps, model, 0)
     history = list(res.history)
     for k in range(retrace):
-        twin.set_materials(res.eps_r, res.sigma)
-        ps = trace(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir=cache_dir, progress=progress)
+        ps = trace_at(res.eps_r, res.sigma, res.scattering, res.xpd)
+        if sweepable:
+            res = replace(res, **dict(zip(("eps_r", "sigma"), swept(ps, res.eps_r, res.sigma))))
         pl_now = res.power_law
         kw.update(b=pl_now[:, 1] if power_law else None, d=pl_now[:, 3] if power_law else None)
-        model = PerObjectMaterials(res.eps_r[None], res.sigma[None], thickness, **kw)
+        model = PerObjectMaterials(res.eps_r[None], res.sigma[None], thickness,
+                                   scattering=None if res.scattering is None else res.scattering[None],
+                                   xpd=None if res.xpd is None else res.xpd[None], **kw)
         prev_seconds, prev_iters = res.seconds, res.iterations
-        res = calibrate(ps, model, targets, cfg, truth=truth, progress=progress, uncertainty=k == retrace - 1)
+        res = run(ps, model, k + 1)
         offset = history[-1]["iteration"] if history else 0
         history += [dict(r, iteration=r["iteration"] + offset, retrace=k + 1) for r in res.history[1:]]
         res = replace(res, seconds=res.seconds + prev_seconds, iterations=res.iterations + prev_iters)
-    twin.set_materials(res.eps_r, res.sigma)
-    return replace(res, history=history), ps
+    twin.set_materials(res.eps_r, res.sigma, scattering=res.scattering, xpd=res.xpd)
+    mech = list(ps.meta.get("mechanisms", settings.mechanisms()))
+    return replace(res, history=history, mechanisms=mech), ps

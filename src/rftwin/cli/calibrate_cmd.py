@@ -8,6 +8,64 @@ import typer
 
 from rftwin.cli.common import Los, MaxDepth, Refraction, Samples, Seed, Specular, console, fail, settings
 
+CHECKPOINT_DIR = "checkpoint"
+
+
+def calibration_summary(res, names: list[str]) -> dict:
+    """What a run fitted and how: loss terms, gain offset (never absorbed by the materials), traced mechanisms,
+    and per object the calibrated values with their Laplace std (None where not computed)."""
+    u = res.uncertainty
+
+    def std(attr: str, i: int):
+        v = None if u is None else getattr(u, attr)
+        return None if v is None else float(v[i])
+
+    objs = {}
+    for i, n in enumerate(names):
+        rec = {"relative_permittivity": float(res.eps_r[i]), "relative_permittivity_std": std("eps_std", i),
+               "conductivity": float(res.sigma[i]), "conductivity_std": std("sigma_std", i)}
+        if res.scattering is not None:
+            rec.update(scattering_coefficient=float(res.scattering[i]),
+                       scattering_coefficient_std=std("scattering_std", i))
+        if res.xpd is not None:
+            rec.update(xpd_coefficient=float(res.xpd[i]), xpd_coefficient_std=std("xpd_std", i))
+        objs[n] = rec
+    return {"fit": list(res.fit), "loss_terms": res.terms, "loss": res.loss, "offset_mode": res.offset_mode,
+            "offset_db": res.offset_db, "iterations": res.iterations, "seconds": res.seconds,
+            "resumed_at_iteration": res.resumed_at, "traced_mechanisms": res.mechanisms,
+            "noise": None if u is None else u.noise, "objects": objs}
+
+
+def _roughness_map(path: Path, names: list[str]) -> list[str | float | None]:
+    """Roughness class per object from a YAML/JSON mapping ``object name -> class | level | Ra (um)``."""
+    import yaml  # noqa: PLC0415
+
+    from rftwin.materials.roughness import scattering_prior  # noqa: PLC0415
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such roughness file") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML/JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a mapping 'object name: roughness class'")
+    unknown = sorted(set(doc) - set(names))
+    if unknown:
+        raise ValueError(f"{path}: unknown objects {unknown}; scene objects: {', '.join(names)}")
+    out: list[str | float | None] = []
+    for n in names:
+        v = doc.get(n)
+        if isinstance(v, bool):
+            raise ValueError(f"{path}: object '{n}': roughness must be a class name, level 1-5 or Ra in um")
+        try:
+            if v is not None:
+                scattering_prior(v)
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"{path}: object '{n}': {exc}") from None
+        out.append(v)
+    return out
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -20,22 +78,55 @@ def register(app: typer.Typer) -> None:
                   starts: int = typer.Option(16, help="Multi-start: starts screened inside the prior range."),
                   refine: int = typer.Option(4, help="Best screened starts refined by the optimiser."),
                   retrace: int = typer.Option(1, help="Re-trace rounds at the calibrated materials."),
+                  sweeps: int = typer.Option(2, "--sweeps", help="Global per-object grid sweeps over the prior "
+                                                                 "range before each local round (0 = off)."),
                   optimizer: str = typer.Option("lm", help="lm | adam | lbfgs."),
-                  loss: str = typer.Option("mse_db", help="mse_db | nae."),
+                  loss: str = typer.Option("mse_db", help="Path-gain loss when --terms is not given: mse_db | nae "
+                                                          "| smape."),
+                  terms: str = typer.Option(None, "--terms",
+                                            help="Weighted loss terms FEATURE[:METRIC[:WEIGHT]],... with features "
+                                                 "path_gain, delay_spread, mean_delay and metrics mse_db, nae, "
+                                                 "smape (powers), mse [ns^2], smape, nae (delays); e.g. "
+                                                 "'path_gain:smape:1,delay_spread:smape:1'."),
+                  fit: str = typer.Option("eps_r,sigma", "--fit",
+                                          help="Calibrated quantities: eps_r, sigma, scattering, xpd."),
+                  diffuse: bool = typer.Option(None, "--diffuse/--no-diffuse",
+                                               help="Trace diffuse reflection (default: when scattering/xpd are "
+                                                    "fitted)."),
+                  scattering: float = typer.Option(None, "--scattering",
+                                                   help="Prior scattering coefficient S of every object."),
+                  roughness: Path = typer.Option(None, "--roughness",
+                                                 help="YAML/JSON object -> roughness class (very_smooth ... "
+                                                      "very_rough, level 1-5, a surface like 'brick', or Ra in "
+                                                      "um): S prior from seed 002's table."),
                   lr: float = typer.Option(1e-3, help="Adam learning rate."),
                   max_iter: int = typer.Option(1000, help="Iteration limit per round."),
                   power_law: bool = typer.Option(None, "--power-law/--no-power-law",
                                                  help="Fit eps=a f^b, sigma=c f^d (default: when >1 frequency)."),
                   estimate_offset: bool = typer.Option(False, "--estimate-offset",
-                                                       help="Unknown absolute power reference: fit a gain offset."),
+                                                       help="Unknown absolute power reference: fit a gain offset "
+                                                            "(closed form per step)."),
+                  offset: str = typer.Option(None, "--offset", help="Gain offset mode: none | closed_form | ema "
+                                                                    "(overrides --estimate-offset)."),
+                  offset_ema: float = typer.Option(0.9, "--offset-ema", help="EMA factor lambda of --offset ema."),
+                  prior_weight: float = typer.Option(0.0, "--prior-weight",
+                                                     help="MAP prior weight (Gaussian on the transformed "
+                                                          "parameters, std = prior range / 4); 0 = off."),
                   noise_db: float = typer.Option(None, help="Measurement noise std [dB] for the uncertainty report."),
+                  checkpoint_every: int = typer.Option(0, "--checkpoint-every",
+                                                       help="Write a checkpoint to OUT/checkpoint every N "
+                                                            "iterations (0: only at the end of each round)."),
+                  resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoints in OUT."),
                   max_depth: int = MaxDepth, samples_per_src: int = Samples, seed: int = Seed,
                   los: bool = Los, specular: bool = Specular, refraction: bool = Refraction) -> None:
-        """Fit eps_r and sigma of every scene object; write materials.json, scene.xml, report.md and plots."""
-        from rftwin.calibrate import CalibrationConfig, Targets  # noqa: PLC0415
+        """Fit eps_r and sigma (and optionally S, K_xpd) of every scene object; write materials.json, scene.xml,
+        report.md and plots."""
+        from rftwin.calibrate import CalibrationConfig, Targets, parse_terms  # noqa: PLC0415
         from rftwin.calibrate.workflow import calibrate_scene  # noqa: PLC0415
         from rftwin.data import MeasurementError, read_labels, read_measurements  # noqa: PLC0415
+        from rftwin.io import write_json  # noqa: PLC0415
         from rftwin.materials import prior_from_labels  # noqa: PLC0415
+        from rftwin.materials.per_object import FIT_QUANTITIES, with_roughness, with_scattering  # noqa: PLC0415
         from rftwin.report import write_calibration_outputs  # noqa: PLC0415
         from rftwin.runtime import configure_torch_threads  # noqa: PLC0415
         from rftwin.scene import load  # noqa: PLC0415
@@ -43,26 +134,48 @@ def register(app: typer.Typer) -> None:
 
         configure_torch_threads()
         try:
+            fit_q = tuple(x.strip() for x in fit.split(",") if x.strip())
+            bad = sorted(set(fit_q) - set(FIT_QUANTITIES))
+            if bad or not fit_q:
+                raise ValueError(f"--fit: unknown quantities {bad}; choose from {', '.join(FIT_QUANTITIES)}")
+            if checkpoint_every < 0:
+                raise ValueError("--checkpoint-every must be >= 0")
             twin = load(scene)
             lab = read_labels(labels, twin) if labels else None
             meas = read_measurements(measurements, twin, labels=lab)
             cfg = CalibrationConfig(loss=loss, optimizer=optimizer, lr=lr, max_iter=max_iter,
-                                    estimate_offset=estimate_offset, noise_db=noise_db, refine_starts=refine)
+                                    estimate_offset=estimate_offset, noise_db=noise_db, refine_starts=refine,
+                                    terms=parse_terms(terms) if terms else None, offset=offset,
+                                    offset_ema=offset_ema, prior_weight=prior_weight)
             f_ref = float(np.min(meas.frequency_hz))
             twin.set_frequency(f_ref)
             names = twin.names
             obj_labels = [(lab or {}).get(n, o.label) for n, o in zip(names, twin.objects)]
             prior = prior_from_labels(obj_labels, f_ref, [o.relative_permittivity for o in twin.objects],
                                       [o.conductivity for o in twin.objects], strategy=init, seed=seed)
+            if scattering is not None:
+                prior = with_scattering(prior, scattering)
+            if roughness is not None:
+                prior = with_roughness(prior, _roughness_map(roughness, names))
+            if resume and not (out / CHECKPOINT_DIR).is_dir():
+                raise ValueError(f"--resume: no checkpoints in {out / CHECKPOINT_DIR}")
+            multi = len(np.unique(meas.frequency_hz)) > 1
+            use_pl = multi if power_law is None else power_law
+            tx, rx, row_link = unique_links(meas.tx_pos, meas.rx_pos)
+            targets = Targets.build(row_link, meas.frequency_hz, meas.path_gain_db,
+                                    delay_spread_s=meas.delay_spread_s, mean_delay_s=meas.mean_delay_s)
+            st = settings(max_depth, samples_per_src, seed, los, specular, refraction)
+            res, ps = calibrate_scene(twin, tx, rx, targets, prior, cfg, st, num_starts=starts, retrace=retrace,
+                                      power_law=use_pl, seed=seed, fit=fit_q, diffuse=diffuse,
+                                      checkpoint_dir=out / CHECKPOINT_DIR, checkpoint_every=checkpoint_every,
+                                      resume=resume, global_sweeps=sweeps)
         except (MeasurementError, ValueError, FileNotFoundError) as exc:
             fail(str(exc))
-        multi = len(np.unique(meas.frequency_hz)) > 1
-        use_pl = multi if power_law is None else power_law
-        tx, rx, row_link = unique_links(meas.tx_pos, meas.rx_pos)
-        targets = Targets.build(row_link, meas.frequency_hz, meas.path_gain_db)
-        res, ps = calibrate_scene(twin, tx, rx, targets, prior, cfg,
-                                  settings(max_depth, samples_per_src, seed, los, specular, refraction),
-                                  num_starts=starts, retrace=retrace, power_law=use_pl, seed=seed)
         write_calibration_outputs(out, twin, res, ps, targets, meas, obj_labels, f_ref, use_pl, cfg)
-        console.print(f"calibrated {len(names)} objects from {len(meas)} measurements in {res.seconds:.1f} s "
-                      f"(loss {res.loss:.3g}); outputs in {out}")
+        write_json(out / "calibration.json", calibration_summary(res, names))
+        extra = ""
+        if res.scattering is not None:
+            extra = " S = " + ", ".join(f"{n}: {v:.3f}" for n, v in zip(names, res.scattering)) + ";"
+        console.print(f"calibrated {len(names)} objects ({', '.join(fit_q)}) from {len(meas)} measurements in "
+                      f"{res.seconds:.1f} s (loss {res.loss:.3g}, offset {res.offset_db:.2f} dB, traced: "
+                      f"{', '.join(res.mechanisms)});{extra} outputs in {out}")

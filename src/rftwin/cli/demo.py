@@ -17,6 +17,8 @@ def register(app: typer.Typer) -> None:
              receivers: int = typer.Option(8, help="Receivers per trial."),
              starts: int = typer.Option(1, help="Multi-start: random starts inside the prior range (1 = prior)."),
              retrace: int = typer.Option(1, help="Re-trace rounds at the calibrated materials."),
+             sweeps: int = typer.Option(2, "--sweeps", help="Global per-object grid sweeps before each local "
+                                                            "round (0 = off)."),
              init: str = typer.Option("label", help="Initialisation: label | uniform | random."),
              optimizer: str = typer.Option("lm", help="lm | adam | lbfgs."),
              max_iter: int = typer.Option(1000, help="Iteration limit per calibration round."),
@@ -27,7 +29,7 @@ def register(app: typer.Typer) -> None:
         from rftwin.demo import DemoConfig, convergence_plot, demo_json, run_demo  # noqa: PLC0415
 
         cfg = DemoConfig(trials=trials, receivers=receivers, settings=settings(max_depth, samples_per_src, seed),
-                         init=init, num_starts=starts, retrace=retrace, seed=seed,
+                         init=init, num_starts=starts, retrace=retrace, sweeps=sweeps, seed=seed,
                          calibration=CalibrationConfig(optimizer=optimizer, max_iter=max_iter,
                                                        loss="mse_db" if optimizer == "lm" else "nae"))
         d = run_demo(cfg, progress=not as_json)

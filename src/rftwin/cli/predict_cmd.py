@@ -6,34 +6,84 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from rftwin.cli.common import Los, MaxDepth, Refraction, Samples, Seed, Specular, console, fail, settings
+from rftwin.cli.common import (
+    Los,
+    MaxDepth,
+    Refraction,
+    Samples,
+    Seed,
+    Specular,
+    console,
+    fail,
+    settings,
+)
+
+SCENE = typer.Argument(..., help="Sionna XML scene, built-in name, or calibration output folder.")
+LINKS = typer.Argument(..., help="CSV/Parquet: link_id, tx_x..rx_z, frequency_hz[, tx_power_dbm].")
+OUT = typer.Option(..., "--out", help="Output CSV/Parquet.")
+WIDEBAND = typer.Option(None, "--wideband",
+                        help="Also write a wideband sidecar (.h5/.hdf5/.npz) of the predicted links.")
+BANDWIDTH = typer.Option(200e6, "--bandwidth-hz", help="Wideband: OFDM bandwidth W (Hz).")
+SUBCARRIERS = typer.Option(256, "--subcarriers", help="Wideband: number of subcarriers K.")
+KIND = typer.Option("cfr", "--wideband-kind", help="Wideband content: cfr, cir (one tap per path) or both.")
+RELATIVE = typer.Option(False, "--relative-delays/--absolute-delays",
+                        help="Wideband: delays relative to each link's first path (sounders without absolute timing).")
+WINDOW = typer.Option("hann", "--window",
+                      help="Window of the band-limited delay features: hann, or none (seed 003 eq. 24 as printed).")
+ANGULAR = typer.Option("circular", "--angular-spread", help="Angular-spread definition: circular or 3gpp.")
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def predict(scene: str = typer.Argument(..., help="Sionna XML scene, built-in name, or calibration output folder."),
-                links: Path = typer.Argument(..., help="CSV/Parquet: link_id, tx_x..rx_z, frequency_hz[, tx_power_dbm]."),
-                out: Path = typer.Option(..., "--out", help="Output CSV/Parquet."),
+    def predict(scene: str = SCENE, links: Path = LINKS, out: Path = OUT, wideband: Path | None = WIDEBAND,
+                bandwidth_hz: float = BANDWIDTH, subcarriers: int = SUBCARRIERS, wideband_kind: str = KIND,
+                relative_delays: bool = RELATIVE, window: str = WINDOW, angular: str = ANGULAR,
                 max_depth: int = MaxDepth, samples_per_src: int = Samples, seed: int = Seed,
                 los: bool = Los, specular: bool = Specular, refraction: bool = Refraction) -> None:
-        """Predict path gain, RSS and RMS delay spread for every link."""
-        from rftwin.data import MeasurementError, read_links  # noqa: PLC0415
-        from rftwin.io import write_table  # noqa: PLC0415
-        from rftwin.predict import predict_links  # noqa: PLC0415
-        from rftwin.twin_io import load_twin  # noqa: PLC0415
+        """Predict path gain, RSS, delays, delay spread, K-factor and angular spreads for every link."""
+        from rftwin.data import MeasurementError, read_links, write_wideband
+        from rftwin.io import write_table
+        from rftwin.predict.predict import (
+            FEATURE_COLUMNS,
+            WidebandGrid,
+            predict_channels,
+        )
+        from rftwin.twin_io import load_twin
 
+        if wideband is not None and wideband.suffix.lower() not in (".h5", ".hdf5", ".npz"):
+            fail(f"--wideband {wideband}: unsupported file type '{wideband.suffix}'; expected .h5, .hdf5 or .npz")
+        if wideband_kind not in ("cfr", "cir", "both"):
+            fail(f"--wideband-kind must be cfr, cir or both, not '{wideband_kind}'")
+        if bandwidth_hz <= 0 or subcarriers < 1:
+            fail("--bandwidth-hz must be positive and --subcarriers at least 1")
+        if window not in ("none", "hann"):
+            fail(f"--window must be hann or none, not '{window}'")
+        if angular not in ("circular", "3gpp"):
+            fail(f"--angular-spread must be circular or 3gpp, not '{angular}'")
         try:
             twin, doc = load_twin(scene)
             lk = read_links(links, twin)
         except (MeasurementError, ValueError, FileNotFoundError) as exc:
             fail(str(exc))
         twin.set_frequency(float(np.min(lk.frequency_hz)))
-        pred = predict_links(twin, doc, lk.tx_pos, lk.rx_pos, lk.frequency_hz,
-                             settings(max_depth, samples_per_src, seed, los, specular, refraction))
+        grid = None if wideband is None else WidebandGrid(bandwidth_hz, subcarriers, wideband_kind, relative_delays,
+                                                          None if window == "none" else window)
+        pred = predict_channels(twin, doc, lk.tx_pos, lk.rx_pos, lk.frequency_hz,
+                                settings(max_depth, samples_per_src, seed, los, specular, refraction),
+                                link_ids=lk.link_id, wideband=grid, angular_method=angular)
         df = lk.df.copy()
-        df["path_gain_db"] = pred["path_gain_db"].to_numpy()
+        df["path_gain_db"] = pred.table["path_gain_db"].to_numpy()
         df["rss_dbm"] = (df["tx_power_dbm"] + df["path_gain_db"]) if "tx_power_dbm" in df else np.nan
-        df["delay_spread_s"] = pred["delay_spread_s"].to_numpy()
-        df["num_paths"] = pred["num_paths"].to_numpy()
+        for c in FEATURE_COLUMNS[1:]:
+            df[c] = pred.table[c].to_numpy()
+        for c in pred.table.columns:
+            if c.endswith(("_cfr_db", "_cfr_s")):
+                df[c] = pred.table[c].to_numpy()
         write_table(out, df)
         console.print(f"wrote {len(df)} predictions to {out}")
+        if wideband is not None:
+            try:
+                write_wideband(wideband, pred.wideband)
+            except MeasurementError as exc:
+                fail(str(exc))
+            console.print(f"wrote the wideband sidecar of {len(df)} links to {wideband}")

@@ -1,5 +1,6 @@
 """Link and measurement records: file formats and validation."""
 from rftwin.data.measurements import (
+    FEATURE_COLUMNS,
     Links,
     MeasurementError,
     Measurements,
@@ -11,6 +12,16 @@ from rftwin.data.measurements import (
     validate_labels,
     write_measurements,
 )
+from rftwin.data.mpc import MPCMatch, MPCTable, match_mpcs, mpcs_from_arrays, read_mpcs
+from rftwin.data.wideband import (
+    Wideband,
+    WidebandLink,
+    read_wideband,
+    simulate_wideband,
+    write_wideband,
+)
 
-__all__ = ["Links", "MeasurementError", "Measurements", "Problem", "points_inside_mesh", "read_labels",
-           "read_links", "read_measurements", "validate_labels", "write_measurements"]
+__all__ = ["FEATURE_COLUMNS", "Links", "MPCMatch", "MPCTable", "MeasurementError", "Measurements", "Problem",
+           "Wideband", "WidebandLink", "match_mpcs", "mpcs_from_arrays", "points_inside_mesh", "read_labels",
+           "read_links", "read_measurements", "read_mpcs", "read_wideband", "simulate_wideband",
+           "validate_labels", "write_measurements", "write_wideband"]

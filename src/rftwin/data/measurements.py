@@ -1,19 +1,28 @@
-"""Measurement (v1) and link files: reading and validation.
+"""Measurement and link files: reading and validation.
 
-Measurements file v1 (CSV or Parquet, by suffix), one row per measured link:
+Measurements file (CSV or Parquet, by suffix; v1 columns plus optional v2 ones), one row per measured link:
 
-===================  ========  =====================================================================
-column               unit      notes
-===================  ========  =====================================================================
-``link_id``          --        optional (generated ``L0001``, ``L0002``, ... when absent); unique
-``tx_x,tx_y,tx_z``   m         transmitter position (scene coordinates)
-``rx_x,rx_y,rx_z``   m         receiver position
-``frequency_hz``     Hz        carrier frequency, > 0
-``rss_dbm``          dBm       received power; needs ``tx_power_dbm``
-``path_gain_db``     dB        path gain (received / transmitted power); at least one of the two
-``tx_power_dbm``     dBm       optional (required with ``rss_dbm``)
-``delay_spread_s``   s         optional RMS delay spread, >= 0
-===================  ========  =====================================================================
+========================  =====  =====================================================================
+column                    unit   notes
+========================  =====  =====================================================================
+``link_id``               --     optional (generated ``L0001``, ``L0002``, ... when absent); unique
+``tx_x,tx_y,tx_z``        m      transmitter position (scene coordinates)
+``rx_x,rx_y,rx_z``        m      receiver position
+``frequency_hz``          Hz     carrier frequency, > 0
+``rss_dbm``               dBm    received power; needs ``tx_power_dbm``
+``path_gain_db``          dB     path gain (received / transmitted power); at least one of the two
+``tx_power_dbm``          dBm    optional (required with ``rss_dbm``)
+``tx_id``                 --     optional transmitter name; rows sharing it must share the tx position
+``delay_spread_s``        s      optional RMS delay spread, >= 0
+``mean_delay_s``          s      optional power-weighted mean delay, >= 0
+``k_factor_db``           dB     optional Rician K-factor, in [-100, 100]
+``angular_spread_deg``    deg    optional azimuth angular spread (of arrival), in [0, 360]
+========================  =====  =====================================================================
+
+Several transmitters and several carrier frequencies may share one file: every row carries its own
+transmitter position and ``frequency_hz`` (the same geometry measured at two frequencies is two rows with
+different ``link_id``). Wideband data (CFR / CIR taps) live in a sidecar keyed by ``link_id``
+(:mod:`rftwin.data.wideband`), multipath components in a long table (:mod:`rftwin.data.mpc`).
 
 A links file (links to predict) has ``link_id`` (required), the six positions, ``frequency_hz`` and an optional
 ``tx_power_dbm``. Column names are case-insensitive; extra columns are kept in the DataFrame. CSV files may
@@ -45,12 +54,16 @@ CSV_SUFFIXES = (".csv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 LABEL_SUFFIXES = (".yaml", ".yml", ".json")
 #: known columns of each file kind, in canonical order
-MEASUREMENT_COLUMNS = ("link_id", *POS_COLS, "frequency_hz", "path_gain_db", "rss_dbm", "tx_power_dbm",
-                       "delay_spread_s")
+#: optional scalar channel features of a measurement row (units in the column names)
+FEATURE_COLUMNS = ("delay_spread_s", "mean_delay_s", "k_factor_db", "angular_spread_deg")
+MEASUREMENT_COLUMNS = ("link_id", "tx_id", *POS_COLS, "frequency_hz", "path_gain_db", "rss_dbm", "tx_power_dbm",
+                       *FEATURE_COLUMNS)
 LINK_COLUMNS = ("link_id", *POS_COLS, "frequency_hz", "tx_power_dbm")
 MIN_FREQUENCY_HZ = 1e6  # below this the value is almost certainly in MHz/GHz, and no ITU material is defined
 MAX_FREQUENCY_HZ = 1e12
 MAX_DELAY_SPREAD_S = 1e-3  # above this the value is almost certainly not in seconds
+MAX_ABS_K_FACTOR_DB = 100.0
+MAX_ANGULAR_SPREAD_DEG = 360.0
 RSS_GAIN_TOLERANCE_DB = 0.01
 MAX_LISTED_PROBLEMS = 20
 
@@ -140,9 +153,11 @@ class Links(_Rows):
 
 @dataclass
 class Measurements(_Rows):
-    """Measured links (M rows). Positions in m, frequencies in Hz, gains in dB, powers in dBm, delay spreads
-    in s. ``df`` is the validated table (canonical lower-case column names, numeric columns float64, a
-    ``path_gain_db`` column always present, extra columns kept)."""
+    """Measured links (M rows). Positions in m, frequencies in Hz, gains in dB, powers in dBm, delays in s,
+    angles in degrees. ``df`` is the validated table (canonical lower-case column names, numeric columns float64,
+    a ``path_gain_db`` column always present, extra columns kept). The optional scalar features
+    (``delay_spread_s``, ``mean_delay_s``, ``k_factor_db``, ``angular_spread_deg``) are [M] arrays or None;
+    ``tx_id`` [M] transmitter names or None."""
 
     df: pd.DataFrame
     tx_pos: np.ndarray  # [M, 3] float64
@@ -153,7 +168,24 @@ class Measurements(_Rows):
     link_id: list[str]
     tx_power_dbm: np.ndarray | None  # [M] or None
     source: Path | None = None
+    mean_delay_s: np.ndarray | None = None  # [M] or None
+    k_factor_db: np.ndarray | None = None  # [M] or None
+    angular_spread_deg: np.ndarray | None = None  # [M] or None
+    tx_id: list[str] | None = None
 
+    def features(self) -> dict[str, np.ndarray]:
+        """The scalar channel features present in the table ({column name: [M] array}), path gain included."""
+        out = {"path_gain_db": self.path_gain_db}
+        for c in FEATURE_COLUMNS:
+            v = getattr(self, c)
+            if v is not None:
+                out[c] = v
+        return out
+
+    def transmitters(self) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct transmitter positions [T, 3] (m) and the transmitter index of every row [M]."""
+        u, inv = np.unique(self.tx_pos, axis=0, return_inverse=True)
+        return u, inv.reshape(-1)
 
     @property
     def rss_dbm(self) -> np.ndarray | None:
@@ -168,7 +200,11 @@ class Measurements(_Rows):
             frequency_hz=self.frequency_hz[idx], path_gain_db=self.path_gain_db[idx],
             delay_spread_s=None if self.delay_spread_s is None else self.delay_spread_s[idx],
             link_id=[self.link_id[i] for i in idx],
-            tx_power_dbm=None if self.tx_power_dbm is None else self.tx_power_dbm[idx], source=self.source)
+            tx_power_dbm=None if self.tx_power_dbm is None else self.tx_power_dbm[idx], source=self.source,
+            mean_delay_s=None if self.mean_delay_s is None else self.mean_delay_s[idx],
+            k_factor_db=None if self.k_factor_db is None else self.k_factor_db[idx],
+            angular_spread_deg=None if self.angular_spread_deg is None else self.angular_spread_deg[idx],
+            tx_id=None if self.tx_id is None else [self.tx_id[i] for i in idx])
 
     def links(self) -> Links:
         """The measured links as a :class:`Links` (e.g. to predict at them)."""
@@ -180,9 +216,11 @@ class Measurements(_Rows):
 
     @classmethod
     def from_arrays(cls, tx_pos, rx_pos, frequency_hz, path_gain_db, *, delay_spread_s=None, link_id=None,
-                    tx_power_dbm=None, scene=None, source: str = "<arrays>", **check) -> Measurements:
+                    tx_power_dbm=None, mean_delay_s=None, k_factor_db=None, angular_spread_deg=None, tx_id=None,
+                    scene=None, source: str = "<arrays>", **check) -> Measurements:
         """Build and validate Measurements from arrays (positions [M, 3] m, frequency [M] or scalar Hz, gain [M]
-        dB, optional delay spread [M] s, link ids, transmit power [M] or scalar dBm); same checks as a file."""
+        dB, optional delay spread / mean delay [M] s, K-factor [M] dB, angular spread [M] deg, link ids,
+        transmitter ids, transmit power [M] or scalar dBm); same checks as a file."""
         tx = np.asarray(tx_pos, dtype=np.float64).reshape(-1, 3)
         rx = np.asarray(rx_pos, dtype=np.float64).reshape(-1, 3)
         m = len(tx)
@@ -191,8 +229,12 @@ class Measurements(_Rows):
         cols["path_gain_db"] = np.asarray(path_gain_db, dtype=np.float64).reshape(m)
         if tx_power_dbm is not None:
             cols["tx_power_dbm"] = np.broadcast_to(np.asarray(tx_power_dbm, dtype=np.float64), (m,)).copy()
-        if delay_spread_s is not None:
-            cols["delay_spread_s"] = np.asarray(delay_spread_s, dtype=np.float64).reshape(m)
+        for name, v in (("delay_spread_s", delay_spread_s), ("mean_delay_s", mean_delay_s),
+                        ("k_factor_db", k_factor_db), ("angular_spread_deg", angular_spread_deg)):
+            if v is not None:
+                cols[name] = np.asarray(v, dtype=np.float64).reshape(m)
+        if tx_id is not None:
+            cols["tx_id"] = np.asarray([str(x) for x in tx_id], dtype=object)
         if link_id is not None:
             cols["link_id"] = np.asarray([str(x) for x in link_id], dtype=object)
         raw = _Raw(source=source, columns=cols, n=m, lines=None)
@@ -206,7 +248,7 @@ class Measurements(_Rows):
 
 def write_measurements(path: str | os.PathLike, m: Measurements) -> Path:
     """Write ``m`` as a v1 measurements file (CSV or Parquet by suffix), atomically."""
-    from rftwin.io import write_table  # noqa: PLC0415
+    from rftwin.io import write_table
 
     path = Path(path)
     if path.suffix.lower() not in CSV_SUFFIXES + PARQUET_SUFFIXES:
@@ -302,7 +344,7 @@ def _read_parquet(path: Path, source: str) -> _Raw:
         df = pd.read_parquet(path)
     except ImportError as exc:  # pragma: no cover - install problem
         raise MeasurementError(source, f"cannot read Parquet: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for corrupt files
+    except Exception as exc:
         raise MeasurementError(source, f"cannot be read as a Parquet file: {exc}") from exc
     names = [str(c).strip().lower() for c in df.columns]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -401,6 +443,33 @@ def _link_ids(raw: _Raw, problems: list[Problem]) -> list[str]:
     return out
 
 
+def _tx_ids(raw: _Raw, tx: np.ndarray, problems: list[Problem], tolerance_m: float) -> list[str]:
+    """Transmitter names [n]; rows with the same name must have the same transmitter position."""
+    out: list[str] = []
+    first: dict[str, int] = {}
+    for i, v in enumerate(raw.columns["tx_id"]):
+        if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+            s = ""
+        elif isinstance(v, (float, np.floating)) and float(v).is_integer():
+            s = str(int(v))
+        else:
+            s = str(v).strip()
+        out.append(s)
+        if not s:
+            problems.append(Problem("empty tx_id; expected a transmitter name", columns=("tx_id",),
+                                    **raw.where(i)))
+            continue
+        j = first.setdefault(s, i)
+        d = float(np.linalg.norm(tx[i] - tx[j]))
+        if j != i and np.isfinite(d) and d > tolerance_m:
+            where = f"row {j + 1}" + ("" if raw.lines is None else f" (line {raw.lines[j]})")
+            problems.append(Problem(
+                f"transmitter '{s}' is at ({tx[i, 0]:g}, {tx[i, 1]:g}, {tx[i, 2]:g}) m here but at "
+                f"({tx[j, 0]:g}, {tx[j, 1]:g}, {tx[j, 2]:g}) m in {where} ({d:.3g} m apart); one tx_id must "
+                "have one position", columns=("tx_id", *TX_COLS), **raw.where(i)))
+    return out
+
+
 def _check_columns(raw: _Raw, required: Sequence[str], known: Sequence[str], one_of: Sequence[str] = ()) -> None:
     missing = [c for c in required if c not in raw.columns]
     need_one = bool(one_of) and not any(c in raw.columns for c in one_of)
@@ -434,12 +503,26 @@ def _check_values(raw: _Raw, vals: dict[str, np.ndarray], problems: list[Problem
         else:
             msg = f"{f[i]:g} Hz is above 1 THz; expected a radio frequency in Hz (e.g. 3.5e9)"
         problems.append(Problem(msg, columns=("frequency_hz",), **raw.where(i)))
-    if "delay_spread_s" in vals:
-        d = vals["delay_spread_s"]
+    for col, what in (("delay_spread_s", "delay spread"), ("mean_delay_s", "mean delay")):
+        if col not in vals:
+            continue
+        d = vals[col]
         for i in np.nonzero(np.isfinite(d) & ((d < 0) | (d > MAX_DELAY_SPREAD_S)))[0]:
-            msg = (f"delay spread must be >= 0 s, found {d[i]:g}" if d[i] < 0 else
-                   f"{d[i]:g} s is implausibly large; delay_spread_s must be in seconds (e.g. 2.5e-8 for 25 ns)")
-            problems.append(Problem(msg, columns=("delay_spread_s",), **raw.where(i)))
+            msg = (f"{what} must be >= 0 s, found {d[i]:g}" if d[i] < 0 else
+                   f"{d[i]:g} s is implausibly large; {col} must be in seconds (e.g. 2.5e-8 for 25 ns)")
+            problems.append(Problem(msg, columns=(col,), **raw.where(i)))
+    if "k_factor_db" in vals:
+        k = vals["k_factor_db"]
+        for i in np.nonzero(np.isfinite(k) & (np.abs(k) > MAX_ABS_K_FACTOR_DB))[0]:
+            problems.append(Problem(f"{k[i]:g} dB is outside [-{MAX_ABS_K_FACTOR_DB:g}, {MAX_ABS_K_FACTOR_DB:g}] "
+                                    "dB; k_factor_db must be the Rician K-factor in dB (10 log10 of the power "
+                                    "ratio)", columns=("k_factor_db",), **raw.where(i)))
+    if "angular_spread_deg" in vals:
+        a = vals["angular_spread_deg"]
+        for i in np.nonzero(np.isfinite(a) & ((a < 0) | (a > MAX_ANGULAR_SPREAD_DEG)))[0]:
+            msg = (f"angular spread must be >= 0 deg, found {a[i]:g}" if a[i] < 0 else
+                   f"{a[i]:g} is above {MAX_ANGULAR_SPREAD_DEG:g}; angular_spread_deg must be in degrees")
+            problems.append(Problem(msg, columns=("angular_spread_deg",), **raw.where(i)))
 
 
 def _check_geometry(raw: _Raw, tx: np.ndarray, rx: np.ndarray, scene, problems: list[Problem], *,
@@ -606,7 +689,7 @@ def _build_measurements(raw: _Raw, path: Path | None, scene, *, labels: Mapping[
         validate_labels(labels, scene)
     problems: list[Problem] = []
     link_id = _link_ids(raw, problems)
-    numeric = [c for c in MEASUREMENT_COLUMNS if c != "link_id" and c in raw.columns]
+    numeric = [c for c in MEASUREMENT_COLUMNS if c not in ("link_id", "tx_id") and c in raw.columns]
     vals = {c: _numeric(raw, c, problems) for c in numeric}
     # order problems by row so that the first message points at the first bad row
     problems.sort(key=lambda p: (p.row or 0))
@@ -625,17 +708,21 @@ def _build_measurements(raw: _Raw, path: Path | None, scene, *, labels: Mapping[
             vals["path_gain_db"] = pg
     tx = np.stack([vals[c] for c in TX_COLS], 1)
     rx = np.stack([vals[c] for c in RX_COLS], 1)
+    tx_id = _tx_ids(raw, tx, problems, tolerance_m) if "tx_id" in raw.columns else None
     _check_geometry(raw, tx, rx, scene, problems, bbox_margin_m=bbox_margin_m, above_margin_m=above_margin_m,
                     tolerance_m=tolerance_m)
     problems.sort(key=lambda p: (p.row or 0))
     _raise_if(raw.source, problems)
+    if tx_id is not None:
+        vals["tx_id"] = np.asarray(tx_id, dtype=object)
     df = _canonical_frame(raw, vals, link_id, MEASUREMENT_COLUMNS)
     return Measurements(
         df=df, tx_pos=tx, rx_pos=rx, frequency_hz=vals["frequency_hz"].copy(),
         path_gain_db=vals["path_gain_db"].copy(),
         delay_spread_s=vals["delay_spread_s"].copy() if "delay_spread_s" in vals else None,
         link_id=link_id, tx_power_dbm=vals["tx_power_dbm"].copy() if "tx_power_dbm" in vals else None,
-        source=path)
+        source=path, tx_id=tx_id,
+        **{c: vals[c].copy() for c in ("mean_delay_s", "k_factor_db", "angular_spread_deg") if c in vals})
 
 
 def read_measurements(path: str | os.PathLike, scene=None, *, labels: Mapping[str, str] | None = None,
@@ -734,12 +821,12 @@ def read_labels(path: str | os.PathLike, scene=None) -> dict[str, str]:
         if p.suffix.lower() == ".json":
             data = json.loads(text) if text.strip() else None
         else:
-            import yaml  # noqa: PLC0415
+            import yaml
 
             data = yaml.safe_load(text)
     except json.JSONDecodeError as exc:
         raise MeasurementError(source, Problem(f"invalid JSON: {exc.msg}", line=exc.lineno)) from exc
-    except Exception as exc:  # noqa: BLE001 - yaml.YAMLError and friends
+    except Exception as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise MeasurementError(source, Problem(f"invalid YAML: {getattr(exc, 'problem', None) or exc}",
@@ -751,5 +838,5 @@ def read_labels(path: str | os.PathLike, scene=None) -> dict[str, str]:
     return validate_labels(data, scene, source)
 
 
-__all__ = ["Links", "MeasurementError", "Measurements", "Problem", "points_inside_mesh", "read_labels",
+__all__ = ["FEATURE_COLUMNS", "Links", "MeasurementError", "Measurements", "Problem", "points_inside_mesh", "read_labels",
            "read_links", "read_measurements", "validate_labels", "winding_numbers", "write_measurements"]

@@ -2,22 +2,42 @@
 
 Constant model: eps_r = 1 + exp(u), sigma = exp(v) per object.
 Power-law model (ITU-R P.2040 form): eps_r = a f_GHz^b with a = exp(alpha) (floored at 1),
-sigma = c f_GHz^d with c = exp(gamma). A leading batch dimension B holds independent starts.
+sigma = c f_GHz^d with c = exp(gamma). Optional diffuse-reflection parameters (seed 003 eq. 22):
+scattering coefficient S = sigmoid(w_s) and cross-polarisation K_xpd = sigmoid(w_x), frequency independent.
+A leading batch dimension B holds independent starts.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch import nn
 
 from rftwin.materials.itu import itu_eps_sigma, itu_mean, itu_power_law
+from rftwin.materials.roughness import scattering_prior
 from rftwin.physics.engine import MaterialValues
 
 INIT_STRATEGIES = ("label", "uniform", "random")
+FIT_QUANTITIES = ("eps_r", "sigma", "scattering", "xpd")
+DEFAULT_SCATTERING = 0.2  # S start when S is fitted without a prior value (mid of seed 002's Table 2)
+DEFAULT_XPD = 0.1  # K_xpd start when K_xpd is fitted without a prior value
+_UNIT_EPS = 1e-6  # S and K_xpd are kept inside [_UNIT_EPS, 1 - _UNIT_EPS] when inverting the sigmoid
+
+
+def logit(x: np.ndarray) -> np.ndarray:
+    """Inverse of the sigmoid read-out, with x clipped to [1e-6, 1 - 1e-6]."""
+    x = np.clip(np.asarray(x, dtype=np.float64), _UNIT_EPS, 1.0 - _UNIT_EPS)
+    return np.log(x) - np.log1p(-x)
+
+
+def unit_range(value: np.ndarray, half_width: float = 2.0) -> np.ndarray:
+    """Default prior range [K, 2] of a quantity in (0, 1): logit(value) -+ ``half_width``, back through the
+    sigmoid (0.2 -> [0.033, 0.65])."""
+    w = logit(value)
+    return np.stack([1.0 / (1.0 + np.exp(-(w - half_width))), 1.0 / (1.0 + np.exp(-(w + half_width)))], -1)
 
 
 @dataclass
@@ -30,6 +50,58 @@ class MaterialPrior:
     sigma_range: np.ndarray  # [K, 2]
     power_law: np.ndarray | None = None  # [K, 4] (a, b, c, d) when known
     frequency_hz: float = 3.5e9
+    scattering: np.ndarray | None = None  # [K] scattering coefficient S in [0, 1] (None: not part of the prior)
+    scattering_range: np.ndarray | None = None  # [K, 2]
+    xpd: np.ndarray | None = None  # [K] cross-polarisation coefficient K_xpd in [0, 1]
+    xpd_range: np.ndarray | None = None  # [K, 2]
+    roughness: list[str | None] | None = None  # roughness class per object the S prior came from (provenance)
+
+    @property
+    def num_objects(self) -> int:
+        return len(self.eps_r)
+
+
+def with_scattering(prior: MaterialPrior, scattering: Sequence[float] | float | None = None,
+                    xpd: Sequence[float] | float | None = None, scattering_range: np.ndarray | None = None,
+                    xpd_range: np.ndarray | None = None) -> MaterialPrior:
+    """A copy of ``prior`` with S and/or K_xpd values per object (scalars broadcast) and their ranges
+    (default :func:`unit_range`). Arguments left None keep the prior's entry."""
+    K = prior.num_objects
+    kw = {}
+    for name, val, rng in (("scattering", scattering, scattering_range), ("xpd", xpd, xpd_range)):
+        if val is None:
+            continue
+        v = np.broadcast_to(np.asarray(val, dtype=np.float64), (K,)).copy()
+        if np.any(~np.isfinite(v)) or np.any(v < 0) or np.any(v > 1):
+            raise ValueError(f"{name} values must lie in [0, 1], got {v.tolist()}")
+        r = unit_range(v) if rng is None else np.asarray(rng, dtype=np.float64).reshape(K, 2)
+        kw[name], kw[f"{name}_range"] = v, r
+    return replace(prior, **kw)
+
+
+def with_roughness(prior: MaterialPrior, classes: Sequence[str | int | float | None],
+                   default: float | None = None) -> MaterialPrior:
+    """S prior per object from its surface-roughness class (seed 002 Table 2, :mod:`rftwin.materials.roughness`):
+    a class name (``"rough"``), level (1-5), example surface (``"brick"``) or an Ra value in micrometres (float).
+
+    The prior value is the interval midpoint and the prior range the interval itself. Objects whose class is
+    None keep the prior's S (or get ``default``, else :data:`DEFAULT_SCATTERING`, with :func:`unit_range`).
+    """
+    K = prior.num_objects
+    if len(classes) != K:
+        raise ValueError(f"{len(classes)} roughness classes given for {K} objects")
+    s0 = np.full(K, DEFAULT_SCATTERING if default is None else float(default)) if prior.scattering is None \
+        else np.asarray(prior.scattering, dtype=np.float64).copy()
+    r0 = unit_range(s0) if prior.scattering_range is None else np.asarray(prior.scattering_range).copy()
+    names: list[str | None] = []
+    for i, c in enumerate(classes):
+        if c is None:
+            names.append(None)
+            continue
+        mean, (lo, hi) = scattering_prior(c)
+        s0[i], r0[i] = mean, (lo, hi)
+        names.append(str(c))
+    return replace(prior, scattering=s0, scattering_range=r0, roughness=names)
 
 
 def prior_from_labels(labels: Sequence[str | None], frequency_hz: float, fallback_eps: Sequence[float] | None = None,
@@ -75,6 +147,16 @@ def prior_from_labels(labels: Sequence[str | None], frequency_hz: float, fallbac
 
 def draw_starts(prior: MaterialPrior, num_starts: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """[B, K] starts: the prior itself first, then log-uniform draws inside the prior ranges."""
+    v = draw_start_values(prior, num_starts, seed)
+    return v["eps_r"], v["sigma"]
+
+
+def draw_start_values(prior: MaterialPrior, num_starts: int, seed: int = 0,
+                      fit: Sequence[str] = ("eps_r", "sigma")) -> dict[str, np.ndarray | None]:
+    """Starts [B, K] of every quantity: the prior first, then draws inside the prior ranges (eps_r - 1 and sigma
+    log-uniform, S and K_xpd uniform in logit space). Quantities not in ``fit`` keep the prior value in all starts;
+    S / K_xpd are None when neither the prior has them nor they are fitted (then they are left out of the model).
+    The eps_r / sigma draws do not depend on ``fit`` (same seed, same draws as :func:`draw_starts`)."""
     rng = np.random.default_rng(seed)
     K = len(prior.eps_r)
     eps = np.empty((num_starts, K))
@@ -85,20 +167,46 @@ def draw_starts(prior: MaterialPrior, num_starts: int, seed: int = 0) -> tuple[n
         eps[1:] = 1 + np.exp(rng.uniform(lo, hi, (num_starts - 1, K)))
         lo, hi = np.log(prior.sigma_range[:, 0]), np.log(prior.sigma_range[:, 1])
         sig[1:] = np.exp(rng.uniform(lo, hi, (num_starts - 1, K)))
-    return eps, sig
+    if "eps_r" not in fit:
+        eps[1:] = eps[0]
+    if "sigma" not in fit:
+        sig[1:] = sig[0]
+    out: dict[str, np.ndarray | None] = {"eps_r": eps, "sigma": sig}
+    for name, default in (("scattering", DEFAULT_SCATTERING), ("xpd", DEFAULT_XPD)):
+        val = getattr(prior, name)
+        if val is None and name not in fit:
+            out[name] = None
+            continue
+        v0 = np.full(K, default) if val is None else np.asarray(val, dtype=np.float64)
+        rg = getattr(prior, f"{name}_range")
+        rg = unit_range(v0) if rg is None else np.asarray(rg, dtype=np.float64)
+        x = np.repeat(v0[None], num_starts, 0)
+        if num_starts > 1 and name in fit:
+            w = rng.uniform(logit(rg[:, 0]), logit(rg[:, 1]), (num_starts - 1, K))
+            x[1:] = 1.0 / (1.0 + np.exp(-w))
+        out[name] = x
+    return out
 
 
 class PerObjectMaterials(nn.Module):
-    """Per-object eps_r and sigma, optionally as frequency power laws; [B, F, K] values from ``forward``.
+    """Per-object eps_r and sigma (optionally as frequency power laws), and optionally the scattering coefficient S
+    and cross-polarisation K_xpd; [B, F, K] values from ``forward``.
 
-    ``fit`` selects which quantities are free (subset of {"eps_r", "sigma"}); the others stay at their
-    initial values. ``thickness`` [K] (m) is fixed.
+    ``fit`` selects which quantities are free (subset of :data:`FIT_QUANTITIES`); the others stay at their
+    initial values. ``scattering`` / ``xpd`` ([B, K] or [K]) are the initial (or fixed) S and K_xpd; None leaves
+    them out of the model (the engine then uses S = 0, K_xpd = 0), unless they are fitted (start
+    :data:`DEFAULT_SCATTERING` / :data:`DEFAULT_XPD`). ``thickness`` [K] (m) is fixed.
+
+    Free parameters (names used in checkpoints and the uncertainty report): ``u`` = log(eps_r - 1), ``v`` =
+    log(sigma) (constant model) or ``alpha``, ``b``, ``gamma``, ``d`` (power law); ``w_s`` = logit(S), ``w_x`` =
+    logit(K_xpd).
     """
 
     def __init__(self, eps_r: np.ndarray, sigma: np.ndarray, thickness: Sequence[float], *,
                  power_law: bool = False, reference_frequency_hz: float = 3.5e9,
                  b: np.ndarray | None = None, d: np.ndarray | None = None,
-                 fit: Sequence[str] = ("eps_r", "sigma"), dtype: torch.dtype = torch.float64):
+                 fit: Sequence[str] = ("eps_r", "sigma"), dtype: torch.dtype = torch.float64,
+                 scattering: np.ndarray | None = None, xpd: np.ndarray | None = None):
         super().__init__()
         eps_r = np.atleast_2d(np.asarray(eps_r, dtype=np.float64))
         sigma = np.atleast_2d(np.asarray(sigma, dtype=np.float64))
@@ -106,9 +214,9 @@ class PerObjectMaterials(nn.Module):
         self.power_law = power_law
         self.f_ref_ghz = reference_frequency_hz / 1e9
         self.fit = tuple(fit)
-        unknown = set(self.fit) - {"eps_r", "sigma"}
+        unknown = set(self.fit) - set(FIT_QUANTITIES)
         if unknown:
-            raise ValueError(f"cannot fit {sorted(unknown)}; choose from eps_r, sigma")
+            raise ValueError(f"cannot fit {sorted(unknown)}; choose from {', '.join(FIT_QUANTITIES)}")
 
         def make(name: str, value: np.ndarray, free: bool) -> None:
             t = torch.as_tensor(value, dtype=dtype)
@@ -129,11 +237,29 @@ class PerObjectMaterials(nn.Module):
             make("b", b, fe)
             make("gamma", np.log(np.maximum(sigma, 1e-30)) - d * math.log(self.f_ref_ghz), fs)
             make("d", d, fs)
+        for q, pname, default, value in (("scattering", "w_s", DEFAULT_SCATTERING, scattering),
+                                         ("xpd", "w_x", DEFAULT_XPD, xpd)):
+            if value is None and q not in self.fit:
+                setattr(self, pname, None)
+                continue
+            v = np.full((B, K), default) if value is None else \
+                np.broadcast_to(np.asarray(value, dtype=np.float64), (B, K)).copy()
+            if np.any(~np.isfinite(v)) or np.any(v < 0) or np.any(v > 1):
+                raise ValueError(f"{q} values must lie in [0, 1]")
+            make(pname, logit(v), q in self.fit)
         self.register_buffer("thickness", torch.as_tensor(np.asarray(thickness, dtype=np.float64), dtype=dtype))
 
     @property
     def num_starts(self) -> int:
         return int((self.u if not self.power_law else self.alpha).shape[0])
+
+    @property
+    def has_scattering(self) -> bool:
+        return self.w_s is not None
+
+    @property
+    def has_xpd(self) -> bool:
+        return self.w_x is not None
 
     def eps_sigma(self, frequency_hz: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
         """eps_r and sigma [B, F, K] at the given frequencies [F] (Hz)."""
@@ -149,9 +275,33 @@ class PerObjectMaterials(nn.Module):
         sig = torch.exp(self.gamma[:, None, :] + self.d[:, None, :] * lf)
         return eps, sig
 
+    def scattering_xpd(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """S and K_xpd [B, K] (sigmoid read-outs), None where the model has no such quantity."""
+        return (None if self.w_s is None else torch.sigmoid(self.w_s),
+                None if self.w_x is None else torch.sigmoid(self.w_x))
+
     def forward(self, frequency_hz: torch.Tensor | float) -> MaterialValues:
         eps, sig = self.eps_sigma(frequency_hz)
-        return MaterialValues(eps, sig, self.thickness.reshape(1, 1, -1))
+        s, k = self.scattering_xpd()
+        return MaterialValues(eps, sig, self.thickness.reshape(1, 1, -1),
+                              scattering=None if s is None else s[:, None, :],
+                              xpd=None if k is None else k[:, None, :])
+
+    def readout(self) -> dict[str, torch.Tensor]:
+        """Physical values [B, K] at the reference frequency: eps_r, sigma and (when present) scattering, xpd."""
+        e, s = self.eps_sigma(self.f_ref_ghz * 1e9)
+        out = {"eps_r": e[:, 0], "sigma": s[:, 0]}
+        sc, kx = self.scattering_xpd()
+        if sc is not None:
+            out["scattering"] = sc
+        if kx is not None:
+            out["xpd"] = kx
+        return out
+
+    def values(self) -> dict[str, np.ndarray]:
+        """:meth:`readout` as numpy arrays [B, K]."""
+        with torch.no_grad():
+            return {k: v.detach().cpu().numpy() for k, v in self.readout().items()}
 
     def power_law_coefficients(self) -> np.ndarray:
         """[B, K, 4] (a, b, c, d) with f in GHz (for the constant model b = d = 0)."""
@@ -164,10 +314,20 @@ class PerObjectMaterials(nn.Module):
 
     def select(self, index: int) -> PerObjectMaterials:
         """A single-start copy of start ``index``."""
-        e, s = self.eps_sigma(self.f_ref_ghz * 1e9)
+        v = self.values()
         pl = self.power_law_coefficients()[index]
-        return PerObjectMaterials(e[index:index + 1, 0].detach().cpu().numpy(),
-                                  s[index:index + 1, 0].detach().cpu().numpy(), self.thickness.cpu().numpy(),
+        sl = slice(index, index + 1)
+        return PerObjectMaterials(v["eps_r"][sl], v["sigma"][sl], self.thickness.cpu().numpy(),
                                   power_law=self.power_law, reference_frequency_hz=self.f_ref_ghz * 1e9,
                                   b=pl[:, 1] if self.power_law else None, d=pl[:, 3] if self.power_law else None,
-                                  fit=self.fit, dtype=self.thickness.dtype)
+                                  fit=self.fit, dtype=self.thickness.dtype,
+                                  scattering=v["scattering"][sl] if "scattering" in v else None,
+                                  xpd=v["xpd"][sl] if "xpd" in v else None)
+
+    def reorder_starts(self, order: Sequence[int]) -> None:
+        """Keep the starts ``order`` (in that order): every parameter and per-start buffer is re-indexed."""
+        idx = torch.as_tensor(list(order), dtype=torch.long)
+        with torch.no_grad():
+            for name, t in list(self.named_parameters()) + list(self.named_buffers()):
+                if name != "thickness":
+                    t.data = t.data[idx].clone()

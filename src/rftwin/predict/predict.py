@@ -1,32 +1,110 @@
 """Channel prediction for new links from a scene or a calibrated twin (trace once, evaluate the engine)."""
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 import pandas as pd
 import torch
 
-from rftwin.physics.channel import delay_moments, path_gain, to_db
+from rftwin.physics import features as F
+from rftwin.physics.channel import path_power
 from rftwin.physics.engine import path_coefficients
 from rftwin.scene.load import TwinScene
+from rftwin.trace.pathset import NONE, PathSet
 from rftwin.trace.tracer import SolverSettings, trace
 from rftwin.twin_io import material_values, unique_links
 
+#: per-link feature columns of a prediction (units in the names)
+FEATURE_COLUMNS = ("path_gain_db", "mean_delay_s", "delay_spread_s", "k_factor_db", "angular_spread_deg",
+                   "angular_spread_departure_deg", "num_paths")
 
-def predict_links(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np.ndarray,
-                  frequency_hz: np.ndarray, settings: SolverSettings = SolverSettings(), progress: bool = True,
-                  cache_dir=None) -> pd.DataFrame:
-    """Path gain [dB], mean delay and RMS delay spread [s] (power-weighted over paths) of every row."""
+
+@dataclass(frozen=True)
+class WidebandGrid:
+    """OFDM grid of a wideband prediction: bandwidth W (Hz), K subcarriers, what to produce ("cfr", "cir",
+    "both"), delays relative to each link's first path or absolute, window of the band-limited features ("hann",
+    or None for seed 003 eq. 24 as printed, whose leakage inflates the spread of off-grid paths)."""
+
+    bandwidth_hz: float = F.DEFAULT_BANDWIDTH_HZ
+    num_subcarriers: int = F.DEFAULT_NUM_SUBCARRIERS
+    kind: str = "cfr"
+    normalize_delays: bool = False
+    window: str | None = "hann"
+
+
+@dataclass
+class Prediction:
+    """Per-row features (``table``), the traced PathSet, and the wideband data of every row when requested."""
+
+    table: pd.DataFrame
+    pathset: PathSet
+    wideband: object | None = None  # rftwin.data.Wideband
+
+
+def channel_features(ps: PathSet, a: torch.Tensor, angular_method: str = "circular") -> dict[str, torch.Tensor]:
+    """Per-link features of traced paths: path gain (dB), mean delay and RMS delay spread (s), K-factor (dB; LoS
+    path vs the rest, strongest path in NLoS), azimuth angular spread of arrival and of departure (deg).
+
+    ``a`` [..., N, R, T] engine coefficients; every output is [..., L] (powers averaged over antenna pairs).
+    """
+    p = path_power(a)
+    L = ps.num_links
+    los = (ps.itype == NONE).all(1)
+    aoa_az, _ = F.direction_angles(ps.k_rx.to(p.dtype))
+    aod_az, _ = F.direction_angles(ps.k_tx.to(p.dtype))
+    mean, ds = F.delay_moments(p, ps.tau_s, ps.link, L)
+    return {"path_gain_db": F.path_gain_db(p, ps.link, L), "mean_delay_s": mean, "delay_spread_s": ds,
+            "k_factor_db": F.k_factor_db(p, ps.link, L, los),
+            "angular_spread_deg": F.angular_spread_deg(p, aoa_az, ps.link, L, angular_method),
+            "angular_spread_departure_deg": F.angular_spread_deg(p, aod_az, ps.link, L, angular_method)}
+
+
+def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np.ndarray,
+                     frequency_hz: np.ndarray, settings: SolverSettings | None = None, progress: bool = True,
+                     cache_dir=None, link_ids=None, wideband: WidebandGrid | None = None,
+                     angular_method: str = "circular") -> Prediction:
+    """Trace every distinct (tx, rx) pair once, evaluate the engine at every distinct frequency and return the
+    features of every row (:data:`FEATURE_COLUMNS`; NaN where a link has no path) and, with ``wideband``, the CFR
+    / CIR taps of every row (keyed by ``link_ids``) plus the band-limited gain, mean delay and delay spread
+    (columns ``*_cfr_*``, seed 003 eq. 23-24)."""
     utx, urx, row_link = unique_links(tx_pos, rx_pos)
-    ps = trace(twin, utx, urx, settings, cache_dir=cache_dir, progress=progress)
     uf, row_f = np.unique(np.asarray(frequency_hz, dtype=np.float64), return_inverse=True)
     mv = material_values(twin, doc, uf)
+    settings = settings or SolverSettings()
+    if mv.scattering is not None and not settings.diffuse_reflection:  # calibrated S > 0: trace its diffuse paths
+        settings = replace(settings, diffuse_reflection=True)
+    ps = trace(twin, utx, urx, settings, cache_dir=cache_dir, progress=progress)
     with torch.no_grad():
-        a = path_coefficients(ps, mv, torch.as_tensor(uf))
-        g = to_db(path_gain(a, ps.link, ps.num_links))[0]  # [F, L]
-        mean, ds = delay_moments(a, ps.tau_s, ps.link, ps.num_links)
+        a = path_coefficients(ps, mv, torch.as_tensor(uf))[0]  # [F, N, R, T]
+        feats = channel_features(ps, a, angular_method)
     rf, rl = row_f.reshape(-1), row_link
     npaths = ps.paths_per_link().numpy()[rl]
     none = npaths == 0  # no propagation path found: gain undefined, not "-300 dB"
-    gain = np.where(none, np.nan, g[rf, rl].numpy())
-    return pd.DataFrame({"path_gain_db": gain, "mean_delay_s": mean[0][rf, rl].numpy(),
-                         "delay_spread_s": ds[0][rf, rl].numpy(), "num_paths": npaths})
+    out = {}
+    for name, v in feats.items():
+        col = v[rf, rl].numpy().astype(np.float64)
+        out[name] = np.where(none, np.nan, col)
+    out["num_paths"] = npaths
+    table = pd.DataFrame(out)
+    wb = None
+    if wideband is not None:
+        from rftwin.data.wideband import simulate_wideband
+
+        ids = [str(i) for i in range(len(rl))] if link_ids is None else [str(x) for x in link_ids]
+        wb = simulate_wideband(ps, a, uf, ids, rl, rf, bandwidth_hz=wideband.bandwidth_hz,
+                               num_subcarriers=wideband.num_subcarriers, kind=wideband.kind,
+                               normalize_delays=wideband.normalize_delays)
+        bl = wb.features(ids, window=wideband.window)
+        table["path_gain_cfr_db"] = np.where(none, np.nan, bl["path_gain_db"].to_numpy())
+        table["mean_delay_cfr_s"] = np.where(none, np.nan, bl["mean_delay_s"].to_numpy())
+        table["delay_spread_cfr_s"] = np.where(none, np.nan, bl["delay_spread_s"].to_numpy())
+    return Prediction(table=table, pathset=ps, wideband=wb)
+
+
+def predict_links(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np.ndarray,
+                  frequency_hz: np.ndarray, settings: SolverSettings | None = None, progress: bool = True,
+                  cache_dir=None) -> pd.DataFrame:
+    """Per-row path gain (dB), mean delay and RMS delay spread (s, power-weighted over paths), K-factor (dB),
+    angular spreads (deg) and path count (see :func:`predict_channels`)."""
+    return predict_channels(twin, doc, tx_pos, rx_pos, frequency_hz, settings, progress, cache_dir).table

@@ -1,0 +1,68 @@
+"""``rftwin radiomap``: coverage map of a (calibrated) twin with Sionna RT's radio-map solver."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from rftwin.cli.common import Refraction, Seed, Specular, console, fail
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def radiomap(
+        twin: str = typer.Argument(..., help="Calibration output folder, Sionna XML scene or built-in name."),
+        tx: list[str] = typer.Option(..., "--tx", help="Transmitter position 'X Y Z' in m (three numbers, "
+                                                       "separated by spaces or commas); repeat for several."),
+        out: Path = typer.Option(Path("radiomap"), "--out", help="Output folder (radiomap.npz, radiomap.png)."),
+        frequency: float = typer.Option(None, "--frequency", help="Carrier [Hz] (default: the twin's reference "
+                                                                  "frequency, else 3.5 GHz)."),
+        height: float = typer.Option(1.5, "--height", help="Height of the map plane [m]."),
+        cell: float = typer.Option(1.0, "--cell", help="Cell size [m]."),
+        xlim: tuple[float, float] | None = typer.Option(None, "--xlim", help="x range [m] (default: scene)."),
+        ylim: tuple[float, float] | None = typer.Option(None, "--ylim", help="y range [m] (default: scene)."),
+        tx_power_dbm: float = typer.Option(None, "--tx-power-dbm", help="Also write RSS [dBm] for this power."),
+        max_depth: int = typer.Option(3, "--max-depth", help="Maximum number of interactions per path."),
+        samples_per_tx: int = typer.Option(1_000_000, "--samples-per-tx", help="Rays shot per transmitter."),
+        seed: int = Seed, specular: bool = Specular, refraction: bool = Refraction,
+    ) -> None:
+        """Path-gain coverage map of the twin on a horizontal plane (PNG + NPZ)."""
+        import numpy as np  # noqa: PLC0415
+
+        from rftwin.evaluate.radiomap import (  # noqa: PLC0415
+            compute_radio_map,
+            plot_radio_map,
+            write_npz,
+        )
+        from rftwin.trace.tracer import SolverSettings  # noqa: PLC0415
+        from rftwin.twin_io import load_twin  # noqa: PLC0415
+
+        pos = []
+        for i, t in enumerate(tx, 1):
+            parts = t.replace(",", " ").split()
+            try:
+                xyz = [float(p) for p in parts]
+            except ValueError:
+                xyz = []
+            if len(xyz) != 3 or not np.all(np.isfinite(xyz)):
+                fail(f"--tx #{i}: expected three numbers 'X Y Z' in m, found '{t}'")
+            pos.append(xyz)
+        if cell <= 0:
+            fail(f"--cell must be > 0 m, found {cell}")
+        if samples_per_tx < 1 or max_depth < 0:
+            fail("--samples-per-tx must be >= 1 and --max-depth >= 0")
+        try:
+            tw, doc = load_twin(twin)
+            f = frequency or float((doc or {}).get("reference_frequency_hz") or 3.5e9)
+            st = SolverSettings(max_depth=max_depth, samples_per_src=samples_per_tx, seed=seed,
+                                specular_reflection=specular, refraction=refraction)
+            res = compute_radio_map(tw, doc, np.array(pos), f, height, cell,
+                                    xlim or None, ylim or None, st,
+                                    tx_power_dbm)
+        except (ValueError, FileNotFoundError) as exc:
+            fail(str(exc))
+        npz = write_npz(res, out / "radiomap.npz")
+        png = plot_radio_map(res, out / "radiomap.png", tw)
+        cov = float(np.isfinite(res.best_path_gain_db).mean())
+        console.print(f"{res.path_gain_db.shape[2]} x {res.path_gain_db.shape[1]} cells of {cell:g} m at z = "
+                      f"{height:g} m, {f / 1e9:.4g} GHz; {100 * cov:.0f} % of cells with a value (NaN: no ray, or inside an object); wrote {npz} and {png}")
