@@ -44,6 +44,10 @@ def test_trend_fit_on_los_subset_recovers_known_exponents():
     # too few LoS samples: falls back to all of them; one sample: free-space exponent
     assert not fit_log_distance(d, gain, np.arange(200) < 2).used_los_only
     assert fit_log_distance(d[:1], gain[:1]).n0 == 2.0
+    # samples over a narrow distance range: the exponent stays physical (bounded least squares)
+    dn = np.linspace(20.0, 21.0, 12)
+    narrow = fit_log_distance(dn, -60.0 + rng.normal(0, 2.0, 12) + 40 * (dn - 20.0), np.ones(12, bool))
+    assert 1.0 <= narrow.n0 <= 6.0 and np.isfinite(narrow(np.array([100.0])))
     with pytest.raises(ValueError, match="one length"):
         fit_log_distance(d, gain[:10])
 

@@ -14,8 +14,7 @@ import pytest
 import torch
 
 import rftwin  # noqa: F401 - sets DRJIT_LIBLLVM_PATH before Sionna is imported
-from rftwin.materials.roughness import (ROUGHNESS_CLASSES, roughness_class, roughness_class_from_ra,
-                                        scattering_prior)
+from rftwin.materials.roughness import ROUGHNESS_CLASSES, roughness_class, roughness_class_from_ra, scattering_prior
 from rftwin.physics.channel import path_gain
 from rftwin.physics.diffuse import BACKSCATTERING, DIRECTIVE, LAMBERTIAN, backscattering_pattern
 from rftwin.physics.engine import MaterialValues, link_path_gain, path_coefficients
@@ -76,7 +75,6 @@ def sionna_replay(case: dict) -> torch.Tensor:
     """Sionna's coefficients [N, R, T] for the traced paths under the scene's *current* radio materials."""
     import drjit as dr  # noqa: PLC0415
     import mitsuba as mi  # noqa: PLC0415
-
     from sionna.rt.path_solvers.field_calculator import FieldCalculator  # noqa: PLC0415
 
     (call,) = case["calls"]

@@ -161,8 +161,9 @@ def _mpcs(ps, a, truth, rng, delay_offset=0.0, spurious=True):
                 "azimuth_departure_deg": aod_az[t] + rng.normal(0, 1.5, n),
                 "elevation_departure_deg": np.clip(aod_el[t] + rng.normal(0, 1.5, n), -90, 90)}
     if spurious:  # a component no traced path explains (e.g. a person, or an estimation artefact)
-        for k, v in {"link_id": "near", "delay_s": 300e-9 + delay_offset, "power_db": -90.0, "azimuth_arrival_deg": 0.0,
-                         "elevation_arrival_deg": 0.0, "azimuth_departure_deg": 0.0, "elevation_departure_deg": 0.0}.items():
+        extra = {"link_id": "near", "delay_s": 300e-9 + delay_offset, "power_db": -90.0, "azimuth_arrival_deg": 0.0,
+                 "elevation_arrival_deg": 0.0, "azimuth_departure_deg": 0.0, "elevation_departure_deg": 0.0}
+        for k, v in extra.items():
             cols[k] = list(cols[k]) + [v]
     cols["delay_s"] = np.clip(cols["delay_s"], 0, None)
     link_id = cols.pop("link_id")

@@ -6,9 +6,20 @@ import pytest
 import torch
 
 import rftwin  # noqa: F401 - LLVM set-up before anything imports Dr.Jit
-from rftwin.plan import (ParameterPrior, SceneGeometry, candidate_grid, evaluate_design, farthest_point_subset,
-                         greedy_design, link_sensitivity, plan_links, point_triangle_distance, random_designs,
-                         tx_groups, winding_number)
+from rftwin.plan import (
+    ParameterPrior,
+    SceneGeometry,
+    candidate_grid,
+    evaluate_design,
+    farthest_point_subset,
+    greedy_design,
+    link_sensitivity,
+    plan_links,
+    point_triangle_distance,
+    random_designs,
+    tx_groups,
+    winding_number,
+)
 from rftwin.plan.design import gain_db_function
 from rftwin.scene import room
 from rftwin.trace import SolverSettings, trace
@@ -247,8 +258,15 @@ def test_plan_cli_with_candidates_file(tmp_path):
 def test_study_expert_positions_placements_and_summary(setup):
     """The seed-004 study's fixed parts, without its long trace: expert receivers are valid positions in the room,
     placements pick the right number of links per trial, and the summary's ratios are baseline / ours."""
-    from rftwin.plan.study import (EXPERT_RX, StudyConfig, StudyData, format_summary, iterations_to_mre,
-                                   placement_links, summarize)
+    from rftwin.plan.study import (
+        EXPERT_RX,
+        StudyConfig,
+        StudyData,
+        format_summary,
+        iterations_to_mre,
+        placement_links,
+        summarize,
+    )
 
     twin, geo, *_ = setup
     assert geo.check(EXPERT_RX, clearance_m=0.3) == [""] * len(EXPERT_RX)

@@ -14,8 +14,7 @@ import pytest
 
 import rftwin  # noqa: F401 - LLVM set-up before anything imports Dr.Jit
 from rftwin.plan.candidates import SceneGeometry
-from rftwin.priors.vlm import (ENV_API_KEY, ENV_BASE_URL, ENV_MODEL, VLMClient, VLMError, itu_rows,
-                               parse_json_reply)
+from rftwin.priors.vlm import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL, VLMClient, VLMError, itu_rows, parse_json_reply
 from rftwin.scene import room
 
 KEY = "sk-test-5ecret-DO-NOT-LEAK-0123456789"

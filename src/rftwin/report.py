@@ -60,7 +60,8 @@ def write_calibration_outputs(out: Path, twin: TwinScene, res: CalibrationResult
     doc = materials_document(twin, res.eps_r, res.sigma, f_ref, res.power_law if power_law else None,
                              u.eps_std if u else None, u.sigma_std if u else None, labels,
                              extra={"offset_db": res.offset_db, "loss": res.loss, "iterations": res.iterations,
-                                    "seconds": res.seconds, "noise_db_for_std": u.noise_db if u else None})
+                                    "seconds": res.seconds, "noise_db_for_std": u.noise_db if u else None},
+                             scattering_std=u.scattering_std if u else None, xpd_std=u.xpd_std if u else None)
     fit = meas.to_frame().copy()
     fit["fitted_path_gain_db"] = fitted
     fit["residual_db"] = fitted - meas.path_gain_db
@@ -73,12 +74,25 @@ def write_calibration_outputs(out: Path, twin: TwinScene, res: CalibrationResult
                                                    for r in res.history]))
     convergence_png(res.history, out / "convergence.png")
     rows = []
+    extra_cols = [(n, title) for n, title in (("scattering", "S"), ("xpd", "K_xpd"))
+                  if getattr(res, n, None) is not None]
+
+    def pm(value: float, std_arr, i: int, fmt: str = ".4g") -> str:
+        return f"{value:{fmt}} ± {std_arr[i]:.3g}" if std_arr is not None else f"{value:{fmt}}"
+
     for i, o in enumerate(twin.objects):
-        es = f"{u.eps_std[i]:.3g}" if u else "-"
-        ss = f"{u.sigma_std[i]:.3g}" if u else "-"
-        ident = "yes" if (u is not None and u.eps_identified[i] and u.sigma_identified[i]) else "no"
-        rows.append(f"| {o.name} | {labels[i] or '-'} | {res.eps_r[i]:.4g} ± {es} | {res.sigma[i]:.4g} ± {ss} | "
-                    f"{ident} |")
+        flags = [] if u is None else [u.eps_identified[i], u.sigma_identified[i]]
+        cells = [pm(res.eps_r[i], u.eps_std if u else None, i), pm(res.sigma[i], u.sigma_std if u else None, i)]
+        for n, _ in extra_cols:
+            std = getattr(u, f"{n}_std", None) if u else None
+            cells.append(pm(getattr(res, n)[i], std, i, ".3f"))
+            ok = getattr(u, f"{n}_identified", None) if u else None
+            if ok is not None:
+                flags.append(ok[i])
+        ident = "yes" if flags and all(bool(f) for f in flags) else "no"
+        rows.append(f"| {o.name} | {labels[i] or '-'} | " + " | ".join(cells) + f" | {ident} |")
+    head = "| object | label | ε_r | σ [S/m] | " + "".join(f"{t} | " for _, t in extra_cols) + "identified |"
+    rule = "|---|---|---|---|" + "---|" * len(extra_cols) + "---|"
     rms = float(np.sqrt(np.mean(fit["residual_db"] ** 2)))
     text = "\n".join([
         "# rftwin calibration report", "",
@@ -89,7 +103,8 @@ def write_calibration_outputs(out: Path, twin: TwinScene, res: CalibrationResult
         f"- paths traced: {ps.num_paths} (mechanisms: {', '.join(ps.meta.get('mechanisms', []))})",
         "",
         f"Values at {f_ref / 1e9:g} GHz; ± is the Laplace (Gauss-Newton) std at "
-        f"{u.noise_db if u else float('nan'):.2g} dB measurement noise. 'identified' = both relative stds < 10 %.",
-        "", "| object | label | ε_r | σ [S/m] | identified |", "|---|---|---|---|---|", *rows, "",
+        f"{u.noise_db if u else float('nan'):.2g} dB measurement noise. 'identified' = relative stds of ε_r and σ "
+        "< 10 % (and absolute std of S, K_xpd < 0.05).",
+        "", head, rule, *rows, "",
         "![convergence](convergence.png)", ""])
     write_text(out / "report.md", text)

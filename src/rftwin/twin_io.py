@@ -17,7 +17,8 @@ SCENE_FILE = "scene.xml"
 def materials_document(twin: TwinScene, eps: np.ndarray, sigma: np.ndarray, frequency_hz: float,
                        power_law: np.ndarray | None = None, eps_std: np.ndarray | None = None,
                        sigma_std: np.ndarray | None = None, labels: list[str | None] | None = None,
-                       extra: dict | None = None) -> dict:
+                       extra: dict | None = None, scattering_std: np.ndarray | None = None,
+                       xpd_std: np.ndarray | None = None) -> dict:
     objs = {}
     for i, o in enumerate(twin.objects):
         rec = {"label": (labels[i] if labels else o.label), "relative_permittivity": float(eps[i]),
@@ -27,6 +28,10 @@ def materials_document(twin: TwinScene, eps: np.ndarray, sigma: np.ndarray, freq
             rec["relative_permittivity_std"] = float(eps_std[i])
         if sigma_std is not None:
             rec["conductivity_std"] = float(sigma_std[i])
+        if scattering_std is not None:
+            rec["scattering_coefficient_std"] = float(scattering_std[i])
+        if xpd_std is not None:
+            rec["xpd_coefficient_std"] = float(xpd_std[i])
         if power_law is not None:
             rec.update(a=float(power_law[i, 0]), b=float(power_law[i, 1]), c=float(power_law[i, 2]),
                        d=float(power_law[i, 3]))

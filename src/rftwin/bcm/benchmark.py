@@ -30,9 +30,11 @@ from rftwin.progress import track
 from rftwin.trace.pathset import PathSet, concat
 from rftwin.trace.tracer import SolverSettings, trace
 
-METHODS = ("itu", "diff_rt", "bcm_map", "bcm_nll", "diff_rt_field", "bcm_nll_field", "gp_pu", "nerf2")
+METHODS = ("itu", "diff_rt", "bcm_map", "bcm_nll", "bcm_nll_nobias", "diff_rt_field", "bcm_nll_field", "gp_pu",
+           "nerf2")
 METHOD_LABELS = {"itu": "ITU labels", "diff_rt": "Diff-RT (per obj)", "bcm_map": "BCM map only",
-                 "bcm_nll": "BCM+NLL (per obj)", "diff_rt_field": "Diff-RT (field)",
+                 "bcm_nll": "BCM+NLL (per obj)", "bcm_nll_nobias": "BCM+NLL, beta=0",
+                 "diff_rt_field": "Diff-RT (field)",
                  "bcm_nll_field": "WEDT (field)", "gp_pu": "GP-PU", "nerf2": "NeRF2-style"}
 # Seed 003 (Table I, Sec. V-A), M = 30, for the write-up; their scenes/materials differ from ours.
 SEED_REFERENCE = {
@@ -370,7 +372,7 @@ def run_methods(sd: SceneData, measured: np.ndarray, cfg: WedtConfig, methods: t
         res = calibrate(ps_m, _label_model(sd), tg, dcfg, progress=progress, uncertainty=False)
         record("diff_rt", *engine_eval(res.model), t0,
                {"mre_eps": _mre(res.eps_r, sd.eps_true), "mre_sigma": _mre(res.sigma, sd.sigma_true)})
-    if "bcm_map" in methods or "bcm_nll" in methods:
+    if {"bcm_map", "bcm_nll", "bcm_nll_nobias"} & set(methods):
         t0 = time.perf_counter()
         feats = sd.features.subset(valid_idx)
         bcm = BayesianChannelMap(cfg.bcm).fit(sd.features.subset(measured), meas_gain, meas_ds, reference=feats)
@@ -392,6 +394,12 @@ def run_methods(sd: SceneData, measured: np.ndarray, cfg: WedtConfig, methods: t
                      "mre_eps": _mre(e[0, 0].numpy(), sd.eps_true), "mre_sigma": _mre(s[0, 0].numpy(), sd.sigma_true)}
             record("bcm_nll", *engine_eval(model, res.bias_db), t1, extra)
             out["bcm_nll"]["seconds"] += t_bcm  # BCM construction + calibration + prediction
+    if "bcm_nll_nobias" in methods and cm is not None:
+        t0 = time.perf_counter()
+        model = _label_model(sd)
+        calibrate_nll(sd.ps_b2d.select_links(torch.as_tensor(valid_idx)), model, cm.subset(valid_idx), f,
+                      replace(cfg.nll, gain_bias=False), progress=progress)
+        record("bcm_nll_nobias", *engine_eval(model), t0)
     if "diff_rt_field" in methods:
         t0 = time.perf_counter()
         fld = _field_model(sd, cfg)
@@ -472,7 +480,7 @@ def run_scene(case: SceneCase, cfg: WedtConfig, out_dir: Path | None = None, pro
                                    scaler.transform(_expert_space(sd.features.subset(valid_idx))))
         measured = valid_idx[pick]
         methods = cfg.methods if mode == "random" else tuple(
-            x for x in cfg.methods if x in ("bcm_map", "bcm_nll", "bcm_nll_field"))
+            x for x in cfg.methods if x in ("bcm_map", "bcm_nll", "bcm_nll_nobias", "bcm_nll_field"))
         t_job = time.perf_counter()
         r = run_methods(sd, measured, cfg, methods, rng, progress=False)
         if progress:

@@ -10,6 +10,8 @@ import numpy as np
 
 MIN_DISTANCE_M = 1.0
 MIN_SAMPLES = 3  # fewer LoS samples than this: fit on all samples (and fix the exponent below 2 samples)
+N0_BOUNDS = (1.0, 6.0)  # physical range of the path-loss exponent
+B0_BOUNDS = (-1.0, 2.0)  # and of the delay-spread distance exponent
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,22 @@ def _subset(los: np.ndarray | None, n: int) -> tuple[np.ndarray, bool]:
     return np.ones(n, dtype=bool), False
 
 
+def _bounded_line(x: np.ndarray, y: np.ndarray, bounds: tuple[float, float]) -> tuple[float, float]:
+    """Least-squares intercept and slope of y = c + s x with the slope constrained to ``bounds`` (a clipped
+    slope gets its intercept refitted). Samples spanning a short distance range otherwise give absurd slopes
+    that the trend then extrapolates over the whole map."""
+    A = np.column_stack([np.ones_like(x), x])
+    (c, sl), *_ = np.linalg.lstsq(A, y, rcond=None)
+    if not bounds[0] <= sl <= bounds[1]:
+        sl = float(np.clip(sl, *bounds))
+        c = float(np.mean(y - sl * x))
+    return float(c), float(sl)
+
+
 def fit_log_distance(d_m: np.ndarray, gain_db: np.ndarray, los: np.ndarray | None = None,
                      default_n0: float = 2.0) -> LogDistanceTrend:
     """Least-squares (G0, n0) on the LoS samples (all samples when fewer than 3 are LoS; with a single sample
-    n0 = ``default_n0``, free space)."""
+    n0 = ``default_n0``, free space); n0 is constrained to :data:`N0_BOUNDS`."""
     d_m, gain_db = np.asarray(d_m, dtype=np.float64), np.asarray(gain_db, dtype=np.float64)
     if d_m.shape != gain_db.shape or d_m.ndim != 1 or len(d_m) == 0:
         raise ValueError(f"distances {d_m.shape} and gains {gain_db.shape} must be non-empty vectors of one length")
@@ -56,15 +70,14 @@ def fit_log_distance(d_m: np.ndarray, gain_db: np.ndarray, los: np.ndarray | Non
     y = gain_db[sel]
     if len(y) < 2 or np.ptp(x) < 1e-9:
         return LogDistanceTrend(float(np.mean(y - default_n0 * x)), default_n0, len(y), los_only)
-    A = np.column_stack([np.ones_like(x), x])
-    (g0, n0), *_ = np.linalg.lstsq(A, y, rcond=None)
-    return LogDistanceTrend(float(g0), float(n0), len(y), los_only)
+    g0, n0 = _bounded_line(x, y, N0_BOUNDS)
+    return LogDistanceTrend(g0, n0, len(y), los_only)
 
 
 def fit_power_law(d_m: np.ndarray, value: np.ndarray, los: np.ndarray | None = None,
                   floor: float = 1e-3) -> PowerLawTrend:
     """Least-squares (A0, b0) of log(value) = log A0 + b0 log d on the LoS samples (values floored at ``floor``;
-    fallbacks as in :func:`fit_log_distance`, with b0 = 0 for a single sample)."""
+    fallbacks as in :func:`fit_log_distance`, with b0 = 0 for a single sample); b0 within :data:`B0_BOUNDS`."""
     d_m, value = np.asarray(d_m, dtype=np.float64), np.asarray(value, dtype=np.float64)
     if d_m.shape != value.shape or d_m.ndim != 1 or len(d_m) == 0:
         raise ValueError(f"distances {d_m.shape} and values {value.shape} must be non-empty vectors of one length")
@@ -73,9 +86,8 @@ def fit_power_law(d_m: np.ndarray, value: np.ndarray, los: np.ndarray | None = N
     y = np.log(np.maximum(value[sel], floor))
     if len(y) < 2 or np.ptp(x) < 1e-9:
         return PowerLawTrend(float(np.exp(np.mean(y))), 0.0, len(y), los_only)
-    A = np.column_stack([np.ones_like(x), x])
-    (la, b0), *_ = np.linalg.lstsq(A, y, rcond=None)
-    return PowerLawTrend(float(np.exp(la)), float(b0), len(y), los_only)
+    la, b0 = _bounded_line(x, y, B0_BOUNDS)
+    return PowerLawTrend(float(np.exp(la)), b0, len(y), los_only)
 
 
 __all__ = ["LogDistanceTrend", "PowerLawTrend", "fit_log_distance", "fit_power_law"]

@@ -23,9 +23,10 @@ from rftwin.calibrate.losses import (
     parse_terms,
     smape,
 )
+from rftwin.calibrate.posterior import PosteriorSamples, sample_posterior
 from rftwin.calibrate.problem import FEATURES, Features, Targets, simulate_features, simulate_path_gain_db
 
 __all__ = ["FEATURES", "FEATURE_METRICS", "LOSSES", "OFFSET_MODES", "OPTIMIZERS", "CalibrationConfig",
-           "CalibrationResult", "Features", "LossTerm", "PriorStats", "Targets", "Uncertainty", "calibrate",
-           "cfr_nmse", "db_offset", "jacobian", "laplace", "mse_db", "nae", "objective", "parse_terms", "smape",
-           "simulate_features", "simulate_path_gain_db"]
+           "CalibrationResult", "Features", "LossTerm", "PosteriorSamples", "PriorStats", "Targets", "Uncertainty",
+           "calibrate", "cfr_nmse", "db_offset", "jacobian", "laplace", "mse_db", "nae", "objective", "parse_terms",
+           "sample_posterior", "smape", "simulate_features", "simulate_path_gain_db"]

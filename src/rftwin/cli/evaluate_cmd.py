@@ -35,7 +35,8 @@ def register(app: typer.Typer) -> None:
                                                                 "umi-street-canyon."),
         ground_z: float = typer.Option(None, "--ground-z", help="Ground height [m] for UMi antenna heights "
                                                                 "(default: lowest point of the scene)."),
-        grid_cell: float = typer.Option(None, "--grid-cell", "--grid", help="Bin scattered receivers into maps of this cell "
+        grid_cell: float = typer.Option(None, "--grid-cell", "--grid",
+                                       help="Bin scattered receivers into maps of this cell "
                                                                   "size [m] for SSIM (regular grids are detected)."),
         methods: str = typer.Option("twin,itu,log_distance,tr38901,gp", "--methods",
                                     help="Comma-separated subset of twin, itu, log_distance, tr38901, gp."),

@@ -30,7 +30,6 @@ def register(app: typer.Typer) -> None:
         from rftwin.fields.io import is_field_folder, load_field  # noqa: PLC0415
         from rftwin.fields.maps import build_map, object_mesh, write_map  # noqa: PLC0415
         from rftwin.fields.surface import surface_grid  # noqa: PLC0415
-        from rftwin.scene.split_wall import PART_SEPARATOR  # noqa: PLC0415
 
         nvec = None
         if normal:
@@ -65,7 +64,6 @@ def register(app: typer.Typer) -> None:
 
                 twin, doc = load_twin(source)
                 f = frequency_hz or float((doc or {}).get("reference_frequency_hz", 3.5e9))
-                units = sorted({n.split(PART_SEPARATOR)[0] for n in twin.names})
                 if object_name not in twin.names:
                     fail(f"{source}: no object '{object_name}'; objects: {', '.join(twin.names)}")
                 v, fc = object_mesh(twin.meshes(), twin.names, object_name)

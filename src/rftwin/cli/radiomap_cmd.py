@@ -65,4 +65,5 @@ def register(app: typer.Typer) -> None:
         png = plot_radio_map(res, out / "radiomap.png", tw)
         cov = float(np.isfinite(res.best_path_gain_db).mean())
         console.print(f"{res.path_gain_db.shape[2]} x {res.path_gain_db.shape[1]} cells of {cell:g} m at z = "
-                      f"{height:g} m, {f / 1e9:.4g} GHz; {100 * cov:.0f} % of cells with a value (NaN: no ray, or inside an object); wrote {npz} and {png}")
+                      f"{height:g} m, {f / 1e9:.4g} GHz; {100 * cov:.0f} % of cells with a value "
+                      f"(NaN: no ray, or inside an object); wrote {npz} and {png}")

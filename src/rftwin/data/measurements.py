@@ -838,5 +838,6 @@ def read_labels(path: str | os.PathLike, scene=None) -> dict[str, str]:
     return validate_labels(data, scene, source)
 
 
-__all__ = ["FEATURE_COLUMNS", "Links", "MeasurementError", "Measurements", "Problem", "points_inside_mesh", "read_labels",
+__all__ = ["FEATURE_COLUMNS", "Links", "MeasurementError", "Measurements", "Problem", "points_inside_mesh",
+           "read_labels",
            "read_links", "read_measurements", "validate_labels", "winding_numbers", "write_measurements"]

@@ -49,7 +49,8 @@ def read_true_materials(path: str | os.PathLike, object_names: Sequence[str], fr
         else:
             data = json.loads(text)
     except Exception as exc:
-        raise MaterialsFileError(f"{p}: cannot be parsed as {'YAML' if p.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: "
+        kind = "YAML" if p.suffix.lower() in (".yaml", ".yml") else "JSON"
+        raise MaterialsFileError(f"{p}: cannot be parsed as {kind}: "
                                  f"{exc}") from exc
     if isinstance(data, Mapping) and isinstance(data.get("objects"), Mapping):
         data = data["objects"]

@@ -214,4 +214,5 @@ def _draw_sections(ax, twin: TwinScene, z: float) -> None:
         ax.add_collection(LineCollection(segs, colors="white", linewidths=0.8, alpha=0.8))
 
 
-__all__ = ["RadioMapResult", "apply_twin_materials", "compute_radio_map", "inside_objects", "plot_radio_map", "write_npz"]
+__all__ = ["RadioMapResult", "apply_twin_materials", "compute_radio_map", "inside_objects", "plot_radio_map",
+           "write_npz"]

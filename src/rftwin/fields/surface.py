@@ -9,8 +9,9 @@ import numpy as np
 @dataclass
 class SurfaceGrid:
     """Grid on a plane: ``points`` [P, 3] world coordinates (m) of the cells that lie on the face, their
-    in-plane coordinates ``uv`` [P, 2] (m), the full grid axes ``u`` [Nu], ``v`` [Nv], ``cell`` [P, 2] (iu, iv)
-    indices, the plane ``origin`` [3], axes ``e_u``, ``e_v`` and ``normal`` [3]."""
+    in-plane coordinates ``uv`` [P, 2] (m, from the face's lower-left corner ``origin`` [3]), the full grid axes
+    ``u`` [Nu], ``v`` [Nv], the cells' (iu, iv) indices ``cell`` [P, 2], the plane axes ``e_u``, ``e_v`` and
+    ``normal`` [3]."""
 
     points: np.ndarray
     uv: np.ndarray
@@ -89,6 +90,8 @@ def surface_grid(vertices: np.ndarray, faces: np.ndarray, spacing_m: float = 0.0
     e_v = np.cross(nrm, e_u)  # = z - n (n . z) on non-horizontal faces: points up
     uv_t = np.stack([(tri - origin) @ e_u, (tri - origin) @ e_v], -1)  # [T, 3, 2]
     lo, hi = uv_t.reshape(-1, 2).min(0), uv_t.reshape(-1, 2).max(0)
+    origin = origin + lo[0] * e_u + lo[1] * e_v  # (u, v) = (0, 0) at the face's lower-left corner
+    uv_t, hi, lo = uv_t - lo, hi - lo, np.zeros(2)
     u = np.arange(lo[0] + spacing_m / 2, hi[0], spacing_m)
     v = np.arange(lo[1] + spacing_m / 2, hi[1], spacing_m)
     if len(u) == 0 or len(v) == 0:

@@ -1,5 +1,14 @@
 """Pure-tensor physics: slab coefficients, the Jones-chain channel engine, channel quantities."""
-from rftwin.physics.channel import cfr, cir, delay_moments, link_sum, path_gain, path_power, subcarrier_frequencies, to_db
+from rftwin.physics.channel import (
+           cfr,
+           cir,
+           delay_moments,
+           link_sum,
+           path_gain,
+           path_power,
+           subcarrier_frequencies,
+           to_db,
+)
 from rftwin.physics.engine import MaterialValues, path_coefficients
 from rftwin.physics.slab import complex_permittivity, slab_coefficients
 

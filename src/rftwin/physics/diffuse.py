@@ -94,7 +94,7 @@ def backscattering_pattern(cos_i: torch.Tensor, cos_psi_r: torch.Tensor, cos_psi
     v_i = torch.clamp(0.5 * (1.0 + cos_psi_i), min=tiny) ** alpha_i
     w = lambda_ * v_r + (1.0 - lambda_) * v_i
     J = series_terms(alpha_r, alpha_i) if num_terms is None else num_terms
-    I = _hemisphere_moments(cos_i, J)  # [..., J]
+    I = _hemisphere_moments(cos_i, J)  # [..., J]  # noqa: E741
     ar, ai = alpha_r.expand(shape), alpha_i.expand(shape)
     f_r = (_binomials(ar, J) * I).sum(-1) * 2.0 ** (-ar)
     f_i = (_binomials(ai, J) * I).sum(-1) * 2.0 ** (-ai)

@@ -30,9 +30,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -340,7 +341,7 @@ class VLMClient:
                     pass
                 last = f"HTTP {exc.code} {self._redact(_clean_text(detail, 200))}".strip()
                 retry = exc.code in _RETRY_STATUS
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 last, retry = f"timed out after {self.timeout_s:g} s", True
             except urllib.error.URLError as exc:
                 reason = exc.reason

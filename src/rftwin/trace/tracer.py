@@ -65,7 +65,6 @@ def _clear_devices(scene) -> None:
 def _antenna_vectors(scene, k_tx: np.ndarray, k_in_last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Antenna field vectors (complex [N, T, 2] and [N, R, 2]) in Sionna's world implicit basis."""
     import mitsuba as mi  # noqa: PLC0415
-
     from sionna.rt.antenna_pattern import antenna_pattern_to_world_implicit  # noqa: PLC0415
     from sionna.rt.utils import rotation_matrix  # noqa: PLC0415
 
