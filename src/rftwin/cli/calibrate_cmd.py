@@ -99,6 +99,9 @@ def register(app: typer.Typer) -> None:
                                                  help="YAML/JSON object -> roughness class (very_smooth ... "
                                                       "very_rough, level 1-5, a surface like 'brick', or Ra in "
                                                       "um): S prior from seed 002's table."),
+                  wideband: Path = typer.Option(None, "--wideband",
+                                                help="Wideband sidecar (.h5/.npz: CFR or CIR taps per link_id) "
+                                                     "for the 'cfr' loss term (add cfr:nmse:W to --terms)."),
                   lr: float = typer.Option(1e-3, help="Adam learning rate."),
                   max_iter: int = typer.Option(1000, help="Iteration limit per round."),
                   power_law: bool = typer.Option(None, "--power-law/--no-power-law",
@@ -162,8 +165,19 @@ def register(app: typer.Typer) -> None:
             multi = len(np.unique(meas.frequency_hz)) > 1
             use_pl = multi if power_law is None else power_law
             tx, rx, row_link = unique_links(meas.tx_pos, meas.rx_pos)
+            cfr_kw = {}
+            if wideband is not None:
+                from rftwin.data.wideband import read_wideband  # noqa: PLC0415
+
+                wb = read_wideband(wideband, meas)
+                have = set(wb.link_ids)
+                _, bw, nsc = wb.grid()
+                cfr = np.full((len(meas), nsc), np.nan + 1j * np.nan, dtype=np.complex128)
+                rows = [i for i, lid in enumerate(meas.link_id) if lid in have]
+                cfr[rows] = wb.cfr_matrix([meas.link_id[i] for i in rows])
+                cfr_kw = {"cfr": cfr, "cfr_bandwidth_hz": bw}
             targets = Targets.build(row_link, meas.frequency_hz, meas.path_gain_db,
-                                    delay_spread_s=meas.delay_spread_s, mean_delay_s=meas.mean_delay_s)
+                                    delay_spread_s=meas.delay_spread_s, mean_delay_s=meas.mean_delay_s, **cfr_kw)
             st = settings(max_depth, samples_per_src, seed, los, specular, refraction)
             res, ps = calibrate_scene(twin, tx, rx, targets, prior, cfg, st, num_starts=starts, retrace=retrace,
                                       power_law=use_pl, seed=seed, fit=fit_q, diffuse=diffuse,
