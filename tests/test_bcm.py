@@ -178,3 +178,10 @@ def test_nll_calibration_accepts_a_neural_material_field(indoor_case):
         g_cal, _ = link_channel_parameters(ps, fld(ps, torch.tensor([F])), F)
     mse = [float(np.mean((g[0].numpy() - c["gain"]) ** 2)) for g in (g_lab, g_cal)]
     assert mse[1] < 0.7 * mse[0]
+
+
+def test_indoor_scene_loads_by_name():
+    from rftwin.scene import load
+
+    twin = load("indoor")
+    assert len(twin.objects) >= 10 and len(set(twin.names)) == len(twin.names)

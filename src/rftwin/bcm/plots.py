@@ -61,11 +61,11 @@ def plot_male_vs_m(path: Path, res: dict) -> Path:
         rows = sorted((x for x in res["scenes"][name]["rows"] if x["sampling"] == "random"), key=lambda x: x["M"])
         for c, part in enumerate(("b2d", "d2d")):
             ax = axes[r, c]
-            for m, label in METHOD_LABELS.items():
+            for i, (m, label) in enumerate(METHOD_LABELS.items()):  # fixed colour per method in every panel
                 xs = [x["M"] for x in rows if m in x and x[m][part]["male_db"] is not None]
                 ys = [x[m][part]["male_db"] for x in rows if m in x and x[m][part]["male_db"] is not None]
                 if xs:
-                    ax.plot(xs, ys, "o-", label=label)
+                    ax.plot(xs, ys, "o-", color=f"C{i}", label=label)
             ax.set_xscale("log")
             ax.set_xlabel("measured receivers M")
             ax.set_ylabel("MALE (dB)")

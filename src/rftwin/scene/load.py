@@ -147,12 +147,17 @@ def _object_table(scene) -> list[SceneObjectInfo]:
 
 
 def load(scene: str | os.PathLike, frequency_hz: float = 3.5e9) -> TwinScene:
-    """Load a scene: ``"room"``, a Sionna built-in name (e.g. ``simple_street_canyon``) or an XML file path.
+    """Load a scene: ``"room"`` (seed 004), ``"indoor"`` (rooms separated by walls with doors), a Sionna built-in
+    name (e.g. ``simple_street_canyon``) or an XML file path.
 
     Shapes are never merged (``merge_shapes=False``) so every object stays its own calibration unit.
     """
-    rt = sionna_rt()
     ref = str(scene)
+    if ref == "indoor":
+        from rftwin.scene.indoor import indoor  # noqa: PLC0415  (indoor builds on this module)
+
+        return indoor(frequency_hz)
+    rt = sionna_rt()
     if ref == BUILTIN_ROOM:
         sc = rt.load_scene_from_string(room_xml(), merge_shapes=False)
     elif not ref.endswith(".xml") and hasattr(rt.scene, ref) and isinstance(getattr(rt.scene, ref), str):
