@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+import _floor_wall as fw
 from rftwin.calibrate import CalibrationConfig, LossTerm, Targets, calibrate
 from rftwin.calibrate.workflow import calibrate_scene
 from rftwin.materials.per_object import (
@@ -22,21 +23,6 @@ S_TRUE = np.array([0.5, 0.3])  # floor, wall
 TERMS = (LossTerm("path_gain", "mse_db"), LossTerm("delay_spread", "mse"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small engine workloads run several times faster single-threaded on a shared CPU (see SIONNA_NOTES)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _links():
-    rng = np.random.default_rng(3)
-    tx = np.repeat(np.array([[-1.0, 0.5, 1.0], [0.8, -0.7, 1.5]]), 6, axis=0)
-    rx = np.column_stack([rng.uniform(-1.8, 1.8, 12), rng.uniform(-1.8, 1.8, 12), rng.uniform(0.3, 2.5, 12)])
-    return tx, rx
-
 
 def _sionna_features(ps):
     """Path gain (dB) and RMS delay spread (s) per link from Sionna's own coefficients (paths.a)."""
@@ -50,9 +36,8 @@ def _sionna_features(ps):
 def measured(tmp_path_factory):
     """floor_wall with ITU eps/sigma and S = S_TRUE, traced by Sionna with diffuse reflection on."""
     twin = load("floor_wall")
-    tx, rx = _links()
-    eps = np.array([o.relative_permittivity for o in twin.objects])
-    sig = np.array([o.conductivity for o in twin.objects])
+    tx, rx = fw.links(6, seed=3)
+    eps, sig = fw.itu_materials(twin)
     twin.set_materials(eps, sig, scattering=S_TRUE, xpd=[0.2, 0.1])
     ps = trace(twin, tx, rx, SETTINGS, cache_dir=tmp_path_factory.mktemp("cache"))
     assert "diffuse_reflection" in ps.meta["mechanisms"] and "diffuse_reflection" in ps.meta["mechanisms_present"]

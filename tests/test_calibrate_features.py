@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+import _floor_wall as fw
 from rftwin.calibrate import CalibrationConfig, LossTerm, Targets, calibrate, parse_terms
 from rftwin.calibrate.problem import simulate_features
 from rftwin.materials.per_object import PerObjectMaterials, prior_from_labels
@@ -17,22 +18,12 @@ F = 3.5e9
 BW, NSC = 100e6, 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def sionna(tmp_path_factory):
     twin = load("floor_wall")
-    rng = np.random.default_rng(5)
-    tx = np.repeat(np.array([[-1.0, 0.5, 1.0], [0.8, -0.7, 1.5]]), 8, axis=0)
-    rx = np.column_stack([rng.uniform(-1.8, 1.8, 16), rng.uniform(-1.8, 1.8, 16), rng.uniform(0.3, 2.5, 16)])
-    eps0 = np.array([o.relative_permittivity for o in twin.objects])
-    sig0 = np.array([o.conductivity for o in twin.objects])
+    tx, rx = fw.links(8, seed=5)
+    eps0, sig0 = fw.itu_materials(twin)
     eps_t, sig_t = eps0 * np.array([1.06, 0.95]), sig0 * np.array([0.9, 1.15])
     twin.set_materials(eps_t, sig_t)
     ps = trace(twin, tx, rx, SETTINGS, cache_dir=tmp_path_factory.mktemp("cache"))

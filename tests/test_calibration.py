@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+import _floor_wall as fw
 from rftwin.calibrate import CalibrationConfig, Targets, calibrate, laplace
 from rftwin.materials import PerObjectMaterials, draw_starts, itu_eps_sigma, prior_from_labels
 from rftwin.scene import load
@@ -13,20 +14,15 @@ SETTINGS = SolverSettings(max_depth=2, samples_per_src=100_000)
 
 def _setup():
     twin = load("floor_wall")
-    rng = np.random.default_rng(3)
-    tx = np.repeat(np.array([[-1.0, 0.5, 1.0], [0.8, -0.7, 1.5]]), 10, axis=0)
-    rx = np.column_stack([rng.uniform(-1.8, 1.8, 20), rng.uniform(-1.8, 1.8, 20), rng.uniform(0.3, 2.5, 20)])
-    K = len(twin.objects)
-    eps0 = np.array([o.relative_permittivity for o in twin.objects])
-    sig0 = np.array([o.conductivity for o in twin.objects])
-    return twin, tx, rx, K, eps0, sig0
+    tx, rx = fw.links(10, seed=3)
+    eps0, sig0 = fw.itu_materials(twin)
+    return twin, tx, rx, len(twin.objects), eps0, sig0
 
 
 def _measure(twin, tx, rx, eps, sig):
     twin.set_materials(eps, sig)
     ps = trace(twin, tx, rx, SETTINGS, cache_dir=False)
-    pw = np.bincount(ps.link.numpy(), (ps.a_ref.abs() ** 2).mean(dim=(1, 2)).numpy(), minlength=ps.num_links)
-    return ps, 10 * np.log10(pw)
+    return ps, fw.sionna_gain_db(ps)
 
 
 @pytest.mark.parametrize("optimizer", ["lm", "lbfgs"])

@@ -201,11 +201,8 @@ def case_for(scene: str, config: str, lit_region: bool = True) -> dict:
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _drop_cases():
     yield
-    torch.set_num_threads(n)
     _CASES.clear()
 
 

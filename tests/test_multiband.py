@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+import _floor_wall as fw
 from rftwin.calibrate import CalibrationConfig, Targets, calibrate
 from rftwin.materials import PerObjectMaterials, itu_power_law
 from rftwin.scene import load
@@ -24,17 +25,14 @@ def _eval(abcd, f_hz):
 @pytest.fixture(scope="module")
 def multiband():
     twin = load("floor_wall")
-    rng = np.random.default_rng(5)
-    tx = np.repeat(np.array([[-1.0, 0.5, 1.0], [0.8, -0.7, 1.5]]), 10, axis=0)
-    rx = np.column_stack([rng.uniform(-1.8, 1.8, 20), rng.uniform(-1.8, 1.8, 20), rng.uniform(0.3, 2.5, 20)])
+    tx, rx = fw.links(10, seed=5)
     eps, sig = _eval(TRUE_ABCD, FREQS)
     gains, ps0 = [], None
     for i, f in enumerate(FREQS):
         twin.set_frequency(f)
         twin.set_materials(eps[i], sig[i])  # custom values per frequency (the ITU callbacks are removed)
         ps = trace(twin, tx, rx, SETTINGS, cache_dir=False, progress=False)
-        p = np.bincount(ps.link.numpy(), (ps.a_ref.abs() ** 2).mean(dim=(1, 2)).numpy(), minlength=ps.num_links)
-        gains.append(10 * np.log10(p))
+        gains.append(fw.sionna_gain_db(ps))
         ps0 = ps if ps0 is None else ps0
         assert ps.num_paths == ps0.num_paths  # geometry does not depend on frequency or materials
     L = ps0.num_links

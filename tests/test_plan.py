@@ -30,7 +30,6 @@ N_TX, N_RX = 8, 5  # 40 candidate links
 
 @pytest.fixture(scope="module")
 def setup():
-    torch.set_num_threads(1)
     twin = room(F)
     geo = SceneGeometry.from_twin(twin)
     c_tx = candidate_grid(twin, 1.0, (1.5,), geometry=geo)

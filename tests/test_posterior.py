@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+import _floor_wall as fw
 import rftwin  # noqa: F401 - LLVM set-up before anything imports Dr.Jit
 from rftwin.calibrate import CalibrationConfig, Targets, calibrate
 from rftwin.calibrate.posterior import effective_sample_size, path_gain_residuals, sample_posterior, split_rhat
@@ -16,17 +17,12 @@ F = 3.5e9
 @pytest.fixture(scope="module")
 def problem():
     """floor_wall scene, 20 links traced once at true materials (ITU x 1.05 / 0.95); measured gain = Sionna's."""
-    torch.set_num_threads(1)
     twin = load("floor_wall")
-    rng = np.random.default_rng(3)
-    tx = np.repeat(np.array([[-1.0, 0.5, 1.0], [0.8, -0.7, 1.5]]), 10, axis=0)
-    rx = np.column_stack([rng.uniform(-1.8, 1.8, 20), rng.uniform(-1.8, 1.8, 20), rng.uniform(0.3, 2.5, 20)])
-    eps0 = np.array([o.relative_permittivity for o in twin.objects])
-    sig0 = np.array([o.conductivity for o in twin.objects])
+    tx, rx = fw.links(10, seed=3)
+    eps0, sig0 = fw.itu_materials(twin)
     twin.set_materials(eps0 * 1.05, sig0 * 0.95)
     ps = trace(twin, tx, rx, SolverSettings(max_depth=2, samples_per_src=100_000), cache_dir=False, progress=False)
-    pw = np.bincount(ps.link.numpy(), (ps.a_ref.abs() ** 2).mean(dim=(1, 2)).numpy(), minlength=ps.num_links)
-    return ps, 10 * np.log10(pw), eps0, sig0, [o.thickness_m for o in twin.objects]
+    return ps, fw.sionna_gain_db(ps), eps0, sig0, [o.thickness_m for o in twin.objects]
 
 
 def _fit(problem, links, noise_db):

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
+import _floor_wall as fw
 from rftwin.calibrate import CalibrationConfig, Targets, calibrate, parse_terms
 from rftwin.cli.main import app
 from rftwin.materials.per_object import PerObjectMaterials
@@ -18,22 +18,12 @@ from rftwin.trace import SolverSettings, trace
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def problem(tmp_path_factory):
     twin = load("floor_wall")
-    rng = np.random.default_rng(11)
-    tx = np.repeat(np.array([[-1.0, 0.5, 1.0], [0.8, -0.7, 1.5]]), 5, axis=0)
-    rx = np.column_stack([rng.uniform(-1.8, 1.8, 10), rng.uniform(-1.8, 1.8, 10), rng.uniform(0.3, 2.5, 10)])
-    eps0 = np.array([o.relative_permittivity for o in twin.objects])
-    sig0 = np.array([o.conductivity for o in twin.objects])
+    tx, rx = fw.links(5, seed=11)
+    eps0, sig0 = fw.itu_materials(twin)
     twin.set_materials(eps0 * 1.05, sig0 * 0.9)
     ps = trace(twin, tx, rx, SolverSettings(max_depth=2, samples_per_src=30_000),
                cache_dir=tmp_path_factory.mktemp("cache"))

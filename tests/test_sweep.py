@@ -1,6 +1,7 @@
 """Global coordinate sweeps: land in the right basin of the multimodal slab loss, never increase the loss."""
 import numpy as np
 
+import _floor_wall as fw
 from rftwin.calibrate import CalibrationConfig, Targets, calibrate
 from rftwin.calibrate.sweep import coordinate_sweep
 from rftwin.materials import PerObjectMaterials
@@ -10,17 +11,13 @@ from rftwin.trace import SolverSettings, trace
 
 def test_sweep_then_lm_recovers_far_permittivity():
     twin = load("floor_wall")
-    rng = np.random.default_rng(5)
-    tx = np.repeat(np.array([[-1.0, 0.5, 1.0], [0.8, -0.7, 1.5]]), 10, axis=0)
-    rx = np.column_stack([rng.uniform(-1.8, 1.8, 20), rng.uniform(-1.8, 1.8, 20), rng.uniform(0.3, 2.5, 20)])
-    eps0 = np.array([o.relative_permittivity for o in twin.objects])
-    sig0 = np.array([o.conductivity for o in twin.objects])
+    tx, rx = fw.links(10, seed=5)
+    eps0, sig0 = fw.itu_materials(twin)
     th = np.array([o.thickness_m for o in twin.objects])
     eps_t, sig_t = eps0 * 1.7, sig0 * 0.6  # several slab-resonance minima away from the start
     twin.set_materials(eps_t, sig_t)
     ps = trace(twin, tx, rx, SolverSettings(max_depth=2, samples_per_src=100_000), cache_dir=False)
-    pw = np.bincount(ps.link.numpy(), (ps.a_ref.abs() ** 2).mean(dim=(1, 2)).numpy(), minlength=ps.num_links)
-    meas = 10 * np.log10(pw)
+    meas = fw.sionna_gain_db(ps)
     L = len(tx)
     sw = coordinate_sweep(ps, np.arange(L), np.full(L, 3.5e9), meas, eps0, sig0, th,
                           np.stack([eps0 * 0.5, eps0 * 2.0], 1), np.stack([sig0 * 0.1, sig0 * 10.0], 1),
