@@ -15,6 +15,7 @@ from rftwin.materials import PerObjectMaterials
 from rftwin.runtime import sionna_rt
 from rftwin.scene import room
 from rftwin.trace import trace
+from rftwin.trace.tracer import reset_devices
 
 
 def _median_time(fn, reps: int) -> float:
@@ -54,12 +55,7 @@ def sionna_step_seconds(twin, tx, rx, meas_db: np.ndarray, settings, reps: int =
     import mitsuba as mi  # noqa: PLC0415
 
     sc = twin.scene
-    for n in list(sc.transmitters):
-        sc.remove(n)
-    for n in list(sc.receivers):
-        sc.remove(n)
-    sc.tx_array = rt.PlanarArray(num_rows=1, num_cols=1, pattern="iso", polarization="V")
-    sc.rx_array = rt.PlanarArray(num_rows=1, num_cols=1, pattern="iso", polarization="V")
+    reset_devices(sc)
     ut, ti = np.unique(tx, axis=0, return_inverse=True)
     for i, p in enumerate(ut):
         sc.add(rt.Transmitter(name=f"tx{i}", position=[float(v) for v in p]))

@@ -416,6 +416,15 @@ def _numeric(raw: _Raw, col: str, problems: list[Problem]) -> np.ndarray:
     return vals
 
 
+def _identifier(v) -> str:
+    """A table cell as an identifier string: empty for missing values, integral floats without '.0'."""
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v).strip()
+
+
 def _link_ids(raw: _Raw, problems: list[Problem]) -> list[str]:
     if "link_id" not in raw.columns:
         width = max(4, len(str(raw.n)))
@@ -423,12 +432,7 @@ def _link_ids(raw: _Raw, problems: list[Problem]) -> list[str]:
     out: list[str] = []
     first: dict[str, int] = {}
     for i, v in enumerate(raw.columns["link_id"]):
-        if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-            s = ""
-        elif isinstance(v, (float, np.floating)) and float(v).is_integer():
-            s = str(int(v))
-        else:
-            s = str(v).strip()
+        s = _identifier(v)
         if not s:
             problems.append(Problem("empty link_id; expected a non-empty identifier", columns=("link_id",),
                                     **raw.where(i)))
@@ -448,12 +452,7 @@ def _tx_ids(raw: _Raw, tx: np.ndarray, problems: list[Problem], tolerance_m: flo
     out: list[str] = []
     first: dict[str, int] = {}
     for i, v in enumerate(raw.columns["tx_id"]):
-        if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-            s = ""
-        elif isinstance(v, (float, np.floating)) and float(v).is_integer():
-            s = str(int(v))
-        else:
-            s = str(v).strip()
+        s = _identifier(v)
         out.append(s)
         if not s:
             problems.append(Problem("empty tx_id; expected a transmitter name", columns=("tx_id",),

@@ -16,7 +16,7 @@ import numpy as np
 
 from rftwin.io import atomic_path
 from rftwin.scene.load import TwinScene
-from rftwin.trace.tracer import SolverSettings
+from rftwin.trace.tracer import SolverSettings, reset_devices
 
 
 @dataclass
@@ -94,12 +94,7 @@ def compute_radio_map(twin: TwinScene, doc: dict | None, tx_pos, frequency_hz: f
         raise ValueError(f"empty map area x {x0:g}..{x1:g} m, y {y0:g}..{y1:g} m")
     apply_twin_materials(twin, doc, frequency_hz)
     sc = twin.scene
-    for name in list(sc.transmitters):
-        sc.remove(name)
-    for name in list(sc.receivers):
-        sc.remove(name)
-    sc.tx_array = rt.PlanarArray(num_rows=1, num_cols=1, pattern="iso", polarization="V")
-    sc.rx_array = rt.PlanarArray(num_rows=1, num_cols=1, pattern="iso", polarization="V")
+    reset_devices(sc)
     for i, p in enumerate(tx):
         kw = {} if tx_power_dbm is None else {"power_dbm": float(tx_power_dbm)}
         sc.add(rt.Transmitter(name=f"tx{i}", position=[float(v) for v in p], **kw))

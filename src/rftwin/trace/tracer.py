@@ -62,6 +62,12 @@ def _clear_devices(scene) -> None:
         scene.remove(name)
 
 
+def reset_devices(scene, tx_ant: AntennaSpec = AntennaSpec(), rx_ant: AntennaSpec = AntennaSpec()) -> None:
+    """Remove every transmitter and receiver of a Sionna scene and give it single-element arrays."""
+    _clear_devices(scene)
+    _set_arrays(scene, tx_ant, rx_ant)
+
+
 def _antenna_vectors(scene, k_tx: np.ndarray, k_in_last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Antenna field vectors (complex [N, T, 2] and [N, R, 2]) in Sionna's world implicit basis."""
     import mitsuba as mi  # noqa: PLC0415
