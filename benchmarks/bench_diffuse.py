@@ -3,7 +3,8 @@
 Traces the benchmark room with diffuse reflection (and diffraction) once, tiles the PathSet until it holds at
 least ``--interactions`` interactions, then times one engine step (materials -> per-link path gain -> loss ->
 backward w.r.t. eps_r, sigma, S, K_x) in a fresh worker process per configuration (unchunked / chunked), and
-reports wall time and peak resident memory above the worker's baseline as JSON.
+reports wall time and peak resident memory above the worker's baseline as JSON (also written to
+``benchmarks/results/diffuse.json``).
 
     .venv/bin/python benchmarks/bench_diffuse.py --samples 200000 --interactions 1000000 --chunk 100000
 """
@@ -143,6 +144,9 @@ def main() -> None:
             res = subprocess.run([sys.executable, __file__, "--worker", path, "--chunk", str(c), "--threads",
                                   str(args.threads)], capture_output=True, text=True, check=True)
             report["runs"].append(json.loads(res.stdout.strip().splitlines()[-1]))
+    from rftwin.io import write_json  # noqa: PLC0415
+
+    write_json(Path(__file__).parent / "results" / "diffuse.json", report)
     print(json.dumps(report, indent=2))
 
 
