@@ -41,9 +41,30 @@ def test_device_to_device_traces_only_requested_pairs():
     assert all(len(r) == 1 for _, r, _ in calls)
     full_tx, full_rx = np.repeat(tx, 3, 0), np.tile(rx, (3, 1))
     assert len(_plan_calls(full_tx, full_rx)) == 1
+    split = _plan_calls(full_tx, full_rx, lanes_per_pair=10, max_lanes=40)  # 4 pairs per call at most
+    links = np.concatenate([g[g >= 0] for _, _, g in split])
+    assert all(g.size <= 4 for _, _, g in split) and sorted(links.tolist()) == list(range(9))
     twin = load("room")
     ps = trace(twin, tx, rx, S, cache_dir=False)
     assert ps.num_links == 3 and set(ps.link.tolist()) == {0, 1, 2}
+
+
+def test_large_link_sets_are_split_into_solver_calls(monkeypatch):
+    """Calls above the solver's lane budget are split over receivers; the traced paths do not change."""
+    import rftwin.trace.tracer as tracer
+
+    twin = load("room")
+    tx = np.array([[-1.0, 0.0, 1.5], [1.5, 1.0, 2.0]])
+    rx = np.array([[0.5, 2.0, 1.0], [-2.0, -1.0, 1.5], [1.0, -2.0, 2.0]])
+    txl, rxl = np.repeat(tx, 3, 0), np.tile(rx, (2, 1))
+    whole = trace(twin, txl, rxl, S, cache_dir=False)
+    monkeypatch.setattr(tracer, "MAX_SOLVER_LANES", S.max_depth * S.samples_per_src)  # one pair per call
+    assert len(_plan_calls(txl, rxl, S.max_depth * S.samples_per_src)) == 6
+    parts = trace(twin, txl, rxl, S, cache_dir=False)
+    for lk in range(6):
+        a = np.sort(whole.a_ref[whole.link == lk].abs().flatten().numpy())
+        b = np.sort(parts.a_ref[parts.link == lk].abs().flatten().numpy())
+        np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
 def test_cli_doctor_predict_calibrate(tmp_path):

@@ -314,12 +314,38 @@ class _CandidateCounter:
         return buf
 
 
-def _plan_calls(tx_pos: np.ndarray, rx_pos: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+# Sionna's deterministic solver keeps one 64-bit record per (depth, ray, target): a call with
+# depth x samples_per_src x T x R lanes above 2^32 overflows its 32-bit lane index (segfault) and the buffer alone
+# takes 8 bytes per lane, so calls are split over receivers (then transmitters) to stay below this many lanes.
+MAX_SOLVER_LANES = 2**28
+
+
+def _split_call(ut: np.ndarray, ur: np.ndarray, grid: np.ndarray, lanes_per_pair: int,
+                max_lanes: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Split one call (T transmitters x R receivers) into calls of at most ``max_lanes`` solver lanes, dropping
+    receiver columns / transmitter rows without a requested link."""
+    T, R = grid.shape
+    t_chunk = max(1, min(T, max_lanes // max(1, lanes_per_pair)))
+    r_chunk = max(1, max_lanes // max(1, lanes_per_pair * t_chunk))
+    out = []
+    for t0 in range(0, T, t_chunk):
+        for r0 in range(0, R, r_chunk):
+            g = grid[t0:t0 + t_chunk, r0:r0 + r_chunk]
+            rows, cols = np.nonzero((g >= 0).any(1))[0], np.nonzero((g >= 0).any(0))[0]
+            if len(rows) and len(cols):
+                out.append((ut[t0:t0 + t_chunk][rows], ur[r0:r0 + r_chunk][cols], g[np.ix_(rows, cols)]))
+    return out
+
+
+def _plan_calls(tx_pos: np.ndarray, rx_pos: np.ndarray, lanes_per_pair: int = 1,
+                max_lanes: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Group unique links into solver calls: (tx positions, rx positions, [T, R] link index or -1).
 
     When the requested pairs cover most of the tx x rx grid one call traces everything; otherwise links are
-    grouped by transmitter so that only requested pairs are traced (device-to-device link lists).
+    grouped by transmitter so that only requested pairs are traced (device-to-device link lists). Calls above
+    ``max_lanes`` solver lanes (``lanes_per_pair`` = depth x samples per source, per tx-rx pair) are split.
     """
+    max_lanes = MAX_SOLVER_LANES if max_lanes is None else max_lanes
     ut, ti = np.unique(tx_pos, axis=0, return_inverse=True)
     ur, ri = np.unique(rx_pos, axis=0, return_inverse=True)
     ti, ri = ti.reshape(-1), ri.reshape(-1)
@@ -327,14 +353,14 @@ def _plan_calls(tx_pos: np.ndarray, rx_pos: np.ndarray) -> list[tuple[np.ndarray
     if L >= 0.5 * len(ut) * len(ur):
         grid = np.full((len(ut), len(ur)), -1, dtype=np.int64)
         grid[ti, ri] = np.arange(L)
-        return [(ut, ur, grid)]
+        return _split_call(ut, ur, grid, lanes_per_pair, max_lanes)
     calls = []
     for t in range(len(ut)):
         links = np.nonzero(ti == t)[0]
         rx_ids, local = np.unique(ri[links], return_inverse=True)
         grid = np.full((1, len(rx_ids)), -1, dtype=np.int64)
         grid[0, local.reshape(-1)] = links
-        calls.append((ut[t:t + 1], ur[rx_ids], grid))
+        calls += _split_call(ut[t:t + 1], ur[rx_ids], grid, lanes_per_pair, max_lanes)
     return calls
 
 
@@ -376,7 +402,7 @@ def trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSett
                 pass
     _set_arrays(twin.scene, tx_antenna, rx_antenna)
     id_to_index, meshes = twin.id_to_index(), twin.meshes()
-    calls = _plan_calls(tx_pos, rx_pos)
+    calls = _plan_calls(tx_pos, rx_pos, max(1, settings.max_depth) * settings.samples_per_src)
     parts, overflow = [], 0
     from rftwin.progress import track  # noqa: PLC0415
 
