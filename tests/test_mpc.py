@@ -211,3 +211,33 @@ def test_matching_relative_delays_and_gates(traced):
         match_mpcs(mp, ps, ["near"])
     with pytest.raises(ValueError, match="delay_reference"):
         match_mpcs(mp, ps, ["near", "far"], delay_reference="relative")
+
+
+def test_rows_sharing_a_geometry_and_paths_as_mpcs(traced, tmp_path):
+    from rftwin.data.mpc import match_mpcs_to_rows, mpcs_from_paths, write_mpcs
+
+    ps, a = traced
+    truth = _separated(ps, a)
+    mp, t = _mpcs(ps, a, truth, np.random.default_rng(3), spurious=False)
+    # the 'near' geometry measured at two carriers: rows A and B share PathSet link 0 and must not compete
+    near = [i for i, k in enumerate(mp.link_id) if k == "near"]
+    ids = mp.link_id + ["B"] * len(near)
+    both = mpcs_from_arrays(ids, np.concatenate([mp.delay_s, mp.delay_s[near]]),
+                            np.concatenate([mp.power_db, mp.power_db[near] - 3.0]),
+                            azimuth_arrival_deg=np.concatenate([mp.azimuth_arrival_deg, mp.azimuth_arrival_deg[near]]))
+    m = match_mpcs_to_rows(both, ["near", "far", "B"], [0, 1, 0], ps, delay_gate_s=GATE_S, angle_gate_deg=GATE_DEG)
+    assert len(m) == len(both) and len(m.unmatched_rows) == 0
+    np.testing.assert_array_equal(m.path_index, np.concatenate([t, t[near]]))
+    np.testing.assert_array_equal(m.link, ps.link.numpy()[m.path_index])
+    # traced paths as an MPC table: every path of each row's link within the dynamic range, written and read back
+    p = path_power(a)
+    tab = mpcs_from_paths(ps, p, ["near", "far"], np.array([0, 1]), dynamic_range_db=20.0)
+    pw, link = p.numpy(), ps.link.numpy()
+    best = np.array([pw[link == k].max() for k in range(2)])
+    expect_n = sum(int((pw[link == k] >= best[k] / 100).sum()) for k in range(2))
+    assert len(tab) == expect_n and (tab.power_db >= 10 * np.log10(best[tab.link_index()]) - 20 - 1e-9).all()
+    np.testing.assert_allclose(tab.delay_s, ps.tau_s.numpy()[tab.df["path_index"]])
+    write_mpcs(tmp_path / "m.csv", tab)
+    back = read_mpcs(tmp_path / "m.csv", ["near", "far"])
+    np.testing.assert_allclose(back.power_db, tab.power_db)
+    np.testing.assert_allclose(back.azimuth_departure_deg, tab.azimuth_departure_deg)

@@ -14,6 +14,7 @@ per-source path budget, which overflows silently: a trace that reached it is rep
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -64,7 +65,8 @@ def _diffuse_values(twin: TwinScene, prior: MaterialPrior, fit: tuple[str, ...],
     return draw_start_values(p, num_starts, seed, fit)
 
 
-def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, targets: Targets, prior: MaterialPrior,
+def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
+                    targets: Targets | Callable[[PathSet], Targets], prior: MaterialPrior,
                     cfg: CalibrationConfig | None = None, settings: SolverSettings | None = None,
                     num_starts: int = 32, retrace: int = 1, power_law: bool = False, seed: int = 0,
                     truth: tuple[np.ndarray, np.ndarray] | dict | None = None, progress: bool = True, cache_dir=None,
@@ -82,8 +84,12 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, tar
     ``global_sweeps`` > 0: before each local round, that many per-object grid sweeps over the prior ranges
     (:func:`rftwin.calibrate.sweep.coordinate_sweep`) move the start into the basin of the lowest path-gain loss
     (eps_r/sigma fits of constant materials without diffuse reflection only).
+    ``targets`` may also be a callable ``PathSet -> Targets``, called with every new trace (the first and each
+    re-trace): targets that refer to individual paths (per-MPC powers matched to the traced paths) are rebuilt
+    for the paths of that trace.
     On return the twin's radio materials hold the calibrated values; ``result.mechanisms`` lists what was traced.
     """
+    make_targets = targets if callable(targets) else (lambda _ps: targets)
     cfg = CalibrationConfig() if cfg is None else cfg
     settings = SolverSettings() if settings is None else settings
     tx_antenna = AntennaSpec() if tx_antenna is None else tx_antenna
@@ -119,10 +125,11 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, tar
         twin.set_materials(eps, sig, scattering=s_tr, xpd=x)
         return trace_checked(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir, progress)
 
-    sweepable = (global_sweeps > 0 and set(fit) <= {"eps_r", "sigma"} and not power_law and not use_diffuse
-                 and targets.path_gain_db is not None)
+    def sweepable(targets: Targets) -> bool:
+        return (global_sweeps > 0 and set(fit) <= {"eps_r", "sigma"} and not power_law and not use_diffuse
+                and targets.path_gain_db is not None)
 
-    def swept(ps, eps, sig):
+    def swept(ps, eps, sig, targets: Targets):
         """Global per-object grid sweeps from (eps, sig) [K] on the path-gain rows (NaN rows left out)."""
         ok = ~torch.isnan(targets.path_gain_db)
         f = targets.frequencies_hz[targets.freq_index]
@@ -133,7 +140,7 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, tar
                               estimate_offset=cfg.offset_mode != "none", progress=progress)
         return sw.eps_r, sw.sigma
 
-    def run(ps, model, k):
+    def run(ps, model, k, targets: Targets):
         return calibrate(ps, model, targets, cfg, truth=truth, progress=progress, uncertainty=k == retrace,
                          prior=prior, checkpoint=None if ckdir is None else ckdir / f"round{k}.pt",
                          checkpoint_every=checkpoint_every, resume=resume, callback=callback)
@@ -142,25 +149,27 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, tar
         return None if x is None else x[0]
 
     ps = trace_at(prior.eps_r, prior.sigma, first(starts["scattering"]), first(starts["xpd"]))
-    if sweepable:  # the swept point joins the multi-start draws as an extra start
-        e0, s0 = swept(ps, prior.eps_r, prior.sigma)
+    tg = make_targets(ps)
+    if sweepable(tg):  # the swept point joins the multi-start draws as an extra start
+        e0, s0 = swept(ps, prior.eps_r, prior.sigma, tg)
         starts["eps_r"] = np.concatenate([e0[None], starts["eps_r"]])
         starts["sigma"] = np.concatenate([s0[None], starts["sigma"]])
     model = PerObjectMaterials(starts["eps_r"], starts["sigma"], thickness, scattering=starts["scattering"],
                                xpd=starts["xpd"], **kw)
-    res = run(ps, model, 0)
+    res = run(ps, model, 0, tg)
     history = list(res.history)
     for k in range(retrace):
         ps = trace_at(res.eps_r, res.sigma, res.scattering, res.xpd)
-        if sweepable:
-            res = replace(res, **dict(zip(("eps_r", "sigma"), swept(ps, res.eps_r, res.sigma))))
+        tg = make_targets(ps)
+        if sweepable(tg):
+            res = replace(res, **dict(zip(("eps_r", "sigma"), swept(ps, res.eps_r, res.sigma, tg))))
         pl_now = res.power_law
         kw.update(b=pl_now[:, 1] if power_law else None, d=pl_now[:, 3] if power_law else None)
         model = PerObjectMaterials(res.eps_r[None], res.sigma[None], thickness,
                                    scattering=None if res.scattering is None else res.scattering[None],
                                    xpd=None if res.xpd is None else res.xpd[None], **kw)
         prev_seconds, prev_iters = res.seconds, res.iterations
-        res = run(ps, model, k + 1)
+        res = run(ps, model, k + 1, tg)
         offset = history[-1]["iteration"] if history else 0
         history += [dict(r, iteration=r["iteration"] + offset, retrace=k + 1) for r in res.history[1:]]
         res = replace(res, seconds=res.seconds + prev_seconds, iterations=res.iterations + prev_iters)

@@ -9,6 +9,70 @@ import typer
 from rftwin.cli.common import Los, MaxDepth, Refraction, Samples, Seed, Specular, console, fail, settings
 
 CHECKPOINT_DIR = "checkpoint"
+MPC_MATCHES = "mpc_matches.csv"
+
+
+class MPCSupervision:
+    """Per-MPC power targets rebuilt for every trace: ``__call__(ps)`` matches the measured MPCs (``link_id`` =
+    a row of the measurements table) to the traced paths of ``ps`` by delay and angle
+    (:func:`rftwin.data.mpc.match_mpcs_to_rows`) and returns the row targets plus the matched (path, power) pairs,
+    each at the carrier of its row. The last match and targets are kept (``match``, ``targets``)."""
+
+    def __init__(self, meas, row_link, mpcs, row_kw: dict, **gates):
+        self.meas, self.row_link, self.mpcs, self.row_kw, self.gates = meas, row_link, mpcs, row_kw, gates
+        pos = {k: i for i, k in enumerate(meas.link_id)}
+        mpcs.check_links(list(meas.link_id))
+        self.mpc_frequency_hz = np.asarray(meas.frequency_hz, dtype=np.float64)[[pos[k] for k in mpcs.link_id]]
+        self.match = None
+        self.targets = None
+
+    def __call__(self, ps):
+        from rftwin.calibrate import Targets  # noqa: PLC0415
+        from rftwin.data.mpc import match_mpcs_to_rows  # noqa: PLC0415
+
+        m = match_mpcs_to_rows(self.mpcs, self.meas.link_id, self.row_link, ps, **self.gates)
+        if not len(m):
+            raise ValueError(f"{self.mpcs.source}: none of the {len(self.mpcs)} MPCs matches a traced path within "
+                             f"the gates ({self.gates.get('delay_gate_s', 5e-9) * 1e9:g} ns, "
+                             f"{self.gates.get('angle_gate_deg', 10.0):g} deg); check the positions, the delay "
+                             "reference (--mpc-delay-reference first for relative delays) and the gates")
+        self.match = m
+        self.targets = Targets.build(self.row_link, self.meas.frequency_hz, self.meas.path_gain_db,
+                                     mpc_path=m.path_index, mpc_power_db=m.measured_power_db,
+                                     mpc_frequency_hz=self.mpc_frequency_hz[m.mpc_row], **self.row_kw)
+        return self.targets
+
+    def outputs(self, ps, res) -> tuple[object, dict]:
+        """Per-MPC table (a DataFrame: matched path, errors, fitted power incl. the gain offset) and a per-link
+        summary (dict)."""
+        import pandas as pd  # noqa: PLC0415
+        import torch  # noqa: PLC0415
+
+        from rftwin.calibrate.problem import simulate_features  # noqa: PLC0415
+
+        m, t = self.match, self.targets
+        q = len(self.mpcs)
+        with torch.no_grad():
+            fitted = simulate_features(ps, res.model, t, {"mpc_power"}).mpc_power_db[0].numpy() + res.offset_db
+        cols = {c: self.mpcs.df[c].to_numpy() for c in self.mpcs.df.columns}
+        df = pd.DataFrame(cols)
+        df["matched"] = np.zeros(q, bool)
+        df.loc[m.mpc_row, "matched"] = True
+        for name, v, fill in (("path_index", m.path_index, -1), ("delay_error_s", m.delay_error_s, np.nan),
+                              ("aoa_error_deg", m.aoa_error_deg, np.nan), ("aod_error_deg", m.aod_error_deg, np.nan),
+                              ("fitted_power_db", fitted, np.nan)):
+            col = np.full(q, fill, dtype=np.int64 if fill == -1 else np.float64)
+            col[m.mpc_row] = v
+            df[name] = col
+        df["residual_db"] = df["fitted_power_db"] - df["power_db"]
+        per = df.groupby("link_id", sort=False)["matched"].agg(["size", "sum"])
+        summary = {"file": str(self.mpcs.source), "mpcs": q, "matched": int(len(m)),
+                   "gates": {"delay_s": self.gates.get("delay_gate_s"), "angle_deg": self.gates.get("angle_gate_deg"),
+                             "delay_reference": self.gates.get("delay_reference", "absolute")},
+                   "rms_residual_db": float(np.sqrt(np.mean(df["residual_db"].dropna() ** 2))) if len(m) else None,
+                   "per_link": {str(k): {"mpcs": int(r["size"]), "matched": int(r["sum"])}
+                                for k, r in per.iterrows()}}
+        return df, summary
 
 
 def calibration_summary(res, names: list[str]) -> dict:
@@ -85,9 +149,10 @@ def register(app: typer.Typer) -> None:
                                                           "| smape."),
                   terms: str = typer.Option(None, "--terms",
                                             help="Weighted loss terms FEATURE[:METRIC[:WEIGHT]],... with features "
-                                                 "path_gain, delay_spread, mean_delay and metrics mse_db, nae, "
-                                                 "smape (powers), mse [ns^2], smape, nae (delays); e.g. "
-                                                 "'path_gain:smape:1,delay_spread:smape:1'."),
+                                                 "path_gain, delay_spread, mean_delay, cfr, mpc_power and "
+                                                 "metrics mse_db, nae, smape (powers), mse [ns^2], smape, nae "
+                                                 "(delays); e.g. 'path_gain:smape:1,delay_spread:smape:1' or "
+                                                 "'path_gain,mpc_power:mse_db:1' (with --mpcs)."),
                   fit: str = typer.Option("eps_r,sigma", "--fit",
                                           help="Calibrated quantities: eps_r, sigma, scattering, xpd."),
                   diffuse: bool = typer.Option(None, "--diffuse/--no-diffuse",
@@ -102,6 +167,17 @@ def register(app: typer.Typer) -> None:
                   wideband: Path = typer.Option(None, "--wideband",
                                                 help="Wideband sidecar (.h5/.npz: CFR or CIR taps per link_id) "
                                                      "for the 'cfr' loss term (add cfr:nmse:W to --terms)."),
+                  mpcs: Path = typer.Option(None, "--mpcs",
+                                            help="Multipath-component table (CSV/Parquet: link_id, delay_s, power_db, "
+                                                 "optional AoA/AoD; docs/measurements.md) for the 'mpc_power' loss "
+                                                 "term; MPCs are re-matched to the traced paths after every trace."),
+                  mpc_delay_gate: float = typer.Option(5e-9, "--mpc-delay-gate",
+                                                       help="MPC matching delay gate [s] (~1/bandwidth)."),
+                  mpc_angle_gate: float = typer.Option(10.0, "--mpc-angle-gate",
+                                                       help="MPC matching angle gate [deg] (~beam width)."),
+                  mpc_delay_reference: str = typer.Option("absolute", "--mpc-delay-reference",
+                                                          help="absolute | first (MPC delays relative to the "
+                                                               "first arrival)."),
                   lr: float = typer.Option(1e-3, help="Adam learning rate."),
                   max_iter: int = typer.Option(1000, help="Iteration limit per round."),
                   power_law: bool = typer.Option(None, "--power-law/--no-power-law",
@@ -146,9 +222,18 @@ def register(app: typer.Typer) -> None:
             twin = load(scene)
             lab = read_labels(labels, twin) if labels else None
             meas = read_measurements(measurements, twin, labels=lab)
+            if mpcs is not None and not terms:
+                terms = f"path_gain:{loss}:1,mpc_power:mse_db:1"
+            term_list = parse_terms(terms) if terms else None
+            has_mpc_term = any(t.feature == "mpc_power" for t in term_list or ())
+            if has_mpc_term and mpcs is None:
+                raise ValueError("--terms: the mpc_power term needs an MPC table (--mpcs FILE)")
+            if mpcs is not None and not has_mpc_term:
+                raise ValueError(f"--mpcs {mpcs} is given but --terms has no mpc_power term (e.g. add "
+                                 "'mpc_power:mse_db:1')")
             cfg = CalibrationConfig(loss=loss, optimizer=optimizer, lr=lr, max_iter=max_iter,
                                     estimate_offset=estimate_offset, noise_db=noise_db, refine_starts=refine,
-                                    terms=parse_terms(terms) if terms else None, offset=offset,
+                                    terms=term_list, offset=offset,
                                     offset_ema=offset_ema, prior_weight=prior_weight)
             f_ref = float(np.min(meas.frequency_hz))
             twin.set_frequency(f_ref)
@@ -176,8 +261,22 @@ def register(app: typer.Typer) -> None:
                 rows = [i for i, lid in enumerate(meas.link_id) if lid in have]
                 cfr[rows] = wb.cfr_matrix([meas.link_id[i] for i in rows])
                 cfr_kw = {"cfr": cfr, "cfr_bandwidth_hz": bw}
-            targets = Targets.build(row_link, meas.frequency_hz, meas.path_gain_db,
-                                    delay_spread_s=meas.delay_spread_s, mean_delay_s=meas.mean_delay_s, **cfr_kw)
+            row_kw = dict(delay_spread_s=meas.delay_spread_s, mean_delay_s=meas.mean_delay_s, **cfr_kw)
+            supervision = None
+            if mpcs is not None:
+                from rftwin.data.mpc import read_mpcs  # noqa: PLC0415
+
+                if mpc_delay_reference not in ("absolute", "first"):
+                    raise ValueError(f"--mpc-delay-reference must be 'absolute' or 'first', not "
+                                     f"'{mpc_delay_reference}'")
+                if not (mpc_delay_gate > 0 and mpc_angle_gate > 0):
+                    raise ValueError("--mpc-delay-gate and --mpc-angle-gate must be > 0")
+                supervision = MPCSupervision(meas, row_link, read_mpcs(mpcs, meas), row_kw,
+                                             delay_gate_s=mpc_delay_gate, angle_gate_deg=mpc_angle_gate,
+                                             delay_reference=mpc_delay_reference)
+                targets = supervision
+            else:
+                targets = Targets.build(row_link, meas.frequency_hz, meas.path_gain_db, **row_kw)
             st = settings(max_depth, samples_per_src, seed, los, specular, refraction)
             res, ps = calibrate_scene(twin, tx, rx, targets, prior, cfg, st, num_starts=starts, retrace=retrace,
                                       power_law=use_pl, seed=seed, fit=fit_q, diffuse=diffuse,
@@ -185,8 +284,20 @@ def register(app: typer.Typer) -> None:
                                       resume=resume, global_sweeps=sweeps)
         except (MeasurementError, ValueError, FileNotFoundError) as exc:
             fail(str(exc))
+        if supervision is not None:
+            targets = supervision.targets  # matched to the final trace
         write_calibration_outputs(out, twin, res, ps, targets, meas, obj_labels, f_ref, use_pl, cfg)
-        write_json(out / "calibration.json", calibration_summary(res, names))
+        summary = calibration_summary(res, names)
+        if supervision is not None:
+            from rftwin.io import write_table  # noqa: PLC0415
+
+            table, summary["mpc"] = supervision.outputs(ps, res)
+            write_table(out / MPC_MATCHES, table)
+            mp = summary["mpc"]
+            console.print(f"MPC supervision: {mp['matched']} of {mp['mpcs']} MPCs matched to traced paths ("
+                          + ", ".join(f"{k}: {v['matched']}/{v['mpcs']}" for k, v in mp["per_link"].items())
+                          + f"); RMS power residual {mp['rms_residual_db'] or float('nan'):.2f} dB; {MPC_MATCHES}")
+        write_json(out / "calibration.json", summary)
         extra = ""
         if res.scattering is not None:
             extra = " S = " + ", ".join(f"{n}: {v:.3f}" for n, v in zip(names, res.scattering)) + ";"

@@ -38,6 +38,20 @@ def register(app: typer.Typer) -> None:
         grid_cell: float = typer.Option(None, "--grid-cell", "--grid",
                                        help="Bin scattered receivers into maps of this cell "
                                                                   "size [m] for SSIM (regular grids are detected)."),
+        mpcs: Path = typer.Option(None, "--mpcs", help="Measured multipath components of the truth links (CSV/Parquet, "
+                                                      "link_id, delay_s, power_db, AoA/AoD): M1-M4 and cluster "
+                                                      "metrics C1-C2 of the ray-based methods."),
+        mpc_dynamic_range: float = typer.Option(30.0, "--mpc-dynamic-range",
+                                                help="Keep MPCs within this many dB of each link's strongest (both "
+                                                     "measured and predicted)."),
+        cluster_delay_scale: float = typer.Option(5e-9, "--cluster-delay-scale", help="Clustering delay scale [s]."),
+        cluster_angle_scale: float = typer.Option(10.0, "--cluster-angle-scale", help="Clustering angle scale [deg]."),
+        cluster_delay_gate: float = typer.Option(10e-9, "--cluster-delay-gate",
+                                                 help="Cluster matching delay gate [s]."),
+        cluster_angle_gate: float = typer.Option(20.0, "--cluster-angle-gate",
+                                                 help="Cluster matching angle gate [deg]."),
+        mpc_delay_reference: str = typer.Option("absolute", "--mpc-delay-reference",
+                                                help="absolute | first (delays relative to each link's first MPC)."),
         methods: str = typer.Option("twin,itu,log_distance,tr38901,gp", "--methods",
                                     help="Comma-separated subset of twin, itu, log_distance, tr38901, gp."),
         max_depth: int = MaxDepth, samples_per_src: int = Samples, seed: int = Seed,
@@ -46,6 +60,7 @@ def register(app: typer.Typer) -> None:
         """Score the twin and baselines: per-link CSV, metrics.json, error CDF and maps (PNG), report.md."""
         from rftwin.baselines.pathloss import scenario_name  # noqa: PLC0415
         from rftwin.data import MeasurementError, read_measurements  # noqa: PLC0415
+        from rftwin.evaluate.clusters import ClusterConfig  # noqa: PLC0415
         from rftwin.evaluate.params import MaterialsFileError  # noqa: PLC0415
         from rftwin.evaluate.report import write_evaluation  # noqa: PLC0415
         from rftwin.evaluate.run import METHODS, EvaluationConfig, evaluate_twin  # noqa: PLC0415
@@ -65,15 +80,20 @@ def register(app: typer.Typer) -> None:
             tw, doc = load_twin(twin)
             meas = read_measurements(truth, tw)
             tr = read_measurements(train, tw) if train is not None else None
+            ccfg = ClusterConfig(dynamic_range_db=mpc_dynamic_range, delay_scale_s=cluster_delay_scale,
+                                 angle_scale_deg=cluster_angle_scale, delay_gate_s=cluster_delay_gate,
+                                 angle_gate_deg=cluster_angle_gate, delay_reference=mpc_delay_reference)
             cfg = EvaluationConfig(methods=chosen, scenario=scenario, ground_z_m=ground_z, grid_cell_m=grid_cell,
                                    settings=settings(max_depth, samples_per_src, seed, los, specular, refraction),
-                                   seed=seed)
-            res = evaluate_twin(tw, doc, meas, tr, true_materials, wideband, cfg)
+                                   seed=seed, clusters=ccfg)
+            res = evaluate_twin(tw, doc, meas, tr, true_materials, wideband, cfg, mpcs_truth=mpcs)
         except (MeasurementError, MaterialsFileError, ValueError, FileNotFoundError) as exc:
             fail(str(exc))
         report = write_evaluation(res, out, title=f"Evaluation of {twin} on {truth.name}")
         for m in res.methods:
             s = res.metrics[m]
+            extra = (f"  cluster F1 {s['cluster_f1']:.3f}, power error {s['cluster_power_mae_db']:.2f} dB"
+                     if "cluster_f1" in s else "")
             console.print(f"  {m:13s} MALE {s['male_db']:6.2f} dB  median {s['median_db']:6.2f} dB  "
-                          f"p90 {s['p90_db']:6.2f} dB  (n={s['n']})")
+                          f"p90 {s['p90_db']:6.2f} dB  (n={s['n']}){extra}")
         console.print(f"wrote {report}")

@@ -12,7 +12,16 @@ from rftwin.data.measurements import (
     validate_labels,
     write_measurements,
 )
-from rftwin.data.mpc import MPCMatch, MPCTable, match_mpcs, mpcs_from_arrays, read_mpcs
+from rftwin.data.mpc import (
+    MPCMatch,
+    MPCTable,
+    match_mpcs,
+    match_mpcs_to_rows,
+    mpcs_from_arrays,
+    mpcs_from_paths,
+    read_mpcs,
+    write_mpcs,
+)
 from rftwin.data.wideband import (
     Wideband,
     WidebandLink,
@@ -22,6 +31,7 @@ from rftwin.data.wideband import (
 )
 
 __all__ = ["FEATURE_COLUMNS", "Links", "MPCMatch", "MPCTable", "MeasurementError", "Measurements", "Problem",
-           "Wideband", "WidebandLink", "match_mpcs", "mpcs_from_arrays", "points_inside_mesh", "read_labels",
-           "read_links", "read_measurements", "read_mpcs", "read_wideband", "simulate_wideband",
-           "validate_labels", "write_measurements", "write_wideband"]
+           "Wideband", "WidebandLink", "match_mpcs", "match_mpcs_to_rows", "mpcs_from_arrays",
+           "mpcs_from_paths", "points_inside_mesh", "read_labels", "read_links", "read_measurements",
+           "read_mpcs", "read_wideband", "simulate_wideband", "validate_labels", "write_measurements",
+           "write_mpcs", "write_wideband"]

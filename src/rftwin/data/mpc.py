@@ -98,6 +98,16 @@ class MPCTable:
     def _lines(self) -> np.ndarray | None:
         return self.df.attrs.get("lines")
 
+    def subset(self, rows: np.ndarray | Sequence[int]) -> MPCTable:
+        """The MPCs of ``rows`` (0-based, in that order) as a new table (file lines kept for error messages)."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        df = self.df.iloc[rows].reset_index(drop=True)
+        if self._lines is not None:
+            df.attrs["lines"] = np.asarray(self._lines)[rows]
+        ang = {c: None if getattr(self, c) is None else getattr(self, c)[rows] for c in ANGLE_COLUMNS}
+        return MPCTable(df=df, link_id=[self.link_id[i] for i in rows], delay_s=self.delay_s[rows],
+                        power_db=self.power_db[rows], source=self.source, **ang)
+
     def features(self, link_ids: Sequence[str] | None = None, angular_method: str = "circular") -> pd.DataFrame:
         """Per-link channel features of the MPCs: path gain (dB, incoherent sum), mean delay and RMS delay spread
         (s), K-factor (dB, strongest MPC vs the rest) and azimuth angular spread of arrival (deg, when given)."""
@@ -186,6 +196,58 @@ def _build(raw: _Raw, path: Path | None, links) -> MPCTable:
                  **{c: vals[c].copy() for c in ANGLE_COLUMNS if c in vals})
     if links is not None:
         t.check_links(list(links.link_id) if hasattr(links, "link_id") else list(links))
+    return t
+
+
+def write_mpcs(path: str | os.PathLike, table: MPCTable) -> Path:
+    """Write ``table`` as an MPC file (CSV or Parquet by suffix), atomically; known columns first."""
+    from rftwin.io import write_table
+
+    known = [c for c in MPC_COLUMNS if c in table.df.columns]
+    write_table(path, table.df[known + [c for c in table.df.columns if c not in known]])
+    return Path(path)
+
+
+def mpcs_from_paths(ps, power: torch.Tensor | np.ndarray, link_ids: Sequence[str], row_link: np.ndarray,
+                    row_freq: np.ndarray | None = None, *, dynamic_range_db: float | None = None,
+                    source: str = "<traced paths>") -> MPCTable:
+    """Traced paths as an MPC table: one MPC per path of each row's link (what an ideal sounder would report).
+
+    ``power`` [F, N] or [N] linear path power (e.g. :func:`rftwin.physics.channel.path_power` of engine
+    coefficients); row r (id ``link_ids[r]``) takes the paths of PathSet link ``row_link[r]`` at frequency index
+    ``row_freq[r]`` (default 0). ``dynamic_range_db``: keep only paths within this many dB of the row's strongest
+    path (a sounder's dynamic range; None keeps all paths with power > 0). Delays are the traced ones (s), angles of
+    arrival / departure from ``k_rx`` / ``k_tx`` (deg). The traced path index is kept in column ``path_index``.
+    """
+    p = torch.as_tensor(power).detach().cpu().numpy().astype(np.float64)
+    p = p[None] if p.ndim == 1 else p
+    row_link = np.asarray(row_link, dtype=np.int64).reshape(-1)
+    R = len(row_link)
+    if len(link_ids) != R:
+        raise ValueError(f"mpcs_from_paths: {len(link_ids)} link ids for {R} rows")
+    row_freq = np.zeros(R, np.int64) if row_freq is None else np.asarray(row_freq, dtype=np.int64).reshape(R)
+    plink = ps.link.cpu().numpy()
+    order = np.argsort(plink, kind="stable")
+    counts = np.bincount(plink, minlength=ps.num_links)
+    starts = np.concatenate([[0], np.cumsum(counts)])[:-1]
+    n_r = counts[row_link]
+    row = np.repeat(np.arange(R), n_r)  # [P] row of every (row, path) pair
+    offs = np.arange(len(row)) - np.repeat(np.cumsum(n_r) - n_r, n_r)
+    path = order[starts[row_link][row] + offs]
+    pw = p[row_freq[row], path]
+    keep = pw > 0
+    if dynamic_range_db is not None:
+        best = np.zeros(R)
+        np.maximum.at(best, row[keep], pw[keep])
+        keep &= pw >= best[row] * 10.0 ** (-float(dynamic_range_db) / 10.0)
+    row, path, pw = row[keep], path[keep], pw[keep]
+    angles = {}
+    for side, k in (("arrival", ps.k_rx), ("departure", ps.k_tx)):
+        az, el = (x.cpu().numpy() for x in F.direction_angles(k.detach().to(torch.float64)))
+        angles[f"azimuth_{side}_deg"], angles[f"elevation_{side}_deg"] = az[path], el[path]
+    t = mpcs_from_arrays([str(link_ids[r]) for r in row], ps.tau_s.detach().cpu().numpy().astype(np.float64)[path],
+                         10.0 * np.log10(pw), source=source, **angles)
+    t.df["path_index"] = path
     return t
 
 
@@ -311,4 +373,40 @@ def match_mpcs(mpcs: MPCTable, ps, link_index: Mapping[str, int] | Sequence[str]
                     unmatched_rows=np.setdiff1d(np.arange(len(mpcs)), mpc_row))
 
 
-__all__ = ["ANGLE_COLUMNS", "MPCMatch", "MPCTable", "match_mpcs", "mpcs_from_arrays", "read_mpcs"]
+def match_mpcs_to_rows(mpcs: MPCTable, row_ids: Sequence[str], row_link: np.ndarray, ps, **kw) -> MPCMatch:
+    """:func:`match_mpcs` for MPCs whose ``link_id`` names a row of a measurements table (``row_ids`` [M]) whose
+    PathSet link is ``row_link`` [M]. Rows sharing a PathSet link (the same geometry at several carriers, or a
+    repeated measurement) are matched separately, each one-to-one against all traced paths. ``kw``: gates,
+    ``delay_reference``, ``path_mask`` of :func:`match_mpcs`. Raises MeasurementError for unknown link ids."""
+    row_ids = [str(x) for x in row_ids]
+    row_link = np.asarray(row_link, dtype=np.int64).reshape(-1)
+    mpcs.check_links(row_ids)
+    pos = {k: i for i, k in enumerate(row_ids)}
+    mrow = np.array([pos[k] for k in mpcs.link_id], dtype=np.int64)
+    used = np.unique(mrow)
+    # rank of each used row among the used rows of its PathSet link: rows of equal rank are matched together
+    rank = np.zeros(len(row_ids), np.int64)
+    rank[used] = pd.Series(row_link[used]).groupby(row_link[used]).cumcount().to_numpy()
+    parts = []
+    for r in range(int(rank[used].max()) + 1 if len(used) else 0):
+        sel = np.nonzero(rank[mrow] == r)[0]
+        sub = mpcs.subset(sel)
+        m = match_mpcs(sub, ps, {row_ids[i]: int(row_link[i]) for i in used[rank[used] == r]}, **kw)
+        parts.append((sel, m))
+    empty = match_mpcs(mpcs.subset([]), ps, {}, **kw) if not parts else None
+    if empty is not None:
+        return empty
+
+    def cat(name):
+        return np.concatenate([getattr(m, name) for _, m in parts])
+
+    rows = np.concatenate([sel[m.mpc_row] for sel, m in parts])
+    srt = np.argsort(rows, kind="stable")
+    return MPCMatch(mpc_row=rows[srt], path_index=cat("path_index")[srt], link=cat("link")[srt],
+                    measured_power_db=cat("measured_power_db")[srt], delay_error_s=cat("delay_error_s")[srt],
+                    aoa_error_deg=cat("aoa_error_deg")[srt], aod_error_deg=cat("aod_error_deg")[srt],
+                    unmatched_rows=np.sort(np.concatenate([sel[m.unmatched_rows] for sel, m in parts])))
+
+
+__all__ = ["ANGLE_COLUMNS", "MPCMatch", "MPCTable", "match_mpcs", "match_mpcs_to_rows", "mpcs_from_arrays",
+           "mpcs_from_paths", "read_mpcs", "write_mpcs"]

@@ -11,7 +11,10 @@ Methods (columns ``<method>_path_gain_db`` of the per-link table):
 Metrics per method: absolute path-gain error statistics (MALE, median, 90th percentile, bias, RMSE; dB);
 delay-spread error (ns) for ray-based methods when the truth has ``delay_spread_s``; SSIM of path-gain maps
 when links form maps (regular receiver grids, or binned with ``grid_cell_m``); MCS of CFRs when a wideband
-truth sidecar is given; parameter MRE when true materials are given.
+truth sidecar is given; parameter MRE when true materials are given; with a measured MPC table of the truth links,
+seed 002's snapshot metrics M1-M4 (path gain, RMS delay spread, azimuth spread, K-factor from MPCs) and cluster
+metrics C1-C2 (cluster detection F1, matched-cluster power / delay / angle errors; :mod:`rftwin.evaluate.clusters`)
+for the ray-based methods, whose predicted MPCs are their traced paths.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from rftwin.evaluate import metrics as M
+from rftwin.evaluate.clusters import ClusterConfig
 from rftwin.evaluate.grid import MapGroup, map_groups
 from rftwin.scene.load import TwinScene
 from rftwin.trace.tracer import SolverSettings
@@ -45,6 +49,7 @@ class EvaluationConfig:
     ground_z_m: float | None = None
     grid_cell_m: float | None = None
     settings: SolverSettings = field(default_factory=SolverSettings)
+    clusters: ClusterConfig = field(default_factory=ClusterConfig)
     seed: int = 7
     progress: bool = True
 
@@ -110,14 +115,37 @@ def _material_estimates(twin: TwinScene, doc: dict | None, frequency_hz: float) 
     return {o.name: (float(eps[i]), float(sig[i])) for i, o in enumerate(twin.objects)}
 
 
+def _mpc_comparison(pr, twin: TwinScene, doc: dict | None, tx: np.ndarray, rx: np.ndarray, f: np.ndarray,
+                    ids: list[str], measured, cfg: ClusterConfig):
+    """M1-M4 and C1-C2 of the traced paths of one ray method (prediction ``pr``) against measured MPCs."""
+    import torch  # noqa: PLC0415
+
+    from rftwin.data.mpc import mpcs_from_paths  # noqa: PLC0415
+    from rftwin.evaluate.clusters import MPCSet, cluster_metrics  # noqa: PLC0415
+    from rftwin.physics.channel import path_power  # noqa: PLC0415
+    from rftwin.physics.engine import path_coefficients  # noqa: PLC0415
+    from rftwin.twin_io import material_values, unique_links  # noqa: PLC0415
+
+    ps = pr.pathset
+    uf, row_f = np.unique(np.asarray(f, dtype=np.float64), return_inverse=True)
+    with torch.no_grad():
+        p = path_power(path_coefficients(ps, material_values(twin, doc, uf), torch.as_tensor(uf))[0])  # [F, N]
+    rows = np.unique(measured.link)
+    _, _, row_link = unique_links(tx, rx)
+    table = mpcs_from_paths(ps, p, [ids[r] for r in rows], row_link[rows], row_f.reshape(-1)[rows])
+    return cluster_metrics(measured, MPCSet.from_table(table, ids), cfg)
+
+
 def evaluate_twin(twin: TwinScene, doc: dict | None, truth, train=None, true_materials: Path | None = None,
-                  wideband_truth: Path | None = None, config: EvaluationConfig | None = None
-                  ) -> EvaluationResult:
+                  wideband_truth: Path | None = None, config: EvaluationConfig | None = None,
+                  mpcs_truth: Path | None = None) -> EvaluationResult:
     """Predict ``truth`` (a :class:`rftwin.data.Measurements`) with every method and compute the metrics.
 
     ``train``: the measurements used for calibration (needed by the log-distance and GP baselines);
     ``true_materials``: file for parameter MRE (:mod:`rftwin.evaluate.params`); ``wideband_truth``: wideband
-    sidecar of ``truth`` (:mod:`rftwin.data.wideband`) for MCS. Methods that cannot run are skipped with a note.
+    sidecar of ``truth`` (:mod:`rftwin.data.wideband`) for MCS; ``mpcs_truth``: measured MPC table of ``truth``
+    (:mod:`rftwin.data.mpc`, ``link_id`` = truth link ids) for M1-M4 and C1-C2 (``config.clusters``). Methods that
+    cannot run are skipped with a note.
     """
     from rftwin.predict.predict import WidebandGrid, predict_channels  # noqa: PLC0415
     from rftwin.twin_io import unique_links  # noqa: PLC0415
@@ -153,6 +181,20 @@ def evaluate_twin(twin: TwinScene, doc: dict | None, truth, train=None, true_mat
         wb_grid = WidebandGrid(bandwidth_hz=bw, num_subcarriers=k, kind="cfr")
         info["wideband"] = {"file": str(wideband_truth), "bandwidth_hz": bw, "num_subcarriers": k,
                             "links": len(wb_true)}
+
+    mpc_true = None
+    if mpcs_truth is not None:
+        from rftwin.data.mpc import read_mpcs  # noqa: PLC0415
+        from rftwin.evaluate.clusters import MPCSet  # noqa: PLC0415
+
+        mt = read_mpcs(mpcs_truth, truth)
+        mpc_true = MPCSet.from_table(mt, ids)
+        info["mpcs"] = {"file": str(mpcs_truth), "mpcs": len(mt), "links": len(mt.link_ids),
+                        "config": {k: getattr(config.clusters, k) for k in config.clusters.__dataclass_fields__}}
+        if len(mt.link_ids) < len(ids):
+            notes.append(f"the MPC table covers {len(mt.link_ids)} of {len(ids)} evaluation links: M1-M4 and C1-C2 "
+                         "are computed on those links only.")
+    mpc_cmp: dict = {}
 
     methods: list[str] = []
     preds: dict[str, np.ndarray] = {}
@@ -203,6 +245,8 @@ def evaluate_twin(twin: TwinScene, doc: dict | None, truth, train=None, true_mat
                         per[[pos[i] for i in have]] = np.where(den > 0, num / den, np.nan)
                     info.setdefault("mcs", {})[m] = M.mcs(hp, ht)
                 mcs_link[m] = per
+            if mpc_true is not None:
+                mpc_cmp[m] = _mpc_comparison(pr, twin, d, tx, rx, f, ids, mpc_true, config.clusters)
         df["los"] = los
         n_none = int(np.sum(df.get("twin_num_paths", pd.Series(np.ones(len(df)))) == 0))
         if n_none:
@@ -266,6 +310,23 @@ def evaluate_twin(twin: TwinScene, doc: dict | None, truth, train=None, true_mat
         if m in mcs_link:
             df[f"{m}_mcs"] = mcs_link[m]
             st["mcs"] = info.get("mcs", {}).get(m, math.nan)
+        if m in mpc_cmp:
+            from rftwin.evaluate.clusters import summarize  # noqa: PLC0415
+
+            c = mpc_cmp[m].per_link
+            if "mpc_true_clusters" not in df:
+                for k in ("num_mpcs", "clusters", "path_gain_db", "delay_spread_s", "angular_spread_deg",
+                          "k_factor_db"):
+                    df[f"mpc_true_{k}"] = c[f"true_{k}"].to_numpy()
+                info["mpcs"]["angles"] = mpc_cmp[m].info["angles"]
+            for k in ("num_mpcs", "path_gain_db", "delay_spread_s", "angular_spread_deg", "k_factor_db"):
+                df[f"{m}_mpc_{k}"] = c[f"pred_{k}"].to_numpy()
+            for k, col in (("clusters", "pred_clusters"), ("clusters_matched", "clusters_matched"),
+                           ("cluster_f1", "f1"), ("cluster_power_error_db", "cluster_power_error_db"),
+                           ("cluster_delay_error_ns", "cluster_delay_error_ns"),
+                           ("cluster_angle_error_deg", "cluster_angle_error_deg")):
+                df[f"{m}_{k}"] = c[col].to_numpy()
+            st.update(summarize(mpc_cmp[m]))
         res_metrics[m] = st
     base = [c for c in df.columns if not any(c.startswith(f"{m}_") for m in METHODS)]
     per_method = [c for m in order for c in df.columns if c.startswith(f"{m}_")]
