@@ -1,6 +1,8 @@
-"""Spatially varying material fields on the split-wall scene: Sionna RT simulates multi-band measurements with a
-north wall made of concrete | wood inside ONE calibration unit; a per-object model can only fit
-one material for that wall, the hash-grid field resolves the split (per-point MRE of both reported and compared).
+"""Spatially varying material fields on the split-wall scene: Sionna RT simulates multi-band measurements (path
+gain and per-path powers) of a room whose north wall is concrete | wood with a 1 x 1 m metal patch, ALL inside one
+calibration unit; the twin is traced with one prior label (wood) for the whole wall. A per-object model can only
+fit one material for that wall; the hash-grid field must recover both halves and the patch (per-region MRE of
+both reported and compared; docs/fields.md explains why per-path powers are needed).
 """
 import json
 
@@ -10,7 +12,8 @@ import torch
 from typer.testing import CliRunner
 
 from rftwin.baselines.mlp_channel import MLPChannelConfig, fit_mlp_channel
-from rftwin.calibrate import CalibrationConfig, Targets, calibrate
+from rftwin.calibrate import CalibrationConfig, calibrate
+from rftwin.calibrate.losses import LossTerm
 from rftwin.cli.main import app
 from rftwin.fields import (
     FieldTrainConfig,
@@ -29,46 +32,38 @@ from rftwin.fields.screening import ScreeningConfig, cell_keys, screen_cells
 from rftwin.materials import PerObjectMaterials, itu_eps_sigma, itu_power_law
 from rftwin.physics.engine import MaterialValues, path_coefficients
 from rftwin.runtime import configure_torch_threads
-from rftwin.scene.split_wall import SPLIT_UNIT, SplitWallSpec, merge_parts, split_wall, split_wall_xml
-from rftwin.trace import SolverSettings, trace
+from rftwin.scene.split_wall import SPLIT_UNIT, SplitWallSpec, simulate_measurements, split_wall, split_wall_xml
+from rftwin.trace import SolverSettings
 
 FREQS = np.array([2.4e9, 3.5e9, 4.6e9, 5.8e9])
 SETTINGS = SolverSettings(max_depth=2, samples_per_src=20_000)
+MPC_FLOOR_DB = -150.0  # detection floor: twin paths absent from the measurement (through the metal) lie below it
 
 
 @pytest.fixture(scope="module")
 def data():
     configure_torch_threads()  # small cached-path workloads: single-threaded is fastest (rftwin.runtime)
-    sw = split_wall(SplitWallSpec(patch=None))  # the metal patch is part of benchmarks/bench_fields.py
+    sw = split_wall(SplitWallSpec())  # concrete | wood halves and a metal patch (x 1.5-2.5 m, z 1-2 m)
     rng = np.random.default_rng(0)
     tx = np.array([[-2.0, -1.0, 1.5], [2.0, -1.5, 1.2], [0.5, 1.0, 2.0]])
     rx_in = np.column_stack([rng.uniform(-3.7, 3.7, 12), rng.uniform(0.5, 2.7, 12), rng.uniform(0.5, 2.5, 12)])
     rx_out = np.column_stack([rng.uniform(-3.8, 3.8, 12), rng.uniform(3.3, 5.0, 12), rng.uniform(0.3, 2.7, 12)])
     rx = np.vstack([rx_in, rx_out])
     TX, RX = np.repeat(tx, len(rx), 0), np.tile(rx, (len(tx), 1))
-    gains, parts = [], None
-    for f in FREQS:  # ITU materials of every part follow the frequency (Sionna's callbacks)
-        sw.twin.set_frequency(f)
-        ps = trace(sw.twin, TX, RX, SETTINGS, cache_dir=False, progress=False)
-        p = np.bincount(ps.link.numpy(), (ps.a_ref.abs() ** 2).mean(dim=(1, 2)).numpy(), minlength=ps.num_links)
-        gains.append(10 * np.log10(p))
-        parts = ps if parts is None else parts
-    ps = merge_parts(parts)
+    meas = simulate_measurements(sw, "wood", TX, RX, FREQS, SETTINGS)  # twin traced with the wall all wood
+    ps = meas.ps
     L = ps.num_links
     test_links = np.arange(L)[rng.permutation(L)[: L // 6]]
     train = np.setdiff1d(np.arange(L), test_links)
-    G = np.stack(gains)  # [F, L]
-    t = Targets.build(np.tile(train, len(FREQS)), np.repeat(FREQS, len(train)), G[:, train].reshape(-1))
     labels, e0, s0 = sw.unit_prior(3.5e9, {SPLIT_UNIT: "wood"})
     abcd = np.array([[getattr(itu_power_law(lab, 3.5e9), k) for k in "abcd"] for lab in labels])
-    return dict(sw=sw, parts=parts, ps=ps, gains=G, train=train, test=test_links, t=t, prior=(e0, s0, abcd), TX=TX,
-                RX=RX)
+    return dict(sw=sw, meas=meas, ps=ps, gains=meas.gain_db, train=train, test=test_links, t=meas.targets(train),
+                prior=(e0, s0, abcd), TX=TX, RX=RX)
 
 
 def _truth(d):
     """True eps/sigma [F, P] at all interaction points, their unit index [P] and part index [P]."""
-    sw, parts = d["sw"], d["parts"]
-    part = parts.obj[parts.itype != 0].numpy()
+    sw, part = d["sw"], d["meas"].part
     pts, obj = interaction_points(d["ps"])
     et = np.stack([sw.true_eps_sigma(part, f)[0] for f in FREQS])
     st = np.stack([sw.true_eps_sigma(part, f)[1] for f in FREQS])
@@ -107,39 +102,92 @@ def test_untrained_field_equals_per_object_prior_through_engine(data):
 def trained(data):
     d = data
     fld = _field(d)
-    cfg = FieldTrainConfig(adam_iterations=120, lr_mlp=1e-3, lr_hash=1e-2, lbfgs_iterations=15)
+    cfg = FieldTrainConfig(adam_iterations=300, lr_mlp=3e-3, lr_hash=1e-2, lbfgs_iterations=15, mpc_weight=4.0,
+                           mpc_floor_db=MPC_FLOOR_DB)
     res = train_field(d["ps"], fld, d["t"], cfg, progress=False)
     e0, s0, abcd = d["prior"]
     po = PerObjectMaterials(e0[None], s0[None], [0.1] * len(e0), power_law=True, reference_frequency_hz=3.5e9,
                             b=abcd[:, 1], d=abcd[:, 3])
-    pres = calibrate(d["ps"], po, d["t"], CalibrationConfig(optimizer="lbfgs", max_iter=20), progress=False,
-                     uncertainty=False)
+    # the same data (path gain + the finite per-path powers; a dB loss cannot use the blocked, -inf ones)
+    pres = calibrate(d["ps"], po, d["meas"].targets(d["train"], blocked=False),
+                     CalibrationConfig(optimizer="lbfgs", max_iter=20,
+                                       terms=(LossTerm("path_gain"), LossTerm("mpc_power"))),
+                     progress=False, uncertainty=False)
     return fld, res, pres
 
 
-def test_field_resolves_split_wall_that_per_object_cannot(data, trained):
+def _regions(d):
+    """Masks [P] of the interaction points on the concrete half, the wood parts and the metal patch."""
+    names = [p.name for p in d["sw"].parts]
+    part = d["meas"].part
+    pick = {"left": ("wall_north__left",), "patch": ("wall_north__patch",),
+            "right": tuple(n for n in names if n.startswith("wall_north__right"))}
+    return {r: np.isin(part, [names.index(n) for n in ns]) for r, ns in pick.items()}
+
+
+def test_field_recovers_both_halves_and_metal_patch_that_per_object_cannot(data, trained):
     d = data
     fld, res, pres = trained
     pts, obj, part, et, st = _truth(d)
-    wall = (obj == d["sw"].units.index(SPLIT_UNIT)).numpy()
     e_f, s_f = field_values(fld, pts, obj, FREQS)
     ek, sk = pres.model.eps_sigma(torch.as_tensor(FREQS))
     e_o, s_o = ek[0].detach().numpy()[:, obj.numpy()], sk[0].detach().numpy()[:, obj.numpy()]
-    err_f = material_errors(e_f, s_f, et, st, wall[None], FREQS)
-    err_o = material_errors(e_o, s_o, et, st, wall[None], FREQS)
-    print("\nsplit wall per-point errors: field", err_f, "\nper-object", err_o, f"\nfield rmse {res.rmse_db:.3f} dB,"
-          f" per-object loss {pres.loss:.3f} dB^2")
-    assert res.rmse_db ** 2 < 0.2 * pres.loss  # the field explains the measurements far better
-    assert err_f.mre_eps < 0.7 * err_o.mre_eps
-    assert err_f.mre_sigma < 0.5 * err_o.mre_sigma
-    assert err_f.median_re_sigma < 0.5 * err_o.median_re_sigma
-    # both materials of the wall appear in the field: wood-like and concrete-like permittivity along the wall
-    left = wall & (pts[:, 0].numpy() < -0.5)
-    right = wall & (pts[:, 0].numpy() > 0.5)
-    assert abs(np.median(e_f[0, right]) - 1.99) < 0.2  # wood (the prior label of the wall)
-    # the lossy concrete half is found: its conductivity (0.12 S/m at 3.5 GHz) far above wood's (0.018 S/m); its
-    # permittivity stays near the prior (path gain barely separates eps_r from sigma there, see docs/fields.md)
-    assert np.median(s_f[1, left]) > 2.5 * np.median(s_f[1, right])
+    err = {}
+    for r, m in _regions(d).items():
+        assert m.sum() >= 20, f"too few interactions on {r}: {m.sum()}"
+        err[r] = {k: material_errors(e, s, et, st, m[None], FREQS, thickness_m=0.1)
+                  for k, e, s in (("field", e_f, s_f), ("per_object", e_o, s_o))}
+        print(f"\n{r}: field {err[r]['field']}\n{r}: per-object {err[r]['per_object']}")
+    f, o = ({r: err[r][k] for r in err} for k in ("field", "per_object"))
+    # both dielectric halves: eps_r and sigma per point
+    assert f["left"].mre_eps < 0.2 and f["right"].mre_eps < 0.05
+    assert f["left"].median_re_sigma < 0.15 and f["right"].median_re_sigma < 0.1
+    assert f["left"].mre_sigma < 0.35 and f["right"].mre_sigma < 0.15
+    assert f["left"].mre_reflection < 0.12 and f["right"].mre_reflection < 0.05
+    # one value for the whole wall cannot be right on both halves
+    assert o["left"].mre_eps + o["right"].mre_eps > 3 * (f["left"].mre_eps + f["right"].mre_eps)
+    assert o["left"].mre_sigma + o["right"].mre_sigma > 3 * (f["left"].mre_sigma + f["right"].mre_sigma)
+    assert o["left"].mre_reflection + o["right"].mre_reflection > 3 * (f["left"].mre_reflection
+                                                                       + f["right"].mre_reflection)
+    # the metal patch: predicted a conductor (loss tangent > 100) with |R| ~ 1 (its sigma above ~1e2 S/m is not
+    # identifiable, so its sigma MRE stays ~1 for every method; see docs/fields.md)
+    assert f["patch"].conductor_recall > 0.8 and o["patch"].conductor_recall == 0.0
+    assert f["patch"].mre_reflection < 0.05 < 0.3 < o["patch"].mre_reflection
+    assert f["left"].conductor_false_alarm < 0.05 and f["right"].conductor_false_alarm < 0.05
+
+
+def test_mpc_term_fits_finite_powers_and_bounds_blocked_paths(data):
+    """Per-path powers in the field loss: squared dB error on measured MPCs, and for the twin's paths that the
+    measurement lacks (through the metal patch: -inf) a one-sided penalty above the detection floor."""
+    from rftwin.fields.train import FieldObjective
+    from rftwin.physics.channel import path_power, to_db
+
+    d = data
+    meas, ps = d["meas"], d["ps"]
+    blocked = np.isneginf(meas.mpc_power_db[0])
+    names = [p.name for p in d["sw"].parts]
+    assert blocked.sum() >= 3  # the refractions through the patch
+    patch = names.index("wall_north__patch")
+    # blocked paths are exactly twin paths that cross the patch
+    crosses = (torch.as_tensor(d["meas"].part) == patch)
+    per_path = torch.zeros(ps.itype.shape, dtype=torch.bool).masked_scatter(ps.itype != 0, crosses).any(1).numpy()
+    assert np.all(per_path[blocked])
+    fld = _field(d)
+    t = meas.targets(d["train"])
+    with torch.no_grad():
+        a = path_coefficients(ps, fld(ps, FREQS), FREQS)
+        sim = to_db(path_power(a[0]))[t.mpc_freq_index, t.mpc_path]
+        cfg0 = FieldTrainConfig(mpc_weight=0.0, mpc_floor_db=MPC_FLOOR_DB)
+        base = FieldObjective(ps, t, cfg0)(fld)[0]
+        fin = torch.isfinite(t.mpc_power_db)
+        below = torch.isneginf(t.mpc_power_db)
+        sq = torch.where(fin, (sim - torch.where(fin, t.mpc_power_db, 0.0)) ** 2, torch.relu(sim - MPC_FLOOR_DB) ** 2)
+        want = sq[fin | below].mean()
+        got = FieldObjective(ps, t, FieldTrainConfig(mpc_weight=2.0, mpc_floor_db=MPC_FLOOR_DB))(fld)[0] - base
+        torch.testing.assert_close(got, 2.0 * want)
+        assert float(torch.relu(sim[below] - MPC_FLOOR_DB).min()) > 0  # the untrained (wood) patch lets them pass
+        no_floor = FieldObjective(ps, t, FieldTrainConfig(mpc_weight=1.0))(fld)[0] - base  # -inf rows ignored
+        torch.testing.assert_close(no_floor, ((sim[fin] - t.mpc_power_db[fin]) ** 2).mean())
 
 
 def test_screening_lowers_loss_and_initialises_field(data):
@@ -236,6 +284,28 @@ def test_hash_encoding_interpolates_table_entries_at_grid_vertices():
     # between vertices: trilinear, continuous, differentiable in x
     x = torch.tensor([[0.1, -0.2, 0.3]], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda y: enc(y), (x,))
+
+
+def test_format1_field_files_load_with_their_unbalanced_readout(tmp_path):
+    bbox = ([-1.0, -1.0, 0.0], [1.0, 1.0, 2.0])
+    old = {"kind": "power_law", "b_max": 0.0, "log_a": False, "c_gain": 1.0}
+    fld = HashGridField(bbox, [0.1, 0.2], [2.0, 5.0], [0.01, 0.1], readout=old, levels=2, finest_resolution=8,
+                        log2_table_size=8)
+    with torch.no_grad():
+        fld.head.weight.normal_(std=0.3)
+    folder = save_field(tmp_path / "f", fld, ["a", "b"])
+    doc = json.loads((folder / "field.json").read_text())
+    doc["format"] = 1
+    for k in ("log_a", "c_gain"):
+        del doc["config"]["readout"][k]
+    (folder / "field.json").write_text(json.dumps(doc))
+    fld2, _ = load_field(folder)
+    x = torch.tensor([[0.1, 0.2, 0.5], [-0.5, 0.3, 1.5]], dtype=torch.float64)
+    k = torch.tensor([0, 1])
+    e1, s1 = field_values(fld, x, k, FREQS)
+    e2, s2 = field_values(fld2, x, k, FREQS)
+    np.testing.assert_allclose(e2, e1, rtol=1e-12)
+    np.testing.assert_allclose(s2, s1, rtol=1e-12)
 
 
 @pytest.mark.parametrize("readout", ["exp", "power_law"])

@@ -3,7 +3,7 @@ constructor arguments, object names, scene reference, training summary) and opti
 
 Both files are written atomically (temporary file + rename). ``field.json`` example::
 
-    {"format": 1, "kind": "hashgrid",
+    {"format": 2, "kind": "hashgrid",
      "config": {"kind": "hashgrid", "num_objects": 5, "readout": {"kind": "power_law", ...}, "levels": 8, ...},
      "bbox": [[-4.05, -3.05, -0.05], [4.05, 3.05, 3.05]], "thickness": [0.1, ...],
      "object_names": ["floor", "wall_east", "wall_north", "wall_south", "wall_west"],
@@ -24,7 +24,7 @@ from rftwin.io import atomic_path, write_json, write_text
 FIELD_STATE = "field.pt"
 FIELD_CONFIG = "field.json"
 SCENE_XML = "scene.xml"
-FORMAT = 1
+FORMAT = 2  # 2: power-law read-outs store log_a / c_gain (format-1 files used log_a=False, c_gain=1)
 KINDS: dict[str, type[MaterialField]] = {"fourier": FourierField, "hashgrid": HashGridField}
 
 
@@ -69,6 +69,9 @@ def load_field(folder: str | Path) -> tuple[MaterialField, dict]:
     if doc["kind"] not in KINDS:
         raise ValueError(f"{cfg_path}: unknown field kind '{doc['kind']}', expected one of {sorted(KINDS)}")
     cfg = dict(doc["config"])
+    ro = cfg.get("readout")
+    if int(doc.get("format", 1)) < 2 and isinstance(ro, dict) and ro.get("kind") == "power_law":
+        cfg["readout"] = {"log_a": False, "c_gain": 1.0, **ro}  # the read-out those files were trained with
     for key in ("kind", "num_objects"):
         cfg.pop(key, None)
     dtype = getattr(torch, cfg.pop("dtype", "float64"))

@@ -1,6 +1,7 @@
 """Training a material field through the channel engine on cached paths.
 
 Loss = mean dB error^2 of per-link path gain over all (link, frequency) rows (multi-band in one batch)
+[+ w_mpc * mean dB error^2 of per-path (MPC) powers, when the targets carry ``mpc_path`` / ``mpc_power_db``]
 [+ w_ds * mean ((RMS delay spread error) / 1 ns)^2] + the field's regularisation (hash L2, gate L1).
 Phase 1: Adam with separate learning rates for the MLP and the hash tables, ReduceLROnPlateau on the loss.
 Phase 2 (seed 000 Opt-B): L-BFGS (strong Wolfe line search) over the whole network. The best state seen is
@@ -19,7 +20,7 @@ import torch
 from rftwin.calibrate.losses import db_offset
 from rftwin.calibrate.problem import Targets
 from rftwin.fields.base import MaterialField
-from rftwin.physics.channel import delay_moments, path_gain, to_db
+from rftwin.physics.channel import delay_moments, path_gain, path_power, to_db
 from rftwin.physics.engine import path_coefficients
 from rftwin.progress import track
 from rftwin.trace.pathset import PathSet
@@ -38,11 +39,15 @@ class FieldTrainConfig:
     lambda_hash: float = 1e-6
     lambda_gate: float = 1e-6
     delay_spread_weight: float = 0.0  # weight of the (delay spread error / 1 ns)^2 term
+    mpc_weight: float = 1.0  # weight of the per-path (MPC) power dB^2 term (used when the targets have MPCs)
+    mpc_floor_db: float | None = None  # MPC detection floor (dB): measured powers below it are upper bounds
     estimate_offset: bool = False  # unknown absolute power reference: closed-form global dB offset
     monitor_every: int = 50  # call the monitor every this many Adam iterations (and after L-BFGS)
     seed: int = 0
 
     def __post_init__(self):
+        if self.mpc_weight < 0 or self.delay_spread_weight < 0:
+            raise ValueError("loss-term weights must be >= 0")
         for name in ("adam_iterations", "lbfgs_iterations"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -65,8 +70,11 @@ class FieldTrainResult:
 class FieldObjective:
     """Loss of a field on (paths, targets); ``__call__`` returns (total, data MSE [dB^2], offset [dB]).
 
-    Uses the rows of ``targets`` with a finite ``path_gain_db`` and, when ``delay_spread_weight`` > 0, those with
-    a finite ``delay_spread_s``.
+    Uses the rows of ``targets`` with a finite ``path_gain_db``; when ``delay_spread_weight`` > 0, those with a
+    finite ``delay_spread_s``; when ``mpc_weight`` > 0 and the targets hold per-path powers (``mpc_path`` /
+    ``mpc_power_db``), the finite MPC powers (squared dB error) and, with ``mpc_floor_db``, MPCs measured below
+    that floor (e.g. -inf: traced but not detected), whose simulated power is penalised only above the floor.
+    The reported data MSE is the path-gain term.
     """
 
     def __init__(self, ps: PathSet, targets: Targets, cfg: FieldTrainConfig):
@@ -76,6 +84,7 @@ class FieldObjective:
             raise ValueError("targets: no rows")
         if int(targets.link.max()) >= ps.num_links or int(targets.link.min()) < 0:
             raise ValueError(f"targets: link indices must lie in [0, {ps.num_links}) (the traced links)")
+        targets.check(ps)
         self.ps, self.t, self.cfg = ps, targets, cfg
         self.gain_rows = torch.isfinite(targets.path_gain_db)
         if not bool(self.gain_rows.any()):
@@ -86,20 +95,33 @@ class FieldObjective:
             self.ds_rows = torch.isfinite(ds)
             if not bool(self.ds_rows.any()):
                 self.ds_rows = None
+        self.mpc_fit = self.mpc_below = None
+        if cfg.mpc_weight > 0 and targets.mpc_path is not None and targets.mpc_path.numel():
+            pw = targets.mpc_power_db
+            self.mpc_fit = torch.isfinite(pw)
+            if cfg.mpc_floor_db is not None:
+                self.mpc_fit &= pw >= cfg.mpc_floor_db
+                self.mpc_below = ~torch.isnan(pw) & (pw < cfg.mpc_floor_db)
+            if not bool(self.mpc_fit.any()) and (self.mpc_below is None or not bool(self.mpc_below.any())):
+                self.mpc_fit = self.mpc_below = None  # no usable MPC row
 
-    def simulate(self, fld: MaterialField) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Simulated path gain [M] (dB) and RMS delay spread [M] (s, when delay spreads are fitted)."""
+    def simulate(self, fld: MaterialField) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Simulated path gain [M] (dB), RMS delay spread [M] (s, when delay spreads are fitted) and MPC powers
+        [Q] (dB, when MPC powers are fitted)."""
         f = self.t.frequencies_hz
         a = path_coefficients(self.ps, fld(self.ps, f), f, check=False)  # [1, F, N, R, T]
         g = to_db(path_gain(a, self.ps.link, self.ps.num_links))[0]  # [F, L]
         sim = g[self.t.freq_index, self.t.link]
+        mpc = None
+        if self.mpc_fit is not None:
+            mpc = to_db(path_power(a[0]))[self.t.mpc_freq_index, self.t.mpc_path]
         if self.ds_rows is None:
-            return sim, None
+            return sim, None, mpc
         _, ds = delay_moments(a, self.ps.tau_s, self.ps.link, self.ps.num_links)
-        return sim, ds[0][self.t.freq_index, self.t.link]
+        return sim, ds[0][self.t.freq_index, self.t.link], mpc
 
     def __call__(self, fld: MaterialField) -> tuple[torch.Tensor, torch.Tensor, float]:
-        sim, ds = self.simulate(fld)
+        sim, ds, mpc = self.simulate(fld)
         rows = self.gain_rows
         sim_g, meas = sim[rows], self.t.path_gain_db[rows]
         w = None if self.t.weight is None else self.t.weight[rows]
@@ -111,6 +133,16 @@ class FieldObjective:
         if ds is not None:
             m = self.ds_rows
             total = total + self.cfg.delay_spread_weight * (((ds[m] - self.t.delay_spread_s[m]) / 1e-9) ** 2).mean()
+        if mpc is not None:
+            sq = torch.zeros_like(mpc)
+            fit = self.mpc_fit
+            sq = torch.where(fit, (mpc + off - torch.where(fit, self.t.mpc_power_db, 0.0)) ** 2, sq)
+            if self.mpc_below is not None:
+                sq = torch.where(self.mpc_below, torch.relu(mpc + off - self.cfg.mpc_floor_db) ** 2, sq)
+            used = fit if self.mpc_below is None else fit | self.mpc_below
+            mw = self.t.mpc_weight
+            term = sq[used].mean() if mw is None else (mw[used] * sq[used]).sum() / mw[used].sum()
+            total = total + self.cfg.mpc_weight * term
         return total, data.detach(), float(off)
 
 
