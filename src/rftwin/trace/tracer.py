@@ -316,8 +316,9 @@ class _CandidateCounter:
 
 # Sionna's deterministic solver keeps one 64-bit record per (depth, ray, target): a call with
 # depth x samples_per_src x T x R lanes above 2^32 overflows its 32-bit lane index (segfault) and the buffer alone
-# takes 8 bytes per lane, so calls are split over receivers (then transmitters) to stay below this many lanes.
-MAX_SOLVER_LANES = 2**28
+# takes 8 bytes per lane, so calls are split over receivers (then transmitters) to stay below this many lanes
+# (4 GiB of records).
+MAX_SOLVER_LANES = 2**29
 
 
 def _split_call(ut: np.ndarray, ur: np.ndarray, grid: np.ndarray, lanes_per_pair: int,
