@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import rftwin  # noqa: F401 - sets up LLVM before Sionna
+from _room_pair import traced_pair
 from rftwin.data import (
     MeasurementError,
     match_mpcs,
@@ -18,11 +19,8 @@ from rftwin.data import (
     read_mpcs,
 )
 from rftwin.physics.channel import path_power
-from rftwin.physics.engine import path_coefficients
 from rftwin.physics.features import direction_angles, unit_vectors
 from rftwin.scene import room
-from rftwin.trace import SolverSettings, trace
-from rftwin.twin_io import material_values
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 HEADER = "link_id,delay_s,power_db,azimuth_arrival_deg,elevation_arrival_deg"
@@ -109,12 +107,8 @@ def test_unknown_link_ids(tmp_path):
 # ------------------------------------------------------------------------------------------ matching
 @pytest.fixture(scope="module")
 def traced():
-    twin = room()
-    tx = np.array([[0.0, 0.0, 2.5], [-4.0, 4.0, 2.0]])
-    rx = np.array([[2.0, -1.0, 1.5], [3.0, -0.5, 1.0]])
-    ps = trace(twin, tx, rx, SolverSettings(max_depth=3, samples_per_src=20_000), cache_dir=False, progress=False)
-    a = path_coefficients(ps, material_values(twin, None, np.array([3.5e9])), 3.5e9)[0, 0]  # [N, R, T]
-    return ps, a
+    ps, a = traced_pair(np.array([3.5e9]))
+    return ps, a[0]  # [N, R, T]
 
 
 GATE_S, GATE_DEG = 5e-9, 10.0

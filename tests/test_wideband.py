@@ -13,6 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 import rftwin  # noqa: F401 - sets up LLVM before Sionna
+from _room_pair import traced_pair
 from rftwin.cli.main import app
 from rftwin.data import (
     MeasurementError,
@@ -24,10 +25,7 @@ from rftwin.data import (
     write_wideband,
 )
 from rftwin.physics import features as F
-from rftwin.physics.engine import path_coefficients
 from rftwin.scene import room
-from rftwin.trace import SolverSettings, trace
-from rftwin.twin_io import material_values
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 RNG = np.random.default_rng(0)
@@ -191,12 +189,8 @@ def test_file_level_problems(tmp_path):
 # ------------------------------------------------------------------------------- from a Sionna trace
 @pytest.fixture(scope="module")
 def traced():
-    twin = room()
-    tx = np.array([[0.0, 0.0, 2.5], [-4.0, 4.0, 2.0]])
-    rx = np.array([[2.0, -1.0, 1.5], [3.0, -0.5, 1.0]])
-    ps = trace(twin, tx, rx, SolverSettings(max_depth=3, samples_per_src=20_000), cache_dir=False, progress=False)
     freqs = np.array([3.5e9, 5.8e9])
-    a = path_coefficients(ps, material_values(twin, None, freqs), torch.as_tensor(freqs))[0]
+    ps, a = traced_pair(freqs)
     return ps, a, freqs
 
 

@@ -12,69 +12,6 @@ CHECKPOINT_DIR = "checkpoint"
 MPC_MATCHES = "mpc_matches.csv"
 
 
-class MPCSupervision:
-    """Per-MPC power targets rebuilt for every trace: ``__call__(ps)`` matches the measured MPCs (``link_id`` =
-    a row of the measurements table) to the traced paths of ``ps`` by delay and angle
-    (:func:`rftwin.data.mpc.match_mpcs_to_rows`) and returns the row targets plus the matched (path, power) pairs,
-    each at the carrier of its row. The last match and targets are kept (``match``, ``targets``)."""
-
-    def __init__(self, meas, row_link, mpcs, row_kw: dict, **gates):
-        self.meas, self.row_link, self.mpcs, self.row_kw, self.gates = meas, row_link, mpcs, row_kw, gates
-        pos = {k: i for i, k in enumerate(meas.link_id)}
-        mpcs.check_links(list(meas.link_id))
-        self.mpc_frequency_hz = np.asarray(meas.frequency_hz, dtype=np.float64)[[pos[k] for k in mpcs.link_id]]
-        self.match = None
-        self.targets = None
-
-    def __call__(self, ps):
-        from rftwin.calibrate import Targets  # noqa: PLC0415
-        from rftwin.data.mpc import match_mpcs_to_rows  # noqa: PLC0415
-
-        m = match_mpcs_to_rows(self.mpcs, self.meas.link_id, self.row_link, ps, **self.gates)
-        if not len(m):
-            raise ValueError(f"{self.mpcs.source}: none of the {len(self.mpcs)} MPCs matches a traced path within "
-                             f"the gates ({self.gates.get('delay_gate_s', 5e-9) * 1e9:g} ns, "
-                             f"{self.gates.get('angle_gate_deg', 10.0):g} deg); check the positions, the delay "
-                             "reference (--mpc-delay-reference first for relative delays) and the gates")
-        self.match = m
-        self.targets = Targets.build(self.row_link, self.meas.frequency_hz, self.meas.path_gain_db,
-                                     mpc_path=m.path_index, mpc_power_db=m.measured_power_db,
-                                     mpc_frequency_hz=self.mpc_frequency_hz[m.mpc_row], **self.row_kw)
-        return self.targets
-
-    def outputs(self, ps, res) -> tuple[object, dict]:
-        """Per-MPC table (a DataFrame: matched path, errors, fitted power incl. the gain offset) and a per-link
-        summary (dict)."""
-        import pandas as pd  # noqa: PLC0415
-        import torch  # noqa: PLC0415
-
-        from rftwin.calibrate.problem import simulate_features  # noqa: PLC0415
-
-        m, t = self.match, self.targets
-        q = len(self.mpcs)
-        with torch.no_grad():
-            fitted = simulate_features(ps, res.model, t, {"mpc_power"}).mpc_power_db[0].numpy() + res.offset_db
-        cols = {c: self.mpcs.df[c].to_numpy() for c in self.mpcs.df.columns}
-        df = pd.DataFrame(cols)
-        df["matched"] = np.zeros(q, bool)
-        df.loc[m.mpc_row, "matched"] = True
-        for name, v, fill in (("path_index", m.path_index, -1), ("delay_error_s", m.delay_error_s, np.nan),
-                              ("aoa_error_deg", m.aoa_error_deg, np.nan), ("aod_error_deg", m.aod_error_deg, np.nan),
-                              ("fitted_power_db", fitted, np.nan)):
-            col = np.full(q, fill, dtype=np.int64 if fill == -1 else np.float64)
-            col[m.mpc_row] = v
-            df[name] = col
-        df["residual_db"] = df["fitted_power_db"] - df["power_db"]
-        per = df.groupby("link_id", sort=False)["matched"].agg(["size", "sum"])
-        summary = {"file": str(self.mpcs.source), "mpcs": q, "matched": int(len(m)),
-                   "gates": {"delay_s": self.gates.get("delay_gate_s"), "angle_deg": self.gates.get("angle_gate_deg"),
-                             "delay_reference": self.gates.get("delay_reference", "absolute")},
-                   "rms_residual_db": float(np.sqrt(np.mean(df["residual_db"].dropna() ** 2))) if len(m) else None,
-                   "per_link": {str(k): {"mpcs": int(r["size"]), "matched": int(r["sum"])}
-                                for k, r in per.iterrows()}}
-        return df, summary
-
-
 def calibration_summary(res, names: list[str]) -> dict:
     """What a run fitted and how: loss terms, gain offset (never absorbed by the materials), traced mechanisms,
     and per object the calibrated values with their Laplace std (None where not computed)."""
@@ -264,13 +201,9 @@ def register(app: typer.Typer) -> None:
             row_kw = dict(delay_spread_s=meas.delay_spread_s, mean_delay_s=meas.mean_delay_s, **cfr_kw)
             supervision = None
             if mpcs is not None:
+                from rftwin.calibrate.mpc_supervision import MPCSupervision  # noqa: PLC0415
                 from rftwin.data.mpc import read_mpcs  # noqa: PLC0415
 
-                if mpc_delay_reference not in ("absolute", "first"):
-                    raise ValueError(f"--mpc-delay-reference must be 'absolute' or 'first', not "
-                                     f"'{mpc_delay_reference}'")
-                if not (mpc_delay_gate > 0 and mpc_angle_gate > 0):
-                    raise ValueError("--mpc-delay-gate and --mpc-angle-gate must be > 0")
                 supervision = MPCSupervision(meas, row_link, read_mpcs(mpcs, meas), row_kw,
                                              delay_gate_s=mpc_delay_gate, angle_gate_deg=mpc_angle_gate,
                                              delay_reference=mpc_delay_reference)

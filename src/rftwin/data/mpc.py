@@ -393,9 +393,8 @@ def match_mpcs_to_rows(mpcs: MPCTable, row_ids: Sequence[str], row_link: np.ndar
         sub = mpcs.subset(sel)
         m = match_mpcs(sub, ps, {row_ids[i]: int(row_link[i]) for i in used[rank[used] == r]}, **kw)
         parts.append((sel, m))
-    empty = match_mpcs(mpcs.subset([]), ps, {}, **kw) if not parts else None
-    if empty is not None:
-        return empty
+    if not parts:
+        return match_mpcs(mpcs.subset([]), ps, {}, **kw)
 
     def cat(name):
         return np.concatenate([getattr(m, name) for _, m in parts])
