@@ -5,7 +5,7 @@ import torch
 
 import _floor_wall as fw
 from rftwin.calibrate import CalibrationConfig, Targets, calibrate, laplace
-from rftwin.materials import PerObjectMaterials, draw_starts, itu_eps_sigma, prior_from_labels
+from rftwin.materials import PerObjectMaterials, draw_starts, itu_eps_sigma, prior_from_labels, with_relative_ranges
 from rftwin.scene import load
 from rftwin.trace import SolverSettings, trace
 
@@ -84,3 +84,28 @@ def test_power_law_model_reproduces_itu_dispersion():
         assert float(s[0, i, 0]) == pytest.approx(ss, rel=1e-9)
     pl = m.power_law_coefficients()[0, 0]
     assert pl[0] == pytest.approx(5.24) and pl[2] == pytest.approx(0.0462, rel=1e-6)
+
+
+def test_bounded_fit_stays_in_the_box_and_recovers_truth_inside_it():
+    twin, tx, rx, K, eps0, sig0 = _setup()
+    eps_t, sig_t = eps0 * 1.1, sig0 * 0.9
+    ps, meas = _measure(twin, tx, rx, eps_t, sig_t)
+    t = Targets.build(np.arange(len(tx)), np.full(len(tx), 3.5e9), meas)
+    th = [o.thickness_m for o in twin.objects]
+    cfg = CalibrationConfig(max_iter=300)
+    wide = with_relative_ranges(prior_from_labels([o.label for o in twin.objects], 3.5e9), 0.2)
+    model = PerObjectMaterials(eps0[None], sig0[None], th, eps_bounds=wide.eps_range, sigma_bounds=wide.sigma_range)
+    res = calibrate(ps, model, t, cfg, truth=(eps_t, sig_t), progress=False, uncertainty=False)
+    assert max(res.mre(eps_t, sig_t)) < 1e-3
+    # truth outside the box: the fit ends on the violated bounds, never outside
+    eb, sb = np.stack([eps0 * 0.9, eps0 * 1.05], 1), np.stack([sig0 * 0.95, sig0 * 1.2], 1)
+    model = PerObjectMaterials(eps0[None], sig0[None], th, eps_bounds=eb, sigma_bounds=sb)
+    res = calibrate(ps, model, t, cfg, progress=False, uncertainty=False)
+    assert np.all(res.eps_r >= eb[:, 0] * (1 - 1e-12)) and np.all(res.eps_r <= eb[:, 1] * (1 + 1e-12))
+    assert np.all(res.sigma >= sb[:, 0] * (1 - 1e-12)) and np.all(res.sigma <= sb[:, 1] * (1 + 1e-12))
+    np.testing.assert_allclose(res.eps_r, eb[:, 1], rtol=1e-6)
+    np.testing.assert_allclose(res.sigma, sb[:, 0], rtol=1e-6)
+    with pytest.raises(ValueError, match="eps_bounds"):
+        PerObjectMaterials(eps0[None], sig0[None], th, eps_bounds=np.stack([eps0, eps0 * 0.5], 1))
+    with pytest.raises(ValueError, match="spread"):
+        with_relative_ranges(wide, 1.5)

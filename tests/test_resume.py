@@ -45,7 +45,8 @@ class _Killed(Exception):
     CalibrationConfig(optimizer="adam", lr=0.05, max_iter=25, refine_starts=2, offset="ema",
                       terms=parse_terms("path_gain:smape,delay_spread:smape")),
     CalibrationConfig(optimizer="lbfgs", max_iter=8, refine_starts=3, terms=parse_terms("path_gain,delay_spread:mse")),
-], ids=["lm-closed_form", "adam-ema", "lbfgs"])
+    CalibrationConfig(max_iter=40, refine_starts=3, prune_every=2, estimate_offset=True),
+], ids=["lm-closed_form", "adam-ema", "lbfgs", "lm-pruned"])
 def test_interrupted_run_resumes_to_the_same_result(problem, tmp_path, cfg):
     p = problem
 

@@ -47,6 +47,26 @@ def engine_step_seconds(ps, twin, targets, dtype=torch.float64, reps: int = 20, 
     return _median_time(step, reps)
 
 
+def lm_jacobian_seconds(ps, twin, targets, starts: int = 1, reps: int = 5) -> dict[str, float]:
+    """Time of one LM Jacobian (all 18 columns, ``starts`` starts) by the one-pass per-interaction reverse mode
+    (:mod:`rftwin.calibrate.path_jacobian`) and by batched forward-mode AD (the general fallback)."""
+    from rftwin.calibrate.loop import _flat, _forward_columns, _params, jacobian  # noqa: PLC0415
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    e = np.array([o.relative_permittivity for o in twin.objects]) * rng.uniform(0.8, 1.2, (starts, len(twin.objects)))
+    s = np.array([o.conductivity for o in twin.objects]) * rng.uniform(0.8, 1.2, (starts, len(twin.objects)))
+    model = PerObjectMaterials(e, s, [o.thickness_m for o in twin.objects])
+    p64 = ps.to(dtype=torch.float64)
+    cfg = CalibrationConfig()
+    params = _params(model)
+    names = [n for n, q in model.named_parameters() if q.requires_grad]
+    sizes = [q.shape[1] for q in params]
+    return {"one_pass_s": _median_time(lambda: jacobian(p64, model, targets, cfg), reps),
+            "forward_mode_s": _median_time(lambda: _forward_columns(p64, model, targets, cfg, None, None, names,
+                                                                    sizes, _flat(params)), reps)}
+
+
 def sionna_step_seconds(twin, tx, rx, meas_db: np.ndarray, settings, reps: int = 3) -> float:
     """Time of one loss + gradient evaluation done the Sionna way: trace with AD enabled on eta_r and sigma of every
     material (``loop_mode='evaluated'``), NAE loss on per-link power, ``dr.backward``."""
@@ -90,7 +110,9 @@ def sionna_step_seconds(twin, tx, rx, meas_db: np.ndarray, settings, reps: int =
 
 
 def run_core_benchmark(demo: bool = True, reps: int = 20, sionna_reps: int = 3, progress: bool = False) -> dict:
-    cfg = DemoConfig()
+    # the step comparison uses seed 004's 3 x 8 links: Sionna's AD re-trace on the demo's 96 links was killed
+    # (exit 137, out of memory on a 24 GiB machine); the demo itself runs with its defaults below
+    cfg = DemoConfig(receivers=8)
     twin = room(cfg.frequency_hz)
     tx, rx = demo_links(twin, cfg)
     t = time.perf_counter()
@@ -105,13 +127,17 @@ def run_core_benchmark(demo: bool = True, reps: int = 20, sionna_reps: int = 3, 
                engine_step_f32_s=engine_step_seconds(ps, twin, targets, torch.float32, reps, 1),
                engine_step_f64_all_threads_s=engine_step_seconds(ps, twin, targets, torch.float64, reps,
                                                                   threads_default))
+    for b in (1, 33):  # one start; the demo's 32 random starts + the swept one
+        jt = lm_jacobian_seconds(ps, twin, targets, b)
+        out[f"lm_jacobian_one_pass_{b}_starts_s"] = jt["one_pass_s"]
+        out[f"lm_jacobian_forward_mode_{b}_starts_s"] = jt["forward_mode_s"]
     torch.set_num_threads(1)
     out["sionna_step_s"] = sionna_step_seconds(twin, tx, rx, meas, cfg.settings, sionna_reps)
     out["speedup"] = out["sionna_step_s"] / out["engine_step_s"]
     if demo:
         from rftwin.demo import demo_json, run_demo  # noqa: PLC0415
 
-        j = demo_json(run_demo(cfg, progress=progress))
+        j = demo_json(run_demo(DemoConfig(), progress=progress))
         out.update(demo_seconds=j["seconds"], demo_calibration_seconds=j["calibration_seconds"],
                    demo_mre_sigma=j["mre_sigma"], demo_mre_eps=j["mre_eps"], demo_iterations=j["iterations"])
     return out

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.func import functional_call, jvp, vmap
+import torch.autograd.forward_ad as fwad
+from torch.func import functional_call
 
+from rftwin.calibrate import path_jacobian
 from rftwin.calibrate.losses import (
     DELAY_UNIT_S,
     FEATURE_METRICS,
@@ -34,7 +36,7 @@ from rftwin.trace.pathset import PathSet
 OPTIMIZERS = ("lm", "adam", "lbfgs")
 OFFSET_MODES = ("none", "closed_form", "ema")
 _POWER_FEATURES = ("path_gain", "mpc_power", "cfr")  # features the gain offset applies to (in this preference)
-VMAP_MAX_PATHS = 5000  # LM Jacobian: vmapped forward mode up to this many paths, a loop over parameters above
+DUAL_MAX_LANES = 4_000_000  # LM Jacobian: at most this many (tangent x start x path) lanes per forward-AD pass
 
 
 @dataclass
@@ -55,6 +57,7 @@ class CalibrationConfig:
     prior_weight: float = 0.0  # MAP prior: weight of the Gaussian prior on the transformed parameters (0: off)
     chunk_size: int = DEFAULT_CHUNK  # engine path chunk (memory bound for 1e6+ diffuse paths)
     lm_damping: float = 1.0  # initial Levenberg-Marquardt damping (x diag(J^T J)); small values overshoot basins
+    prune_every: int = 0  # LM multi-start: every this many iterations keep the better half of the starts (0: off)
 
     def __post_init__(self):
         if self.terms is None:
@@ -79,6 +82,8 @@ class CalibrationConfig:
             raise ValueError(f"offset_ema must lie in [0, 1), got {self.offset_ema}")
         if self.prior_weight < 0:
             raise ValueError(f"prior_weight must be >= 0, got {self.prior_weight}")
+        if self.prune_every < 0:
+            raise ValueError(f"prune_every must be >= 0, got {self.prune_every}")
 
     @property
     def effective_patience(self) -> int:
@@ -323,10 +328,57 @@ def _set_flat(params, flat: torch.Tensor) -> None:
             i += k
 
 
+def _projected_step(A: torch.Tensor, g: torch.Tensor, theta: torch.Tensor, step: torch.Tensor, params,
+                    project: Callable[[], None]) -> torch.Tensor:
+    """LM step [B, P] under a box (``project`` clips the parameters in place): components the box clipped are
+    fixed at their clipped value and the free ones re-solved from the reduced normal equations
+    A_ff s_f = -(g_f + A_fc s_c). Leaves the parameters at ``theta`` + the returned step."""
+    project()
+    clipped_step = _flat(params) - theta
+    c = ((clipped_step - step).abs() > 1e-12).to(A.dtype)  # [B, P] clipped components
+    if not bool(c.any()):
+        return clipped_step
+    free = 1.0 - c
+    A2 = A * free[:, :, None] * free[:, None, :] + torch.diag_embed(c)
+    rhs = torch.where(c > 0, clipped_step, -(g + (A @ (clipped_step * c)[..., None]).squeeze(-1)))
+    step = torch.nan_to_num(torch.linalg.solve(A2, rhs[..., None]).squeeze(-1)).clamp(-2.0, 2.0)
+    _set_flat(params, theta + step)
+    project()
+    return _flat(params) - theta
+
+
 def residuals(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_state: torch.Tensor | None = None,
               prior: PriorStats | None = None) -> torch.Tensor:
     """Stacked scaled residuals [B, R] (sum of squares = loss; offset-corrected when configured)."""
     return objective(ps, model, t, cfg, offset_state, prior, residuals=True)[2]
+
+
+def _forward_columns(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_state, prior, names, sizes,
+                     theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residuals [B, R] and Jacobian columns [P, B, R] by forward-mode AD (dual numbers).
+
+    The engine is batched over starts, so G tangent directions are evaluated in one pass by repeating the B
+    starts G times (start copy g carries the tangent e_g): one engine call of batch G B instead of G calls
+    (much less per-call overhead than vmapped ``torch.func.jvp``). G is bounded by ``DUAL_MAX_LANES``.
+    """
+    B, P = theta.shape
+    lanes = B * min(ps.num_paths, cfg.chunk_size or ps.num_paths)
+    G = max(1, min(P, DUAL_MAX_LANES // max(lanes, 1)))
+    per_start = {n: b for n, b in model.named_buffers() if b.dim() == 2 and b.shape[0] == B}
+    eye = torch.eye(P, dtype=theta.dtype, device=theta.device)
+    r0, cols = None, []
+    for g0 in range(0, P, G):
+        g = min(G, P - g0)
+        rep = {n: b.repeat(g, 1) for n, b in per_start.items()}
+        state = None if offset_state is None else offset_state.repeat(g)
+        with fwad.dual_level():
+            dual = fwad.make_dual(theta.repeat(g, 1), eye[g0:g0 + g].repeat_interleave(B, 0))
+            d = dict(zip(names, torch.split(dual, sizes, 1)), **rep)
+            out = residuals(ps, lambda fr, d=d: functional_call(model, d, (fr,)), t, cfg, state, prior)
+            primal, tangent = fwad.unpack_dual(out)
+        r0 = primal[:B].detach() if r0 is None else r0
+        cols.append(tangent.reshape(g, B, -1))
+    return r0, torch.cat(cols)
 
 
 def jacobian(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_state: torch.Tensor | None = None,
@@ -345,19 +397,11 @@ def jacobian(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_stat
     if num_residuals is None:
         with torch.no_grad():
             num_residuals = residuals(ps, model, t, cfg, offset_state, prior).shape[1]
-    if P < num_residuals:  # forward mode (also through path chunks: only chunk-sized intermediates live)
-        def f(th):
-            d = dict(zip(names, torch.split(th, sizes, 1)))
-            return residuals(ps, lambda fr: functional_call(model, d, (fr,)), t, cfg, offset_state, prior)
-
-        tangents = torch.eye(P, dtype=theta.dtype, device=theta.device)[:, None, :].expand(P, B, P)
-        if ps.num_paths <= VMAP_MAX_PATHS:  # one batched pass: best when per-call overhead dominates
-            r, _ = jvp(f, (theta,), (tangents[0],))
-            cols = vmap(lambda tv: jvp(f, (theta,), (tv,))[1])(tangents)  # [P, B, R]
-        else:  # many (diffuse) paths: P plain forward-mode passes are ~2x faster than the vmapped one
-            outs = [jvp(f, (theta,), (tangents[i],)) for i in range(P)]
-            r, cols = outs[0][0], torch.stack([o[1] for o in outs])
-        return r.detach(), cols.permute(1, 2, 0)
+    if path_jacobian.supports(cfg, prior, model):  # one reverse pass over per-interaction materials
+        return path_jacobian.path_gain_residual_jacobian(ps, model, t, cfg, offset_state, names, sizes, theta)
+    if P < num_residuals:  # forward mode: the tangents ride along the start dimension (see _forward_columns)
+        r, cols = _forward_columns(ps, model, t, cfg, offset_state, prior, names, sizes, theta)
+        return r, cols.permute(1, 2, 0)
     r = residuals(ps, model, t, cfg, offset_state, prior)
     R = r.shape[1]
     rows = []
@@ -537,6 +581,7 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
     elif cfg.optimizer == "lbfgs":
         opt = torch.optim.LBFGS(params, lr=1.0, max_iter=20, history_size=20, line_search_fn="strong_wolfe")
     mu = torch.full((B,), cfg.lm_damping, dtype=params[0].dtype)
+    project = model.project_ if getattr(model, "bounded", False) else None
     elapsed0 = 0.0
     start_it, done, calm, resumed_at = 1, False, 0, None
     prev_loss, prev_theta = None, _flat(params)
@@ -548,6 +593,11 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
         if st.get("fingerprint") != fp:
             raise ValueError(f"{ckpt}: the checkpoint belongs to a different calibration problem or configuration "
                              "(scene, links, measurements, starts or options changed); remove it or drop --resume")
+        kept = next(iter(st["model"].values())).shape[0] if st["model"] else B
+        if kept < model.num_starts:  # the run had pruned starts: same shapes before loading
+            model.reorder_starts(range(kept))
+            params = _params(model)
+            B = kept
         with torch.no_grad():
             for name, v in st["model"].items():
                 dict(list(model.named_parameters()) + list(model.named_buffers()))[name].copy_(v)
@@ -583,6 +633,8 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
             lo, _, _ = evaluate(beta)
             lo.sum().backward()
             opt.step()
+            if project is not None:
+                project()
         elif cfg.optimizer == "lbfgs":
             def closure(state=beta):
                 opt.zero_grad()
@@ -591,28 +643,47 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
                 tot.backward()
                 return tot
             opt.step(closure)
+            if project is not None:
+                project()
         else:  # batched Levenberg-Marquardt on the stacked residuals
             r, J = jacobian(ps, model, targets, cfg, beta, pstats, num_res)
             num_res = r.shape[1]
-            cost = (r * r).sum(-1)
+            with torch.no_grad():  # the current loss by the same computation as the trial's (Jacobian passes
+                cost, cur_off, _ = evaluate(beta)  # round differently; comparing across them never settles)
             JtJ = J.transpose(1, 2) @ J
             g = J.transpose(1, 2) @ r.unsqueeze(-1)
             theta = _flat(params)
-            diag = torch.diagonal(JtJ, dim1=1, dim2=2).clamp_min(1e-12)
+            diag = torch.diagonal(JtJ, dim1=1, dim2=2)
+            # Marquardt scaling with a floor: a parameter the data do not see (J column ~ 0) gets damped like a
+            # weakly seen one instead of taking unregularised steps across its range
+            diag = torch.maximum(diag, 1e-9 * diag.amax(-1, keepdim=True)).clamp_min(1e-12)
             A = JtJ + torch.diag_embed(mu[:, None] * diag)
             step = torch.nan_to_num(-torch.linalg.solve(A, g).squeeze(-1)).clamp(-2.0, 2.0)
             _set_flat(params, theta + step)
+            if project is not None:  # box: clipped components stop at the bound, the others are re-solved
+                step = _projected_step(A, g.squeeze(-1), theta, step, params, project)
             with torch.no_grad():
                 trial, trial_off, _ = evaluate(beta)
-            better = trial <= cost  # per start: accept and trust the model more, or reject and damp more
+            # per start: accept a strict improvement and trust the model more, or reject and damp more (accepting
+            # equal losses would let a converged start alternate between both forever)
+            better = trial < cost
             mu = torch.where(better, mu / 3.0, mu * 4.0).clamp(1e-9, 1e9)
             _set_flat(params, theta + step * better[:, None].to(theta.dtype))
             # the trial evaluation is the new state where accepted; rejected starts keep their current one
             loss = torch.where(better, trial, cost)
-            off = torch.where(better, trial_off, off if beta is None else beta)
+            off = torch.where(better, trial_off, cur_off)
         if cfg.optimizer != "lm":
             with torch.no_grad():
                 loss, off, _ = evaluate(beta)
+        if cfg.prune_every and cfg.optimizer == "lm" and it % cfg.prune_every == 0 and model.num_starts > 1:
+            keep = torch.argsort(torch.nan_to_num(loss, nan=math.inf))[: (model.num_starts + 1) // 2]
+            model.reorder_starts(keep.tolist())
+            params = _params(model)
+            mu, loss, off = mu[keep], loss[keep], off[keep]
+            beta = None if beta is None else beta[keep]
+            prev_theta = prev_theta[keep]
+            prev_loss = None if prev_loss is None else prev_loss[keep]
+            B = model.num_starts
         row = record(it, loss, off)
         theta_now = _flat(params)
         best = int(torch.argmin(torch.nan_to_num(loss, nan=math.inf)))

@@ -74,6 +74,7 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
                     fit: tuple[str, ...] = ("eps_r", "sigma"), diffuse: bool | None = None,
                     min_trace_scattering: float = MIN_TRACE_SCATTERING, checkpoint_dir: str | Path | None = None,
                     checkpoint_every: int = 0, resume: bool = False, callback=None, global_sweeps: int = 0,
+                    bounded: bool = False, sweep_grid: tuple[int, int] = (48, 12), restart_rounds: bool = False,
                     ) -> tuple[CalibrationResult, PathSet]:
     """Calibrate per-object materials of ``twin`` from ``targets`` (rows refer to links ``tx_pos[i] -> rx_pos[i]``).
 
@@ -83,7 +84,12 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
     go to ``checkpoint_dir/round{k}.pt`` every ``checkpoint_every`` iterations; ``resume`` continues them.
     ``global_sweeps`` > 0: before each local round, that many per-object grid sweeps over the prior ranges
     (:func:`rftwin.calibrate.sweep.coordinate_sweep`) move the start into the basin of the lowest path-gain loss
-    (eps_r/sigma fits of constant materials without diffuse reflection only).
+    (eps_r/sigma fits of constant materials without diffuse reflection only) on grids of ``sweep_grid``
+    (eps_r, sigma) points. ``bounded``: eps_r and sigma stay inside the prior ranges during the local fit (a box
+    prior; projected steps), which keeps the fit out of resonance-order aliases outside the range.
+    ``restart_rounds``: every re-trace round refines, next to the carried result, ``num_starts - 1`` fresh random
+    starts (another seed) inside the prior range, so a first round that ended in a wrong basin gets another chance
+    (the sweeps then run before the first round only).
     ``targets`` may also be a callable ``PathSet -> Targets``, called with every new trace (the first and each
     re-trace): targets that refer to individual paths (per-MPC powers matched to the traced paths) are rebuilt
     for the paths of that trace.
@@ -114,7 +120,8 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
     f_ref = float(prior.frequency_hz)
     pl = prior.power_law if prior.power_law is not None and not np.isnan(prior.power_law).any() else None
     kw = {"power_law": power_law, "reference_frequency_hz": f_ref, "b": None if pl is None else pl[:, 1],
-          "d": None if pl is None else pl[:, 3], "fit": fit}
+          "d": None if pl is None else pl[:, 3], "fit": fit,
+          "eps_bounds": prior.eps_range if bounded else None, "sigma_bounds": prior.sigma_range if bounded else None}
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
     def trace_at(eps, sig, s, x) -> PathSet:
@@ -136,7 +143,8 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
         eb = prior.eps_range if "eps_r" in fit else np.stack([eps, eps], 1)
         sb = prior.sigma_range if "sigma" in fit else np.stack([sig, sig], 1)
         sw = coordinate_sweep(ps, targets.link[ok].numpy(), f[ok].numpy(), targets.path_gain_db[ok].numpy(), eps, sig,
-                              np.asarray(thickness), eb, sb, sweeps=global_sweeps,
+                              np.asarray(thickness), eb, sb, grid=sweep_grid[0], sigma_grid=sweep_grid[1],
+                              sweeps=global_sweeps,
                               estimate_offset=cfg.offset_mode != "none", progress=progress)
         return sw.eps_r, sw.sigma
 
@@ -161,13 +169,19 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
     for k in range(retrace):
         ps = trace_at(res.eps_r, res.sigma, res.scattering, res.xpd)
         tg = make_targets(ps)
-        if sweepable(tg):
+        if sweepable(tg) and not (restart_rounds and num_starts > 1):  # fresh starts replace the sweep
             res = replace(res, **dict(zip(("eps_r", "sigma"), swept(ps, res.eps_r, res.sigma, tg))))
         pl_now = res.power_law
         kw.update(b=pl_now[:, 1] if power_law else None, d=pl_now[:, 3] if power_law else None)
-        model = PerObjectMaterials(res.eps_r[None], res.sigma[None], thickness,
-                                   scattering=None if res.scattering is None else res.scattering[None],
-                                   xpd=None if res.xpd is None else res.xpd[None], **kw)
+        E, S = res.eps_r[None], res.sigma[None]
+        if restart_rounds and num_starts > 1:  # fresh random starts next to the carried result
+            d = draw_start_values(prior, num_starts, seed + k + 1, fit)
+            E, S = np.concatenate([E, d["eps_r"][1:]]), np.concatenate([S, d["sigma"][1:]])
+
+        def rep(x):
+            return None if x is None else np.repeat(x[None], len(E), 0)
+
+        model = PerObjectMaterials(E, S, thickness, scattering=rep(res.scattering), xpd=rep(res.xpd), **kw)
         prev_seconds, prev_iters = res.seconds, res.iterations
         res = run(ps, model, k + 1, tg)
         offset = history[-1]["iteration"] if history else 0

@@ -81,6 +81,12 @@ def register(app: typer.Typer) -> None:
                   retrace: int = typer.Option(1, help="Re-trace rounds at the calibrated materials."),
                   sweeps: int = typer.Option(2, "--sweeps", help="Global per-object grid sweeps over the prior "
                                                                  "range before each local round (0 = off)."),
+                  prior_spread: float = typer.Option(None, "--prior-spread",
+                                                     help="Prior range = label x [1 - s, 1 + s] for eps_r and sigma "
+                                                          "(default: eps_r x [1/2, 2], sigma x [1/10, 10])."),
+                  bounded: bool = typer.Option(False, "--bounded/--unbounded",
+                                               help="Keep eps_r and sigma inside the prior range while fitting "
+                                                    "(a box prior; keeps the fit out of resonance aliases)."),
                   optimizer: str = typer.Option("lm", help="lm | adam | lbfgs."),
                   loss: str = typer.Option("mse_db", help="Path-gain loss when --terms is not given: mse_db | nae "
                                                           "| smape."),
@@ -142,7 +148,12 @@ def register(app: typer.Typer) -> None:
         from rftwin.data import MeasurementError, read_labels, read_measurements  # noqa: PLC0415
         from rftwin.io import write_json  # noqa: PLC0415
         from rftwin.materials import prior_from_labels  # noqa: PLC0415
-        from rftwin.materials.per_object import FIT_QUANTITIES, with_roughness, with_scattering  # noqa: PLC0415
+        from rftwin.materials.per_object import (  # noqa: PLC0415
+            FIT_QUANTITIES,
+            with_relative_ranges,
+            with_roughness,
+            with_scattering,
+        )
         from rftwin.report import write_calibration_outputs  # noqa: PLC0415
         from rftwin.runtime import configure_torch_threads  # noqa: PLC0415
         from rftwin.scene import load  # noqa: PLC0415
@@ -178,6 +189,8 @@ def register(app: typer.Typer) -> None:
             obj_labels = [(lab or {}).get(n, o.label) for n, o in zip(names, twin.objects)]
             prior = prior_from_labels(obj_labels, f_ref, [o.relative_permittivity for o in twin.objects],
                                       [o.conductivity for o in twin.objects], strategy=init, seed=seed)
+            if prior_spread is not None:
+                prior = with_relative_ranges(prior, prior_spread)
             if scattering is not None:
                 prior = with_scattering(prior, scattering)
             if roughness is not None:
@@ -214,7 +227,7 @@ def register(app: typer.Typer) -> None:
             res, ps = calibrate_scene(twin, tx, rx, targets, prior, cfg, st, num_starts=starts, retrace=retrace,
                                       power_law=use_pl, seed=seed, fit=fit_q, diffuse=diffuse,
                                       checkpoint_dir=out / CHECKPOINT_DIR, checkpoint_every=checkpoint_every,
-                                      resume=resume, global_sweeps=sweeps)
+                                      resume=resume, global_sweeps=sweeps, bounded=bounded)
         except (MeasurementError, ValueError, FileNotFoundError) as exc:
             fail(str(exc))
         if supervision is not None:

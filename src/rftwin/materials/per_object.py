@@ -145,6 +145,20 @@ def prior_from_labels(labels: Sequence[str | None], frequency_hz: float, fallbac
     return MaterialPrior(eps, sig, eps_range, sigma_range, pl, frequency_hz)
 
 
+def with_relative_ranges(prior: MaterialPrior, spread: float, sigma_spread: float | None = None) -> MaterialPrior:
+    """A copy of ``prior`` whose ranges are its values x [1 - spread, 1 + spread] (eps_r) and
+    x [1 - sigma_spread, 1 + sigma_spread] (sigma; default ``spread``); eps_r stays above 1."""
+    ss = spread if sigma_spread is None else sigma_spread
+    for name, v in (("spread", spread), ("sigma_spread", ss)):
+        if not 0.0 < v < 1.0:
+            raise ValueError(f"{name} must lie in (0, 1), got {v}")
+    eps = np.asarray(prior.eps_r, dtype=np.float64)
+    sig = np.asarray(prior.sigma, dtype=np.float64)
+    eps_range = np.stack([np.maximum(1.0 + 1e-3, eps * (1.0 - spread)),
+                          np.maximum(1.0 + 2e-3, eps * (1.0 + spread))], 1)
+    return replace(prior, eps_range=eps_range, sigma_range=np.stack([sig * (1.0 - ss), sig * (1.0 + ss)], 1))
+
+
 def draw_starts(prior: MaterialPrior, num_starts: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """[B, K] starts: the prior itself first, then log-uniform draws inside the prior ranges."""
     v = draw_start_values(prior, num_starts, seed)
@@ -188,6 +202,17 @@ def draw_start_values(prior: MaterialPrior, num_starts: int, seed: int = 0,
     return out
 
 
+def _check_bounds(name: str, bounds: np.ndarray | None, K: int, minimum: float) -> np.ndarray | None:
+    """Validated [K, 2] box (lower, upper) of a read-out, or None."""
+    if bounds is None:
+        return None
+    b = np.broadcast_to(np.asarray(bounds, dtype=np.float64), (K, 2)).copy()
+    if not np.all(np.isfinite(b)) or np.any(b[:, 0] <= minimum) or np.any(b[:, 1] < b[:, 0]):
+        raise ValueError(f"{name} must be finite [K, 2] (lower, upper) pairs with {minimum} < lower <= upper, "
+                         f"got {b.tolist()}")
+    return b
+
+
 class PerObjectMaterials(nn.Module):
     """Per-object eps_r and sigma (optionally as frequency power laws), and optionally the scattering coefficient S
     and cross-polarisation K_xpd; [B, F, K] values from ``forward``.
@@ -200,13 +225,17 @@ class PerObjectMaterials(nn.Module):
     Free parameters (names used in checkpoints and the uncertainty report): ``u`` = log(eps_r - 1), ``v`` =
     log(sigma) (constant model) or ``alpha``, ``b``, ``gamma``, ``d`` (power law); ``w_s`` = logit(S), ``w_x`` =
     logit(K_xpd).
+
+    ``eps_bounds`` / ``sigma_bounds`` ([K, 2] or [2], optional): a box on eps_r / sigma at the reference frequency,
+    enforced by projection (:meth:`project_`) after every optimiser step.
     """
 
     def __init__(self, eps_r: np.ndarray, sigma: np.ndarray, thickness: Sequence[float], *,
                  power_law: bool = False, reference_frequency_hz: float = 3.5e9,
                  b: np.ndarray | None = None, d: np.ndarray | None = None,
                  fit: Sequence[str] = ("eps_r", "sigma"), dtype: torch.dtype = torch.float64,
-                 scattering: np.ndarray | None = None, xpd: np.ndarray | None = None):
+                 scattering: np.ndarray | None = None, xpd: np.ndarray | None = None,
+                 eps_bounds: np.ndarray | None = None, sigma_bounds: np.ndarray | None = None):
         super().__init__()
         eps_r = np.atleast_2d(np.asarray(eps_r, dtype=np.float64))
         sigma = np.atleast_2d(np.asarray(sigma, dtype=np.float64))
@@ -248,6 +277,35 @@ class PerObjectMaterials(nn.Module):
                 raise ValueError(f"{q} values must lie in [0, 1]")
             make(pname, logit(v), q in self.fit)
         self.register_buffer("thickness", torch.as_tensor(np.asarray(thickness, dtype=np.float64), dtype=dtype))
+        self.eps_bounds = _check_bounds("eps_bounds", eps_bounds, K, 1.0)
+        self.sigma_bounds = _check_bounds("sigma_bounds", sigma_bounds, K, 0.0)
+        self.project_()
+
+    @property
+    def bounded(self) -> bool:
+        return self.eps_bounds is not None or self.sigma_bounds is not None
+
+    def project_(self) -> None:
+        """Clip the free eps_r / sigma parameters in place so that the read-outs at the reference frequency lie in
+        ``eps_bounds`` / ``sigma_bounds`` (a box constraint; projected steps keep every start feasible)."""
+        lf = math.log(self.f_ref_ghz)
+        with torch.no_grad():
+            if self.eps_bounds is not None and "eps_r" in self.fit:
+                lo, hi = (torch.as_tensor(np.log(self.eps_bounds[:, i] - (0.0 if self.power_law else 1.0)),
+                                          dtype=self.thickness.dtype) for i in (0, 1))
+                if self.power_law:
+                    shift = self.b * lf
+                    self.alpha.copy_(torch.minimum(torch.maximum(self.alpha, lo - shift), hi - shift))
+                else:
+                    self.u.copy_(torch.minimum(torch.maximum(self.u, lo), hi))
+            if self.sigma_bounds is not None and "sigma" in self.fit:
+                lo, hi = (torch.as_tensor(np.log(self.sigma_bounds[:, i]), dtype=self.thickness.dtype)
+                          for i in (0, 1))
+                if self.power_law:
+                    shift = self.d * lf
+                    self.gamma.copy_(torch.minimum(torch.maximum(self.gamma, lo - shift), hi - shift))
+                else:
+                    self.v.copy_(torch.minimum(torch.maximum(self.v, lo), hi))
 
     @property
     def num_starts(self) -> int:
@@ -322,7 +380,8 @@ class PerObjectMaterials(nn.Module):
                                   b=pl[:, 1] if self.power_law else None, d=pl[:, 3] if self.power_law else None,
                                   fit=self.fit, dtype=self.thickness.dtype,
                                   scattering=v["scattering"][sl] if "scattering" in v else None,
-                                  xpd=v["xpd"][sl] if "xpd" in v else None)
+                                  xpd=v["xpd"][sl] if "xpd" in v else None, eps_bounds=self.eps_bounds,
+                                  sigma_bounds=self.sigma_bounds)
 
     def reorder_starts(self, order: Sequence[int]) -> None:
         """Keep the starts ``order`` (in that order): every parameter and per-start buffer is re-indexed."""
