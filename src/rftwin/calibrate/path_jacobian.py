@@ -36,7 +36,8 @@ def _readout_jacobian(model, names: list[str], sizes: list[int], theta: torch.Te
     B, P = theta.shape
     per_start = {n: b.repeat(P, 1) for n, b in model.named_buffers() if b.dim() == 2 and b.shape[0] == B}
     with fwad.dual_level():
-        dual = fwad.make_dual(theta.repeat(P, 1), torch.eye(P, dtype=theta.dtype).repeat_interleave(B, 0))
+        eye = torch.eye(P, dtype=theta.dtype, device=theta.device)
+        dual = fwad.make_dual(theta.repeat(P, 1), eye.repeat_interleave(B, 0))
         mv = functional_call(model, dict(zip(names, torch.split(dual, sizes, 1)), **per_start), (freqs,))
         values, jac = {}, {}
         for q in _QUANTITIES:
@@ -81,8 +82,8 @@ def path_gain_jacobian(ps: PathSet, model, t: Targets, names: list[str], sizes: 
     for q, g in zip(leaves, grads):
         B, F = g.shape[:2]
         gv = (g * valid).reshape(B, F, -1)
-        H = torch.zeros(B, F, L * K, dtype=gv.dtype).index_add_(-1, bins, gv).reshape(B, F, L, K)
-        dG = dG + H @ jac[q]  # [B, F, L, P]
+        H = torch.zeros(B, F, L * K, dtype=gv.dtype, device=gv.device).index_add_(-1, bins, gv)
+        dG = dG + H.reshape(B, F, L, K) @ jac[q]  # [B, F, L, P]
     rows_G = G[:, t.freq_index, t.link]  # [B, M]
     rows_dG = dG[:, t.freq_index, t.link]  # [B, M, P]
     safe = rows_G.clamp_min(1e-30)

@@ -292,15 +292,15 @@ class PerObjectMaterials(nn.Module):
         with torch.no_grad():
             if self.eps_bounds is not None and "eps_r" in self.fit:
                 lo, hi = (torch.as_tensor(np.log(self.eps_bounds[:, i] - (0.0 if self.power_law else 1.0)),
-                                          dtype=self.thickness.dtype) for i in (0, 1))
+                                          dtype=self.thickness.dtype, device=self.thickness.device) for i in (0, 1))
                 if self.power_law:
                     shift = self.b * lf
                     self.alpha.copy_(torch.minimum(torch.maximum(self.alpha, lo - shift), hi - shift))
                 else:
                     self.u.copy_(torch.minimum(torch.maximum(self.u, lo), hi))
             if self.sigma_bounds is not None and "sigma" in self.fit:
-                lo, hi = (torch.as_tensor(np.log(self.sigma_bounds[:, i]), dtype=self.thickness.dtype)
-                          for i in (0, 1))
+                lo, hi = (torch.as_tensor(np.log(self.sigma_bounds[:, i]), dtype=self.thickness.dtype,
+                                          device=self.thickness.device) for i in (0, 1))
                 if self.power_law:
                     shift = self.d * lf
                     self.gamma.copy_(torch.minimum(torch.maximum(self.gamma, lo - shift), hi - shift))
