@@ -22,3 +22,11 @@ def test_demo_json_plot_and_bounded_estimates(tmp_path, monkeypatch):
         assert 0.8 * o["eps_init"] * (1 - 1e-9) <= o["eps_est"] <= 1.2 * o["eps_init"] * (1 + 1e-9)
         assert 0.8 * o["sigma_init"] * (1 - 1e-9) <= o["sigma_est"] <= 1.2 * o["sigma_init"] * (1 + 1e-9)
     assert j["loss"] < 1e-2  # noise-free RSS: the fit reproduces the measurements closely
+
+
+def test_prior_spread_out_of_range_is_a_clear_error(tmp_path):
+    for cmd in (["demo", "--out", str(tmp_path / "o")],
+                ["calibrate", "room", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "c")]):
+        r = CliRunner().invoke(app, cmd + ["--prior-spread", "1.5"])
+        assert r.exit_code == 2 and "--prior-spread must lie in (0, 1)" in r.output, r.output
+        assert not (tmp_path / "c").exists()

@@ -31,7 +31,7 @@ class DemoConfig:
     retrace: int = 2  # re-trace rounds: paths found by the sampler depend weakly on the materials
     sweeps: int = 2  # global per-object grid sweeps before each local round
     sweep_grid: tuple[int, int] = (16, 6)  # sweep grid points (eps_r, sigma) over the prior range
-    prior_spread: float = 0.2  # prior range: label x [1 - spread, 1 + spread] (the range the truth is drawn from)
+    prior_spread: float | None = 0.2  # prior range: label x [1 -+ spread] (the range the truth is drawn from)
     bounded: bool = True  # keep the fit inside the prior range
     restart_rounds: bool = True  # fresh random starts in every re-trace round too
     calibration: CalibrationConfig = field(default_factory=lambda: CalibrationConfig(refine_starts=64, prune_every=5))

@@ -364,16 +364,13 @@ def _forward_columns(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, off
     B, P = theta.shape
     lanes = B * min(ps.num_paths, cfg.chunk_size or ps.num_paths)
     G = max(1, min(P, DUAL_MAX_LANES // max(lanes, 1)))
-    per_start = {n: b for n, b in model.named_buffers() if b.dim() == 2 and b.shape[0] == B}
     eye = torch.eye(P, dtype=theta.dtype, device=theta.device)
     r0, cols = None, []
     for g0 in range(0, P, G):
         g = min(G, P - g0)
-        rep = {n: b.repeat(g, 1) for n, b in per_start.items()}
         state = None if offset_state is None else offset_state.repeat(g)
         with fwad.dual_level():
-            dual = fwad.make_dual(theta.repeat(g, 1), eye[g0:g0 + g].repeat_interleave(B, 0))
-            d = dict(zip(names, torch.split(dual, sizes, 1)), **rep)
+            d = path_jacobian.dual_state(model, names, sizes, theta, eye[g0:g0 + g])
             out = residuals(ps, lambda fr, d=d: functional_call(model, d, (fr,)), t, cfg, state, prior)
             primal, tangent = fwad.unpack_dual(out)
         r0 = primal[:B].detach() if r0 is None else r0

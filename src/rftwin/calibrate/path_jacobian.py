@@ -29,16 +29,26 @@ from rftwin.trace.pathset import PathSet
 _QUANTITIES = ("eps_r", "sigma", "scattering", "xpd")
 
 
+def dual_state(model, names: list[str], sizes: list[int], theta: torch.Tensor, tangents: torch.Tensor
+               ) -> dict[str, torch.Tensor]:
+    """Parameters and per-start buffers for ``functional_call(model, state, ...)`` with G tangent directions
+    carried along the start dimension: ``theta`` [B, P] repeated G times, copy g with tangent ``tangents[g]`` [P].
+    Call inside ``torch.autograd.forward_ad.dual_level()``."""
+    B = theta.shape[0]
+    G = tangents.shape[0]
+    dual = fwad.make_dual(theta.repeat(G, 1), tangents.repeat_interleave(B, 0))
+    per_start = {n: b.repeat(G, 1) for n, b in model.named_buffers() if b.dim() == 2 and b.shape[0] == B}
+    return dict(zip(names, torch.split(dual, sizes, 1)), **per_start)
+
+
 def _readout_jacobian(model, names: list[str], sizes: list[int], theta: torch.Tensor, freqs: torch.Tensor
                       ) -> tuple[MaterialValues, dict[str, torch.Tensor]]:
     """Per-object material values of ``model`` at ``freqs`` and, per quantity, dv[b, f, k] / dtheta[b, p] as
     [B, F, K, P] (forward-mode AD through the material model only; P tangents ride along the start dimension)."""
     B, P = theta.shape
-    per_start = {n: b.repeat(P, 1) for n, b in model.named_buffers() if b.dim() == 2 and b.shape[0] == B}
     with fwad.dual_level():
         eye = torch.eye(P, dtype=theta.dtype, device=theta.device)
-        dual = fwad.make_dual(theta.repeat(P, 1), eye.repeat_interleave(B, 0))
-        mv = functional_call(model, dict(zip(names, torch.split(dual, sizes, 1)), **per_start), (freqs,))
+        mv = functional_call(model, dual_state(model, names, sizes, theta, eye), (freqs,))
         values, jac = {}, {}
         for q in _QUANTITIES:
             v = getattr(mv, q)
@@ -126,4 +136,4 @@ def path_gain_residual_jacobian(ps: PathSet, model, t: Targets, cfg, offset_stat
     return r.detach(), (J * sw[:, None]).detach()
 
 
-__all__ = ["path_gain_jacobian", "path_gain_residual_jacobian", "supports"]
+__all__ = ["dual_state", "path_gain_jacobian", "path_gain_residual_jacobian", "supports"]

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from rftwin.cli.common import Los, MaxDepth, Refraction, Samples, Seed, Specular, console, fail, settings
+from rftwin.cli.common import Los, MaxDepth, Refraction, Samples, Seed, Specular, check_spread, console, fail, settings
 
 CHECKPOINT_DIR = "checkpoint"
 MPC_MATCHES = "mpc_matches.csv"
@@ -160,6 +160,7 @@ def register(app: typer.Typer) -> None:
         from rftwin.twin_io import unique_links  # noqa: PLC0415
 
         configure_torch_threads()
+        check_spread(prior_spread)
         try:
             fit_q = tuple(x.strip() for x in fit.split(",") if x.strip())
             bad = sorted(set(fit_q) - set(FIT_QUANTITIES))

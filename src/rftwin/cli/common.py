@@ -25,3 +25,9 @@ def settings(max_depth: int, samples: int, seed: int, los: bool = True, specular
 def fail(msg: str, code: int = 2) -> None:
     console.print(f"[bold red]error:[/] {msg}")
     raise typer.Exit(code)
+
+
+def check_spread(value: float | None, option: str = "--prior-spread") -> None:
+    """Relative prior half-width: must lie in (0, 1) (error names the option)."""
+    if value is not None and not 0.0 < value < 1.0:
+        fail(f"{option} must lie in (0, 1) (prior range = label x [1 - s, 1 + s]), got {value}")

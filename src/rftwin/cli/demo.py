@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rftwin.cli.common import MaxDepth, Samples, Seed, console, settings
+from rftwin.cli.common import MaxDepth, Samples, Seed, check_spread, console, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -36,6 +36,7 @@ def register(app: typer.Typer) -> None:
         from rftwin.calibrate import CalibrationConfig  # noqa: PLC0415
         from rftwin.demo import DemoConfig, convergence_plot, demo_json, run_demo  # noqa: PLC0415
 
+        check_spread(prior_spread)
         cfg = DemoConfig(trials=trials, receivers=receivers, settings=settings(max_depth, samples_per_src, seed),
                          init=init, num_starts=starts, retrace=retrace, sweeps=sweeps, seed=seed,
                          prior_spread=prior_spread, bounded=bounded,
