@@ -337,14 +337,15 @@ def initial_noise(ps: PathSet, model, targets: Targets, cfg: CalibrationConfig, 
 
 
 def fit_map(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: CalibrationConfig, st: PriorStats,
-            h: Hyper, progress: bool = False, keep_all: bool = False):
+            h: Hyper, progress: bool = False, keep_all: bool = False, **checkpointing):
     """MAP fit of every start of ``model`` under hyper-parameters ``h``; returns (CalibrationResult, posterior
-    configuration). With ``keep_all`` no start is screened out (the model keeps all B fitted starts)."""
+    configuration, weighted targets). With ``keep_all`` no start is screened out (the model keeps all B fitted
+    starts). ``checkpointing``: checkpoint / checkpoint_every / resume of :func:`rftwin.calibrate.calibrate`."""
     tw = weighted(targets, h)
     c = posterior_config(cfg, tw, h, num_prior_rows(st))
     if keep_all:
         c = replace(c, refine_starts=model.num_starts, prune_every=0)
-    res = calibrate(ps, model, tw, c, progress=progress, uncertainty=False, prior=st)
+    res = calibrate(ps, model, tw, c, progress=progress, uncertainty=False, prior=st, **checkpointing)
     return res, c, tw
 
 

@@ -71,16 +71,18 @@ def _label_model(setup: BayesSetup, make_model: ModelFactory, fitq: Sequence[str
 
 def posterior_round(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: CalibrationConfig,
                     setup: BayesSetup, make_model: ModelFactory, fitq: Sequence[str], power_law: bool, first: bool,
-                    progress: bool = False) -> CalibrationResult:
+                    progress: bool = False, **checkpointing) -> CalibrationResult:
     """One round on one trace: multi-start MAP fit, hyper-parameter updates and (first round) label correction.
-    Returns the round's result in the workflow's record (values of the MAP point)."""
+    Returns the round's result in the workflow's record (values of the MAP point). ``checkpointing``
+    (checkpoint / checkpoint_every / resume) applies to the multi-start fit, the long part of a round; the rest is
+    recomputed deterministically on resume."""
     bc = setup.config
     st = setup.stats(fitq, power_law)
     if setup.hyper is None:
         lab = _label_model(setup, make_model, fitq)
         noise = initial_noise(ps, lab, targets, cfg, bc.noise)
         setup.hyper = Hyper(noise, bc.strength if bc.strength is not None else 1.0)
-    res, _, _ = fit_map(ps, model, targets, cfg, st, setup.hyper, progress)
+    res, _, _ = fit_map(ps, model, targets, cfg, st, setup.hyper, progress, **checkpointing)
     fit = estimate_hyper(ps, res.model, targets, cfg, st, setup.hyper, bc, progress)
     if first and bc.label_correction:
         fit = correct_labels(ps, fit, targets, cfg, setup.priors, make_model, fitq, bc, power_law, progress)
@@ -93,7 +95,7 @@ def posterior_round(ps: PathSet, model: PerObjectMaterials, targets: Targets, cf
                    loss=fit.loss, model=fit.model, scattering=v["scattering"][0] if "scattering" in v else None,
                    xpd=v["xpd"][0] if "xpd" in v else None, iterations=res.iterations + fit.iterations,
                    converged=res.converged and fit.converged, offset_db=fit.offset_db,
-                   terms=[f"{f}:gaussian(s={s:.3g} {NOISE_UNITS[f]})" for f, s in fit.hyper.noise.items()])
+                   terms=[str(x) for x in cfg.loss_terms])
 
 
 def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSetup, res: CalibrationResult,
@@ -132,7 +134,13 @@ def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSe
     report["reverted_to_labels"] = reverted
     if reverted:
         model = lab
-    unc = uncertainty_from_cov(fit.model, fit.stats.cov[0], fit.hyper.noise)
+    if reverted:  # the label twin's uncertainty is the prior's (unscaled class spreads)
+        _, _, se, ss = setup.priors.centres([c if c is not None else "unlabelled" for c in setup.priors.labels])
+        cov = torch.diag(torch.as_tensor(np.concatenate([se, ss]) ** 2, dtype=torch.float64)) \
+            if not power_law and set(fitq) == {"eps_r", "sigma"} else fit.stats.cov[0]
+        unc = uncertainty_from_cov(model, cov, fit.hyper.noise)
+    else:
+        unc = uncertainty_from_cov(fit.model, fit.stats.cov[0], fit.hyper.noise)
     v = model.values()
     # distance from the prior (standardised) and values at the plausibility box
     with torch.no_grad():
@@ -154,4 +162,25 @@ def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSe
                    xpd=v["xpd"][0] if "xpd" in v else None, model=model, uncertainty=unc, inference=report)
 
 
-__all__ = ["BayesSetup", "finish", "plausible_bounds", "posterior_round"]
+def calibrate_posterior(ps: PathSet, targets: Targets, setup: BayesSetup, thickness: Sequence[float],
+                        cfg: CalibrationConfig | None = None, num_starts: int = 16, seed: int = 0,
+                        fit: Sequence[str] = ("eps_r", "sigma"), link_tx: np.ndarray | None = None,
+                        progress: bool = False) -> CalibrationResult:
+    """The posterior calibration of per-object constant materials on one traced PathSet (no re-tracing): starts
+    drawn from the class priors' +-2 std ranges, one :func:`posterior_round` and :func:`finish` (the label twin is
+    judged on the same paths)."""
+    from rftwin.materials.per_object import draw_start_values  # noqa: PLC0415
+
+    cfg = CalibrationConfig() if cfg is None else cfg
+    eb, sb = plausible_bounds(len(thickness))
+
+    def make_model(v) -> PerObjectMaterials:
+        return PerObjectMaterials(v["eps_r"], v["sigma"], thickness, scattering=v.get("scattering"),
+                                  xpd=v.get("xpd"), fit=fit, eps_bounds=eb, sigma_bounds=sb)
+
+    starts = draw_start_values(setup.priors.material_prior(), num_starts, seed, fit)
+    res = posterior_round(ps, make_model(starts), targets, cfg, setup, make_model, fit, False, True, progress)
+    return finish(ps, targets, cfg, setup, res, make_model, fit, False, link_tx)
+
+
+__all__ = ["BayesSetup", "calibrate_posterior", "finish", "plausible_bounds", "posterior_round"]

@@ -161,7 +161,9 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
 
     def run(ps, model, k, targets: Targets):
         if bayes is not None:
-            return posterior_round(ps, model, targets, cfg, bayes, make_model, fit, power_law, k == 0, progress)
+            return posterior_round(ps, model, targets, cfg, bayes, make_model, fit, power_law, k == 0, progress,
+                                   checkpoint=None if ckdir is None else ckdir / f"round{k}.pt",
+                                   checkpoint_every=checkpoint_every, resume=resume)
         return calibrate(ps, model, targets, cfg, truth=truth, progress=progress, uncertainty=k == retrace,
                          prior=prior, checkpoint=None if ckdir is None else ckdir / f"round{k}.pt",
                          checkpoint_every=checkpoint_every, resume=resume, callback=callback)

@@ -164,23 +164,36 @@ def read_prior_file(path: str | Path, table: PriorTable, object_labels: Mapping[
 
 
 # ------------------------------------------------------------------------------------------ material library
-def library_document(names: Sequence[str], labels: Sequence[str], u: np.ndarray, v: np.ndarray, u_std: np.ndarray,
-                     v_std: np.ndarray, frequency_hz: float, min_log_std: float = 0.05) -> dict:
-    """A material library from a calibrated twin: per class, the precision-weighted mean of its objects' posterior
-    log-values, with a std that adds the between-object spread to the posterior std (floored at ``min_log_std``)
-    so that one building's classes do not become over-confident priors for the next."""
+def library_document(names: Sequence[str], labels: Sequence[str], post_mean: Mapping[str, np.ndarray],
+                     post_std: Mapping[str, np.ndarray], prior_mean: Mapping[str, np.ndarray],
+                     prior_std: Mapping[str, np.ndarray], frequency_hz: float, strength: float = 1.0,
+                     min_log_std: float = 0.05) -> dict:
+    """A material library from a calibrated twin (keys ``eps`` = log(eps_r - 1), ``sigma`` = log sigma; arrays
+    [K]).
+
+    Each object's posterior N(m_k, s_k^2) under the prior N(mu_k, t_k^2 / strength) carries the data's information
+    1/s_k^2 - strength/t_k^2 (Gaussian division); a class pools its objects' information on top of the class's
+    default prior N(mu, t^2), and the between-object spread of the data-informed objects is added to its std
+    (floored at ``min_log_std``). Objects the data did not inform leave the class at its prior."""
     classes: dict[str, dict] = {}
     for c in sorted(set(labels)):
         idx = [i for i, lab in enumerate(labels) if lab == c]
-        entry = {"objects": [names[i] for i in idx], "frequency_hz": float(frequency_hz)}
-        for key, x, s in (("eps", u, u_std), ("sigma", v, v_std)):
-            xi, si = np.asarray(x)[idx], np.maximum(np.asarray(s)[idx], min_log_std)
-            w = 1.0 / si**2
-            m = float((w * xi).sum() / w.sum())
-            spread = float(np.sqrt((w * (xi - m) ** 2).sum() / w.sum()))
-            std = float(max(math.sqrt(1.0 / w.sum() + spread**2), min_log_std))
-            entry[f"log_{key}"] = m
-            entry[f"log_std_{key}"] = std
+        entry: dict = {"objects": [names[i] for i in idx], "frequency_hz": float(frequency_hz)}
+        for key in ("eps", "sigma"):
+            m, s = np.asarray(post_mean[key])[idx], np.asarray(post_std[key])[idx]
+            mu, t = np.asarray(prior_mean[key])[idx], np.asarray(prior_std[key])[idx]
+            prec_post = 1.0 / np.maximum(s, 1e-9) ** 2
+            info = np.maximum(prec_post - strength / t**2, 0.0)  # the data's precision per object
+            # data-only mean of each object: (m prec_post - mu strength / t^2) / info
+            with np.errstate(divide="ignore", invalid="ignore"):
+                data_mean = np.where(info > 0, (m * prec_post - mu * strength / t**2) / np.where(info > 0, info, 1),
+                                     m)
+            prec = 1.0 / t[0] ** 2 + info.sum()
+            mean = float((mu[0] / t[0] ** 2 + (info * data_mean).sum()) / prec)
+            informed = info > 0.25 / t**2  # objects whose data carry at least a quarter of the prior's precision
+            spread = float(np.std(data_mean[informed])) if informed.sum() > 1 else 0.0
+            entry[f"log_{key}"] = mean
+            entry[f"log_std_{key}"] = float(max(math.sqrt(1.0 / prec + spread**2), min_log_std))
         entry["relative_permittivity"] = 1.0 + math.exp(entry["log_eps"])
         entry["conductivity"] = math.exp(entry["log_sigma"])
         classes[c] = entry
