@@ -207,3 +207,141 @@ def test_user_text_is_not_rich_markup(tmp_path, lid):
     r = runner.invoke(app, ["predict", "floor_wall", str(f), "--out", str(tmp_path / "o.csv")])
     assert r.exit_code == 2 and r.exception is None or isinstance(r.exception, SystemExit)
     assert f"duplicate link_id '{lid}'" in r.output and "Traceback" not in r.output
+
+
+# ----------------------------------------------------------------------------------- 3: materials.json
+@pytest.fixture(scope="module")
+def twin_dir(tmp_path_factory) -> Path:
+    import json
+
+    from rftwin.twin_io import materials_document
+
+    d = tmp_path_factory.mktemp("twin") / "twin"
+    tw = load("floor_wall")
+    export_scene(tw, d)
+    doc = materials_document(tw, np.array([o.relative_permittivity for o in tw.objects]),
+                             np.array([o.conductivity for o in tw.objects]), 3.5e9)
+    (d / "materials.json").write_text(json.dumps(doc))
+    return d
+
+
+def _links_file(tmp_path: Path) -> Path:
+    f = tmp_path / "links.csv"
+    f.write_text("link_id,tx_x,tx_y,tx_z,rx_x,rx_y,rx_z,frequency_hz\nA,0.5,0,1.5,1.5,1,1.2,3.5e9\n")
+    return f
+
+
+def _edited_twin(twin_dir: Path, tmp_path: Path, edit) -> Path:
+    import json
+
+    d = tmp_path / "edited"
+    shutil.copytree(twin_dir, d)
+    doc = json.loads((d / "materials.json").read_text())
+    edit(doc)
+    (d / "materials.json").write_text(json.dumps(doc))
+    return d
+
+
+def _set(obj, key, value):
+    def f(doc):
+        doc["objects"][obj][key] = value
+    return f
+
+
+def _drop(obj, key):
+    def f(doc):
+        del doc["objects"][obj][key]
+    return f
+
+
+@pytest.mark.parametrize("edit,match", [
+    (_set("wall", "relative_permittivity", -5), r"object 'wall', key 'relative_permittivity': -5 is outside"),
+    (_set("wall", "conductivity", -1), r"object 'wall', key 'conductivity': -1 S/m is outside"),
+    (_set("floor", "conductivity", float("nan")), r"object 'floor', key 'conductivity': expected a finite number"),
+    (_set("floor", "conductivity", "0.1"), r"object 'floor', key 'conductivity': expected a finite number"),
+    (_drop("floor", "relative_permittivity"), r"object 'floor', key 'relative_permittivity': missing"),
+    (_set("floor", "label", "unobtainium"), r"object 'floor', key 'label': 'unobtainium' is not an ITU"),
+    (lambda d: d["objects"].update(ghost={"relative_permittivity": 2, "conductivity": 0}),
+     r"object 'ghost': not in the scene"),
+    (lambda d: d["objects"]["floor"].update(a=1.0, b=0.0, c=0.1, d=float("nan")),
+     r"object 'floor', key 'd': expected a finite number"),
+    (lambda d: d["objects"]["floor"].update(a=1.0, b=0.0), r"object 'floor': power-law keys a, b without c, d"),
+], ids=["eps-negative", "sigma-negative", "sigma-nan", "sigma-string", "missing-key", "unknown-label",
+        "unknown-object", "power-law-nan", "power-law-partial"])
+def test_twin_materials_are_validated_before_tracing(twin_dir, tmp_path, edit, match):
+    d = _edited_twin(twin_dir, tmp_path, edit)
+    out = tmp_path / "p.csv"
+    r = runner.invoke(app, ["predict", str(d), str(_links_file(tmp_path)), "--out", str(out),
+                            "--max-depth", "1", "--samples-per-src", "1000"])
+    assert r.exit_code == 2 and "Traceback" not in r.output and not out.exists()
+    assert str(d / "materials.json") in r.output
+    import re
+
+    assert re.search(match, r.output), r.output
+
+
+def test_valid_twin_predicts_finite_gains(twin_dir, tmp_path):
+    out = tmp_path / "p.csv"
+    r = runner.invoke(app, ["predict", str(twin_dir), str(_links_file(tmp_path)), "--out", str(out),
+                            "--max-depth", "1", "--samples-per-src", "10000"])
+    assert r.exit_code == 0, r.output
+    import pandas as pd
+
+    assert np.isfinite(pd.read_csv(out)["path_gain_db"]).all()
+
+
+# --------------------------------------------------------------------------------------- 5: destinations
+def test_output_destinations_are_checked_before_any_work(tmp_path):
+    links = _links_file(tmp_path)
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (["predict", "floor_wall", str(links), "--out", str(tmp_path / "adir")], "is a folder; expected a file"),
+        (["predict", "floor_wall", str(links), "--out", str(tmp_path / "afile" / "x.csv")], "is a file, not a folder"),
+        (["calibrate", "floor_wall", str(links), "--out", str(tmp_path / "afile")], "is a file; expected a folder"),
+        (["radiomap", "floor_wall", "--tx", "0 0 1", "--out", str(tmp_path / "afile")], "is a file; expected a"),
+    ]
+    for args, match in cases:
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2 and match in r.output, (args, r.output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile", "links.csv"]
+
+
+def test_calibrate_refuses_an_unrelated_non_empty_folder(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "materials.json").write_text('{"precious": true}')
+    meas = tmp_path / "m.csv"
+    meas.write_text(HEADER + "A,0.5,0,1.5,1.5,1,1.2,3.5e9,-50\n")
+    r = runner.invoke(app, ["calibrate", "floor_wall", str(meas), "--out", str(mine)])
+    assert r.exit_code == 2 and "is not empty (materials.json)" in r.output
+    assert (mine / "materials.json").read_text() == '{"precious": true}'
+
+
+def test_staged_dir_writes_all_or_nothing(tmp_path):
+    from rftwin.cli.outputs import staged_dir
+
+    out = tmp_path / "o"
+    with pytest.raises(RuntimeError), staged_dir(out) as st:
+        (st / "a.txt").write_text("1")
+        raise RuntimeError("step 2 failed")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    with staged_dir(out) as st:
+        (st / "a.txt").write_text("1")
+        (st / "sub").mkdir()
+    with staged_dir(out) as st:  # a re-run replaces files and folders of the same name
+        (st / "a.txt").write_text("2")
+        (st / "sub").mkdir()
+        (st / "sub" / "b").write_text("3")
+    assert (out / "a.txt").read_text() == "2" and (out / "sub" / "b").read_text() == "3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
+
+
+# ------------------------------------------------------------------------------ 8: wideband link ids
+def test_wideband_link_id_with_slash_fails_before_tracing(tmp_path):
+    f = tmp_path / "links.csv"
+    f.write_text("link_id,tx_x,tx_y,tx_z,rx_x,rx_y,rx_z,frequency_hz\na/b,0.5,0,1.5,1.5,1,1.2,3.5e9\n")
+    out, wb = tmp_path / "p.csv", tmp_path / "w.h5"
+    r = runner.invoke(app, ["predict", "floor_wall", str(f), "--out", str(out), "--wideband", str(wb)])
+    assert r.exit_code == 2 and "links.csv, row 1, column 'link_id': link_id 'a/b' cannot name" in r.output
+    assert not out.exists() and not wb.exists()

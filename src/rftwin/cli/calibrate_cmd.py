@@ -7,9 +7,11 @@ import numpy as np
 import typer
 
 from rftwin.cli.common import Los, MaxDepth, Refraction, Samples, Seed, Specular, check_spread, console, fail, settings
+from rftwin.cli.outputs import check_output_dir, staged_dir
 
 CHECKPOINT_DIR = "checkpoint"
 MPC_MATCHES = "mpc_matches.csv"
+OWNED = ("calibration.json", CHECKPOINT_DIR)  # an --out folder holding one of these is an earlier calibration
 
 
 def calibration_summary(res, names: list[str]) -> dict:
@@ -160,6 +162,7 @@ def register(app: typer.Typer) -> None:
         from rftwin.twin_io import unique_links  # noqa: PLC0415
 
         configure_torch_threads()
+        check_output_dir(out, "--out", owned=OWNED)  # before any loading or tracing
         check_spread(prior_spread)
         try:
             fit_q = tuple(x.strip() for x in fit.split(",") if x.strip())
@@ -233,18 +236,20 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
         if supervision is not None:
             targets = supervision.targets  # matched to the final trace
-        write_calibration_outputs(out, twin, res, ps, targets, meas, obj_labels, f_ref, use_pl, cfg)
-        summary = calibration_summary(res, names)
-        if supervision is not None:
-            from rftwin.io import write_table  # noqa: PLC0415
+        with staged_dir(out) as stage:  # all outputs appear together, or none
+            write_calibration_outputs(stage, twin, res, ps, targets, meas, obj_labels, f_ref, use_pl, cfg)
+            summary = calibration_summary(res, names)
+            if supervision is not None:
+                from rftwin.io import write_table  # noqa: PLC0415
 
-            table, summary["mpc"] = supervision.outputs(ps, res)
-            write_table(out / MPC_MATCHES, table)
-            mp = summary["mpc"]
-            console.print(f"MPC supervision: {mp['matched']} of {mp['mpcs']} MPCs matched to traced paths ("
-                          + ", ".join(f"{k}: {v['matched']}/{v['mpcs']}" for k, v in mp["per_link"].items())
-                          + f"); RMS power residual {mp['rms_residual_db'] or float('nan'):.2f} dB; {MPC_MATCHES}")
-        write_json(out / "calibration.json", summary)
+                table, summary["mpc"] = supervision.outputs(ps, res)
+                write_table(stage / MPC_MATCHES, table)
+                mp = summary["mpc"]
+                console.print(f"MPC supervision: {mp['matched']} of {mp['mpcs']} MPCs matched to traced paths ("
+                              + ", ".join(f"{k}: {v['matched']}/{v['mpcs']}" for k, v in mp["per_link"].items())
+                              + f"); RMS power residual {mp['rms_residual_db'] or float('nan'):.2f} dB; "
+                              f"{MPC_MATCHES}")
+            write_json(stage / "calibration.json", summary)
         extra = ""
         if res.scattering is not None:
             extra = " S = " + ", ".join(f"{n}: {v:.3f}" for n, v in zip(names, res.scattering)) + ";"
