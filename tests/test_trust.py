@@ -345,3 +345,60 @@ def test_wideband_link_id_with_slash_fails_before_tracing(tmp_path):
     r = runner.invoke(app, ["predict", "floor_wall", str(f), "--out", str(out), "--wideband", str(wb)])
     assert r.exit_code == 2 and "links.csv, row 1, column 'link_id': link_id 'a/b' cannot name" in r.output
     assert not out.exists() and not wb.exists()
+
+
+# ------------------------------------------------------------------------------------------ 6: path cache
+def test_path_cache_entries_carry_their_key_and_a_checksum(tmp_path):
+    from rftwin.physics.channel import path_gain
+    from rftwin.trace import SolverSettings, trace
+    from rftwin.trace.cache import CacheError
+    from rftwin.trace.tracer import cache_key
+
+    twin = load("floor_wall")
+    S = SolverSettings(max_depth=1, samples_per_src=10_000)
+    tx1, rx1 = np.array([[0.5, 0.0, 1.5]]), np.array([[1.5, 1.0, 1.2]])
+    tx2, rx2 = np.array([[-1.0, 0.5, 2.0]]), np.array([[1.0, -1.0, 0.5]])
+
+    def gain_db(ps):
+        return 10 * np.log10(path_gain(ps.a_ref[None, None], ps.link, ps.num_links)[0, 0].numpy())
+
+    cache = tmp_path / "cache"
+    g1 = gain_db(trace(twin, tx1, rx1, S, cache_dir=cache))
+    g2 = gain_db(trace(twin, tx2, rx2, S, cache_dir=cache))
+    assert abs(g1 - g2).max() > 1.0
+    from rftwin.trace.tracer import AntennaSpec
+
+    e1 = cache / f"{cache_key(twin, tx1, rx1, S, AntennaSpec(), AntennaSpec())}.npz"
+    e2 = cache / f"{cache_key(twin, tx2, rx2, S, AntennaSpec(), AntennaSpec())}.npz"
+    assert e1.is_file() and e2.is_file()
+    # an entry swapped for another trace is detected by its key and traced afresh
+    shutil.copy(e2, e1)
+    with pytest.warns(RuntimeWarning, match="holds another trace"):
+        np.testing.assert_allclose(gain_db(trace(twin, tx1, rx1, S, cache_dir=cache)), g1, atol=1e-6)
+    # an altered array (checksum left as it was) is detected
+    with np.load(e1, allow_pickle=False) as z:
+        arrays = {n: z[n] for n in z.files}
+    arrays["length_m"] = arrays["length_m"] * 1.1
+    np.savez(e1, **arrays)
+    with pytest.warns(RuntimeWarning, match="checksum mismatch"):
+        np.testing.assert_allclose(gain_db(trace(twin, tx1, rx1, S, cache_dir=cache)), g1, atol=1e-6)
+    # a truncated entry, and a folder in an entry's place
+    e1.write_bytes(e1.read_bytes()[:100])
+    with pytest.warns(RuntimeWarning, match="cannot be read as a PathSet"):
+        trace(twin, tx1, rx1, S, cache_dir=cache)
+    e1.unlink()
+    e1.mkdir()
+    with pytest.warns(RuntimeWarning, match="is not a regular file"):
+        np.testing.assert_allclose(gain_db(trace(twin, tx1, rx1, S, cache_dir=cache)), g1, atol=1e-6)
+    # a cache location that is a file: a clear error before tracing
+    (tmp_path / "cfile").write_text("x")
+    with pytest.raises(CacheError, match="is a file; expected a folder"):
+        trace(twin, tx1, rx1, S, cache_dir=tmp_path / "cfile")
+
+
+def test_cli_refuses_a_cache_that_is_a_file_up_front(tmp_path, monkeypatch):
+    (tmp_path / "cfile").write_text("x")
+    monkeypatch.setenv("RFTWIN_CACHE", str(tmp_path / "cfile"))
+    r = runner.invoke(app, ["predict", "floor_wall", str(_links_file(tmp_path)), "--out", str(tmp_path / "p.csv")])
+    assert r.exit_code == 2 and f"path cache {tmp_path / 'cfile'} (set by $RFTWIN_CACHE): is a file" in r.output
+    assert not (tmp_path / "p.csv").exists()

@@ -7,7 +7,7 @@ import numpy as np
 import typer
 
 from rftwin.cli.common import Los, MaxDepth, Refraction, Samples, Seed, Specular, check_spread, console, fail, settings
-from rftwin.cli.outputs import check_output_dir, staged_dir
+from rftwin.cli.outputs import check_cache, check_output_dir, staged_dir
 
 CHECKPOINT_DIR = "checkpoint"
 MPC_MATCHES = "mpc_matches.csv"
@@ -163,6 +163,7 @@ def register(app: typer.Typer) -> None:
 
         configure_torch_threads()
         check_output_dir(out, "--out", owned=OWNED)  # before any loading or tracing
+        check_cache()
         check_spread(prior_spread)
         try:
             fit_q = tuple(x.strip() for x in fit.split(",") if x.strip())

@@ -16,7 +16,7 @@ from rftwin.cli.common import (
     fail,
     settings,
 )
-from rftwin.cli.outputs import check_output_dir, staged_dir
+from rftwin.cli.outputs import check_cache, check_output_dir, staged_dir
 
 
 def register(app: typer.Typer) -> None:
@@ -70,6 +70,7 @@ def register(app: typer.Typer) -> None:
 
         configure_torch_threads()
         check_output_dir(out, "--out", owned=("report.md", "metrics.json"))  # before any work
+        check_cache()
         chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
         bad = [m for m in chosen if m not in METHODS]
         if bad or not chosen:

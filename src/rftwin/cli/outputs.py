@@ -61,6 +61,16 @@ def check_output_dir(path: Path, option: str = "--out", owned: Iterable[str] = (
     _check_parent(path, option)
 
 
+def check_cache() -> None:
+    """The path cache ($RFTWIN_CACHE or ~/.cache/rftwin/paths) must be a writable folder: checked up front."""
+    from rftwin.trace.cache import CacheError, check_cache_dir, default_cache_dir  # noqa: PLC0415
+
+    try:
+        check_cache_dir(default_cache_dir())
+    except CacheError as exc:
+        fail(str(exc))
+
+
 @contextlib.contextmanager
 def staged_dir(out: Path) -> Iterator[Path]:
     """Yield a hidden folder beside ``out``; on success its entries replace those of the same name in ``out``
@@ -89,4 +99,4 @@ def staged_dir(out: Path) -> Iterator[Path]:
             shutil.rmtree(stage, ignore_errors=True)
 
 
-__all__ = ["check_output_dir", "check_output_file", "staged_dir"]
+__all__ = ["check_cache", "check_output_dir", "check_output_file", "staged_dir"]

@@ -17,7 +17,7 @@ from rftwin.cli.common import (
     fail,
     settings,
 )
-from rftwin.cli.outputs import check_output_file
+from rftwin.cli.outputs import check_cache, check_output_file
 
 SCENE = typer.Argument(..., help="Sionna XML scene, built-in name, or calibration output folder.")
 LINKS = typer.Argument(..., help="CSV/Parquet: link_id, tx_x..rx_z, frequency_hz[, tx_power_dbm].")
@@ -54,6 +54,7 @@ def register(app: typer.Typer) -> None:
 
         check_output_file(out, "--out")  # destinations first: a wrong --out costs no tracing
         check_output_file(wideband, "--wideband", (".h5", ".hdf5", ".npz"))
+        check_cache()
         if wideband is not None and wideband.absolute() == out.absolute():
             fail(f"--wideband {wideband}: the same file as --out")
         if wideband_kind not in ("cfr", "cir", "both"):
