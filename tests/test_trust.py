@@ -402,3 +402,41 @@ def test_cli_refuses_a_cache_that_is_a_file_up_front(tmp_path, monkeypatch):
     r = runner.invoke(app, ["predict", "floor_wall", str(_links_file(tmp_path)), "--out", str(tmp_path / "p.csv")])
     assert r.exit_code == 2 and f"path cache {tmp_path / 'cfile'} (set by $RFTWIN_CACHE): is a file" in r.output
     assert not (tmp_path / "p.csv").exists()
+
+
+# ------------------------------------------------------------------------- 10 + 11: calibrate options
+def _meas_file(tmp_path: Path) -> Path:
+    f = tmp_path / "m.csv"
+    f.write_text(HEADER + "A,0.5,0,1.5,1.5,1,1.2,3.5e9,-48\nB,0.5,0,1.5,-1.5,1,1.0,3.5e9,-52\n"
+                 "C,0.5,0,1.5,1.0,-1.5,0.5,3.5e9,-50\n")
+    return f
+
+
+def test_wideband_without_a_cfr_term_is_an_error_like_mpcs(tmp_path):
+    r = runner.invoke(app, ["calibrate", "floor_wall", str(_meas_file(tmp_path)), "--wideband",
+                            str(ROOT / "examples" / "wideband_v2.h5"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "has no cfr term" in r.output and not (tmp_path / "o").exists()
+    r = runner.invoke(app, ["calibrate", "floor_wall", str(_meas_file(tmp_path)), "--terms", "path_gain,cfr:nmse:1",
+                            "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "the cfr term needs a wideband sidecar" in r.output
+
+
+def test_bounded_random_init_stays_in_the_label_box(tmp_path):
+    import json
+
+    from rftwin.materials.itu import itu_eps_sigma
+
+    twin = load("floor_wall")
+    out = tmp_path / "o"
+    r = runner.invoke(app, ["calibrate", "floor_wall", str(_meas_file(tmp_path)), "--out", str(out),
+                            "--init", "random", "--bounded", "--prior-spread", "0.2", "--starts", "3", "--refine",
+                            "2", "--retrace", "0", "--sweeps", "0", "--max-iter", "10", "--max-depth", "1",
+                            "--samples-per-src", "10000"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "materials.json").read_text())
+    for o in twin.objects:
+        e0, s0 = itu_eps_sigma(o.label, 3.5e9)
+        rec = doc["objects"][o.name]
+        assert e0 * 0.8 - 1e-9 <= rec["relative_permittivity"] <= e0 * 1.2 + 1e-9, (o.name, rec, e0)
+        assert s0 * 0.8 - 1e-12 <= rec["conductivity"] <= s0 * 1.2 + 1e-12, (o.name, rec, s0)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".o.partial")]

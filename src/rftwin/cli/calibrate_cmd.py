@@ -152,7 +152,7 @@ def register(app: typer.Typer) -> None:
         from rftwin.materials import prior_from_labels  # noqa: PLC0415
         from rftwin.materials.per_object import (  # noqa: PLC0415
             FIT_QUANTITIES,
-            with_relative_ranges,
+            with_label_box,
             with_roughness,
             with_scattering,
         )
@@ -184,6 +184,12 @@ def register(app: typer.Typer) -> None:
             if mpcs is not None and not has_mpc_term:
                 raise ValueError(f"--mpcs {mpcs} is given but --terms has no mpc_power term (e.g. add "
                                  "'mpc_power:mse_db:1')")
+            has_cfr_term = any(t.feature == "cfr" for t in term_list or ())  # same rule as --mpcs
+            if has_cfr_term and wideband is None:
+                raise ValueError("--terms: the cfr term needs a wideband sidecar (--wideband FILE)")
+            if wideband is not None and not has_cfr_term:
+                raise ValueError(f"--wideband {wideband} is given but --terms has no cfr term (e.g. "
+                                 "'--terms path_gain,cfr:nmse:1'); it would be ignored")
             cfg = CalibrationConfig(loss=loss, optimizer=optimizer, lr=lr, max_iter=max_iter,
                                     estimate_offset=estimate_offset, noise_db=noise_db, refine_starts=refine,
                                     terms=term_list, offset=offset,
@@ -194,8 +200,10 @@ def register(app: typer.Typer) -> None:
             obj_labels = [(lab or {}).get(n, o.label) for n, o in zip(names, twin.objects)]
             prior = prior_from_labels(obj_labels, f_ref, [o.relative_permittivity for o in twin.objects],
                                       [o.conductivity for o in twin.objects], strategy=init, seed=seed)
-            if prior_spread is not None:
-                prior = with_relative_ranges(prior, prior_spread)
+            if prior_spread is not None:  # the box is around the labels whatever --init is (the help says so)
+                lab_prior = prior_from_labels(obj_labels, f_ref, [o.relative_permittivity for o in twin.objects],
+                                              [o.conductivity for o in twin.objects], strategy="label")
+                prior = with_label_box(prior, lab_prior, prior_spread, seed=seed, redraw=init == "random")
             if scattering is not None:
                 prior = with_scattering(prior, scattering)
             if roughness is not None:
