@@ -67,7 +67,8 @@ def register(app: typer.Typer) -> None:
             write_npz(res, stage / "radiomap.npz")
             plot_radio_map(res, stage / "radiomap.png", tw)
         npz, png = out / "radiomap.npz", out / "radiomap.png"
-        cov = float(np.isfinite(res.best_path_gain_db).mean())
+        c = res.coverage()
         console.print(f"{res.path_gain_db.shape[2]} x {res.path_gain_db.shape[1]} cells of {cell:g} m at z = "
-                      f"{height:g} m, {f / 1e9:.4g} GHz; {100 * cov:.0f} % of cells with a value "
-                      f"(NaN: no ray, or inside an object); wrote {npz} and {png}")
+                      f"{height:g} m, {f / 1e9:.4g} GHz; {c['with_value']} of {c['cells']} cells "
+                      f"({100 * c['with_value'] / c['cells']:.1f} %) with a value, {c['no_ray']} reached by no "
+                      f"path, {c['inside']} inside closed objects (NaN); wrote {npz} and {png}")
