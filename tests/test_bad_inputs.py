@@ -524,6 +524,7 @@ def _truncated(p: Path) -> None:
 
 
 RES = CAL + ["--resume", "--retrace", "0", "--sweeps", "0", "--starts", "2", "--refine", "1", *FAST]
+case("checkpoint-folder", ckpt(lambda p: p.mkdir()), RES, ["checkpoint", "round0.pt", "not a regular file"])
 for cid, data, expect in (("pickle-code", pickle.dumps({"fingerprint": _Evil()}), ["cannot be read"]),
                           ("torch-pickle", _torch_pickle, ["cannot be read"]),
                           ("empty", b"", ["cannot be read"]),

@@ -584,7 +584,7 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
     beta = offset_hat() if ema else None
     num_res = None
 
-    if ckpt is not None and resume and ckpt.is_file():
+    if ckpt is not None and resume and ckpt.exists():  # a folder in its place is an error, not a fresh start
         st = load_checkpoint(ckpt)  # never unpickles: a tampered file cannot run code
         if st.get("fingerprint") != fp:
             raise ValueError(f"{ckpt}: the checkpoint belongs to a different calibration problem or configuration "
