@@ -205,7 +205,7 @@ def test_user_text_is_not_rich_markup(tmp_path, lid):
     f = tmp_path / "links.csv"
     f.write_text(HEADER.replace(",path_gain_db", "") + f"{lid},0,0,2,1,1,1.5,3.5e9\n{lid},0,0,2,1,-1,1.5,3.5e9\n")
     r = runner.invoke(app, ["predict", "floor_wall", str(f), "--out", str(tmp_path / "o.csv")])
-    assert r.exit_code == 2 and r.exception is None or isinstance(r.exception, SystemExit)
+    assert r.exit_code == 2 and (r.exception is None or isinstance(r.exception, SystemExit))
     assert f"duplicate link_id '{lid}'" in r.output and "Traceback" not in r.output
 
 
