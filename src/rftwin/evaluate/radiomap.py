@@ -5,7 +5,8 @@ radio materials) are written into the Sionna scene, one or more transmitters (is
 as in :func:`rftwin.trace.trace`) are placed, and the solver estimates the path gain of every cell of a
 horizontal plane at ``height_m``. The solver scores a ray only where it crosses the plane, so a transmitter in (or
 close to) the plane gets no (or a very noisy) line-of-sight term; rftwin therefore runs the solver without LoS and
-adds the exact LoS gain (lambda / 4 pi d)^2 at every visible cell centre (:func:`los_path_gain`). Outputs: path gain [n_tx, ny, nx] (dB; NaN where no ray reached the cell),
+adds the exact LoS gain (lambda / 4 pi d)^2 at every visible cell centre (:func:`los_path_gain`).
+Outputs: path gain [n_tx, ny, nx] (dB; NaN where no ray reached the cell),
 cell centres [ny, nx, 3] (m), written as NPZ and PNG.
 """
 from __future__ import annotations
