@@ -175,7 +175,8 @@ def load(scene: str | os.PathLike, frequency_hz: float = 3.5e9, allow_external: 
     if ref == BUILTIN_ROOM:
         sc = rt.load_scene_from_string(room_xml(), merge_shapes=False)
     elif not ref.endswith(".xml") and hasattr(rt.scene, ref) and isinstance(getattr(rt.scene, ref), str):
-        sc = rt.load_scene(getattr(rt.scene, ref), merge_shapes=False)
+        # built-in XMLs too: their meshes come from the package folder, never the working folder
+        sc = rt.load_scene_from_string(resolved_scene_xml(getattr(rt.scene, ref)), merge_shapes=False)
     else:
         p = Path(ref)
         if not p.is_file():
