@@ -16,6 +16,7 @@ import torch.autograd.forward_ad as fwad
 from torch.func import functional_call
 
 from rftwin.calibrate import path_jacobian
+from rftwin.calibrate.checkpoint import load_checkpoint, save_checkpoint
 from rftwin.calibrate.losses import (
     DELAY_UNIT_S,
     FEATURE_METRICS,
@@ -28,7 +29,6 @@ from rftwin.calibrate.losses import (
     smape,
 )
 from rftwin.calibrate.problem import DEFAULT_CHUNK, Features, Targets, simulate_features
-from rftwin.io import atomic_path
 from rftwin.materials.per_object import MaterialPrior, PerObjectMaterials, logit, unit_range
 from rftwin.progress import track
 from rftwin.trace.pathset import PathSet
@@ -543,8 +543,7 @@ def _fingerprint(ps: PathSet, model, t: Targets, cfg: CalibrationConfig) -> str:
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_checkpoint(path, state)  # data only (safetensors + JSON), staged then renamed
 
 
 def _truth_dict(truth) -> dict[str, np.ndarray] | None:
@@ -631,8 +630,8 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
     beta = offset_hat() if ema else None
     num_res = None
 
-    if ckpt is not None and resume and ckpt.is_file():
-        st = torch.load(ckpt, weights_only=False)
+    if ckpt is not None and resume and ckpt.exists():  # a folder in its place is an error, not a fresh start
+        st = load_checkpoint(ckpt)  # never unpickles: a tampered file cannot run code
         if st.get("fingerprint") != fp:
             raise ValueError(f"{ckpt}: the checkpoint belongs to a different calibration problem or configuration "
                              "(scene, links, measurements, starts or options changed); remove it or drop --resume")

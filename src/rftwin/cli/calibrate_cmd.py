@@ -6,13 +6,13 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from rich.markup import escape
-
 from rftwin.cli.common import Los, MaxDepth, Refraction, Samples, Seed, Specular, check_spread, console, fail, settings
+from rftwin.cli.outputs import check_cache, check_output_dir, staged_dir
 
 CHECKPOINT_DIR = "checkpoint"
 LIBRARY_FILE = "library.json"
 MPC_MATCHES = "mpc_matches.csv"
+OWNED = ("calibration.json", CHECKPOINT_DIR)  # an --out folder holding one of these is an earlier calibration
 
 
 def calibration_summary(res, names: list[str]) -> dict:
@@ -182,7 +182,7 @@ def register(app: typer.Typer) -> None:
         from rftwin.materials import prior_from_labels  # noqa: PLC0415
         from rftwin.materials.per_object import (  # noqa: PLC0415
             FIT_QUANTITIES,
-            with_relative_ranges,
+            with_label_box,
             with_roughness,
             with_scattering,
         )
@@ -192,6 +192,8 @@ def register(app: typer.Typer) -> None:
         from rftwin.twin_io import unique_links  # noqa: PLC0415
 
         configure_torch_threads()
+        check_output_dir(out, "--out", owned=OWNED)  # before any loading or tracing
+        check_cache()
         check_spread(prior_spread)
         try:
             fit_q = tuple(x.strip() for x in fit.split(",") if x.strip())
@@ -214,6 +216,12 @@ def register(app: typer.Typer) -> None:
             if mpcs is not None and not has_mpc_term:
                 raise ValueError(f"--mpcs {mpcs} is given but --terms has no mpc_power term (e.g. add "
                                  "'mpc_power:mse_db:1')")
+            has_cfr_term = any(t.feature == "cfr" for t in term_list or ())  # same rule as --mpcs
+            if has_cfr_term and wideband is None:
+                raise ValueError("--terms: the cfr term needs a wideband sidecar (--wideband FILE)")
+            if wideband is not None and not has_cfr_term:
+                raise ValueError(f"--wideband {wideband} is given but --terms has no cfr term (e.g. "
+                                 "'--terms path_gain,cfr:nmse:1'); it would be ignored")
             cfg = CalibrationConfig(loss=loss, optimizer=optimizer, lr=lr, max_iter=max_iter,
                                     estimate_offset=estimate_offset, noise_db=noise_db, refine_starts=refine,
                                     terms=term_list, offset=offset,
@@ -231,8 +239,11 @@ def register(app: typer.Typer) -> None:
                     mprior = setup.priors.material_prior(mprior.power_law)
                 setup.exponents = (np.nan_to_num(mprior.power_law[:, 1]), np.nan_to_num(mprior.power_law[:, 3])) \
                     if mprior.power_law is not None else None
-            if prior_spread is not None:
-                mprior = with_relative_ranges(mprior, prior_spread)
+            if prior_spread is not None:  # the box is around the labels whatever --init is (the help says so)
+                lab_prior = mprior if (setup is not None and init == "label") else prior_from_labels(
+                    obj_labels, f_ref, [o.relative_permittivity for o in twin.objects],
+                    [o.conductivity for o in twin.objects], strategy="label")
+                mprior = with_label_box(mprior, lab_prior, prior_spread, seed=seed, redraw=init == "random")
             if scattering is not None:
                 mprior = with_scattering(mprior, scattering)
             if roughness is not None:
@@ -280,20 +291,23 @@ def register(app: typer.Typer) -> None:
             targets = supervision.targets  # matched to the final trace
         out_labels = obj_labels if setup is None else [c if c != "unlabelled" else None
                                                           for c in setup.priors.classes]
-        write_calibration_outputs(out, twin, res, ps, targets, meas, out_labels, f_ref, use_pl, cfg)
-        summary = calibration_summary(res, names)
-        if supervision is not None:
-            from rftwin.io import write_table  # noqa: PLC0415
+        with staged_dir(out) as stage:  # all outputs appear together, or none
+            write_calibration_outputs(stage, twin, res, ps, targets, meas, out_labels, f_ref, use_pl, cfg)
+            summary = calibration_summary(res, names)
+            if supervision is not None:
+                from rftwin.io import write_table  # noqa: PLC0415
 
-            table, summary["mpc"] = supervision.outputs(ps, res)
-            write_table(out / MPC_MATCHES, table)
-            mp = summary["mpc"]
-            console.print(f"MPC supervision: {mp['matched']} of {mp['mpcs']} MPCs matched to traced paths ("
-                          + ", ".join(f"{k}: {v['matched']}/{v['mpcs']}" for k, v in mp["per_link"].items())
-                          + f"); RMS power residual {mp['rms_residual_db'] or float('nan'):.2f} dB; {MPC_MATCHES}")
-        write_json(out / "calibration.json", summary)
+                table, summary["mpc"] = supervision.outputs(ps, res)
+                write_table(stage / MPC_MATCHES, table)
+                mp = summary["mpc"]
+                console.print(f"MPC supervision: {mp['matched']} of {mp['mpcs']} MPCs matched to traced paths ("
+                              + ", ".join(f"{k}: {v['matched']}/{v['mpcs']}" for k, v in mp["per_link"].items())
+                              + f"); RMS power residual {mp['rms_residual_db'] or float('nan'):.2f} dB; "
+                              f"{MPC_MATCHES}")
+            write_json(stage / "calibration.json", summary)
+            if setup is not None:
+                write_json(stage / LIBRARY_FILE, _library(res, setup, f_ref))
         if setup is not None:
-            write_json(out / LIBRARY_FILE, _library(res, setup, f_ref))
             _print_inference(res.inference)
         extra = ""
         if res.scattering is not None:
@@ -388,7 +402,7 @@ def _library(res, setup, f_ref: float) -> dict:
 def _print_inference(inf: dict) -> None:
     """The verdict of the held-out check and the label switches, plainly."""
     for s in inf.get("label_switches", []):
-        console.print(f"label switched: {escape(s['object'])}: {s['label']} -> {s['to']} "
+        console.print(f"label switched: {s['object']}: {s['label']} -> {s['to']} "
                       f"(P = {s['probability']:.3f}; P(label) = {s['probability_from']:.2g})")
     h = (inf.get("heldout") or {}).get("features", {})
     for f, v in h.items():

@@ -17,6 +17,7 @@ from rftwin.cli.common import (
     fail,
     settings,
 )
+from rftwin.cli.outputs import check_cache, check_output_file
 
 SCENE = typer.Argument(..., help="Sionna XML scene, built-in name, or calibration output folder.")
 LINKS = typer.Argument(..., help="CSV/Parquet: link_id, tx_x..rx_z, frequency_hz[, tx_power_dbm].")
@@ -42,6 +43,7 @@ def register(app: typer.Typer) -> None:
                 los: bool = Los, specular: bool = Specular, refraction: bool = Refraction) -> None:
         """Predict path gain, RSS, delays, delay spread, K-factor and angular spreads for every link."""
         from rftwin.data import MeasurementError, read_links, write_wideband
+        from rftwin.data.measurements import Problem
         from rftwin.io import write_table
         from rftwin.predict.predict import (
             FEATURE_COLUMNS,
@@ -50,8 +52,11 @@ def register(app: typer.Typer) -> None:
         )
         from rftwin.twin_io import load_twin
 
-        if wideband is not None and wideband.suffix.lower() not in (".h5", ".hdf5", ".npz"):
-            fail(f"--wideband {wideband}: unsupported file type '{wideband.suffix}'; expected .h5, .hdf5 or .npz")
+        check_output_file(out, "--out")  # destinations first: a wrong --out costs no tracing
+        check_output_file(wideband, "--wideband", (".h5", ".hdf5", ".npz"))
+        check_cache()
+        if wideband is not None and wideband.absolute() == out.absolute():
+            fail(f"--wideband {wideband}: the same file as --out")
         if wideband_kind not in ("cfr", "cir", "both"):
             fail(f"--wideband-kind must be cfr, cir or both, not '{wideband_kind}'")
         if bandwidth_hz <= 0 or subcarriers < 1:
@@ -63,6 +68,12 @@ def register(app: typer.Typer) -> None:
         try:
             twin, doc = load_twin(scene)
             lk = read_links(links, twin)
+            if wideband is not None:  # sidecar keys are link ids: check them before any tracing
+                bad = [i for i, lid in enumerate(lk.link_id) if "/" in lid or lid in (".", "..")]
+                if bad:
+                    raise MeasurementError(links, [Problem(f"link_id '{lk.link_id[i]}' cannot name a wideband "
+                                                           "sidecar entry (no '/', not '.' or '..')",
+                                                           columns=("link_id",), row=i + 1) for i in bad])
         except (MeasurementError, ValueError, FileNotFoundError) as exc:
             fail(str(exc))
         twin.set_frequency(float(np.min(lk.frequency_hz)))
@@ -79,11 +90,16 @@ def register(app: typer.Typer) -> None:
         for c in pred.table.columns:
             if c.endswith(("_cfr_db", "_cfr_s")):
                 df[c] = pred.table[c].to_numpy()
-        write_table(out, df)
-        console.print(f"wrote {len(df)} predictions to {out}")
-        if wideband is not None:
+        lost = np.nonzero((df["num_paths"].to_numpy() > 0) & ~np.isfinite(df["path_gain_db"].to_numpy()))[0]
+        if len(lost):  # never write non-finite predictions silently
+            fail(f"{links}: {len(lost)} link(s) with traced paths got a non-finite path gain (first: row {lost[0] + 1}"
+                 f", link_id '{lk.link_id[lost[0]]}'); check the twin's materials; nothing written")
+        if wideband is not None:  # the sidecar first: when it fails, no CSV is left behind either
             try:
                 write_wideband(wideband, pred.wideband)
             except MeasurementError as exc:
                 fail(str(exc))
+        write_table(out, df)
+        console.print(f"wrote {len(df)} predictions to {out}")
+        if wideband is not None:
             console.print(f"wrote the wideband sidecar of {len(df)} links to {wideband}")
