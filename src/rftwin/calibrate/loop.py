@@ -556,7 +556,8 @@ def _truth_dict(truth) -> dict[str, np.ndarray] | None:
 
 def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: CalibrationConfig | None = None,
               truth: tuple[np.ndarray, np.ndarray] | dict | None = None, progress: bool = True,
-              uncertainty: bool = True, *, prior: MaterialPrior | PriorStats | None = None, checkpoint: str | Path | None = None,
+              uncertainty: bool = True, *, prior: MaterialPrior | PriorStats | None = None,
+              checkpoint: str | Path | None = None,
               checkpoint_every: int = 0, resume: bool = False,
               callback: Callable[[int, dict], None] | None = None) -> CalibrationResult:
     """Fit the free parameters of ``model`` (all B starts at once) to ``targets``; keep the best start.

@@ -375,7 +375,7 @@ def _bayes_setup(bc, twin, names: list[str], labels: list[str | None], f_ref: fl
     op = ObjectPriors(names, list(labels), table, f_ref,
                       scattering=s if (np.any(s > 0) or "scattering" in fit_q) else None,
                       xpd=x if (np.any(x > 0) or "xpd" in fit_q) else None)
-    for i, n in enumerate(names):
+    for i in range(len(names)):
         op.prior_of(i)  # unknown classes fail here, before any tracing
     return BayesSetup(op, bc)
 
