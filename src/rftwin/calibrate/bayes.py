@@ -46,6 +46,8 @@ GAUSSIAN_METRIC = {"path_gain": "mse_db", "mpc_power": "mse_db", "delay_spread":
 NOISE_UNITS = {"path_gain": "dB", "mpc_power": "dB", "delay_spread": "ns", "mean_delay": "ns", "cfr": "relative"}
 NOISE_FLOOR = {"path_gain": 1e-3, "mpc_power": 1e-3, "delay_spread": 1e-3, "mean_delay": 1e-3, "cfr": 1e-5}
 LIKELIHOODS = ("gaussian", "student")
+SCREEN_ITERATIONS = 30  # LM iterations of the refined label-correction candidates
+REFINE_CLASSES = 3  # candidate classes per object refined after the quick screen
 UNLABELLED = "unlabelled"
 UNLABELLED_LOG_STD = (1.0, 2.0)  # wide prior of objects without a label (ITU mean of the dielectrics)
 
@@ -405,59 +407,78 @@ def _values(model: PerObjectMaterials) -> dict[str, np.ndarray]:
     return model.values()
 
 
+def _candidate_evidence(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: CalibrationConfig,
+                        op: ObjectPriors, make_model: ModelFactory, fitq: Sequence[str], power_law: bool,
+                        pairs: list[tuple[int, str]], iterations: int, progress: bool
+                        ) -> tuple[np.ndarray, PerObjectMaterials]:
+    """Laplace log evidence [1 + len(pairs)] of the current classes (entry 0) and of each (object, class) switch,
+    every candidate refined by at most ``iterations`` LM steps from its class's prior centre (other objects start
+    at the current MAP point); all candidates are fitted as the starts of one batched model."""
+    cur = fit.model.values()
+    class_lists, starts = [list(op.classes)], {q: v[0:1].copy() for q, v in cur.items()}
+    for k, c in pairs:
+        cl = list(op.classes)
+        cl[k] = c
+        cp = op.prior_of(k, c)
+        class_lists.append(cl)
+        for q, v in cur.items():
+            row = v[0].copy()
+            if q in ("eps_r", "sigma"):
+                row[k] = cp.eps_r if q == "eps_r" else cp.sigma
+            starts[q] = np.concatenate([starts[q], row[None]])
+    st = prior_stats(op, fitq, power_law=power_law, per_start=class_lists,
+                     exponents=_exponents(fit.model) if power_law else None)
+    model = make_model(starts)
+    _, c, tw = fit_map(ps, model, targets, replace(cfg, max_iter=min(cfg.max_iter, iterations)), st, fit.hyper,
+                       progress, keep_all=True)
+    le = laplace_stats(ps, model, tw, c, st, fit.hyper).log_evidence.cpu().numpy()
+    return np.where(np.isfinite(le), le, -np.inf), model
+
+
 def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: CalibrationConfig, op: ObjectPriors,
                    make_model: ModelFactory, fitq: Sequence[str], bc: BayesConfig, power_law: bool = False,
                    progress: bool = False) -> PosteriorFit:
-    """Switch object labels to another material class where the evidence is decisive (one object per pass, the
-    most probable switch first); records the class posteriors of every object."""
+    """Switch object labels to another material class where the evidence is decisive against the label (one
+    object per pass, the most decisive first); records the class posteriors of every object.
+
+    Each pass screens every (object, class) switch with :data:`SCREEN_ITERATIONS` // 6 LM steps, refines the
+    :data:`REFINE_CLASSES` best classes of each object with :data:`SCREEN_ITERATIONS` steps, and turns the Laplace
+    evidence into class posteriors (prior mass ``bc.label_mass`` on the label)."""
     cands = candidate_classes(op.frequency_hz)
     K = len(op.names)
     switches: list[dict] = []
     max_sw = K if bc.max_switches is None else bc.max_switches
     posts: dict[str, dict[str, float]] = {}
     for _ in range(max_sw + 1):
-        cur = _values(fit.model)
-        class_lists, starts = [list(op.classes)], {k: v[0:1].copy() for k, v in cur.items()}
-        owner: list[tuple[int, str]] = [(-1, "")]
+        pairs = [(k, c) for k in range(K) for c in cands if c != op.classes[k]]
+        le1, _ = _candidate_evidence(ps, fit, targets, cfg, op, make_model, fitq, power_law, pairs,
+                                     max(SCREEN_ITERATIONS // 6, 1), progress)
+        top = []
         for k in range(K):
-            for c in cands:
-                if c == op.classes[k]:
-                    continue
-                cl = list(op.classes)
-                cl[k] = c
-                cp = op.prior_of(k, c)
-                class_lists.append(cl)
-                owner.append((k, c))
-                for q, v in cur.items():
-                    row = v[0].copy()
-                    if q == "eps_r":
-                        row[k] = cp.eps_r
-                    elif q == "sigma":
-                        row[k] = cp.sigma
-                    starts[q] = np.concatenate([starts[q], row[None]])
-        st = prior_stats(op, fitq, power_law=power_law, per_start=class_lists,
-                         exponents=_exponents(fit.model) if power_law else None)
-        model = make_model(starts)
-        res, c, tw = fit_map(ps, model, targets, cfg, st, fit.hyper, progress, keep_all=True)
-        stats = laplace_stats(ps, model, tw, c, st, fit.hyper)
-        le = stats.log_evidence.cpu().numpy()
-        le = np.where(np.isfinite(le), le, -np.inf)
+            idx = [i for i, (kk, _) in enumerate(pairs) if kk == k]
+            top += [pairs[i] for i in sorted(idx, key=lambda i: -le1[i + 1])[:REFINE_CLASSES]]
+        le2, model = _candidate_evidence(ps, fit, targets, cfg, op, make_model, fitq, power_law, top,
+                                         SCREEN_ITERATIONS, progress)
+        ev = {pair: le1[i + 1] for i, pair in enumerate(pairs)}
+        ev.update({pair: le2[i + 1] for i, pair in enumerate(top)})
+        where = {pair: i + 1 for i, pair in enumerate(top)}
         best = None
         posts = {}
         for k in range(K):
-            idx = [0] + [i for i, (kk, _) in enumerate(owner) if kk == k]
-            names = [op.classes[k]] + [owner[i][1] for i in idx[1:]]
-            lab = op.labels[k] if op.labels[k] is not None else None
+            names = [op.classes[k]] + [c for kk, c in pairs if kk == k]
+            logev = np.array([le2[0]] + [ev[(k, c)] for c in names[1:]])
+            lab = op.labels[k]
             n_other = len(names) - (1 if lab in names else 0)
-            logp = np.array([le[i] + math.log(bc.label_mass if nm == lab else
-                                              (1.0 - bc.label_mass) / max(n_other, 1)) for i, nm in zip(idx, names)])
+            logp = logev + np.log([bc.label_mass if nm == lab else (1.0 - bc.label_mass) / max(n_other, 1)
+                                   for nm in names])
             p = np.exp(logp - logp.max())
             p /= p.sum()
             posts[op.names[k]] = {nm: float(pi) for nm, pi in zip(names, p)}
             j = int(np.argmax(p))
             # decisive against the current class: its posterior probability is at most 1 - switch_probability
-            if j > 0 and p[0] <= 1.0 - bc.switch_probability and (best is None or p[0] < best[5]):
-                best = (float(p[j]), k, names[j], idx[j], float(le[idx[j]] - le[0]), float(p[0]))
+            if j > 0 and (k, names[j]) in where and p[0] <= 1.0 - bc.switch_probability \
+                    and (best is None or p[0] < best[5]):
+                best = (float(p[j]), k, names[j], where[(k, names[j])], float(logev[j] - logev[0]), float(p[0]))
         if best is None or len(switches) >= max_sw:
             break
         prob, k, new, i, dlog, p_old = best

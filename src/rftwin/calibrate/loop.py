@@ -257,7 +257,8 @@ class PriorStats:
     def residuals(self, model) -> torch.Tensor:
         """Standardised prior residuals [B, P_prior] of ``model`` (any callable frequency -> MaterialValues).
         ``mu`` / ``sd`` entries may be [K] (shared by all starts) or [B, K] (one prior per start). Entries ``b`` and
-        ``d`` (power-law exponents) act on the model's exponents directly (see :meth:`power_law_exponents`)."""
+        ``d`` (power-law exponents, :meth:`with_exponents`) act on the slopes of log eps_r and log sigma over one
+        e-fold of frequency above the reference."""
         mv = model(torch.tensor([self.frequency_hz], dtype=next(iter(self.mu.values())).dtype))
         ro = {"eps_r": mv.eps_r[:, 0], "sigma": mv.sigma[:, 0]}
         if mv.scattering is not None:
@@ -266,10 +267,17 @@ class PriorStats:
             ro["xpd"] = mv.xpd[:, 0]
         tr = {"eps_r": lambda x: torch.log(torch.clamp(x - 1.0, min=1e-12)), "sigma": torch.log,
               "scattering": lambda x: torch.logit(x, eps=1e-12), "xpd": lambda x: torch.logit(x, eps=1e-12)}
-        parts = [(tr[q](ro[q]) - self.mu[q]) / self.sd[q] for q in self.mu if q in ro]
-        for q in ("b", "d"):
-            if q in self.mu and getattr(model, "power_law", False):
-                parts.append((getattr(model, q) - self.mu[q]) / self.sd[q])
+        def tiled(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+            # per-start priors [B, K] follow starts that forward-mode AD tiled G times ([G B, K])
+            return x.repeat(like.shape[0] // x.shape[0], 1) if x.dim() == 2 and x.shape[0] != like.shape[0] else x
+
+        parts = [(tr[q](ro[q]) - tiled(self.mu[q], ro[q])) / tiled(self.sd[q], ro[q]) for q in self.mu if q in ro]
+        if "b" in self.mu:  # power-law exponents: slopes of log eps_r, log sigma over one e-fold of frequency
+            f = torch.tensor([self.frequency_hz, self.frequency_hz * math.e], dtype=mv.eps_r.dtype)
+            m2 = model(f)
+            for q, v in (("b", torch.log(m2.eps_r[:, 1]) - torch.log(m2.eps_r[:, 0])),
+                         ("d", torch.log(m2.sigma[:, 1]) - torch.log(m2.sigma[:, 0]))):
+                parts.append((v - tiled(self.mu[q], v)) / tiled(self.sd[q], v))
         return torch.cat(parts, -1)
 
     def with_exponents(self, b: np.ndarray, d: np.ndarray, sd_b: float = 0.5, sd_d: float = 1.0) -> PriorStats:
