@@ -1,0 +1,42 @@
+"""``rftwin bench validate``: closed forms and other simulators' outputs vs rftwin (docs/validation.md)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+DEFAULT_JSON = Path("benchmarks/results/validation.json")
+DEFAULT_DOC = Path("docs/validation.md")
+
+
+def register_bench(bench_app: typer.Typer) -> None:
+    @bench_app.command("validate")
+    def validate(as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+                 out: Path = typer.Option(DEFAULT_JSON, "--out", help="Result JSON."),
+                 doc: Path = typer.Option(DEFAULT_DOC, "--doc", help="Markdown page with the tables."),
+                 part: list[str] = typer.Option(None, "--part",
+                                                help="Parts to run, repeatable: friis, slab, two_ray, knife_edge, "
+                                                     "qd (default all)."),
+                 samples: int = typer.Option(100_000, "--samples-per-src", help="Rays shot per transmitter."),
+                 seed: int = typer.Option(42, "--seed", help="Seed of the path solver.")) -> None:
+        """Friis, ITU-R P.2040 slab, two-ray ground, ITU-R P.526 knife edge and NIST Q-D vs rftwin."""
+        import json  # noqa: PLC0415
+
+        from rftwin.cli.common import fail  # noqa: PLC0415
+        from rftwin.io import write_json, write_text  # noqa: PLC0415
+        from rftwin.validate.report import PARTS, format_summary, render_markdown, run_validation  # noqa: PLC0415
+
+        parts = list(part) if part else list(PARTS)
+        bad = sorted(set(parts) - set(PARTS))
+        if bad:
+            fail(f"--part {', '.join(bad)}: expected one of {', '.join(PARTS)}")
+        if samples < 1000:
+            fail(f"--samples-per-src must be >= 1000, got {samples}")
+        result = run_validation(parts, samples_per_src=samples, seed=seed, progress=not as_json)
+        write_json(out, result)
+        write_text(doc, render_markdown(result))
+        if as_json:
+            print(json.dumps({p: result[p].get("summary", {}) for p in parts}, indent=2))
+        else:
+            print("\n".join(format_summary(result)))
+            print(f"wrote {out} and {doc}")
