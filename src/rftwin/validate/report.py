@@ -109,7 +109,7 @@ def _two_ray_md(p: dict) -> str:
     rows = [[_f(r["distance_m"], "g"), _f(r["grazing_deg"], ".1f"), _f(r["reflected_vs_direct_db"], ".1f"),
              _f(r["two_ray_db"], ".2f"), _f(r["rftwin_db"], ".2f"), _f(r["error_db"], ".4f"),
              _f(r["rftwin_incoherent_db"], ".2f")] for r in p["rows"]]
-    return md_table(["d [m]", "graz. [deg]", "refl/dir [dB]", "2-ray [dB]", "rftwin [dB]", "diff", "incoh."], rows)
+    return md_table(["d [m]", "graz. [°]", "refl/dir", "2-ray [dB]", "rftwin [dB]", "diff", "incoh."], rows)
 
 
 def _knife_md(p: dict) -> str:

@@ -58,7 +58,7 @@ A 1100 m × 60 m ground slab (ε_r = 15, σ = 0.035 S/m, d = 1 m) at 2.4 GHz, Tx
 Reference: direct ray + ground-reflected ray added as fields, the reflected one with the P.2040 coefficients at
 the specular point (vertical polarisation is TM here). rftwin: the coherent sum of the two CIR taps; the last
 column is `predict`'s path gain, an *incoherent* sum of path powers (rftwin's link feature), shown for
-contrast: it misses the interference pattern by design. refl/dir is the reflected / direct power ratio; its
+contrast: it misses the interference pattern by design. refl/dir is the reflected / direct power ratio (dB); its
 minimum is the Brewster dip, here at d = {brewster_dip_distance_m:g} m (grazing {brewster_dip_grazing_deg:.1f}°,
 {brewster_dip_reflected_vs_direct_db:.1f} dB; a lossless half-space would have it at
 90° − atan(√15) = 14.5°). Max |diff| {max_abs_error_db:.2g} dB.
