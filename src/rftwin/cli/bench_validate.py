@@ -16,10 +16,11 @@ def register_bench(bench_app: typer.Typer) -> None:
                  doc: Path = typer.Option(DEFAULT_DOC, "--doc", help="Markdown page with the tables."),
                  part: list[str] = typer.Option(None, "--part",
                                                 help="Parts to run, repeatable: friis, slab, two_ray, knife_edge, "
-                                                     "qd (default all)."),
+                                                     "qd, newrf (default all)."),
                  samples: int = typer.Option(100_000, "--samples-per-src", help="Rays shot per transmitter."),
-                 seed: int = typer.Option(42, "--seed", help="Seed of the path solver.")) -> None:
-        """Friis, ITU-R P.2040 slab, two-ray ground, ITU-R P.526 knife edge and NIST Q-D vs rftwin."""
+                 seed: int = typer.Option(42, "--seed", help="Seed of the path solver."),
+                 newrf_links: int = typer.Option(30, "--newrf-links", help="Links per NeWRF room (1-60).")) -> None:
+        """Friis, ITU-R P.2040 slab, two-ray ground, ITU-R P.526 knife edge, NIST Q-D and NeWRF vs rftwin."""
         import json  # noqa: PLC0415
 
         from rftwin.cli.common import fail  # noqa: PLC0415
@@ -32,7 +33,10 @@ def register_bench(bench_app: typer.Typer) -> None:
             fail(f"--part {', '.join(bad)}: expected one of {', '.join(PARTS)}")
         if samples < 1000:
             fail(f"--samples-per-src must be >= 1000, got {samples}")
-        result = run_validation(parts, samples_per_src=samples, seed=seed, progress=not as_json)
+        if not 1 <= newrf_links <= 60:
+            fail(f"--newrf-links must lie in 1..60 (links in benchmarks/data/newrf), got {newrf_links}")
+        result = run_validation(parts, samples_per_src=samples, seed=seed, progress=not as_json,
+                                newrf_links=newrf_links)
         write_json(out, result)
         write_text(doc, render_markdown(result))
         if as_json:

@@ -5,7 +5,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
-PARTS = ("friis", "slab", "two_ray", "knife_edge", "qd")
+PARTS = ("friis", "slab", "two_ray", "knife_edge", "qd", "newrf")
 
 
 def _say(progress: bool, msg: str) -> None:
@@ -14,7 +14,7 @@ def _say(progress: bool, msg: str) -> None:
 
 
 def run_validation(parts: Sequence[str] = PARTS, samples_per_src: int = 100_000, seed: int = 42,
-                   progress: bool = True, qd_data=None) -> dict:
+                   progress: bool = True, qd_data=None, newrf_data=None, newrf_links: int = 30) -> dict:
     """Run the selected parts; returns {"settings", part: {"rows", "summary"}, "seconds"}."""
     from rftwin.validate import closed_form_cases as cfc  # noqa: PLC0415
 
@@ -31,12 +31,28 @@ def run_validation(parts: Sequence[str] = PARTS, samples_per_src: int = 100_000,
             from rftwin.validate.qd_study import run_qd_study  # noqa: PLC0415
 
             doc["qd"] = run_qd_study(qd_data, samples_per_src=samples_per_src, seed=seed, progress=progress)
+        elif part == "newrf":
+            from rftwin.validate.newrf_study import run_newrf_study  # noqa: PLC0415
+
+            doc["newrf"] = run_newrf_study(newrf_data, samples_per_src=samples_per_src, seed=seed,
+                                           links=newrf_links, progress=progress)
+            doc["newrf"]["summary"] = newrf_summary(doc["newrf"])
         else:
             rows = runners[part]()
             doc[part] = {"rows": rows, "summary": summarize(part, rows)}
         doc[part]["seconds"] = time.perf_counter() - t0
         _say(progress, f"validate: {part} done in {doc[part]['seconds']:.1f} s")
     return doc
+
+
+def newrf_summary(doc: dict) -> dict:
+    out = {}
+    for name, r in doc["rooms"].items():
+        out[f"{name}_matched"] = sum(o["matched"] for o in r["per_order"])
+        out[f"{name}_newrf_rays"] = r["newrf_rays"]
+        out[f"{name}_rftwin_paths"] = r["rftwin_paths"]
+        out[f"{name}_incoherent_same_orders_median_db"] = r["link_incoherent_same_orders_diff_db"]["median"]
+    return out
 
 
 def _maxabs(rows, key) -> float:
@@ -135,6 +151,10 @@ def render_markdown(doc: dict) -> str:
         from rftwin.validate.qd_study import qd_markdown  # noqa: PLC0415
 
         tables.update(qd_markdown(doc["qd"]))
+    if "newrf" in doc:
+        from rftwin.validate.newrf_text import render_newrf  # noqa: PLC0415
+
+        tables["newrf_text"] = render_newrf(doc["newrf"])
     return render(doc, tables)
 
 

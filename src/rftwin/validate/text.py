@@ -88,6 +88,22 @@ obstacles (terrain, bodies) P.526.
 """
 
 
+def rewrap(md: str, width: int = 112) -> str:
+    """Re-fill prose paragraphs that have lines longer than 115 characters (tables, code and lists untouched)."""
+    import textwrap  # noqa: PLC0415
+
+    out = []
+    for block in md.split("\n\n"):
+        lines = block.split("\n")
+        prose = not any(ln.startswith(("|", "    ", "- ", "#")) for ln in lines)
+        if prose and any(len(ln) > 115 for ln in lines):
+            lead = block[: len(block) - len(block.lstrip("\n"))]
+            block = lead + textwrap.fill(" ".join(ln.strip() for ln in lines if ln.strip()), width,
+                                         break_on_hyphens=False)
+        out.append(block)
+    return "\n\n".join(out)
+
+
 def render(doc: dict, tables: dict) -> str:
     s = doc.get("settings", {})
     parts = [HEAD.format(samples=s.get("samples_per_src", 0), seed=s.get("seed", 0))]
@@ -104,17 +120,20 @@ def render(doc: dict, tables: dict) -> str:
         deep = max(rows, key=lambda r: r["nu"])
         parts.append(KNIFE.format(table=tables["knife_edge"], near=near, deep=deep["utd_minus_p526_db"],
                                   deep_nu=deep["nu"]))
-    for key in ("qd_text",):
+    for key in ("qd_text", "newrf_text"):
         if key in tables:
             parts.append(tables[key])
-    parts.append(NOT_DONE)
-    return "".join(parts)
+    parts.append(NOT_DONE.format(newrf_links=doc.get("newrf", {}).get("settings", {}).get("links_per_room", "–")))
+    return rewrap("".join(parts))
 
 
 NOT_DONE = """
 ## Not done
 
-- **NeWRF (`LuHaofan/NeWRF`, MIT) rooms**: not compared yet. Its conference-room and office channels are stored
-  only as pandas pickles (`data/*.pkl`); the bedroom also as a MAT file. Reading them needs a pickle-opcode review
-  or the repository's own conversion from MATLAB, which this round did not get to. Nothing of it is committed.
+- The box lecture room's Q-D gains come from Q-D's documented rule, not from its output file (absent from the
+  snapshot available here); the lecture room, where the output exists, has first-order rays only.
+- NeWRF: the first {newrf_links} links of each room are compared (the converted files hold 60); the
+  per-subcarrier CSI of NeWRF is not compared (it is the coherent sum, whose difference is explained above).
+- Knife edge: one polarisation (vertical, E ⟂ edge) and one wedge; the soft case and other wedge angles are not
+  tabulated.
 """
