@@ -88,11 +88,13 @@ def test_cli_writes_json_and_markdown(tmp_path):
     from rftwin.cli.main import app
 
     out, doc = tmp_path / "v.json", tmp_path / "v.md"
-    res = CliRunner().invoke(app, ["bench", "validate", "--part", "friis", "--json", "--samples-per-src", "10000",
-                                   "--out", str(out), "--doc", str(doc)])
+    res = CliRunner().invoke(app, ["bench", "validate", "--part", "friis", "--part", "two_ray", "--json",
+                                   "--samples-per-src", "10000", "--out", str(out), "--doc", str(doc)])
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert data["friis"]["summary"]["max_abs_error_db"] < 1e-3
+    assert data["two_ray"]["summary"]["max_abs_error_db"] < 0.01
+    assert data["plot"] == "v.png" and (tmp_path / "v.png").stat().st_size > 10_000
     text = doc.read_text()
-    assert "## 1. Free space (Friis)" in text
+    assert "## 1. Free space (Friis)" in text and "## 3. Two-ray" in text
     assert max(len(line) for line in text.splitlines() if line.startswith("|")) <= 80

@@ -37,10 +37,14 @@ def register_bench(bench_app: typer.Typer) -> None:
             fail(f"--newrf-links must lie in 1..60 (links in benchmarks/data/newrf), got {newrf_links}")
         result = run_validation(parts, samples_per_src=samples, seed=seed, progress=not as_json,
                                 newrf_links=newrf_links)
+        from rftwin.validate.plots import validation_png  # noqa: PLC0415
+
+        png = validation_png(result, out.with_suffix(".png"))
+        result["plot"] = png.name if png is not None else None
         write_json(out, result)
         write_text(doc, render_markdown(result))
         if as_json:
             print(json.dumps({p: result[p].get("summary", {}) for p in parts}, indent=2))
         else:
             print("\n".join(format_summary(result)))
-            print(f"wrote {out} and {doc}")
+            print(f"wrote {out}, {doc}" + (f" and {png}" if png is not None else ""))

@@ -147,9 +147,16 @@ TWO_RAY_DISTANCES_M = (5.0, 10.0, 20.0, 30.0, 40.0, 44.0, 46.0, 48.0, 52.0, 60.0
                        1000.0)
 
 
-def two_ray_case(cs: CaseSettings = CaseSettings(), distances_m=TWO_RAY_DISTANCES_M, frequency_hz: float = 2.4e9,
-                 tx_height_m: float = 10.0, rx_height_m: float = 2.0, eps_r: float = 15.0,
-                 sigma_s_per_m: float = 0.035, thickness_m: float = 1.0) -> list[dict]:
+#: two-ray set-up: carrier, antenna heights, ground slab (eps_r, sigma [S/m], thickness [m])
+TWO_RAY_SETUP = {"frequency_hz": 2.4e9, "tx_height_m": 10.0, "rx_height_m": 2.0, "eps_r": 15.0,
+                 "sigma_s_per_m": 0.035, "thickness_m": 1.0}
+
+
+def two_ray_case(cs: CaseSettings = CaseSettings(), distances_m=TWO_RAY_DISTANCES_M,
+                 frequency_hz: float = TWO_RAY_SETUP["frequency_hz"],
+                 tx_height_m: float = TWO_RAY_SETUP["tx_height_m"], rx_height_m: float = TWO_RAY_SETUP["rx_height_m"],
+                 eps_r: float = TWO_RAY_SETUP["eps_r"], sigma_s_per_m: float = TWO_RAY_SETUP["sigma_s_per_m"],
+                 thickness_m: float = TWO_RAY_SETUP["thickness_m"]) -> list[dict]:
     """Direct + ground-reflected ray over a flat ground slab (1100 m x 60 m): the coherent path gain (sum of the
     CIR taps) vs the two-ray model with the P.2040 TM coefficient; the Brewster dip at the grazing angle
     atan((h_t + h_r) / d) ~ pi/2 - atan(sqrt(eps_r))."""

@@ -10,7 +10,7 @@ published outputs. All rftwin numbers come from the public API: a Sionna XML sce
 `rftwin.scene.load.load` and the links predicted with `rftwin.predict.predict_channels` (Sionna RT traces, the
 rftwin engine computes the fields; one isotropic, vertically polarised element at both ends). Per-path complex
 amplitudes (for phases and coherent sums) come from the prediction's CIR output (one tap per path).
-Solver: {samples:,} rays per source, seed {seed}; closed-form scenes at depth 1.
+Solver: {samples:,} rays per source, seed {seed}; closed-form scenes at depth 1.{plot}
 """
 
 FRIIS = """
@@ -106,7 +106,9 @@ def rewrap(md: str, width: int = 112) -> str:
 
 def render(doc: dict, tables: dict) -> str:
     s = doc.get("settings", {})
-    parts = [HEAD.format(samples=s.get("samples_per_src", 0), seed=s.get("seed", 0))]
+    plot = doc.get("plot")
+    plot_txt = (f" Curves (closed forms as lines, rftwin as markers): `benchmarks/results/{plot}`." if plot else "")
+    parts = [HEAD.format(samples=s.get("samples_per_src", 0), seed=s.get("seed", 0), plot=plot_txt)]
     if "friis" in tables:
         parts.append(FRIIS.format(table=tables["friis"], **doc["friis"]["summary"]))
     if "slab_summary" in tables:
