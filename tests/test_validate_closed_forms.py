@@ -91,7 +91,7 @@ def test_cli_writes_json_and_markdown(tmp_path):
     res = CliRunner().invoke(app, ["bench", "validate", "--part", "friis", "--part", "two_ray", "--json",
                                    "--samples-per-src", "10000", "--out", str(out), "--doc", str(doc)])
     assert res.exit_code == 0, res.output
-    data = json.loads(out.read_text())
+    data = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert data["friis"]["summary"]["max_abs_error_db"] < 1e-3
     assert data["two_ray"]["summary"]["max_abs_error_db"] < 0.01
     assert data["plot"] == "v.png" and (tmp_path / "v.png").stat().st_size > 10_000

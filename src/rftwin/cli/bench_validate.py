@@ -25,7 +25,13 @@ def register_bench(bench_app: typer.Typer) -> None:
 
         from rftwin.cli.common import fail  # noqa: PLC0415
         from rftwin.io import write_json, write_text  # noqa: PLC0415
-        from rftwin.validate.report import PARTS, format_summary, render_markdown, run_validation  # noqa: PLC0415
+        from rftwin.validate.report import (  # noqa: PLC0415
+            PARTS,
+            format_summary,
+            json_safe,
+            render_markdown,
+            run_validation,
+        )
 
         parts = list(part) if part else list(PARTS)
         bad = sorted(set(parts) - set(PARTS))
@@ -41,8 +47,8 @@ def register_bench(bench_app: typer.Typer) -> None:
 
         png = validation_png(result, out.with_suffix(".png"))
         result["plot"] = png.name if png is not None else None
-        write_json(out, result)
         write_text(doc, render_markdown(result))
+        write_json(out, json_safe(result))
         if as_json:
             print(json.dumps({p: result[p].get("summary", {}) for p in parts}, indent=2))
         else:

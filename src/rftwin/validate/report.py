@@ -55,6 +55,19 @@ def newrf_summary(doc: dict) -> dict:
     return out
 
 
+def json_safe(obj):
+    """The document with NaN / inf floats as None (strict JSON) and numpy scalars as Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "item") and not hasattr(obj, "__len__"):  # numpy scalar
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def _maxabs(rows, key) -> float:
     vals = [abs(r[key]) for r in rows if key in r and r[key] == r[key]]
     return max(vals) if vals else float("nan")
@@ -168,4 +181,4 @@ def format_summary(doc: dict) -> list[str]:
     return lines
 
 
-__all__ = ["PARTS", "format_summary", "md_table", "render_markdown", "run_validation", "summarize"]
+__all__ = ["PARTS", "format_summary", "json_safe", "md_table", "render_markdown", "run_validation", "summarize"]
