@@ -22,6 +22,7 @@ def register_bench(bench_app: typer.Typer) -> None:
                  newrf_links: int = typer.Option(30, "--newrf-links", help="Links per NeWRF room (1-60).")) -> None:
         """Friis, ITU-R P.2040 slab, two-ray ground, ITU-R P.526 knife edge, NIST Q-D and NeWRF vs rftwin."""
         import json  # noqa: PLC0415
+        import os  # noqa: PLC0415
 
         from rftwin.cli.common import fail  # noqa: PLC0415
         from rftwin.io import write_json, write_text  # noqa: PLC0415
@@ -46,7 +47,8 @@ def register_bench(bench_app: typer.Typer) -> None:
         from rftwin.validate.plots import validation_png  # noqa: PLC0415
 
         png = validation_png(result, out.with_suffix(".png"))
-        result["plot"] = png.name if png is not None else None
+        # the page names the figure relative to itself
+        result["plot"] = Path(os.path.relpath(png, doc.resolve().parent)).as_posix() if png is not None else None
         write_text(doc, render_markdown(result))
         write_json(out, json_safe(result))
         if as_json:

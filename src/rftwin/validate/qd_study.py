@@ -305,7 +305,8 @@ def _calibrate_box(xml: Path, rt: pd.DataFrame, links: pd.DataFrame, tx, rx, qs:
     return {"command": "rftwin calibrate " + " ".join(shown) + " --out box_calibration",
             "materials": {k: {"relative_permittivity": v["relative_permittivity"], "conductivity": v["conductivity"]}
                           for k, v in mats.items()},
-            "mpc": summ.get("mpc", {}), "fitted_power_db": matches["fitted_power_db"].to_numpy()}
+            "mpc": {**summ.get("mpc", {}), "file": "box_mpcs.csv"},
+            "fitted_power_db": matches["fitted_power_db"].to_numpy()}
 
 
 # -------------------------------------------------------------------------------------------- lecture room
