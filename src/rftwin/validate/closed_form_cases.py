@@ -185,31 +185,46 @@ KNIFE_HEIGHTS_M = (-1.0, -0.5, -0.2, 0.0, 0.1, 0.2, 0.5, 1.0, 1.5, 2.0, 3.0)
 
 
 def knife_edge_case(cs: CaseSettings = CaseSettings(), heights_m=KNIFE_HEIGHTS_M, frequency_hz: float = 3.5e9,
-                    d1_m: float = 10.0, d2_m: float = 10.0, eps_r: float = 1.0, sigma_s_per_m: float = 1e7
-                    ) -> list[dict]:
-    """Tx and Rx d1 / d2 from a thin metal wedge (4 deg opening, edge along y at z = 0), both h below the edge
-    (h < 0: above it). rftwin/Sionna: first-order UTD diffraction of the top edge (plus the line of sight where
-    it is not blocked), summed coherently; loss = Friis(d1 + d2) - that gain. P.526: J(nu) from the Fresnel
-    integrals and its approximation. Taps longer than the top-edge path by > 0.5 m (none expected) are ignored."""
+                    d1_m: float = 10.0, d2_m: float = 10.0, eps_r: float = 1.0, sigma_s_per_m: float = 1e7,
+                    polarizations=("hard", "soft")) -> list[dict]:
+    """Tx and Rx d1 / d2 from a thin metal wedge (4 deg opening), both h into its shadow side of the edge
+    (h < 0: on the lit side). "hard": the edge horizontal (along y at z = 0, screen below), so the vertical
+    field is perpendicular to it; "soft": the same wedge turned so the edge is vertical (along z, screen towards
+    -y), field parallel to the edge. rftwin/Sionna: first-order UTD diffraction of that edge (plus the line of
+    sight where it is not blocked), summed coherently; loss = Friis(d1 + d2) - that gain. P.526: J(nu) from the
+    Fresnel integrals and its approximation. Taps longer than the edge path by > 0.5 m (none expected) are
+    ignored."""
     h = np.asarray(heights_m, float)
-    tx = np.stack([np.full_like(h, -d1_m), np.zeros_like(h), -h], 1)
-    rx = np.stack([np.full_like(h, d2_m), np.zeros_like(h), -h], 1)
-    screen = KnifeEdge("screen", 0.0, 50.0, 60.0, eps_r, sigma_s_per_m, 0.01)
-    f = np.full(len(h), frequency_hz)
-    settings = _solver(cs, specular_reflection=False, refraction=False, diffraction=True, edge_diffraction=False)
-    table, taps = _predict([], tx, rx, f, settings, knives=[screen])
     nu = cf.fresnel_kirchhoff_nu(h, d1_m, d2_m, frequency_hz)
     edge_len = np.sqrt(d1_m ** 2 + h ** 2) + np.sqrt(d2_m ** 2 + h ** 2)
     free = cf.friis_gain_db(d1_m + d2_m, frequency_hz)
     j_fk = cf.knife_edge_loss_db(nu)
     j_ap = cf.knife_edge_loss_approx_db(nu)
+    settings = _solver(cs, specular_reflection=False, refraction=False, diffraction=True, edge_diffraction=False)
+    f = np.full(len(h), frequency_hz)
+    zero = np.zeros_like(h)
     rows = []
-    for i in range(len(h)):
-        d_s, a = taps[i]
-        keep = d_s * cf.C0 < edge_len[i] + 0.5
-        gain = float(cf.db(abs(a[keep].sum()) ** 2)) if keep.any() else float("nan")
-        rows.append({"h_m": float(h[i]), "nu": float(nu[i]), "num_paths": int(table.num_paths[i]),
-                     "num_paths_used": int(keep.sum()), "rftwin_utd_db": free - gain,
-                     "p526_fresnel_db": float(j_fk[i]), "p526_approx_db": float(j_ap[i])})
-        rows[-1]["utd_minus_p526_db"] = rows[-1]["rftwin_utd_db"] - rows[-1]["p526_fresnel_db"]
+    for pol in polarizations:
+        if pol not in ("hard", "soft"):
+            raise ValueError(f"polarization must be 'hard' or 'soft', not {pol!r}")
+        off = np.stack([zero, zero, -h], 1) if pol == "hard" else np.stack([zero, -h, zero], 1)
+        tx = off + [-d1_m, 0.0, 0.0]
+        rx = off + [d2_m, 0.0, 0.0]
+        screen = KnifeEdge("screen", 0.0, 50.0, 60.0, eps_r, sigma_s_per_m, 0.01, vertical=pol == "soft")
+        table, taps = _predict([], tx, rx, f, settings, knives=[screen])
+        for i in range(len(h)):
+            d_s, a = taps[i]
+            keep = d_s * cf.C0 < edge_len[i] + 0.5
+            gain = float(cf.db(abs(a[keep].sum()) ** 2)) if keep.any() else float("nan")
+            # our own UTD (PEC wedge, K-P + Luebbers) where the edge path is alone (h >= 0): E perp edge = hard
+            other = "soft" if pol == "hard" else "hard"
+            ref, ref_other = ((float(cf.utd_knife_loss_db(h[i], d1_m, d2_m, frequency_hz, screen.half_angle_deg, q))
+                               for q in (pol, other)) if h[i] >= 0 else (float("nan"), float("nan")))
+            rows.append({"polarization": pol, "h_m": float(h[i]), "nu": float(nu[i]),
+                         "num_paths": int(table.num_paths[i]), "num_paths_used": int(keep.sum()),
+                         "rftwin_utd_db": free - gain, "p526_fresnel_db": float(j_fk[i]),
+                         "p526_approx_db": float(j_ap[i]), "utd_reference_db": ref,
+                         "utd_other_polarization_db": ref_other})
+            rows[-1]["utd_minus_p526_db"] = rows[-1]["rftwin_utd_db"] - rows[-1]["p526_fresnel_db"]
+            rows[-1]["rftwin_minus_utd_reference_db"] = rows[-1]["rftwin_utd_db"] - ref
     return rows

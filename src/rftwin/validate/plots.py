@@ -42,8 +42,14 @@ def validation_png(doc: dict, path: str | Path) -> Path | None:
             nu = np.linspace(-2.5, 7.0, 400)
             ax.plot(nu, cf.knife_edge_loss_db(nu), lw=1, label="P.526 J(ν) (Fresnel integrals)")
             ax.plot(nu, cf.knife_edge_loss_approx_db(nu), lw=0.8, ls="--", label="P.526 eq. 31")
-            ax.plot([r["nu"] for r in rows], [r["rftwin_utd_db"] for r in rows], "o", ms=4,
-                    label="rftwin / Sionna UTD (metal wedge)")
+            hs = np.linspace(1e-3, max(r["h_m"] for r in rows), 200)
+            nu_h = cf.fresnel_kirchhoff_nu(hs, 10.0, 10.0, 3.5e9)
+            for pol, ls in (("hard", "-."), ("soft", ":")):
+                ax.plot(nu_h, cf.utd_knife_loss_db(hs, 10.0, 10.0, 3.5e9, 2.0, pol), lw=1, ls=ls,
+                        label=f"our UTD, PEC wedge, {pol}")
+            for pol, mk, lab in (("hard", "o", "rftwin E ⊥ edge"), ("soft", "s", "rftwin E ∥ edge")):
+                pts = [r for r in rows if r["polarization"] == pol]
+                ax.plot([r["nu"] for r in pts], [r["rftwin_utd_db"] for r in pts], mk, ms=4, label=lab)
             ax.set(xlabel="ν", ylabel="diffraction loss [dB]", title="knife edge, 3.5 GHz")
         else:
             m, f = SLAB_MATERIALS[0], 3.5e9

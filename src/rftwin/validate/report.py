@@ -88,10 +88,15 @@ def summarize(part: str, rows: list[dict]) -> dict:
                 "brewster_dip_distance_m": dip["distance_m"], "brewster_dip_grazing_deg": dip["grazing_deg"],
                 "brewster_dip_reflected_vs_direct_db": dip["reflected_vs_direct_db"]}
     if part == "knife_edge":
-        shadow = [r for r in rows if r["nu"] > 0]
-        lit = [r for r in rows if r["nu"] <= 0]
-        return {"links": len(rows), "max_abs_diff_lit_db": _maxabs(lit, "utd_minus_p526_db"),
-                "max_abs_diff_shadow_db": _maxabs(shadow, "utd_minus_p526_db")}
+        out = {"links": len(rows)}
+        for pol in ("hard", "soft"):
+            rs = [r for r in rows if r["polarization"] == pol]
+            out[f"{pol}_max_abs_vs_p526_lit_db"] = _maxabs([r for r in rs if r["nu"] <= 0], "utd_minus_p526_db")
+            out[f"{pol}_max_abs_vs_p526_shadow_db"] = _maxabs([r for r in rs if r["nu"] > 0], "utd_minus_p526_db")
+            out[f"{pol}_max_abs_vs_utd_reference_db"] = _maxabs(rs, "rftwin_minus_utd_reference_db")
+            out[f"{pol}_max_abs_vs_utd_other_polarization_db"] = _maxabs(
+                [{"d": r["rftwin_utd_db"] - r["utd_other_polarization_db"]} for r in rs], "d")
+        return out
     return {}
 
 
@@ -142,9 +147,18 @@ def _two_ray_md(p: dict) -> str:
 
 
 def _knife_md(p: dict) -> str:
-    rows = [[_f(r["h_m"], "g"), _f(r["nu"], ".2f"), _f(r["p526_fresnel_db"], ".2f"), _f(r["p526_approx_db"], ".2f"),
-             _f(r["rftwin_utd_db"], ".2f"), _f(r["utd_minus_p526_db"], "+.2f")] for r in p["rows"]]
-    return md_table(["h [m]", "ν", "J(ν) [dB]", "eq. 31 [dB]", "UTD [dB]", "UTD − J [dB]"], rows)
+    by = {}
+    for r in p["rows"]:
+        by.setdefault(r["h_m"], {})[r["polarization"]] = r
+    rows = []
+    for h, d in by.items():
+        any_r = next(iter(d.values()))
+        hard, soft = d.get("hard", {}), d.get("soft", {})
+        rows.append([_f(h, "g"), _f(any_r["nu"], ".2f"), _f(any_r["p526_fresnel_db"], ".2f"),
+                     _f(any_r["p526_approx_db"], ".2f"), _f(hard.get("rftwin_utd_db"), ".2f"),
+                     _f(hard.get("utd_reference_db"), ".2f"), _f(soft.get("rftwin_utd_db"), ".2f"),
+                     _f(soft.get("utd_reference_db"), ".2f")])
+    return md_table(["h [m]", "ν", "J(ν)", "eq. 31", "E⟂ rftwin", "UTD hard", "E∥ rftwin", "UTD soft"], rows)
 
 
 def render_markdown(doc: dict) -> str:

@@ -42,12 +42,16 @@ class KnifeEdge:
     sigma_s_per_m: float
     thickness_m: float
     half_angle_deg: float = 2.0
+    vertical: bool = False  # True: y and z swapped (edge along z at y = edge_z_m, screen towards -y)
 
     def obj_text(self) -> str:
         w, h, z = self.half_width_m, self.depth_m, self.edge_z_m
         x = h * math.tan(math.radians(self.half_angle_deg))
         v = [(0.0, -w, z), (0.0, w, z), (-x, -w, z - h), (-x, w, z - h), (x, -w, z - h), (x, w, z - h)]
         f = [(1, 4, 3), (1, 2, 4), (1, 6, 2), (1, 5, 6)]  # OBJ: 1-based, outward normals
+        if self.vertical:  # swapping two axes mirrors the mesh: reverse the winding to keep normals outward
+            v = [(a, c, b) for a, b, c in v]
+            f = [(a, c, b) for a, b, c in f]
         return "".join(f"v {a!r} {b!r} {c!r}\n" for a, b, c in v) + "".join(f"f {a} {b} {c}\n" for a, b, c in f)
 
 
