@@ -220,7 +220,11 @@ def knife_edge_case(cs: CaseSettings = CaseSettings(), heights_m=KNIFE_HEIGHTS_M
             other = "soft" if pol == "hard" else "hard"
             ref, ref_other = ((float(cf.utd_knife_loss_db(h[i], d1_m, d2_m, frequency_hz, screen.half_angle_deg, q))
                                for q in (pol, other)) if h[i] >= 0 else (float("nan"), float("nan")))
-            rows.append({"polarization": pol, "h_m": float(h[i]), "nu": float(nu[i]),
+            grouped = {f"grouped_{tag}_db": (float(cf.utd_knife_loss_grouped_db(h[i], d1_m, d2_m, frequency_hz,
+                                                                                screen.half_angle_deg, 1.0, rn))
+                                             if h[i] >= 0 else float("nan"))
+                       for tag, rn in (("same_sign", 1.0), ("opposite_sign", -1.0))}
+            rows.append({"polarization": pol, "h_m": float(h[i]), "nu": float(nu[i]), **grouped,
                          "num_paths": int(table.num_paths[i]), "num_paths_used": int(keep.sum()),
                          "rftwin_utd_db": free - gain, "p526_fresnel_db": float(j_fk[i]),
                          "p526_approx_db": float(j_ap[i]), "utd_reference_db": ref,

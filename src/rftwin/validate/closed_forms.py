@@ -197,35 +197,47 @@ def _kp_a(beta, n, sign):
     return 2.0 * np.cos((2.0 * n * np.pi * N - beta) / 2.0) ** 2
 
 
-def utd_knife_loss_db(h_m, d1_m, d2_m, frequency_hz, half_angle_deg, polarization: str):
-    """Diffraction loss (dB, relative to free space over d1 + d2) of a perfectly conducting thin wedge by the
-    first-order UTD (R. G. Kouyoumjian, P. H. Pathak, Proc. IEEE 62(11), 1974) with the face reflection factors
-    of R. J. Luebbers (IEEE Trans. AP-32(1), 1984), R = -1 (soft: E parallel to the edge) or +1 (hard: E
-    perpendicular to it), for Tx and Rx d1 / d2 from the edge on either side at h into its shadow (the geometry
-    of :func:`rftwin.validate.closed_form_cases.knife_edge_case`; normal incidence on the edge, sin beta0 = 1).
-    Valid where the edge path is the only one (h >= 0); h = 0 is evaluated as the limit h -> 0+ (h = 1 um),
-    since the shadow-boundary term is 0 x infinity there."""
-    if polarization not in ("soft", "hard"):
-        raise ValueError(f"polarization must be 'soft' or 'hard', not {polarization!r}")
+def _utd_knife_terms(h_m, d1_m, d2_m, frequency_hz, half_angle_deg):
+    """K-P terms d1..d4 (with the common factor) of the knife-edge geometry and the spreading ratio."""
     h = np.maximum(np.asarray(h_m, np.float64), 1e-6)
     k = 2.0 * np.pi / wavelength_m(frequency_hz)
     half = np.radians(half_angle_deg)
     n = 2.0 - 2.0 * half / np.pi  # exterior angle n pi = 2 pi - opening
     s1, s2 = np.hypot(d1_m, h), np.hypot(d2_m, h)
     L = s1 * s2 / (s1 + s2)
-    dlt = np.arctan2(h, d1_m)
-    phip = np.pi / 2 - dlt - half  # from the 0-face (Tx side)
+    phip = np.pi / 2 - np.arctan2(h, d1_m) - half  # from the 0-face (Tx side)
     phi = n * np.pi - (np.pi / 2 - np.arctan2(h, d2_m) - half)
-    R = -1.0 if polarization == "soft" else 1.0
 
     def cot(b):
         return 1.0 / np.tan(b)
 
     b1, b2 = phi - phip, phi + phip
-    terms = (cot((np.pi + b1) / (2 * n)) * _kp_transition(k * L * _kp_a(b1, n, 1))
-             + cot((np.pi - b1) / (2 * n)) * _kp_transition(k * L * _kp_a(b1, n, -1))
-             + R * cot((np.pi + b2) / (2 * n)) * _kp_transition(k * L * _kp_a(b2, n, 1))
-             + R * cot((np.pi - b2) / (2 * n)) * _kp_transition(k * L * _kp_a(b2, n, -1)))
-    D = -np.exp(-1j * np.pi / 4) / (2 * n * np.sqrt(2 * np.pi * k)) * terms
-    ratio = np.abs(D) * (d1_m + d2_m) / np.sqrt(s1 * s2 * (s1 + s2))  # diffracted / free-space field
-    return -20.0 * np.log10(ratio)
+    fac = -np.exp(-1j * np.pi / 4) / (2 * n * np.sqrt(2 * np.pi * k))
+    d = [fac * cot((np.pi + b1) / (2 * n)) * _kp_transition(k * L * _kp_a(b1, n, 1)),
+         fac * cot((np.pi - b1) / (2 * n)) * _kp_transition(k * L * _kp_a(b1, n, -1)),
+         fac * cot((np.pi + b2) / (2 * n)) * _kp_transition(k * L * _kp_a(b2, n, 1)),
+         fac * cot((np.pi - b2) / (2 * n)) * _kp_transition(k * L * _kp_a(b2, n, -1))]
+    spread = (d1_m + d2_m) / np.sqrt(s1 * s2 * (s1 + s2))  # diffracted / free-space field per unit D
+    return d, spread
+
+
+def utd_knife_loss_db(h_m, d1_m, d2_m, frequency_hz, half_angle_deg, polarization: str):
+    """Diffraction loss (dB, relative to free space over d1 + d2) of a perfectly conducting thin wedge by the
+    first-order UTD (R. G. Kouyoumjian, P. H. Pathak, Proc. IEEE 62(11), 1974) with the face reflection factors
+    of R. J. Luebbers (IEEE Trans. AP-32(1), 1984), D = d1 + d2 + R (d3 + d4) with R = -1 (soft: E parallel to
+    the edge) or +1 (hard: E perpendicular to it), for Tx and Rx d1 / d2 from the edge on either side at h into
+    its shadow (the geometry of :func:`rftwin.validate.closed_form_cases.knife_edge_case`; sin beta0 = 1).
+    Valid where the edge path is the only one (h >= 0); h = 0 is evaluated as the limit h -> 0+ (h = 1 um),
+    since the shadow-boundary term is 0 x infinity there."""
+    if polarization not in ("soft", "hard"):
+        raise ValueError(f"polarization must be 'soft' or 'hard', not {polarization!r}")
+    (t1, t2, t3, t4), spread = _utd_knife_terms(h_m, d1_m, d2_m, frequency_hz, half_angle_deg)
+    R = -1.0 if polarization == "soft" else 1.0
+    return -20.0 * np.log10(np.abs(t1 + t2 + R * (t3 + t4)) * spread)
+
+
+def utd_knife_loss_grouped_db(h_m, d1_m, d2_m, frequency_hz, half_angle_deg, r0: float, rn: float):
+    """The same terms grouped as D = R_0 (d1 - d4) + R_n (d2 - d3), the form of Sionna RT 2.2's
+    ``RadioMaterial._diffraction_matrix`` with scalar face factors R_0, R_n = +-1: for diagnosing its values."""
+    (t1, t2, t3, t4), spread = _utd_knife_terms(h_m, d1_m, d2_m, frequency_hz, half_angle_deg)
+    return -20.0 * np.log10(np.abs(r0 * (t1 - t4) + rn * (t2 - t3)) * spread)

@@ -95,10 +95,16 @@ not tune either; for metal edges we believe the UTD, for absorbing obstacles (te
 ν = {deep_nu:.1f}: our UTD's *soft* value ({soft_ref:.2f} dB; all rows with h > 0 within {hard_vs_soft:.2f} dB),
 not its hard one ({hard_ref:.2f} dB).{at0} For E ∥ edge it gives {soft_sionna:.2f} dB, neither ({soft_ref:.2f} soft,
 {hard_ref:.2f} hard). The scalar UTD machinery evidently agrees exactly (one case matches to 0.01 dB on every
-row), so the difference is in how the field is split into the soft and hard parts or which face factor is
-applied. We believe our reference for the assignment (E ∥ edge must be the Dirichlet, soft case: the tangential
-E vanishes on a conductor) and flag Sionna's diffraction polarisation for an upstream check; this is not
-resolved here. Until it is, rftwin's diffracted amplitudes can be off by several dB deep in the shadow.
+row), so the difference is in how the face factors enter. **Diagnosis:** Sionna's `_diffraction_matrix`
+(radio_materials/radio_material.py) forms D = R₀(d₁ − d₄) + Rₙ(d₂ − d₃) with the faces' reflection matrices,
+where Kouyoumjian–Pathak/Luebbers have D = d₁ + d₂ + R(d₃ + d₄). Evaluating that grouping with scalar
+R₀ = Rₙ = ±1 reproduces rftwin's E ⟂ edge values within {same_err:.2f} dB (h > 0), and with R₀ = −Rₙ its E ∥ edge
+values within {opp_err:.2f} dB. With scalar face factors ±1 (a perfect conductor in these symmetric geometries)
+that grouping cannot give the hard coefficient at all. We
+believe Kouyoumjian–Pathak (the textbook solution, and E ∥ edge must be the Dirichlet, soft case since the
+tangential E vanishes on a conductor) and flag Sionna's grouping for an upstream report; rftwin's engine replays
+Sionna's formula for parity, so it inherits the difference. Until it is resolved, diffracted amplitudes can be
+off by several dB deep in the shadow.
 """
 
 
@@ -150,10 +156,15 @@ def render(doc: dict, tables: dict) -> str:
         hard_vs_soft = max((abs(r["rftwin_utd_db"] - r["utd_other_polarization_db"]) for r in hard if r["h_m"] > 0),
                            default=float("nan"))
         edge0 = [r for r in hard if r["h_m"] == 0]
+        same_err = max((abs(r["rftwin_utd_db"] - r["grouped_same_sign_db"]) for r in hard if r["h_m"] > 0),
+                       default=float("nan"))
+        opp_err = max((abs(r["rftwin_utd_db"] - r["grouped_opposite_sign_db"]) for r in soft if r["h_m"] > 0),
+                      default=float("nan"))
         parts.append(KNIFE.format(table=tables["knife_edge"], near=near, deep_nu=dh["nu"], j=dh["p526_fresnel_db"],
                                   soft_ref=ds["utd_reference_db"], hard_ref=dh["utd_reference_db"],
                                   hard_sionna=dh["rftwin_utd_db"], soft_sionna=ds["rftwin_utd_db"],
-                                  hard_vs_soft=hard_vs_soft,
+                                  hard_vs_soft=max(hard_vs_soft, 0.01), same_err=max(same_err, 0.01),
+                                  opp_err=max(opp_err, 0.01),
                                   at0=_at_boundary(edge0)))
     for key in ("qd_text", "newrf_text"):
         if key in tables:
