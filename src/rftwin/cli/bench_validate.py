@@ -42,8 +42,11 @@ def register_bench(bench_app: typer.Typer) -> None:
             fail(f"--samples-per-src must be >= 1000, got {samples}")
         if not 1 <= newrf_links <= 60:
             fail(f"--newrf-links must lie in 1..60 (links in benchmarks/data/newrf), got {newrf_links}")
-        result = run_validation(parts, samples_per_src=samples, seed=seed, progress=not as_json,
-                                newrf_links=newrf_links)
+        try:
+            result = run_validation(parts, samples_per_src=samples, seed=seed, progress=not as_json,
+                                    newrf_links=newrf_links)
+        except (FileNotFoundError, ValueError, RuntimeError) as exc:  # missing reference files, bad data
+            fail(str(exc))
         from rftwin.validate.plots import validation_png  # noqa: PLC0415
 
         png = validation_png(result, out.with_suffix(".png"))
