@@ -290,7 +290,9 @@ def _calibrate_box(xml: Path, rt: pd.DataFrame, links: pd.DataFrame, tx, rx, qs:
             "--terms", "mpc_power:mse_db:1", "--max-depth", "2", "--no-refraction",
             "--samples-per-src", str(qs.samples_per_src), "--seed", str(qs.seed), "--retrace", "0",
             "--starts", str(qs.starts), "--mpc-delay-gate", repr(qs.delay_gate_s),
-            "--mpc-angle-gate", repr(qs.angle_gate_deg), "--out", str(out)]
+            "--mpc-angle-gate", repr(qs.angle_gate_deg), "--prior", "none", "--out", str(out)]
+    # --prior none: the surfaces are fitted to Q-D's library values alone (a reference to reproduce, not a
+    # measurement campaign whose labels carry prior knowledge)
     env = dict(os.environ, RFTWIN_PROGRESS="0")
     if progress:
         print("validate: qd box room: rftwin calibrate --mpcs ...", flush=True)
