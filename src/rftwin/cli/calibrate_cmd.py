@@ -372,9 +372,9 @@ def _bayes_setup(bc, twin, names: list[str], labels: list[str | None], f_ref: fl
         table = read_prior_file(prior_file, table, dict(zip(names, labels)))
     s = np.array([o.scattering_coefficient for o in twin.objects])
     x = np.array([o.xpd_coefficient for o in twin.objects])
-    op = ObjectPriors(names, list(labels), table, f_ref,
-                      scattering=s if (np.any(s > 0) or "scattering" in fit_q) else None,
-                      xpd=x if (np.any(x > 0) or "xpd" in fit_q) else None)
+    # the scene's own S / K_xpd are the prior where it has any; fitted without one, the defaults (0.2 / 0.1) are
+    op = ObjectPriors(names, list(labels), table, f_ref, scattering=s if np.any(s > 0) else None,
+                      xpd=x if np.any(x > 0) else None)
     for i in range(len(names)):
         op.prior_of(i)  # unknown classes fail here, before any tracing
     return BayesSetup(op, bc)
