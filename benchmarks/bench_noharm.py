@@ -47,14 +47,16 @@ PNG = Path(__file__).parent / "results" / "noharm.png"
 F = 3.5e9
 N_TEST = 100
 OLD_MAX_ITER = 200  # the unregularised fit often runs to its cap; the CLI's cap of 1000 only costs time here
-OFFICE_BOXES = (BoxSpec("cabinet", "wood", (-1.8, 1.6), (0.6, 1.2, 1.9)),
-                BoxSpec("desk", "wood", (1.2, 1.0), (1.6, 0.8, 0.75)),
-                BoxSpec("shelf", "chipboard", (1.9, -1.5), (0.5, 1.6, 1.8)),
-                BoxSpec("partition", "glass", (-0.5, -1.2), (2.0, 0.1, 2.0)),
-                BoxSpec("pillar", "concrete", (0.0, 0.6), (0.4, 0.4, 2.8)))
+# an 8 x 8 m office split in two by an interior wall (0.12 m, with a 1 m door gap at one end), furniture
+OFFICE_BOXES = (BoxSpec("interior_wall", "plasterboard", (0.0, -0.5), (0.12, 7.0, 2.79)),
+                BoxSpec("cabinet", "wood", (-2.5, 2.0), (0.6, 1.2, 1.9)),
+                BoxSpec("desk", "wood", (2.2, 1.5), (1.6, 0.8, 0.75)),
+                BoxSpec("shelf", "chipboard", (2.8, -2.5), (0.5, 1.6, 1.8)),
+                BoxSpec("partition", "glass", (-2.0, -1.5), (2.0, 0.1, 2.0)),
+                BoxSpec("pillar", "concrete", (1.0, 3.0), (0.4, 0.4, 2.79)))
 # object -> true class where the labels are badly wrong
 WRONG = {"room": {"box_wood": "metal", "wall_east": "metal", "floor": "concrete"},
-         "office": {"cabinet": "metal", "partition": "metal", "wall_north": "concrete"},
+         "office": {"interior_wall": "concrete", "cabinet": "metal", "partition": "metal"},
          "street": {"building_6": "metal", "building_2": "concrete"}}
 # transfer study: one class multiplier per material class, shared by both scenes
 CLASS_LAMBDA = {"brick": (1.25, 0.6), "concrete": (0.85, 1.5), "wood": (1.2, 0.7), "chipboard": (0.8, 1.4),
@@ -67,7 +69,7 @@ def scene(name: str, tmp: Path):
     if name == "office":
         p = tmp / "office.xml"
         if not p.is_file():
-            p.write_text(room_xml(size_xy=6.0, height=2.8, wall_material="brick", floor_material="concrete",
+            p.write_text(room_xml(size_xy=8.0, height=2.8, wall_material="brick", floor_material="concrete",
                                   boxes=OFFICE_BOXES))
         return load(p)
     if name == "street":
