@@ -236,3 +236,21 @@ def test_unknown_class_in_prior_file_is_an_error_before_tracing(tmp_path):
     text = " ".join(r.output.split())
     assert "kryptonite" in text and str(pf.name) in text
     assert not out.exists()
+
+
+def test_student_likelihood_resists_outliers(scene_links):
+    """A few rows 12 dB off (a blocked link, a logging error): the Student-t posterior stays near the truth, the
+    Gaussian one is dragged and reports the inflated noise."""
+    twin, tx, rx = scene_links
+    labels = [o.label for o in twin.objects]
+    e, s = _itu(labels)
+    et, stt = e * np.array([1.15, 0.9]), s * np.array([0.7, 1.3])
+    _, y = _measure(twin, tx, rx, et, stt, 0.3, seed=4)
+    y[[3, 17, 41, 66]] += 12.0
+    out = {}
+    for lik in ("gaussian", "student"):
+        res, _ = _posterior(twin, tx, rx, labels, y, likelihood=lik, folds=0, label_correction=False)
+        wall = (abs(res.eps_r[1] / et[1] - 1), abs(res.sigma[1] / stt[1] - 1))  # the well-determined object
+        out[lik] = (max(wall), res.inference["noise"]["path_gain"])
+    assert out["student"][0] < 0.5 * out["gaussian"][0]
+    assert out["student"][1] < 0.4 and out["gaussian"][1] > 2.0
