@@ -9,7 +9,8 @@ wood, concrete walls labelled brick, ...). Mismatch: "diffuse" truth traces diff
 object) while the twin is specular; "jitter" moves every measured receiver by N(0, (5 cm)^2) per axis while the
 twin uses the nominal positions. Noise: Gaussian in dB on the measured path gains. Held-out error: RMS dB error of
 the twin's path gain against the noise-free truth on 100 links never used for fitting. Each calibration runs on
-the paths traced once at the labels (no re-trace), with 16 starts; no global sweeps.
+the paths traced once at the labels (no re-trace; depth 2, 5e4 rays per source), with 16 starts; no global
+sweeps.
 
 Results: benchmarks/results/noharm.json (resumable: finished cells are skipped) and noharm.png.
 Run: .venv/bin/python benchmarks/bench_noharm.py [--quick] [--geometries room,office,street]
@@ -78,7 +79,7 @@ def scene(name: str, tmp: Path):
 
 
 def geometry_settings(name: str) -> SolverSettings:
-    return SolverSettings(max_depth=3, samples_per_src=100_000, seed=1)
+    return SolverSettings(max_depth=2, samples_per_src=50_000, seed=1)
 
 
 def links(twin, name: str, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
