@@ -7,7 +7,10 @@ import numpy as np
 import typer
 
 from rftwin.cli.common import (
+    Device,
+    Diffraction,
     Los,
+    MemoryBudget,
     MaxDepth,
     Refraction,
     Samples,
@@ -15,7 +18,9 @@ from rftwin.cli.common import (
     Specular,
     console,
     fail,
+    memory_budget,
     settings,
+    torch_device,
 )
 
 SCENE = typer.Argument(..., help="Sionna XML scene, built-in name, or calibration output folder.")
@@ -39,7 +44,8 @@ def register(app: typer.Typer) -> None:
                 bandwidth_hz: float = BANDWIDTH, subcarriers: int = SUBCARRIERS, wideband_kind: str = KIND,
                 relative_delays: bool = RELATIVE, window: str = WINDOW, angular: str = ANGULAR,
                 max_depth: int = MaxDepth, samples_per_src: int = Samples, seed: int = Seed,
-                los: bool = Los, specular: bool = Specular, refraction: bool = Refraction) -> None:
+                los: bool = Los, specular: bool = Specular, refraction: bool = Refraction,
+                diffraction: bool = Diffraction, budget: str | None = MemoryBudget, device: str = Device) -> None:
         """Predict path gain, RSS, delays, delay spread, K-factor and angular spreads for every link."""
         from rftwin.data import MeasurementError, read_links, write_wideband
         from rftwin.io import write_table
@@ -60,6 +66,10 @@ def register(app: typer.Typer) -> None:
             fail(f"--window must be hann or none, not '{window}'")
         if angular not in ("circular", "3gpp"):
             fail(f"--angular-spread must be circular or 3gpp, not '{angular}'")
+        from rftwin.trace.budget import BudgetError
+
+        budget_bytes = memory_budget(budget)
+        dev = torch_device(device)
         try:
             twin, doc = load_twin(scene)
             lk = read_links(links, twin)
@@ -68,9 +78,14 @@ def register(app: typer.Typer) -> None:
         twin.set_frequency(float(np.min(lk.frequency_hz)))
         grid = None if wideband is None else WidebandGrid(bandwidth_hz, subcarriers, wideband_kind, relative_delays,
                                                           None if window == "none" else window)
-        pred = predict_channels(twin, doc, lk.tx_pos, lk.rx_pos, lk.frequency_hz,
-                                settings(max_depth, samples_per_src, seed, los, specular, refraction),
-                                link_ids=lk.link_id, wideband=grid, angular_method=angular)
+        try:
+            pred = predict_channels(twin, doc, lk.tx_pos, lk.rx_pos, lk.frequency_hz,
+                                    settings(max_depth, samples_per_src, seed, los, specular, refraction,
+                                             diffraction),
+                                    link_ids=lk.link_id, wideband=grid, angular_method=angular,
+                                    memory_budget=budget_bytes, device=dev)
+        except BudgetError as exc:
+            fail(str(exc))
         df = lk.df.copy()
         df["path_gain_db"] = pred.table["path_gain_db"].to_numpy()
         df["rss_dbm"] = (df["tx_power_dbm"] + df["path_gain_db"]) if "tx_power_dbm" in df else np.nan

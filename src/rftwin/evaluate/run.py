@@ -222,7 +222,7 @@ def evaluate_twin(twin: TwinScene, doc: dict | None, truth, train=None, true_mat
         run_docs = ray_docs or {"twin": doc}  # 3GPP needs the LoS state from a trace even when twin is not scored
         for m, d in run_docs.items():
             pr = predict_channels(twin, d, tx, rx, f, config.settings, config.progress, link_ids=ids,
-                                  wideband=wb_grid)
+                                  wideband=wb_grid, keep_pathset=True)
             if los is None:
                 _, _, row_link = unique_links(tx, rx)
                 los = _row_los(pr.pathset, row_link)
