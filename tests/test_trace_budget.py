@@ -6,7 +6,7 @@ import torch
 from rftwin.physics.engine import path_coefficients
 from rftwin.physics.channel import link_sum, path_power
 from rftwin.scene import load
-from rftwin.trace import SolverSettings, trace
+from rftwin.trace import PathSet, SolverSettings, trace
 from rftwin.trace import budget as B
 from rftwin.trace import tracer
 from rftwin.twin_io import material_values
@@ -74,12 +74,13 @@ def test_killed_trace_resumes_from_finished_shards(tmp_path, monkeypatch):
     tx, rx = _links()
     budget = _budget_for_pairs(3)
     real = tracer._solve
-    n = {"calls": 0}
+    pairs = []
 
     def dies_on_third(tw, ut, ur, st):
-        n["calls"] += 1
-        if n["calls"] == 3:
+        if len(pairs) == 2:
+            pairs.append(0)
             raise KeyboardInterrupt("killed")
+        pairs.append(len(ut) * len(ur))
         return real(tw, ut, ur, st)
 
     monkeypatch.setattr(tracer, "_solve", dies_on_third)
@@ -87,9 +88,19 @@ def test_killed_trace_resumes_from_finished_shards(tmp_path, monkeypatch):
         trace(twin, tx, rx, S, cache_dir=tmp_path, memory_budget=budget)
     shards = list(tmp_path.glob("*.shards/*.npz"))
     assert len(shards) == 2 and not list(tmp_path.glob("*.npz"))
-    n["calls"] = -100  # the resumed trace traces only what is missing
-    ps = trace(twin, tx, rx, S, cache_dir=tmp_path, memory_budget=budget)
-    assert n["calls"] == -100 + (len(tracer._plan_calls(tx, rx, LANES, 2 * LANES)) - 2)
+    done = sum(len(PathSet.load(f).meta["shard_links"]) for f in shards)
+    pairs += [0]  # no more kills
+    traced = []
+    real_call = tracer._trace_call
+
+    def counting(*args):
+        shard = real_call(*args)
+        traced.append(len(shard.links))
+        return shard
+
+    monkeypatch.setattr(tracer, "_trace_call", counting)
+    ps = trace(twin, tx, rx, S, cache_dir=tmp_path, memory_budget=1 << 40)  # another budget: shards still reused
+    assert done >= 2 and sum(traced) == len(tx) - done  # the resumed trace traced only the missing links
     whole = trace(twin, tx, rx, S, cache_dir=False, memory_budget=1 << 40)
     torch.testing.assert_close(_gains(ps, twin), _gains(whole, twin), rtol=0, atol=1e-5)
 

@@ -8,8 +8,8 @@ lanes = max(depth, 1) x samples_per_src x transmitters x receivers (results in
 
 The budget bounds the peak resident memory of the tracing process: a call may use what is left of the budget
 above the process's resident memory when tracing starts. Pairs per call are rounded down to a power of two, so
-that small fluctuations of the resident memory do not change how links are split into shards (a resumed trace
-finds the shards of the killed one).
+that small fluctuations of the resident memory rarely change how links are split (finished shards of any split
+are reused anyway: :func:`rftwin.trace.tracer.iter_trace`).
 """
 from __future__ import annotations
 

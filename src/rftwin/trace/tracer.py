@@ -434,11 +434,27 @@ def _trace_call(twin: TwinScene, ut: np.ndarray, ur: np.ndarray, grid: np.ndarra
     return TraceShard(links, ps)
 
 
-def _call_name(i: int, ut: np.ndarray, ur: np.ndarray, grid: np.ndarray) -> str:
-    h = hashlib.sha256()
-    for x in (ut, ur, grid):
-        h.update(np.ascontiguousarray(x).tobytes())
-    return f"{i:05d}-{h.hexdigest()[:12]}.npz"
+def _shard_name(links: np.ndarray) -> str:
+    """Shard file name: a hash of its (global) link indices, so any plan's shards can be reused."""
+    return hashlib.sha256(np.ascontiguousarray(links, dtype=np.int64).tobytes()).hexdigest()[:20] + ".npz"
+
+
+def _cached_shards(sdir: Path | None, num_links: int) -> list[tuple[Path, np.ndarray]]:
+    """Finished shards in ``sdir`` (file, global links) that do not overlap each other (meta read only)."""
+    if sdir is None or not sdir.is_dir():
+        return []
+    covered = np.zeros(num_links, dtype=bool)
+    out = []
+    for f in sorted(sdir.glob("*.npz")):
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                links = np.asarray(json.loads(bytes(z["meta_json"]).decode())["shard_links"], dtype=np.int64)
+        except Exception:  # noqa: BLE001 - unreadable shard: traced again
+            continue
+        if len(links) and links.max() < num_links and not covered[links].any():
+            covered[links] = True
+            out.append((f, links))
+    return out
 
 
 def _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir):
@@ -478,25 +494,29 @@ def iter_trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = Solve
                 links = np.arange(s, min(s + max_pairs, whole.num_links))
                 yield TraceShard(links, whole.select_links(links))
             return
+    sdir = None if root is None else root / f"{key}.shards"
+    covered = np.zeros(len(tx_pos), dtype=bool)
+    for f, links in _cached_shards(sdir, len(tx_pos)):  # resume: shards of any earlier plan
+        try:
+            ps = PathSet.load(f)
+        except Exception:  # noqa: BLE001 - a corrupt shard is re-traced
+            continue
+        covered[links] = True
+        yield TraceShard(links, ps)
+    missing = np.nonzero(~covered)[0]
+    if not len(missing):
+        return
     _set_arrays(twin.scene, tx_antenna, rx_antenna)
     id_to_index, meshes = twin.id_to_index(), twin.meshes()
-    calls = _plan_calls(tx_pos, rx_pos, lanes_per_pair, max_pairs * lanes_per_pair)
+    calls = _plan_calls(tx_pos[missing], rx_pos[missing], lanes_per_pair, max_pairs * lanes_per_pair)
     meta = _trace_meta(twin, settings, tx_antenna, rx_antenna, key, 0)
-    sdir = None if root is None else root / f"{key}.shards"
     from rftwin.progress import track  # noqa: PLC0415
 
-    for i, (ut, ur, grid) in enumerate(track(calls, "tracing (Sionna RT)", enabled=progress and len(calls) > 1)):
-        fname = None if sdir is None else sdir / _call_name(i, ut, ur, grid)
-        if fname is not None and fname.is_file():
-            try:
-                ps = PathSet.load(fname)
-                yield TraceShard(np.asarray(ps.meta["shard_links"], dtype=np.int64), ps)
-                continue
-            except Exception:  # noqa: BLE001 - a corrupt shard is re-traced
-                pass
+    for ut, ur, grid in track(calls, "tracing (Sionna RT)", enabled=progress and len(calls) > 1):
+        grid = np.where(grid >= 0, missing[np.maximum(grid, 0)], -1)
         shard = _trace_call(twin, ut, ur, grid, tx_pos, rx_pos, settings, meta, id_to_index, meshes)
-        if fname is not None:
-            shard.pathset.save(fname)
+        if sdir is not None:
+            shard.pathset.save(sdir / _shard_name(shard.links))
         yield shard
 
 
