@@ -106,3 +106,29 @@ def test_groups_file_globs_and_errors(tmp_path):
         assert str(f) in str(ei.value)
     with pytest.raises(GroupsError, match="not found"):
         read_groups_file(tmp_path / "missing.yaml", names, labels)
+
+
+def test_cli_calibrate_with_label_groups_and_bad_groups_file(tmp_path):
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from rftwin.cli.main import app
+
+    meas = Path(__file__).resolve().parents[1] / "examples/measurements_v1.csv"
+    common = ["--max-depth", "2", "--samples-per-src", "20000", "--starts", "2", "--refine", "1", "--max-iter", "10",
+              "--retrace", "0"]
+    cal = tmp_path / "cal"
+    r = CliRunner().invoke(app, ["calibrate", "room", str(meas), "--out", str(cal), "--groups", "label"] + common)
+    assert r.exit_code == 0, r.output
+    doc = json.loads((cal / "materials.json").read_text())["objects"]
+    walls = [doc[n]["relative_permittivity"] for n in ("floor", "wall_east", "wall_north", "wall_south", "wall_west")]
+    assert np.ptp(walls) == 0
+    groups = json.loads((cal / "calibration.json").read_text())["groups"]
+    assert groups["brick"] == ["floor", "wall_east", "wall_north", "wall_south", "wall_west"]
+    bad = tmp_path / "g.yaml"
+    bad.write_text("groups: [walls]\nobjects:\n  'wall_*': wal\n")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["calibrate", "room", str(meas), "--out", str(out), "--groups", str(bad)] + common)
+    assert r.exit_code == 2 and "g.yaml" in r.output and "unknown group 'wal'" in r.output
+    assert "Traceback" not in r.output and not out.exists()

@@ -7,6 +7,7 @@ import numpy as np
 import typer
 
 from rftwin.cli.common import Los, MaxDepth, Refraction, Samples, Seed, Specular, check_spread, console, fail, settings
+from rftwin.cli.common import Diffraction, MemoryBudget, memory_budget
 
 CHECKPOINT_DIR = "checkpoint"
 MPC_MATCHES = "mpc_matches.csv"
@@ -140,7 +141,11 @@ def register(app: typer.Typer) -> None:
                                                             "iterations (0: only at the end of each round)."),
                   resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoints in OUT."),
                   max_depth: int = MaxDepth, samples_per_src: int = Samples, seed: int = Seed,
-                  los: bool = Los, specular: bool = Specular, refraction: bool = Refraction) -> None:
+                  los: bool = Los, specular: bool = Specular, refraction: bool = Refraction,
+                  groups: str = typer.Option(None, "--groups",
+                                             help="Objects sharing parameters: label (one set per material label), "
+                                                  "object (default) or a YAML/JSON file of glob patterns -> group."),
+                  diffraction: bool = Diffraction, budget: str | None = MemoryBudget) -> None:
         """Fit eps_r and sigma (and optionally S, K_xpd) of every scene object; write materials.json, scene.xml,
         report.md and plots."""
         from rftwin.calibrate import CalibrationConfig, Targets, parse_terms  # noqa: PLC0415
@@ -161,6 +166,9 @@ def register(app: typer.Typer) -> None:
 
         configure_torch_threads()
         check_spread(prior_spread)
+        from rftwin.trace.budget import use_budget  # noqa: PLC0415
+
+        use_budget(memory_budget(budget))
         try:
             fit_q = tuple(x.strip() for x in fit.split(",") if x.strip())
             bad = sorted(set(fit_q) - set(FIT_QUANTITIES))
@@ -190,6 +198,9 @@ def register(app: typer.Typer) -> None:
             obj_labels = [(lab or {}).get(n, o.label) for n, o in zip(names, twin.objects)]
             prior = prior_from_labels(obj_labels, f_ref, [o.relative_permittivity for o in twin.objects],
                                       [o.conductivity for o in twin.objects], strategy=init, seed=seed)
+            from rftwin.materials.groups import resolve_groups  # noqa: PLC0415
+
+            grp = resolve_groups(groups, names, obj_labels)
             if prior_spread is not None:
                 prior = with_relative_ranges(prior, prior_spread)
             if scattering is not None:
@@ -224,17 +235,19 @@ def register(app: typer.Typer) -> None:
                 targets = supervision
             else:
                 targets = Targets.build(row_link, meas.frequency_hz, meas.path_gain_db, **row_kw)
-            st = settings(max_depth, samples_per_src, seed, los, specular, refraction)
+            st = settings(max_depth, samples_per_src, seed, los, specular, refraction, diffraction)
             res, ps = calibrate_scene(twin, tx, rx, targets, prior, cfg, st, num_starts=starts, retrace=retrace,
                                       power_law=use_pl, seed=seed, fit=fit_q, diffuse=diffuse,
                                       checkpoint_dir=out / CHECKPOINT_DIR, checkpoint_every=checkpoint_every,
-                                      resume=resume, global_sweeps=sweeps, bounded=bounded)
+                                      resume=resume, global_sweeps=sweeps, bounded=bounded, groups=grp)
         except (MeasurementError, ValueError, FileNotFoundError) as exc:
             fail(str(exc))
         if supervision is not None:
             targets = supervision.targets  # matched to the final trace
         write_calibration_outputs(out, twin, res, ps, targets, meas, obj_labels, f_ref, use_pl, cfg)
         summary = calibration_summary(res, names)
+        if grp is not None:
+            summary["groups"] = grp.table(names)
         if supervision is not None:
             from rftwin.io import write_table  # noqa: PLC0415
 

@@ -55,8 +55,19 @@ def parse_budget(text: str | int | float) -> int:
     return int(value)
 
 
+_override: int | None = None
+
+
+def use_budget(nbytes: int | None) -> None:
+    """Make ``nbytes`` the budget of every trace that is given none (the CLI's ``--memory-budget``; None resets)."""
+    global _override
+    _override = None if nbytes is None else int(nbytes)
+
+
 def default_budget() -> int:
-    """Half of the memory available now, at most 4 GiB."""
+    """The budget set by :func:`use_budget`, else half of the memory available now, at most 4 GiB."""
+    if _override is not None:
+        return _override
     return int(min(DEFAULT_CAP, DEFAULT_SHARE * psutil.virtual_memory().available))
 
 
@@ -100,4 +111,4 @@ class CallSizer:
 
 
 __all__ = ["BYTES_PER_LANE", "BYTES_PER_PATH", "BudgetError", "CallSizer", "MAX_SOLVER_LANES", "current_rss",
-           "default_budget", "fmt_bytes", "parse_budget"]
+           "default_budget", "fmt_bytes", "parse_budget", "use_budget"]
