@@ -103,3 +103,25 @@ def test_cli_predict_budget_too_small_writes_nothing(tmp_path, budget):
     res = CliRunner().invoke(app, ["predict", "room", str(root / "examples/links.csv"), "--out", str(out),
                                    "--memory-budget", "lots"])
     assert res.exit_code == 2 and "--memory-budget" in res.output and not out.exists()
+
+
+def test_cli_predict_device_cuda_without_gpu_is_refused(tmp_path):
+    import torch
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from rftwin.cli.main import app
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: --device cuda is valid here")
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "pred.csv"
+    res = CliRunner().invoke(app, ["predict", "room", str(root / "examples/links.csv"), "--out", str(out),
+                                   "--device", "cuda"])
+    assert res.exit_code == 2 and "--device cuda" in res.output and "no CUDA GPU" in res.output
+    assert "Traceback" not in res.output and not out.exists()
+    res = CliRunner().invoke(app, ["predict", "room", str(root / "examples/links.csv"), "--out", str(out),
+                                   "--device", "auto", "--max-depth", "1", "--samples-per-src", "10000"])
+    assert res.exit_code == 0, res.output
+    assert out.exists()
