@@ -503,21 +503,56 @@ def iter_trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = Solve
             continue
         covered[links] = True
         yield TraceShard(links, ps)
-    missing = np.nonzero(~covered)[0]
-    if not len(missing):
+    yield from _trace_links(twin, tx_pos, rx_pos, np.nonzero(~covered)[0], settings, tx_antenna, rx_antenna, key,
+                            max_pairs, sdir, progress)
+
+
+def _trace_links(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, links: np.ndarray,
+                 settings: SolverSettings, tx_antenna: AntennaSpec, rx_antenna: AntennaSpec, key: str,
+                 max_pairs: int, sdir: Path | None, progress: bool) -> Iterator[TraceShard]:
+    """Trace the global links ``links`` in calls of at most ``max_pairs`` pairs; save each shard to ``sdir``."""
+    if not len(links):
         return
+    lanes_per_pair = max(1, settings.max_depth) * settings.samples_per_src
     _set_arrays(twin.scene, tx_antenna, rx_antenna)
     id_to_index, meshes = twin.id_to_index(), twin.meshes()
-    calls = _plan_calls(tx_pos[missing], rx_pos[missing], lanes_per_pair, max_pairs * lanes_per_pair)
+    calls = _plan_calls(tx_pos[links], rx_pos[links], lanes_per_pair, max_pairs * lanes_per_pair)
     meta = _trace_meta(twin, settings, tx_antenna, rx_antenna, key, 0)
     from rftwin.progress import track  # noqa: PLC0415
 
     for ut, ur, grid in track(calls, "tracing (Sionna RT)", enabled=progress and len(calls) > 1):
-        grid = np.where(grid >= 0, missing[np.maximum(grid, 0)], -1)
+        grid = np.where(grid >= 0, links[np.maximum(grid, 0)], -1)
         shard = _trace_call(twin, ut, ur, grid, tx_pos, rx_pos, settings, meta, id_to_index, meshes)
         if sdir is not None:
             shard.pathset.save(sdir / _shard_name(shard.links))
         yield shard
+
+
+def trace_into_cache(twin: TwinScene, tx_pos, rx_pos, links, settings: SolverSettings, tx_antenna: AntennaSpec,
+                     rx_antenna: AntennaSpec, cache_dir, memory_budget: int | None, expected_key: str) -> int:
+    """Trace the global links ``links`` of the link list (``tx_pos``, ``rx_pos``) into its shard folder of the
+    cache (a worker's part of a fanned-out trace); links already in finished shards are skipped. Returns the
+    number of links traced. ``expected_key`` guards against a worker whose scene differs from the driver's."""
+    tx_pos, rx_pos, key, root = _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir)
+    if key != expected_key:
+        raise RuntimeError(f"worker traces another scene or link list (cache key {key}, expected {expected_key}): "
+                           "the scene file must be reachable under the same path on every worker")
+    if root is None:
+        raise ValueError("a fanned-out trace needs a cache folder shared by the workers")
+    lanes_per_pair = max(1, settings.max_depth) * settings.samples_per_src
+    max_pairs = _budget.CallSizer(_budget.default_budget() if memory_budget is None else int(memory_budget),
+                                  lanes_per_pair, _budget.current_rss(), lane_limit=MAX_SOLVER_LANES).max_pairs()
+    sdir = root / f"{key}.shards"
+    covered = np.zeros(len(tx_pos), dtype=bool)
+    for _, done in _cached_shards(sdir, len(tx_pos)):
+        covered[done] = True
+    links = np.asarray(links, dtype=np.int64)
+    todo = links[~covered[links]]
+    n = 0
+    for shard in _trace_links(twin, tx_pos, rx_pos, todo, settings, tx_antenna, rx_antenna, key, max_pairs, sdir,
+                              False):
+        n += len(shard.links)
+    return n
 
 
 def _assemble(shards: list[TraceShard], tx_pos: np.ndarray, rx_pos: np.ndarray, meta: dict) -> PathSet:
