@@ -39,3 +39,18 @@ def test_unreachable_ray_address_is_a_clear_error(tmp_path):
     with pytest.raises(FanoutError, match="expected host:port"):
         fan_out_trace(twin, tx, rx, S, cache_dir=tmp_path, address="nowhere")
     assert not any(tmp_path.iterdir())
+
+
+def test_cli_predict_unreachable_ray_address_writes_nothing(tmp_path):
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from rftwin.cli.main import app
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "pred.csv"
+    res = CliRunner().invoke(app, ["predict", "room", str(root / "examples/links.csv"), "--out", str(out),
+                                   "--max-depth", "1", "--samples-per-src", "10000", "--ray-address", "127.0.0.1:9"])
+    assert res.exit_code == 2 and "--ray-address '127.0.0.1:9'" in res.output
+    assert "Traceback" not in res.output and not out.exists()

@@ -19,6 +19,9 @@ Diffraction = typer.Option(False, "--diffraction/--no-diffraction",
 MemoryBudget = typer.Option(None, "--memory-budget",
                             help="Peak memory of tracing, e.g. 2GiB or 800MiB (default: half the available "
                                  "memory, at most 4 GiB); solver calls and shards are sized from it.")
+Workers = typer.Option(1, "--workers", help="Trace on this many local Ray workers (1: in this process).")
+RayAddress = typer.Option(None, "--ray-address",
+                          help="Trace on a Ray cluster (host:port, ray://host:port or auto) sharing the cache.")
 Device = typer.Option("cpu", "--device", help="Torch device of the channel engine: auto, cpu or cuda.")
 
 

@@ -11,11 +11,13 @@ from rftwin.cli.common import (
     Diffraction,
     Los,
     MemoryBudget,
+    RayAddress,
     MaxDepth,
     Refraction,
     Samples,
     Seed,
     Specular,
+    Workers,
     console,
     fail,
     memory_budget,
@@ -45,7 +47,8 @@ def register(app: typer.Typer) -> None:
                 relative_delays: bool = RELATIVE, window: str = WINDOW, angular: str = ANGULAR,
                 max_depth: int = MaxDepth, samples_per_src: int = Samples, seed: int = Seed,
                 los: bool = Los, specular: bool = Specular, refraction: bool = Refraction,
-                diffraction: bool = Diffraction, budget: str | None = MemoryBudget, device: str = Device) -> None:
+                diffraction: bool = Diffraction, budget: str | None = MemoryBudget, device: str = Device,
+                workers: int = Workers, ray_address: str | None = RayAddress) -> None:
         """Predict path gain, RSS, delays, delay spread, K-factor and angular spreads for every link."""
         from rftwin.data import MeasurementError, read_links, write_wideband
         from rftwin.io import write_table
@@ -67,6 +70,10 @@ def register(app: typer.Typer) -> None:
         if angular not in ("circular", "3gpp"):
             fail(f"--angular-spread must be circular or 3gpp, not '{angular}'")
         from rftwin.trace.budget import BudgetError
+        from rftwin.trace.fanout import FanoutError
+
+        if workers < 1:
+            fail(f"--workers must be at least 1, got {workers}")
 
         budget_bytes = memory_budget(budget)
         dev = torch_device(device)
@@ -83,8 +90,9 @@ def register(app: typer.Typer) -> None:
                                     settings(max_depth, samples_per_src, seed, los, specular, refraction,
                                              diffraction),
                                     link_ids=lk.link_id, wideband=grid, angular_method=angular,
-                                    memory_budget=budget_bytes, device=dev)
-        except BudgetError as exc:
+                                    memory_budget=budget_bytes, device=dev, workers=workers,
+                                    ray_address=ray_address)
+        except (BudgetError, FanoutError) as exc:
             fail(str(exc))
         df = lk.df.copy()
         df["path_gain_db"] = pred.table["path_gain_db"].to_numpy()

@@ -65,7 +65,8 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
                      frequency_hz: np.ndarray, settings: SolverSettings | None = None, progress: bool = True,
                      cache_dir=None, link_ids=None, wideband: WidebandGrid | None = None,
                      angular_method: str = "circular", memory_budget: int | None = None,
-                     keep_pathset: bool = False, device=None) -> Prediction:
+                     keep_pathset: bool = False, device=None, workers: int = 1,
+                     ray_address: str | None = None) -> Prediction:
     """Trace every distinct (tx, rx) pair once, evaluate the engine at every distinct frequency and return the
     features of every row (:data:`FEATURE_COLUMNS`; NaN where a link has no path) and, with ``wideband``, the CFR
     / CIR taps of every row (keyed by ``link_ids``) plus the band-limited gain, mean delay and delay spread
@@ -74,6 +75,8 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
     Without ``wideband`` and ``keep_pathset`` the links are traced and evaluated shard by shard
     (:func:`rftwin.trace.tracer.iter_trace` under ``memory_budget``): peak memory follows the shard size, not
     the link count, and ``Prediction.pathset`` is None. ``device``: torch device of the engine (default CPU).
+    ``workers`` > 1 or ``ray_address``: the links are first traced on Ray workers into the shared cache
+    (:func:`rftwin.trace.fanout.fan_out_trace`).
     """
     utx, urx, row_link = unique_links(tx_pos, rx_pos)
     uf, row_f = np.unique(np.asarray(frequency_hz, dtype=np.float64), return_inverse=True)
@@ -81,6 +84,11 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
     settings = settings or SolverSettings()
     if mv.scattering is not None and not settings.diffuse_reflection:  # calibrated S > 0: trace its diffuse paths
         settings = replace(settings, diffuse_reflection=True)
+    if workers > 1 or ray_address:
+        from rftwin.trace.fanout import fan_out_trace  # noqa: PLC0415
+
+        fan_out_trace(twin, utx, urx, settings, cache_dir=cache_dir, workers=workers, address=ray_address,
+                      memory_budget=memory_budget)
     dev = torch.device("cpu") if device is None else torch.device(device)
     mv = mv.to(dev)
     freqs = torch.as_tensor(uf, device=dev)
