@@ -110,7 +110,6 @@ def main() -> None:
                            "--max-iter", "60", "--bounded", "--prior-spread", "0.4"] + SOLVER)
     doc = json.loads((cal / "materials.json").read_text())["objects"]
     groups = json.loads((cal / "calibration.json").read_text()).get("groups", {})
-    truth = json.loads(Path(work / "truth.json").read_text()) if (work / "truth.json").is_file() else None
     per_class = {}
     for g, members in groups.items():
         o = doc[members[0]]
@@ -142,6 +141,7 @@ def main() -> None:
         save()
     if "radiomap" not in a.skip:
         from munich_links import rooftop_bs
+
         from rftwin.scene import load
 
         bs = rooftop_bs(load("munich"))

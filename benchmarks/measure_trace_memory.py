@@ -29,7 +29,8 @@ import json, sys, numpy as np
 import rftwin
 from rftwin.scene.load import load
 from rftwin.trace import tracer
-scene, depth, samples, R, diffraction = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
+scene, depth, samples, R = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+diffraction = sys.argv[5] == "1"
 twin = load(scene)
 lo, hi = twin.bbox()
 rng = np.random.default_rng(0)

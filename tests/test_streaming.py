@@ -106,9 +106,9 @@ def test_cli_predict_budget_too_small_writes_nothing(tmp_path, budget):
 
 
 def test_cli_predict_device_cuda_without_gpu_is_refused(tmp_path):
-    import torch
     from pathlib import Path
 
+    import torch
     from typer.testing import CliRunner
 
     from rftwin.cli.main import app

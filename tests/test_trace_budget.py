@@ -3,12 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from rftwin.physics.engine import path_coefficients
 from rftwin.physics.channel import link_sum, path_power
+from rftwin.physics.engine import path_coefficients
 from rftwin.scene import load
-from rftwin.trace import PathSet, SolverSettings, trace
+from rftwin.trace import PathSet, SolverSettings, trace, tracer
 from rftwin.trace import budget as B
-from rftwin.trace import tracer
 from rftwin.twin_io import material_values
 
 S = SolverSettings(max_depth=2, samples_per_src=200_000, seed=3)
