@@ -4,12 +4,13 @@
    "Measurements": Sionna's own path coefficients traced at true materials = ITU label values x a per-class factor
    (marble, brick, wood, concrete; metal unchanged), with diffraction, depth 2, 1e5 rays.
 2. ``rftwin calibrate munich MEAS --groups label --diffraction`` (5 classes instead of 2 367 objects).
-3. ``rftwin predict CALIBRATED LINKS`` on 10^4 links, and on the held-out links (error against the truth).
+3. ``rftwin predict CALIBRATED LINKS`` on 2 000 links (10^4 took ~40 min here: see docs/scale.md), and on the
+   held-out links (error against the truth).
 4. ``rftwin radiomap CALIBRATED --diffraction`` around the base station.
 Every step runs in a child process whose peak RSS is polled from here (psutil). Results go into
 ``benchmarks/results/scale.json`` under "munich".
 
-    .venv/bin/python benchmarks/bench_munich.py [--links 10000] [--calib 300]
+    .venv/bin/python benchmarks/bench_munich.py [--links 2000] [--calib 300]
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ print(json.dumps(dict(links=len(df), with_paths=int(np.isfinite(df["path_gain_db
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--links", type=int, default=10_000)
+    ap.add_argument("--links", type=int, default=2_000)
     ap.add_argument("--calib", type=int, default=300)
     ap.add_argument("--heldout", type=int, default=100)
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")

@@ -89,6 +89,8 @@ def test_groups_file_globs_and_errors(tmp_path):
     g2 = read_groups_file(j, names, labels)
     assert "label:marble" in g2.names and g2.index[names.index("floor")] != g2.index[names.index("wall_east")]
     assert resolve_groups("object", names, labels) is None
+    m = material_model(groups_by_label(names[4:5], labels[4:5]), np.array([[3.9]]), np.array([[0.03]]), [0.1])
+    assert type(m) is PerObjectMaterials  # one object per group: the plain per-object model
     bad = [("groups: [walls]\nobjects:\n  'wall_*': wals\n", r"objects\['wall_\*'\]: unknown group 'wals'"),
            ("objects:\n  'roof*': roofs\n", r"objects\['roof\*'\]: matches no scene object"),
            ("objects:\n  'wall_*': a\n  'wall_e*': b\n", "wall_east' is matched by"),

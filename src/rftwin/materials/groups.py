@@ -255,8 +255,9 @@ class GroupedMaterials(PerObjectMaterials):
 
 
 def material_model(groups: MaterialGroups | None, eps_r, sigma, thickness, **kw) -> PerObjectMaterials:
-    """The per-object model (``groups`` None) or the grouped one, from per-object starts [B, K]."""
-    if groups is None:
+    """The per-object model (``groups`` None, or every object alone) or the grouped one, from per-object starts
+    [B, K]."""
+    if groups is None or groups.num_groups == len(groups.index):
         return PerObjectMaterials(eps_r, sigma, thickness, **kw)
     return GroupedMaterials.from_objects(groups, eps_r, sigma, thickness, **kw)
 
