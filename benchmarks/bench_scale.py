@@ -7,6 +7,7 @@ timed in-process (``predict_channels`` over the cached shards, links/s). Results
 ``benchmarks/results/scale.json`` and ``scale.png``.
 
     .venv/bin/python benchmarks/bench_scale.py [--links 100,1000,2000,5000,20000] [--scene room]
+    .venv/bin/python benchmarks/bench_scale.py --ray     # tracing 8 x 250 room links: serial, Ray 1 / 2 workers
 """
 from __future__ import annotations
 
@@ -91,6 +92,47 @@ print(json.dumps(dict(seconds=dt, links=len(lk.tx_pos), links_per_s=len(lk.tx_po
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+RAY_CHILD = r"""
+import json, sys, time, numpy as np
+from rftwin.scene import load
+from rftwin.trace import SolverSettings, trace
+from rftwin.trace.fanout import fan_out_trace
+workers, cache, T, R = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+twin = load("room")
+rng = np.random.default_rng(0)
+tx = np.c_[rng.uniform(-4, 4, (T, 2)), np.full(T, 2.5)]
+rx = np.c_[rng.uniform(-4, -1, (R, 2)), np.full(R, 1.5)]
+txl, rxl = np.repeat(tx, R, 0), np.tile(rx, (T, 1))
+s = SolverSettings(max_depth=2, samples_per_src=10_000, seed=7)
+t0 = time.perf_counter()
+if workers > 0:
+    fan_out_trace(twin, txl, rxl, s, cache_dir=cache, workers=workers)
+ps = trace(twin, txl, rxl, s, cache_dir=cache, progress=False)
+print(json.dumps(dict(seconds_in_process=time.perf_counter() - t0, paths=ps.num_paths, links=len(txl))))
+"""
+
+
+def ray_points(transmitters: int = 8, receivers: int = 250) -> list[dict]:
+    """Tracing of ``transmitters`` x ``receivers`` room links: serial (no Ray), Ray with 1 and with 2 workers."""
+    out = []
+    for workers in (0, 1, 2):
+        work = Path(tempfile.mkdtemp(prefix="rftwin_ray_"))
+        try:
+            env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), RFTWIN_PROGRESS="0")
+            t0 = time.perf_counter()
+            p = subprocess.run([sys.executable, "-c", RAY_CHILD, str(workers), str(work), str(transmitters),
+                                str(receivers)], capture_output=True, text=True, env=env, check=True)
+            r = json.loads(p.stdout.strip().splitlines()[-1])
+            r.update(workers=workers, seconds=time.perf_counter() - t0, transmitters=transmitters,
+                     receivers=receivers)
+            out.append(r)
+            print(f"ray workers {workers} (0 = serial, no Ray): {r['seconds']:.1f} s ({r['seconds_in_process']:.1f} s "
+                  f"in process), {r['paths']} paths", flush=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -122,8 +164,14 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=2)
     ap.add_argument("--samples", type=int, default=10_000)
     ap.add_argument("--out", default=str(HERE / "results" / "scale.json"))
+    ap.add_argument("--ray", action="store_true", help="only the Ray 1 vs 2 workers points")
     a = ap.parse_args()
     out = Path(a.out)
+    if a.ray:
+        doc = json.loads(out.read_text()) if out.is_file() else {}
+        doc["ray"] = ray_points()
+        out.write_text(json.dumps(doc, indent=1) + "\n")
+        return
     rows = json.loads(out.read_text())["predict"] if out.is_file() else []
     rows = [r for r in rows if not (r["scene"] == a.scene and str(r["links"]) in a.links.split(","))]
     for n in [int(x) for x in a.links.split(",")]:

@@ -293,6 +293,10 @@ def _solve(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: SolverSett
     raw = _buffer_to_numpy(paths._paths_buffer)  # noqa: SLF001 - the per-path record is the stable source
     raw["candidates_per_src"] = counter.per_source
     _clear_devices(sc)
+    del paths, solver, counter
+    import drjit as dr  # noqa: PLC0415
+
+    dr.flush_malloc_cache()  # give the call's memory back: the next call is sized from the budget, not the cache
     return raw
 
 
