@@ -76,6 +76,9 @@ def register(app: typer.Typer) -> None:
             fail(f"--workers must be at least 1, got {workers}")
 
         budget_bytes = memory_budget(budget)
+        from rftwin.trace.budget import use_budget
+
+        use_budget(budget_bytes)  # every command sets (or resets) the process-wide budget
         dev = torch_device(device)
         try:
             twin, doc = load_twin(scene)
