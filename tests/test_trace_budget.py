@@ -110,3 +110,16 @@ def test_budget_too_small_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(B.BudgetError, match="give at least"):
         trace(twin, tx, rx, S, cache_dir=tmp_path, memory_budget=B.current_rss() + 1000)
     assert not any(tmp_path.iterdir())
+
+
+def test_iter_trace_streams_a_cached_whole_pathset_in_budget_sized_shards(tmp_path):
+    twin = load("room")
+    tx, rx = _links()
+    whole = trace(twin, tx, rx, S, cache_dir=tmp_path)
+    shards = list(tracer.iter_trace(twin, tx, rx, S, cache_dir=tmp_path, memory_budget=_budget_for_pairs(3)))
+    assert len(shards) == 3 and all(len(s.links) == 2 for s in shards)
+    assert sorted(np.concatenate([s.links for s in shards]).tolist()) == list(range(len(tx)))
+    for s in shards:
+        sub = whole.select_links(s.links)
+        torch.testing.assert_close(s.pathset.a_ref, sub.a_ref)
+        torch.testing.assert_close(s.pathset.link, sub.link)
