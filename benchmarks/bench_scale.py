@@ -133,7 +133,7 @@ def ray_points(transmitters: int = 8, receivers: int = 250) -> list[dict]:
     return out
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, munich: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,6 +147,13 @@ def plot(rows: list[dict], path: Path) -> None:
         ax[0].loglog(n, [r["cached"]["seconds"] for r in rs], "s--", label=f"{scene}: cached paths")
         ax[1].semilogx(n, [r["trace"]["peak_rss_bytes"] / 2**30 for r in rs], "o-", label=f"{scene}: trace")
         ax[1].semilogx(n, [r["cached"]["peak_rss_bytes"] / 2**30 for r in rs], "s--", label=f"{scene}: cached")
+    if munich:  # bench_munich.py: traced predicts of the calibrated munich twin (diffraction on)
+        pts = [(43, munich.get("predict_heldout_first_run")), (2000, munich.get("predict_2000"))]
+        pts = [(n, r) for n, r in pts if r]
+        if pts:
+            ax[0].loglog([n for n, _ in pts], [r["seconds"] for _, r in pts], "^-", label="munich: trace + predict")
+            ax[1].semilogx([n for n, _ in pts], [r["peak_rss_bytes"] / 2**30 for _, r in pts], "^-",
+                           label="munich: trace")
     ax[1].axhline(4.0, color="k", lw=0.8, ls=":", label="4 GiB target")
     ax[0].set(xlabel="links", ylabel="wall time of rftwin predict [s]")
     ax[1].set(xlabel="links", ylabel="peak RSS [GiB] (measured from outside)")
@@ -171,6 +178,10 @@ def main() -> None:
         doc = json.loads(out.read_text()) if out.is_file() else {}
         doc["ray"] = ray_points()
         out.write_text(json.dumps(doc, indent=1) + "\n")
+        return
+    if a.links == "plot":
+        doc = json.loads(out.read_text())
+        plot(doc["predict"], out.with_suffix(".png"), doc.get("munich"))
         return
     rows = json.loads(out.read_text())["predict"] if out.is_file() else []
     rows = [r for r in rows if not (r["scene"] == a.scene and str(r["links"]) in a.links.split(","))]
@@ -202,7 +213,7 @@ def main() -> None:
         doc["predict"] = sorted(rows, key=lambda r: (r["scene"], r["links"]))
         doc["machine"] = dict(cpus=os.cpu_count(), memory_bytes=psutil.virtual_memory().total)
         out.write_text(json.dumps(doc, indent=1) + "\n")
-        plot(doc["predict"], out.with_suffix(".png"))
+        plot(doc["predict"], out.with_suffix(".png"), doc.get("munich"))
 
 
 if __name__ == "__main__":
