@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from rftwin.scene.load import TwinScene
+from rftwin.trace.budget import default_budget
 from rftwin.trace.tracer import AntennaSpec, SolverSettings, _prepare, default_cache_dir
 
 
@@ -89,7 +90,8 @@ def fan_out_trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = So
                   cache_dir: str | os.PathLike | None = None, *, workers: int = 2, address: str | None = None,
                   memory_budget: int | None = None, tasks_per_worker: int = 2) -> int:
     """Trace the links (``tx_pos[i]`` -> ``rx_pos[i]``) on Ray workers into the shared cache; returns the number of
-    links the workers traced (0 when everything was cached). Each worker gets ``memory_budget / workers``."""
+    links the workers traced (0 when everything was cached). Each worker gets ``memory_budget / workers`` (default
+    budget of this machine / workers; with a cluster, give the per-machine budget x workers per machine)."""
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     if cache_dir is False:
@@ -108,7 +110,7 @@ def fan_out_trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = So
     try:
         remote = ray.remote(num_cpus=1)(_task)
         txr, rxr = ray.put(tx_pos), ray.put(rx_pos)
-        budget = None if memory_budget is None else int(memory_budget) // workers
+        budget = (default_budget() if memory_budget is None else int(memory_budget)) // workers  # local share
         materials = dict(eps_r=[o.relative_permittivity for o in twin.objects],
                          sigma=[o.conductivity for o in twin.objects],
                          scattering=[o.scattering_coefficient for o in twin.objects],
