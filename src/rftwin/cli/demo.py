@@ -6,8 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rftwin.cli.common import MaxDepth, Samples, Seed, check_spread, console, settings
-from rftwin.cli.common import MemoryBudget, memory_budget
+from rftwin.cli.common import MaxDepth, MemoryBudget, Samples, Seed, check_spread, console, memory_budget, settings
 
 
 def register(app: typer.Typer) -> None:
