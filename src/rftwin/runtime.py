@@ -72,6 +72,24 @@ def torch_device(prefer: str | None = None):
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(choice: str = "cpu"):
+    """Torch device of ``--device``: ``auto`` (CUDA when a GPU is present, else CPU), ``cpu`` or ``cuda``
+    (ValueError naming the option when no GPU is present)."""
+    import torch  # noqa: PLC0415
+
+    if choice not in DEVICE_CHOICES:
+        raise ValueError(f"--device must be one of {', '.join(DEVICE_CHOICES)}, not '{choice}'")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is available to torch "
+                         f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use --device cpu")
+    if choice == "auto":
+        return torch_device()
+    return torch.device(choice)
+
+
 def configure_torch_threads() -> None:
     """Small cached-path workloads run faster single-threaded on few-core VMs (measured: see benchmarks)."""
     import torch  # noqa: PLC0415

@@ -113,6 +113,7 @@ class ObjectPriors:
     classes: list[str] = field(default_factory=list)
     scattering: np.ndarray | None = None  # [K] prior S (None: DEFAULT_SCATTERING where fitted)
     xpd: np.ndarray | None = None
+    group_sizes: np.ndarray | None = None  # [K] size of each object's material group (its prior counts 1/size)
 
     def __post_init__(self):
         if not self.classes:
@@ -172,6 +173,9 @@ def prior_stats(op: ObjectPriors, fit: Sequence[str], dtype=torch.float64, power
         if q in fit:
             v = np.full(K, default) if val is None else np.asarray(val, dtype=np.float64)
             put(q, logit(v), np.full(K, DEFAULT_LOGIT_STD))
+    if op.group_sizes is not None:  # K_g member rows of one group parameter: together one class prior
+        scale = torch.as_tensor(np.sqrt(op.group_sizes), dtype=dtype)
+        sd = {q: v * scale for q, v in sd.items()}
     st = PriorStats(mu, sd, op.frequency_hz)
     if power_law:
         b, d = exponents if exponents is not None else (np.zeros(K), np.zeros(K))

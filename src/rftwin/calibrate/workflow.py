@@ -25,6 +25,7 @@ from rftwin.calibrate.inference import BayesSetup, finish, plausible_bounds, pos
 from rftwin.calibrate.loop import CalibrationConfig, CalibrationResult, calibrate
 from rftwin.calibrate.problem import Targets
 from rftwin.calibrate.sweep import coordinate_sweep
+from rftwin.materials.groups import MaterialGroups, material_model
 from rftwin.materials.per_object import MaterialPrior, PerObjectMaterials, draw_start_values
 from rftwin.scene.load import TwinScene
 from rftwin.trace.pathset import PathSet
@@ -76,7 +77,8 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
                     min_trace_scattering: float = MIN_TRACE_SCATTERING, checkpoint_dir: str | Path | None = None,
                     checkpoint_every: int = 0, resume: bool = False, callback=None, global_sweeps: int = 0,
                     bounded: bool = False, sweep_grid: tuple[int, int] = (48, 12), restart_rounds: bool = False,
-                    bayes: BayesSetup | None = None) -> tuple[CalibrationResult, PathSet]:
+                    groups: MaterialGroups | None = None, bayes: BayesSetup | None = None,
+                    ) -> tuple[CalibrationResult, PathSet]:
     """Calibrate per-object materials of ``twin`` from ``targets`` (rows refer to links ``tx_pos[i] -> rx_pos[i]``).
 
     ``fit``: quantities to calibrate (eps_r, sigma, scattering, xpd). ``diffuse``: trace diffuse reflection (None:
@@ -94,6 +96,7 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
     ``targets`` may also be a callable ``PathSet -> Targets``, called with every new trace (the first and each
     re-trace): targets that refer to individual paths (per-MPC powers matched to the traced paths) are rebuilt
     for the paths of that trace.
+    ``groups``: objects of a group share parameters (:mod:`rftwin.materials.groups`; no sweeps then).
     ``bayes``: calibrate as inference (:mod:`rftwin.calibrate.bayes`): the objective is the negative log
     posterior under the label priors of ``bayes.priors`` (``prior`` then only supplies start values and ranges),
     noise levels and prior strength are estimated, labels are corrected in the first round, every fit stays inside
@@ -141,7 +144,7 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
 
     def sweepable(targets: Targets) -> bool:
         return (global_sweeps > 0 and set(fit) <= {"eps_r", "sigma"} and not power_law and not use_diffuse
-                and targets.path_gain_db is not None)
+                and targets.path_gain_db is not None and groups is None)
 
     def swept(ps, eps, sig, targets: Targets):
         """Global per-object grid sweeps from (eps, sig) [K] on the path-gain rows (NaN rows left out)."""
@@ -156,8 +159,8 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
         return sw.eps_r, sw.sigma
 
     def make_model(v) -> PerObjectMaterials:
-        return PerObjectMaterials(v["eps_r"], v["sigma"], thickness, scattering=v.get("scattering"),
-                                  xpd=v.get("xpd"), **kw)
+        return material_model(groups, v["eps_r"], v["sigma"], thickness, scattering=v.get("scattering"),
+                              xpd=v.get("xpd"), **kw)
 
     def run(ps, model, k, targets: Targets):
         if bayes is not None:
@@ -178,8 +181,8 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
         e0, s0 = swept(ps, prior.eps_r, prior.sigma, tg)
         starts["eps_r"] = np.concatenate([e0[None], starts["eps_r"]])
         starts["sigma"] = np.concatenate([s0[None], starts["sigma"]])
-    model = PerObjectMaterials(starts["eps_r"], starts["sigma"], thickness, scattering=starts["scattering"],
-                               xpd=starts["xpd"], **kw)
+    model = material_model(groups, starts["eps_r"], starts["sigma"], thickness, scattering=starts["scattering"],
+                           xpd=starts["xpd"], **kw)
     res = run(ps, model, 0, tg)
     history = list(res.history)
     for k in range(retrace):
@@ -197,7 +200,7 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
         def rep(x):
             return None if x is None else np.repeat(x[None], len(E), 0)
 
-        model = PerObjectMaterials(E, S, thickness, scattering=rep(res.scattering), xpd=rep(res.xpd), **kw)
+        model = material_model(groups, E, S, thickness, scattering=rep(res.scattering), xpd=rep(res.xpd), **kw)
         prev_seconds, prev_iters = res.seconds, res.iterations
         res = run(ps, model, k + 1, tg)
         offset = history[-1]["iteration"] if history else 0

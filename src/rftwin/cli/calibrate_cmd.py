@@ -1,12 +1,27 @@
 """``rftwin calibrate``: calibrate a user's scene from a measurements file."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import typer
 
-from rftwin.cli.common import Los, MaxDepth, Refraction, Samples, Seed, Specular, check_spread, console, fail, settings
+from rftwin.cli.common import (
+    Diffraction,
+    Los,
+    MaxDepth,
+    MemoryBudget,
+    Refraction,
+    Samples,
+    Seed,
+    Specular,
+    check_spread,
+    console,
+    fail,
+    memory_budget,
+    settings,
+)
 from rftwin.cli.outputs import check_cache, check_output_dir, staged_dir
 
 CHECKPOINT_DIR = "checkpoint"
@@ -172,7 +187,11 @@ def register(app: typer.Typer) -> None:
                                                             "iterations (0: only at the end of each round)."),
                   resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoints in OUT."),
                   max_depth: int = MaxDepth, samples_per_src: int = Samples, seed: int = Seed,
-                  los: bool = Los, specular: bool = Specular, refraction: bool = Refraction) -> None:
+                  los: bool = Los, specular: bool = Specular, refraction: bool = Refraction,
+                  groups: str = typer.Option(None, "--groups",
+                                             help="Objects sharing parameters: label (one set per material label), "
+                                                  "object (default) or a YAML/JSON file of glob patterns -> group."),
+                  diffraction: bool = Diffraction, budget: str | None = MemoryBudget) -> None:
         """Fit eps_r and sigma (and optionally S, K_xpd) of every scene object; write materials.json, scene.xml,
         report.md and plots."""
         from rftwin.calibrate import CalibrationConfig, Targets, parse_terms  # noqa: PLC0415
@@ -195,6 +214,9 @@ def register(app: typer.Typer) -> None:
         check_output_dir(out, "--out", owned=OWNED)  # before any loading or tracing
         check_cache()
         check_spread(prior_spread)
+        from rftwin.trace.budget import use_budget  # noqa: PLC0415
+
+        use_budget(memory_budget(budget))
         try:
             fit_q = tuple(x.strip() for x in fit.split(",") if x.strip())
             bad = sorted(set(fit_q) - set(FIT_QUANTITIES))
@@ -232,9 +254,12 @@ def register(app: typer.Typer) -> None:
             obj_labels = [(lab or {}).get(n, o.label) for n, o in zip(names, twin.objects)]
             mprior = prior_from_labels(obj_labels, f_ref, [o.relative_permittivity for o in twin.objects],
                                       [o.conductivity for o in twin.objects], strategy=init, seed=seed)
+            from rftwin.materials.groups import resolve_groups  # noqa: PLC0415
+
+            grp = resolve_groups(groups, names, obj_labels)
             setup = None
             if bayes_cfg is not None:
-                setup = _bayes_setup(bayes_cfg, twin, names, obj_labels, f_ref, prior_file, prior_from, fit_q)
+                setup = _bayes_setup(bayes_cfg, twin, names, obj_labels, f_ref, prior_file, prior_from, fit_q, grp)
                 if init == "label":
                     mprior = setup.priors.material_prior(mprior.power_law)
                 setup.exponents = (np.nan_to_num(mprior.power_law[:, 1]), np.nan_to_num(mprior.power_law[:, 3])) \
@@ -280,11 +305,12 @@ def register(app: typer.Typer) -> None:
                 targets = supervision
             else:
                 targets = Targets.build(row_link, meas.frequency_hz, meas.path_gain_db, **row_kw)
-            st = settings(max_depth, samples_per_src, seed, los, specular, refraction)
+            st = settings(max_depth, samples_per_src, seed, los, specular, refraction, diffraction)
             res, ps = calibrate_scene(twin, tx, rx, targets, mprior, cfg, st, num_starts=starts, retrace=retrace,
                                       power_law=use_pl, seed=seed, fit=fit_q, diffuse=diffuse,
                                       checkpoint_dir=out / CHECKPOINT_DIR, checkpoint_every=checkpoint_every,
-                                      resume=resume, global_sweeps=sweeps, bounded=bounded, bayes=setup)
+                                      resume=resume, global_sweeps=sweeps, bounded=bounded, groups=grp,
+                                      bayes=setup)
         except (MeasurementError, ValueError, FileNotFoundError) as exc:
             fail(str(exc))
         if supervision is not None:
@@ -294,6 +320,8 @@ def register(app: typer.Typer) -> None:
         with staged_dir(out) as stage:  # all outputs appear together, or none
             write_calibration_outputs(stage, twin, res, ps, targets, meas, out_labels, f_ref, use_pl, cfg)
             summary = calibration_summary(res, names)
+            if grp is not None:
+                summary["groups"] = grp.table(names)
             if supervision is not None:
                 from rftwin.io import write_table  # noqa: PLC0415
 
@@ -359,8 +387,10 @@ def _bayes_config(prior: str, noise_db, noise_ns, likelihood: str, strength: str
 
 
 def _bayes_setup(bc, twin, names: list[str], labels: list[str | None], f_ref: float, prior_file: Path | None,
-                 prior_from: Path | None, fit_q: tuple[str, ...]):
-    """Class priors of every object: ITU values (or a material library) plus the prior file's overrides."""
+                 prior_from: Path | None, fit_q: tuple[str, ...], groups=None):
+    """Class priors of every object: ITU values (or a material library) plus the prior file's overrides. With
+    material groups each object's prior counts 1 / (group size), so a group has one class prior; labels are not
+    corrected then (a class switch is per object)."""
     from rftwin.calibrate.bayes import ObjectPriors  # noqa: PLC0415
     from rftwin.calibrate.inference import BayesSetup  # noqa: PLC0415
     from rftwin.materials.class_prior import itu_table, read_library, read_prior_file  # noqa: PLC0415
@@ -377,6 +407,9 @@ def _bayes_setup(bc, twin, names: list[str], labels: list[str | None], f_ref: fl
                       xpd=x if np.any(x > 0) else None)
     for i in range(len(names)):
         op.prior_of(i)  # unknown classes fail here, before any tracing
+    if groups is not None and groups.num_groups < len(names):
+        op.group_sizes = np.bincount(groups.index)[groups.index].astype(np.float64)
+        bc = replace(bc, label_correction=False)
     return BayesSetup(op, bc)
 
 

@@ -17,12 +17,43 @@ Seed = typer.Option(7, "--seed", help="Seed of the path solver and of all random
 Refraction = typer.Option(True, "--refraction/--no-refraction", help="Trace refraction (transmission).")
 Specular = typer.Option(True, "--specular/--no-specular", help="Trace specular reflection.")
 Los = typer.Option(True, "--los/--no-los", help="Trace the line-of-sight path.")
+Diffraction = typer.Option(False, "--diffraction/--no-diffraction",
+                           help="Trace first-order (UTD) diffraction: matters in streets.")
+MemoryBudget = typer.Option(None, "--memory-budget",
+                            help="Peak memory of tracing, e.g. 2GiB or 800MiB (default: half the available "
+                                 "memory, at most 4 GiB); solver calls and shards are sized from it.")
+Workers = typer.Option(1, "--workers", help="Trace on this many local Ray workers (1: in this process).")
+RayAddress = typer.Option(None, "--ray-address",
+                          help="Trace on a Ray cluster (host:port, ray://host:port or auto) sharing the cache.")
+Device = typer.Option("cpu", "--device", help="Torch device of the channel engine: auto, cpu or cuda.")
 
 
 def settings(max_depth: int, samples: int, seed: int, los: bool = True, specular: bool = True,
-             refraction: bool = True) -> SolverSettings:
+             refraction: bool = True, diffraction: bool = False) -> SolverSettings:
     return SolverSettings(max_depth=max_depth, samples_per_src=samples, seed=seed, los=los,
-                          specular_reflection=specular, refraction=refraction)
+                          specular_reflection=specular, refraction=refraction, diffraction=diffraction)
+
+
+def memory_budget(text: str | None) -> int | None:
+    """Bytes of ``--memory-budget`` (None: the default budget); a clear error for a malformed size."""
+    if text is None:
+        return None
+    from rftwin.trace.budget import parse_budget  # noqa: PLC0415
+
+    try:
+        return parse_budget(text)
+    except ValueError as exc:
+        fail(f"--memory-budget: {exc}")
+
+
+def torch_device(choice: str):
+    """Torch device of ``--device`` (error naming the option when CUDA is asked for without a GPU)."""
+    from rftwin.runtime import resolve_device  # noqa: PLC0415
+
+    try:
+        return resolve_device(choice)
+    except ValueError as exc:
+        fail(str(exc))
 
 
 def fail(msg: str, code: int = 2) -> None:

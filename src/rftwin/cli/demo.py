@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rftwin.cli.common import MaxDepth, Samples, Seed, check_spread, console, settings
+from rftwin.cli.common import MaxDepth, MemoryBudget, Samples, Seed, check_spread, console, memory_budget, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -30,13 +30,17 @@ def register(app: typer.Typer) -> None:
              init: str = typer.Option("label", help="Initialisation: label | uniform | random."),
              optimizer: str = typer.Option("lm", help="lm | adam | lbfgs."),
              max_iter: int = typer.Option(1000, help="Iteration limit per calibration round."),
-             max_depth: int = MaxDepth, samples_per_src: int = Samples, seed: int = Seed) -> None:
+             max_depth: int = MaxDepth, samples_per_src: int = Samples, seed: int = Seed,
+             budget: str | None = MemoryBudget) -> None:
         """Build the room, simulate RSS with Sionna for perturbed true materials, calibrate eps_r and sigma of all
         9 objects from their labels, and report the errors."""
         from rftwin.calibrate import CalibrationConfig  # noqa: PLC0415
         from rftwin.demo import DemoConfig, convergence_plot, demo_json, run_demo  # noqa: PLC0415
 
         check_spread(prior_spread)
+        from rftwin.trace.budget import use_budget  # noqa: PLC0415
+
+        use_budget(memory_budget(budget))
         cfg = DemoConfig(trials=trials, receivers=receivers, settings=settings(max_depth, samples_per_src, seed),
                          init=init, num_starts=starts, retrace=retrace, sweeps=sweeps, seed=seed,
                          prior_spread=prior_spread, bounded=bounded,

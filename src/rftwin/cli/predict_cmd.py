@@ -7,15 +7,22 @@ import numpy as np
 import typer
 
 from rftwin.cli.common import (
+    Device,
+    Diffraction,
     Los,
     MaxDepth,
+    MemoryBudget,
+    RayAddress,
     Refraction,
     Samples,
     Seed,
     Specular,
+    Workers,
     console,
     fail,
+    memory_budget,
     settings,
+    torch_device,
 )
 from rftwin.cli.outputs import check_cache, check_output_file
 
@@ -40,7 +47,9 @@ def register(app: typer.Typer) -> None:
                 bandwidth_hz: float = BANDWIDTH, subcarriers: int = SUBCARRIERS, wideband_kind: str = KIND,
                 relative_delays: bool = RELATIVE, window: str = WINDOW, angular: str = ANGULAR,
                 max_depth: int = MaxDepth, samples_per_src: int = Samples, seed: int = Seed,
-                los: bool = Los, specular: bool = Specular, refraction: bool = Refraction) -> None:
+                los: bool = Los, specular: bool = Specular, refraction: bool = Refraction,
+                diffraction: bool = Diffraction, budget: str | None = MemoryBudget, device: str = Device,
+                workers: int = Workers, ray_address: str | None = RayAddress) -> None:
         """Predict path gain, RSS, delays, delay spread, K-factor and angular spreads for every link."""
         from rftwin.data import MeasurementError, read_links, write_wideband
         from rftwin.data.measurements import Problem
@@ -65,6 +74,17 @@ def register(app: typer.Typer) -> None:
             fail(f"--window must be hann or none, not '{window}'")
         if angular not in ("circular", "3gpp"):
             fail(f"--angular-spread must be circular or 3gpp, not '{angular}'")
+        from rftwin.trace.budget import BudgetError
+        from rftwin.trace.fanout import FanoutError
+
+        if workers < 1:
+            fail(f"--workers must be at least 1, got {workers}")
+
+        budget_bytes = memory_budget(budget)
+        from rftwin.trace.budget import use_budget
+
+        use_budget(budget_bytes)  # every command sets (or resets) the process-wide budget
+        dev = torch_device(device)
         try:
             twin, doc = load_twin(scene)
             lk = read_links(links, twin)
@@ -79,9 +99,15 @@ def register(app: typer.Typer) -> None:
         twin.set_frequency(float(np.min(lk.frequency_hz)))
         grid = None if wideband is None else WidebandGrid(bandwidth_hz, subcarriers, wideband_kind, relative_delays,
                                                           None if window == "none" else window)
-        pred = predict_channels(twin, doc, lk.tx_pos, lk.rx_pos, lk.frequency_hz,
-                                settings(max_depth, samples_per_src, seed, los, specular, refraction),
-                                link_ids=lk.link_id, wideband=grid, angular_method=angular)
+        try:
+            pred = predict_channels(twin, doc, lk.tx_pos, lk.rx_pos, lk.frequency_hz,
+                                    settings(max_depth, samples_per_src, seed, los, specular, refraction,
+                                             diffraction),
+                                    link_ids=lk.link_id, wideband=grid, angular_method=angular,
+                                    memory_budget=budget_bytes, device=dev, workers=workers,
+                                    ray_address=ray_address)
+        except (BudgetError, FanoutError) as exc:
+            fail(str(exc))
         df = lk.df.copy()
         df["path_gain_db"] = pred.table["path_gain_db"].to_numpy()
         df["rss_dbm"] = (df["tx_power_dbm"] + df["path_gain_db"]) if "tx_power_dbm" in df else np.nan

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from rftwin.cli.common import Refraction, Seed, Specular, console, fail
+from rftwin.cli.common import Diffraction, Refraction, Seed, Specular, console, fail
 from rftwin.cli.outputs import check_output_dir, staged_dir
 
 
@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
         max_depth: int = typer.Option(3, "--max-depth", help="Maximum number of interactions per path."),
         samples_per_tx: int = typer.Option(1_000_000, "--samples-per-tx", help="Rays shot per transmitter."),
         seed: int = Seed, specular: bool = Specular, refraction: bool = Refraction,
+        diffraction: bool = Diffraction,
     ) -> None:
         """Path-gain coverage map of the twin on a horizontal plane (PNG + NPZ)."""
         import numpy as np  # noqa: PLC0415
@@ -57,7 +58,7 @@ def register(app: typer.Typer) -> None:
             tw, doc = load_twin(twin)
             f = frequency or float((doc or {}).get("reference_frequency_hz") or 3.5e9)
             st = SolverSettings(max_depth=max_depth, samples_per_src=samples_per_tx, seed=seed,
-                                specular_reflection=specular, refraction=refraction)
+                                specular_reflection=specular, refraction=refraction, diffraction=diffraction)
             res = compute_radio_map(tw, doc, np.array(pos), f, height, cell,
                                     xlim or None, ylim or None, st,
                                     tx_power_dbm)

@@ -148,7 +148,6 @@ def evaluate_twin(twin: TwinScene, doc: dict | None, truth, train=None, true_mat
     cannot run are skipped with a note.
     """
     from rftwin.predict.predict import WidebandGrid, predict_channels  # noqa: PLC0415
-    from rftwin.twin_io import unique_links  # noqa: PLC0415
 
     config = config or EvaluationConfig()
     unknown = set(config.methods) - set(METHODS)
@@ -222,10 +221,9 @@ def evaluate_twin(twin: TwinScene, doc: dict | None, truth, train=None, true_mat
         run_docs = ray_docs or {"twin": doc}  # 3GPP needs the LoS state from a trace even when twin is not scored
         for m, d in run_docs.items():
             pr = predict_channels(twin, d, tx, rx, f, config.settings, config.progress, link_ids=ids,
-                                  wideband=wb_grid)
+                                  wideband=wb_grid, keep_pathset=mpc_true is not None)  # else: streamed
             if los is None:
-                _, _, row_link = unique_links(tx, rx)
-                los = _row_los(pr.pathset, row_link)
+                los = pr.link_los
             if m not in ray_docs:
                 break
             methods.append(m)

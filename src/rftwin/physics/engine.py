@@ -75,6 +75,12 @@ class MaterialValues:
                 kw[fl.name] = t[..., index, :]
         return replace(self, **kw)
 
+    def to(self, device) -> MaterialValues:
+        """A copy with every tensor on ``device``."""
+        kw = {fl.name: getattr(self, fl.name).to(device) for fl in fields(self)
+              if isinstance(getattr(self, fl.name), torch.Tensor)}
+        return replace(self, **kw)
+
     def tensors(self) -> list[torch.Tensor]:
         """The floating-point tensors (for autograd bookkeeping)."""
         return [getattr(self, n) for n in _FLOAT_FIELDS if isinstance(getattr(self, n), torch.Tensor)]

@@ -12,7 +12,7 @@ from rftwin.physics.channel import path_power
 from rftwin.physics.engine import path_coefficients
 from rftwin.scene.load import TwinScene
 from rftwin.trace.pathset import NONE, PathSet
-from rftwin.trace.tracer import SolverSettings, trace
+from rftwin.trace.tracer import SolverSettings, TraceShard, iter_trace, trace
 from rftwin.twin_io import material_values, unique_links
 
 #: per-link feature columns of a prediction (units in the names)
@@ -38,8 +38,9 @@ class Prediction:
     """Per-row features (``table``), the traced PathSet, and the wideband data of every row when requested."""
 
     table: pd.DataFrame
-    pathset: PathSet
+    pathset: PathSet | None  # None when the links were streamed shard by shard
     wideband: object | None = None  # rftwin.data.Wideband
+    link_los: np.ndarray | None = None  # [rows] bool: the row's link has a line-of-sight path
 
 
 def channel_features(ps: PathSet, a: torch.Tensor, angular_method: str = "circular") -> dict[str, torch.Tensor]:
@@ -63,28 +64,64 @@ def channel_features(ps: PathSet, a: torch.Tensor, angular_method: str = "circul
 def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np.ndarray,
                      frequency_hz: np.ndarray, settings: SolverSettings | None = None, progress: bool = True,
                      cache_dir=None, link_ids=None, wideband: WidebandGrid | None = None,
-                     angular_method: str = "circular") -> Prediction:
+                     angular_method: str = "circular", memory_budget: int | None = None,
+                     keep_pathset: bool = False, device=None, workers: int = 1,
+                     ray_address: str | None = None) -> Prediction:
     """Trace every distinct (tx, rx) pair once, evaluate the engine at every distinct frequency and return the
     features of every row (:data:`FEATURE_COLUMNS`; NaN where a link has no path) and, with ``wideband``, the CFR
     / CIR taps of every row (keyed by ``link_ids``) plus the band-limited gain, mean delay and delay spread
-    (columns ``*_cfr_*``, seed 003 eq. 23-24)."""
+    (columns ``*_cfr_*``, seed 003 eq. 23-24).
+
+    Without ``wideband`` and ``keep_pathset`` the links are traced and evaluated shard by shard
+    (:func:`rftwin.trace.tracer.iter_trace` under ``memory_budget``): peak memory follows the shard size, not
+    the link count, and ``Prediction.pathset`` is None. ``device``: torch device of the engine (default CPU).
+    ``workers`` > 1 or ``ray_address``: the links are first traced on Ray workers into the shared cache
+    (:func:`rftwin.trace.fanout.fan_out_trace`).
+    """
     utx, urx, row_link = unique_links(tx_pos, rx_pos)
     uf, row_f = np.unique(np.asarray(frequency_hz, dtype=np.float64), return_inverse=True)
     mv = material_values(twin, doc, uf)
     settings = settings or SolverSettings()
     if mv.scattering is not None and not settings.diffuse_reflection:  # calibrated S > 0: trace its diffuse paths
         settings = replace(settings, diffuse_reflection=True)
-    ps = trace(twin, utx, urx, settings, cache_dir=cache_dir, progress=progress)
-    with torch.no_grad():
-        a = path_coefficients(ps, mv, torch.as_tensor(uf))[0]  # [F, N, R, T]
-        feats = channel_features(ps, a, angular_method)
+    if workers > 1 or ray_address:
+        from rftwin.trace.fanout import fan_out_trace  # noqa: PLC0415
+
+        fan_out_trace(twin, utx, urx, settings, cache_dir=cache_dir, workers=workers, address=ray_address,
+                      memory_budget=memory_budget)
+    dev = torch.device("cpu") if device is None else torch.device(device)
+    mv = mv.to(dev)
+    freqs = torch.as_tensor(uf, device=dev)
+    if wideband is not None or keep_pathset:
+        ps = trace(twin, utx, urx, settings, cache_dir=cache_dir, progress=progress, memory_budget=memory_budget)
+        shards = [TraceShard(np.arange(ps.num_links), ps)]
+    else:
+        ps = None
+        shards = iter_trace(twin, utx, urx, settings, cache_dir=cache_dir, progress=progress,
+                            memory_budget=memory_budget)
+    U = len(utx)
+    feats = {name: np.full((len(uf), U), np.nan) for name in FEATURE_COLUMNS if name != "num_paths"}
+    npaths_u = np.zeros(U, dtype=np.int64)
+    link_los = np.zeros(U, dtype=bool)
+    a_full = None
+    for shard in shards:  # one shard in memory at a time
+        sp = shard.pathset.to(dev)
+        with torch.no_grad():
+            a = path_coefficients(sp, mv, freqs)[0]  # [F, N, R, T]
+            for name, v in channel_features(sp, a, angular_method).items():
+                feats[name][:, shard.links] = v.cpu().numpy()
+        npaths_u[shard.links] = sp.paths_per_link().cpu().numpy()
+        los_path = (sp.itype == NONE).all(1)
+        link_los[shard.links[sp.link[los_path].cpu().numpy()]] = True
+        if ps is not None:
+            a_full = a.cpu()
+        del sp, a
     rf, rl = row_f.reshape(-1), row_link
-    npaths = ps.paths_per_link().numpy()[rl]
+    npaths = npaths_u[rl]
     none = npaths == 0  # no propagation path found: gain undefined, not "-300 dB"
     out = {}
     for name, v in feats.items():
-        col = v[rf, rl].numpy().astype(np.float64)
-        out[name] = np.where(none, np.nan, col)
+        out[name] = np.where(none, np.nan, v[rf, rl].astype(np.float64))
     out["num_paths"] = npaths
     table = pd.DataFrame(out)
     wb = None
@@ -92,14 +129,14 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
         from rftwin.data.wideband import simulate_wideband
 
         ids = [str(i) for i in range(len(rl))] if link_ids is None else [str(x) for x in link_ids]
-        wb = simulate_wideband(ps, a, uf, ids, rl, rf, bandwidth_hz=wideband.bandwidth_hz,
+        wb = simulate_wideband(ps, a_full, uf, ids, rl, rf, bandwidth_hz=wideband.bandwidth_hz,
                                num_subcarriers=wideband.num_subcarriers, kind=wideband.kind,
                                normalize_delays=wideband.normalize_delays)
         bl = wb.features(ids, window=wideband.window)
         table["path_gain_cfr_db"] = np.where(none, np.nan, bl["path_gain_db"].to_numpy())
         table["mean_delay_cfr_s"] = np.where(none, np.nan, bl["mean_delay_s"].to_numpy())
         table["delay_spread_cfr_s"] = np.where(none, np.nan, bl["delay_spread_s"].to_numpy())
-    return Prediction(table=table, pathset=ps, wideband=wb)
+    return Prediction(table=table, pathset=ps, wideband=wb, link_los=link_los[rl])
 
 
 def predict_links(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np.ndarray,

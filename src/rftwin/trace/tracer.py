@@ -4,14 +4,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import warnings
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from rftwin.runtime import sionna_rt
 from rftwin.scene.load import TwinScene
+from rftwin.trace import budget as _budget
 from rftwin.trace import cache as _cache
 from rftwin.trace import geometry as g
 from rftwin.trace.pathset import DIFFRACTION, DIFFUSE, NONE, REFRACTION, PathSet, concat
@@ -290,6 +294,10 @@ def _solve(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: SolverSett
     raw = _buffer_to_numpy(paths._paths_buffer)  # noqa: SLF001 - the per-path record is the stable source
     raw["candidates_per_src"] = counter.per_source
     _clear_devices(sc)
+    del paths, solver, counter
+    import drjit as dr  # noqa: PLC0415
+
+    dr.flush_malloc_cache()  # give the call's memory back: the next call is sized from the budget, not the cache
     return raw
 
 
@@ -314,11 +322,9 @@ class _CandidateCounter:
         return buf
 
 
-# Sionna's deterministic solver keeps one 64-bit record per (depth, ray, target): a call with
-# depth x samples_per_src x T x R lanes above 2^32 overflows its 32-bit lane index (segfault) and the buffer alone
-# takes 8 bytes per lane, so calls are split over receivers (then transmitters) to stay below this many lanes
-# (4 GiB of records).
-MAX_SOLVER_LANES = 2**29
+# Sionna's deterministic solver indexes (depth, ray, target) lanes with 32 bits; calls are also sized from a
+# measured memory cost per lane and per path (rftwin.trace.budget).
+MAX_SOLVER_LANES = _budget.MAX_SOLVER_LANES
 
 
 def _split_call(ut: np.ndarray, ur: np.ndarray, grid: np.ndarray, lanes_per_pair: int,
@@ -379,53 +385,18 @@ def cache_key(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, settings:
 default_cache_dir = _cache.default_cache_dir
 
 
-def trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSettings(),
-          tx_antenna: AntennaSpec = AntennaSpec(), rx_antenna: AntennaSpec = AntennaSpec(),
-          cache_dir: str | os.PathLike | None | bool = None, progress: bool = True) -> PathSet:
-    """Trace the links (``tx_pos[i]`` -> ``rx_pos[i]``, [L, 3] m) once and return their PathSet (float64, CPU).
+@dataclass
+class TraceShard:
+    """The paths of one solver call: ``links`` [l] global link indices (ascending) and their PathSet (links
+    numbered 0..l-1 in the order of ``links``)."""
 
-    The result is cached under ``cache_dir`` (default ``$RFTWIN_CACHE`` or ``~/.cache/rftwin/paths``; ``False``
-    disables caching) keyed by a hash of geometry, trace-time materials, links, solver and antenna settings.
-    """
-    tx_pos = np.asarray(tx_pos, dtype=np.float64).reshape(-1, 3)
-    rx_pos = np.asarray(rx_pos, dtype=np.float64).reshape(-1, 3)
-    if tx_pos.shape != rx_pos.shape:
-        raise ValueError(f"tx_pos {tx_pos.shape} and rx_pos {rx_pos.shape} must have the same shape [L, 3]")
-    key = cache_key(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna)
-    cpath = None
-    if cache_dir is not False:  # entries carry their key and a checksum (rftwin.trace.cache)
-        cpath = _cache.entry_path(_cache.check_cache_dir(cache_dir or default_cache_dir()), key)
-        cached = _cache.read_entry(cpath, key)
-        if cached is not None:
-            return cached
-    _set_arrays(twin.scene, tx_antenna, rx_antenna)
-    id_to_index, meshes = twin.id_to_index(), twin.meshes()
-    calls = _plan_calls(tx_pos, rx_pos, max(1, settings.max_depth) * settings.samples_per_src)
-    parts, overflow = [], 0
-    from rftwin.progress import track  # noqa: PLC0415
+    links: np.ndarray
+    pathset: PathSet
 
-    for ut, ur, grid in track(calls, "tracing (Sionna RT)", enabled=progress and len(calls) > 1):
-        raw = _solve(twin, ut, ur, settings)
-        cand = raw.pop("candidates_per_src")
-        counts = np.bincount(raw["src"], minlength=len(ut)) if len(raw["src"]) else np.zeros(len(ut))
-        if len(cand) == len(counts):
-            counts = np.maximum(counts, cand)
-        overflow += int(np.sum(counts >= settings.max_num_paths_per_src))
-        link = grid[raw["src"], raw["tgt"]] if len(raw["src"]) else np.zeros(0, np.int64)
-        keep = link >= 0
-        raw = {k: v[keep] for k, v in raw.items()}
-        geo = _geometry(raw, ut, ur, id_to_index, meshes, samples_per_src=settings.samples_per_src)
-        f_tx, f_rx = _antenna_vectors(twin.scene, geo["k_tx"], geo["k_last_in"])
-        D = max(1, settings.max_depth)
-        parts.append(dict(link=link[keep], geo=geo, f_tx=f_tx, f_rx=f_rx, a=raw["a"], D=D))
-    # assemble in link order
-    link = np.concatenate([p["link"] for p in parts])
-    order = np.argsort(link, kind="stable")
 
-    def cat(fn):
-        return torch.from_numpy(np.ascontiguousarray(np.concatenate([fn(p) for p in parts])[order]))
-
-    meta = dict(format_version=FORMAT_VERSION, object_names=twin.names,
+def _trace_meta(twin: TwinScene, settings: SolverSettings, tx_antenna: AntennaSpec, rx_antenna: AntennaSpec,
+                key: str, overflow: int) -> dict:
+    return dict(format_version=FORMAT_VERSION, object_names=twin.names,
                 object_labels=[o.label for o in twin.objects],
                 trace_frequency_hz=float(twin.scene.frequency[0]), settings=asdict(settings),
                 mechanisms=settings.mechanisms(), tx_antenna=asdict(tx_antenna), rx_antenna=asdict(rx_antenna),
@@ -434,28 +405,207 @@ def trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSett
                 trace_materials=[dict(eps_r=o.relative_permittivity, sigma=o.conductivity, thickness=o.thickness_m,
                                       scattering=o.scattering_coefficient, xpd=o.xpd_coefficient)
                                  for o in twin.objects])
+
+
+def _trace_call(twin: TwinScene, ut: np.ndarray, ur: np.ndarray, grid: np.ndarray, tx_pos: np.ndarray,
+                rx_pos: np.ndarray, settings: SolverSettings, meta: dict, id_to_index, meshes) -> TraceShard:
+    """One solver call (transmitters ``ut`` x receivers ``ur``, ``grid`` [T, R] global link index or -1)."""
+    raw = _solve(twin, ut, ur, settings)
+    cand = raw.pop("candidates_per_src")
+    counts = np.bincount(raw["src"], minlength=len(ut)) if len(raw["src"]) else np.zeros(len(ut))
+    if len(cand) == len(counts):
+        counts = np.maximum(counts, cand)
+    overflow = int(np.sum(counts >= settings.max_num_paths_per_src))
+    link = grid[raw["src"], raw["tgt"]] if len(raw["src"]) else np.zeros(0, np.int64)
+    keep = link >= 0
+    raw = {k: v[keep] for k, v in raw.items()}
+    geo = _geometry(raw, ut, ur, id_to_index, meshes, samples_per_src=settings.samples_per_src)
+    f_tx, f_rx = _antenna_vectors(twin.scene, geo["k_tx"], geo["k_last_in"])
+    links = np.sort(grid[grid >= 0])
+    local = np.searchsorted(links, link[keep])
+    order = np.argsort(local, kind="stable")
+
+    def t(x):
+        return torch.from_numpy(np.ascontiguousarray(np.asarray(x)[order]))
+
+    geo_fields = dict(length_m="length", k_tx="k_tx", k_rx="k_rx", itype="itype", obj="obj", prim="prim",
+                      point="point", normal="normal", cos_i="cos_i", rot_in="rot_in", rot_out="rot_out", prob="prob")
+    ps = PathSet(tx_pos=torch.from_numpy(tx_pos[links].copy()), rx_pos=torch.from_numpy(rx_pos[links].copy()),
+                 link=t(local), f_tx=t(f_tx), f_rx=t(f_rx), a_ref=t(raw["a"]),
+                 meta=dict(meta, overflowed_sources=overflow, shard_links=links.tolist()),
+                 **{n: t(geo[k]) for n, k in geo_fields.items()},
+                 **{n: t(geo[k]) for n, k in _MECHANISM_FIELDS.items() if k in geo})
+    return TraceShard(links, ps)
+
+
+def _shard_name(links: np.ndarray) -> str:
+    """Shard file name: a hash of its (global) link indices, so any plan's shards can be reused."""
+    return hashlib.sha256(np.ascontiguousarray(links, dtype=np.int64).tobytes()).hexdigest()[:20] + ".npz"
+
+
+def _cached_shards(sdir: Path | None, num_links: int) -> list[tuple[Path, np.ndarray]]:
+    """Finished shards in ``sdir`` (file, global links) that do not overlap each other (meta read only)."""
+    if sdir is None or not sdir.is_dir():
+        return []
+    covered = np.zeros(num_links, dtype=bool)
+    out = []
+    for f in sorted(sdir.glob("*.npz")):
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                links = np.asarray(json.loads(bytes(z["meta_json"]).decode())["shard_links"], dtype=np.int64)
+        except Exception:  # noqa: BLE001 - unreadable shard: traced again
+            continue
+        if len(links) and links.max() < num_links and not covered[links].any():
+            covered[links] = True
+            out.append((f, links))
+    return out
+
+
+def _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir):
+    tx_pos = np.asarray(tx_pos, dtype=np.float64).reshape(-1, 3)
+    rx_pos = np.asarray(rx_pos, dtype=np.float64).reshape(-1, 3)
+    if tx_pos.shape != rx_pos.shape:
+        raise ValueError(f"tx_pos {tx_pos.shape} and rx_pos {rx_pos.shape} must have the same shape [L, 3]")
+    key = cache_key(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna)
+    # a cache location that cannot hold files is an error before any tracing (rftwin.trace.cache)
+    root = None if cache_dir is False else _cache.check_cache_dir(cache_dir or default_cache_dir())
+    return tx_pos, rx_pos, key, root
+
+
+def iter_trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSettings(),
+               tx_antenna: AntennaSpec = AntennaSpec(), rx_antenna: AntennaSpec = AntennaSpec(),
+               cache_dir: str | os.PathLike | None | bool = None, progress: bool = True,
+               memory_budget: int | None = None) -> Iterator[TraceShard]:
+    """Trace the links (``tx_pos[i]`` -> ``rx_pos[i]``, [L, 3] m) in solver calls sized by ``memory_budget`` (bytes
+    of peak resident memory; default :func:`rftwin.trace.budget.default_budget`) and yield one shard per call.
+
+    Every shard is written to ``<cache>/<key>.shards/`` as soon as it is traced, so a killed trace resumes from
+    the finished shards; shards already there are loaded instead of traced. A complete ``<key>.npz`` (written by
+    :func:`trace`) is streamed link range by link range. Raises :class:`rftwin.trace.budget.BudgetError` when
+    the budget cannot hold a call of one transmitter and one receiver.
+    """
+    tx_pos, rx_pos, key, root = _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir)
+    lanes_per_pair = max(1, settings.max_depth) * settings.samples_per_src
+    sizer = _budget.CallSizer(_budget.default_budget() if memory_budget is None else int(memory_budget),
+                              lanes_per_pair, _budget.current_rss(), lane_limit=MAX_SOLVER_LANES)
+    max_pairs = sizer.max_pairs()  # raises BudgetError before anything is traced or written
+    if root is not None:  # entries carry their key and a checksum: a damaged or swapped one is re-traced
+        whole = _cache.read_entry(_cache.entry_path(root, key), key)
+        if whole is not None:
+            for s in range(0, whole.num_links, max_pairs):
+                links = np.arange(s, min(s + max_pairs, whole.num_links))
+                yield TraceShard(links, whole.select_links(links))
+            return
+    sdir = None if root is None else root / f"{key}.shards"
+    covered = np.zeros(len(tx_pos), dtype=bool)
+    for f, links in _cached_shards(sdir, len(tx_pos)):  # resume: shards of any earlier plan
+        try:
+            ps = PathSet.load(f)
+        except Exception:  # noqa: BLE001 - a corrupt shard is re-traced
+            continue
+        covered[links] = True
+        yield TraceShard(links, ps)
+    yield from _trace_links(twin, tx_pos, rx_pos, np.nonzero(~covered)[0], settings, tx_antenna, rx_antenna, key,
+                            max_pairs, sdir, progress)
+
+
+def _trace_links(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, links: np.ndarray,
+                 settings: SolverSettings, tx_antenna: AntennaSpec, rx_antenna: AntennaSpec, key: str,
+                 max_pairs: int, sdir: Path | None, progress: bool) -> Iterator[TraceShard]:
+    """Trace the global links ``links`` in calls of at most ``max_pairs`` pairs; save each shard to ``sdir``."""
+    if not len(links):
+        return
+    lanes_per_pair = max(1, settings.max_depth) * settings.samples_per_src
+    _set_arrays(twin.scene, tx_antenna, rx_antenna)
+    id_to_index, meshes = twin.id_to_index(), twin.meshes()
+    calls = _plan_calls(tx_pos[links], rx_pos[links], lanes_per_pair, max_pairs * lanes_per_pair)
+    meta = _trace_meta(twin, settings, tx_antenna, rx_antenna, key, 0)
+    from rftwin.progress import track  # noqa: PLC0415
+
+    for ut, ur, grid in track(calls, "tracing (Sionna RT)", enabled=progress and len(calls) > 1):
+        grid = np.where(grid >= 0, links[np.maximum(grid, 0)], -1)
+        shard = _trace_call(twin, ut, ur, grid, tx_pos, rx_pos, settings, meta, id_to_index, meshes)
+        if sdir is not None:
+            shard.pathset.save(sdir / _shard_name(shard.links))
+        yield shard
+
+
+def trace_into_cache(twin: TwinScene, tx_pos, rx_pos, links, settings: SolverSettings, tx_antenna: AntennaSpec,
+                     rx_antenna: AntennaSpec, cache_dir, memory_budget: int | None, expected_key: str) -> int:
+    """Trace the global links ``links`` of the link list (``tx_pos``, ``rx_pos``) into its shard folder of the
+    cache (a worker's part of a fanned-out trace); links already in finished shards are skipped. Returns the
+    number of links traced. ``expected_key`` guards against a worker whose scene differs from the driver's."""
+    tx_pos, rx_pos, key, root = _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir)
+    if key != expected_key:
+        raise RuntimeError(f"worker traces another scene or link list (cache key {key}, expected {expected_key}): "
+                           "the scene file must be reachable under the same path on every worker")
+    if root is None:
+        raise ValueError("a fanned-out trace needs a cache folder shared by the workers")
+    lanes_per_pair = max(1, settings.max_depth) * settings.samples_per_src
+    max_pairs = _budget.CallSizer(_budget.default_budget() if memory_budget is None else int(memory_budget),
+                                  lanes_per_pair, _budget.current_rss(), lane_limit=MAX_SOLVER_LANES).max_pairs()
+    sdir = root / f"{key}.shards"
+    covered = np.zeros(len(tx_pos), dtype=bool)
+    for _, done in _cached_shards(sdir, len(tx_pos)):
+        covered[done] = True
+    links = np.asarray(links, dtype=np.int64)
+    todo = links[~covered[links]]
+    n = 0
+    for shard in _trace_links(twin, tx_pos, rx_pos, todo, settings, tx_antenna, rx_antenna, key, max_pairs, sdir,
+                              False):
+        n += len(shard.links)
+    return n
+
+
+def _assemble(shards: list[TraceShard], tx_pos: np.ndarray, rx_pos: np.ndarray, meta: dict) -> PathSet:
+    """One PathSet of all links (in link order) from the shards of a trace."""
+    if not shards:
+        raise ValueError("no links to trace")
+    whole = concat([s.pathset for s in shards])
+    glob = torch.from_numpy(np.concatenate([s.links for s in shards]))
+    link = glob[whole.link]
+    order = torch.argsort(link, stable=True)
+    kw = {n: t[order] for n, t in whole.tensor_fields().items() if n not in ("tx_pos", "rx_pos", "link")}
+    meta = dict(meta, overflowed_sources=int(sum(int(s.pathset.meta.get("overflowed_sources", 0)) for s in shards)))
+    meta.pop("shard_links", None)
+    return replace(whole, tx_pos=torch.from_numpy(tx_pos.copy()), rx_pos=torch.from_numpy(rx_pos.copy()),
+                   link=link[order], meta=meta, **kw)
+
+
+def trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSettings(),
+          tx_antenna: AntennaSpec = AntennaSpec(), rx_antenna: AntennaSpec = AntennaSpec(),
+          cache_dir: str | os.PathLike | None | bool = None, progress: bool = True,
+          memory_budget: int | None = None) -> PathSet:
+    """Trace the links (``tx_pos[i]`` -> ``rx_pos[i]``, [L, 3] m) once and return their PathSet (float64, CPU).
+
+    The result is cached under ``cache_dir`` (default ``$RFTWIN_CACHE`` or ``~/.cache/rftwin/paths``; ``False``
+    disables caching) keyed by a hash of geometry, trace-time materials, links, solver and antenna settings.
+    Solver calls are sized by ``memory_budget`` and written as shards while tracing (see :func:`iter_trace`);
+    the assembled PathSet replaces them in the cache. The returned PathSet itself grows with the link count: use
+    :func:`iter_trace` to stream.
+    """
+    tx_pos, rx_pos, key, root = _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir)
+    cpath = None if root is None else _cache.entry_path(root, key)
+    if cpath is not None:  # entries carry their key and a checksum (rftwin.trace.cache)
+        cached = _cache.read_entry(cpath, key)
+        if cached is not None:
+            return cached
+    shards = list(iter_trace(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir, progress,
+                             memory_budget))
+    meta = _trace_meta(twin, settings, tx_antenna, rx_antenna, key, 0)
+    ps = _assemble(shards, tx_pos, rx_pos, meta)
+    overflow = ps.meta["overflowed_sources"]
     if overflow:
         warnings.warn(
             f"{overflow} transmitter(s) reached max_num_paths_per_src={settings.max_num_paths_per_src}: Sionna "
             "dropped further candidates (specular, diffuse and diffraction share this budget), so paths are "
             "missing. Increase max_num_paths_per_src (or lower samples_per_src / disable diffuse_reflection).",
             RuntimeWarning, stacklevel=2)
-    ps = PathSet(
-        tx_pos=torch.from_numpy(tx_pos.copy()), rx_pos=torch.from_numpy(rx_pos.copy()),
-        link=torch.from_numpy(link[order]),
-        length_m=cat(lambda p: p["geo"]["length"]), k_tx=cat(lambda p: p["geo"]["k_tx"]),
-        k_rx=cat(lambda p: p["geo"]["k_rx"]), f_tx=cat(lambda p: p["f_tx"]), f_rx=cat(lambda p: p["f_rx"]),
-        a_ref=cat(lambda p: p["a"]), itype=cat(lambda p: p["geo"]["itype"]), obj=cat(lambda p: p["geo"]["obj"]),
-        prim=cat(lambda p: p["geo"]["prim"]), point=cat(lambda p: p["geo"]["point"]),
-        normal=cat(lambda p: p["geo"]["normal"]), cos_i=cat(lambda p: p["geo"]["cos_i"]),
-        rot_in=cat(lambda p: p["geo"]["rot_in"]), rot_out=cat(lambda p: p["geo"]["rot_out"]),
-        prob=cat(lambda p: p["geo"]["prob"]), meta=meta,
-        **{name: cat(lambda p, k=key: p["geo"][k]) for name, key in _MECHANISM_FIELDS.items()
-           if all(key in p["geo"] for p in parts)})
     ps.meta["mechanisms_present"] = ps.mechanisms_present()
     if cpath is not None:
         _cache.write_entry(cpath, ps)
+        shutil.rmtree(root / f"{key}.shards", ignore_errors=True)
     return ps
 
 
-__all__ = ["AntennaSpec", "SolverSettings", "trace", "concat", "cache_key"]
+__all__ = ["AntennaSpec", "SolverSettings", "TraceShard", "cache_key", "concat", "iter_trace", "trace"]

@@ -1,0 +1,157 @@
+"""City scene end to end on Sionna's ``munich`` (2 367 objects): calibrate with label groups, predict, radio map.
+
+1. One rooftop base station (:mod:`munich_links`), 300 street-level calibration links + 100 held-out links.
+   "Measurements": Sionna's own path coefficients traced at true materials = ITU label values x a per-class factor
+   (marble, brick, wood, concrete; metal unchanged), with diffraction, depth 2, 1e5 rays.
+2. ``rftwin calibrate munich MEAS --groups label --diffraction`` (5 classes instead of 2 367 objects).
+3. ``rftwin predict CALIBRATED LINKS`` on 2 000 links (10^4 took ~40 min here: see docs/scale.md), and on the
+   held-out links (error against the truth).
+4. ``rftwin radiomap CALIBRATED --diffraction`` around the base station.
+Every step runs in a child process whose peak RSS is polled from here (psutil). Results go into
+``benchmarks/results/scale.json`` under "munich".
+
+    .venv/bin/python benchmarks/bench_munich.py [--links 2000] [--calib 300]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from bench_scale import run_child  # noqa: E402
+
+TRUTH_FACTORS = {"marble": (1.15, 0.8), "brick": (0.9, 1.3), "wood": (1.1, 1.2), "concrete": (0.85, 1.25)}
+SOLVER = ["--max-depth", "2", "--samples-per-src", "100000", "--diffraction"]
+
+SIMULATE = r"""
+import json, sys, numpy as np, pandas as pd, torch
+from rftwin.scene import load
+from rftwin.trace import SolverSettings, trace
+from rftwin.physics.channel import link_sum, path_power
+from rftwin.materials import prior_from_labels
+links, out, factors = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+twin = load("munich")
+labels = [o.label for o in twin.objects]
+p = prior_from_labels(labels, 3.5e9)
+fe = np.array([factors.get(l, [1, 1])[0] for l in labels]); fs = np.array([factors.get(l, [1, 1])[1] for l in labels])
+eps_t, sig_t = np.where(p.eps_r > 1.0001, 1 + (p.eps_r - 1) * fe, p.eps_r), p.sigma * fs
+twin.set_materials(eps_t, sig_t)
+df = pd.read_csv(links)
+tx, rx = df[["tx_x", "tx_y", "tx_z"]].to_numpy(), df[["rx_x", "rx_y", "rx_z"]].to_numpy()
+ps = trace(twin, tx, rx, SolverSettings(max_depth=2, samples_per_src=100000, seed=7, diffraction=True),
+           progress=False)
+g = link_sum(path_power(ps.a_ref[None]), ps.link, ps.num_links)[0].numpy()
+df["path_gain_db"] = np.where(g > 0, 10 * np.log10(np.maximum(g, 1e-300)), np.nan)
+df.to_csv(out, index=False)
+truth = {l: [float(eps_t[i]), float(sig_t[i])] for i, l in enumerate(labels)}
+print(json.dumps(dict(links=len(df), with_paths=int(np.isfinite(df["path_gain_db"]).sum()), truth=truth)))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--links", type=int, default=2_000)
+    ap.add_argument("--calib", type=int, default=300)
+    ap.add_argument("--heldout", type=int, default=100)
+    ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
+    ap.add_argument("--out", default=str(HERE / "results" / "scale.json"))
+    ap.add_argument("--skip", default="", help="steps to skip: predict,radiomap")
+    a = ap.parse_args()
+    work = Path(a.work or tempfile.mkdtemp(prefix="rftwin_munich_"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(HERE)]), RFTWIN_PROGRESS="0",
+               RFTWIN_CACHE=str(work / "cache"))
+    py, cli = sys.executable, str(ROOT / ".venv/bin/rftwin")
+    res: dict = {"settings": "depth 2, 1e5 rays per source, diffraction on, 3.5 GHz", "work": str(work)}
+
+    def step(name: str, cmd: list[str]) -> dict:
+        r = run_child(cmd, env)
+        res[name] = r
+        print(f"{name:10s} {r['seconds']:7.1f} s  peak {r['peak_rss_bytes'] / 2**30:5.2f} GiB", flush=True)
+        save()
+        return r
+
+    def save():
+        out = Path(a.out)
+        doc = json.loads(out.read_text()) if out.is_file() else {}
+        doc["munich"] = res
+        out.write_text(json.dumps(doc, indent=1) + "\n")
+
+    n_all = a.calib + a.heldout
+    if not (work / "meas_all.csv").is_file():
+        import subprocess
+
+        subprocess.run([py, str(HERE / "munich_links.py"), str(n_all), str(work / "links_all.csv"), "--seed", "1"],
+                       env=env, check=True)
+        r = run_child([py, "-c", SIMULATE, str(work / "links_all.csv"), str(work / "meas_all.csv"),
+                       json.dumps(TRUTH_FACTORS)], env)
+        res["simulate"] = r
+        print(f"simulate   {r['seconds']:7.1f} s  peak {r['peak_rss_bytes'] / 2**30:5.2f} GiB", flush=True)
+    meas = pd.read_csv(work / "meas_all.csv")
+    ok = np.isfinite(meas["path_gain_db"].to_numpy())
+    cal_rows = meas.iloc[: a.calib][ok[: a.calib]]
+    held = meas.iloc[a.calib:][ok[a.calib:]]
+    cal_rows.drop(columns=["tx_power_dbm"]).to_csv(work / "meas_cal.csv", index=False)
+    held.drop(columns=["path_gain_db"]).to_csv(work / "links_held.csv", index=False)
+    res["calibration_links"] = int(len(cal_rows))
+    res["heldout_links"] = int(len(held))
+    cal = work / "cal"
+    if not (cal / "materials.json").is_file():
+        step("calibrate", [cli, "calibrate", "munich", str(work / "meas_cal.csv"), "--out", str(cal), "--groups",
+                           "label", "--retrace", "0", "--starts", "8", "--refine", "2", "--sweeps", "0",
+                           "--max-iter", "60", "--bounded", "--prior-spread", "0.4"] + SOLVER)
+    doc = json.loads((cal / "materials.json").read_text())["objects"]
+    groups = json.loads((cal / "calibration.json").read_text()).get("groups", {})
+    per_class = {}
+    for g, members in groups.items():
+        o = doc[members[0]]
+        per_class[g] = dict(objects=len(members), eps_r=o["relative_permittivity"], sigma=o["conductivity"])
+    res["calibrated_classes"] = per_class
+    res["truth_factors"] = TRUTH_FACTORS
+    # held-out links: prediction of the calibrated twin and of the ITU (label) twin against the truth
+    step("predict_heldout", [cli, "predict", str(cal), str(work / "links_held.csv"), "--out",
+                             str(work / "pred_held.csv")] + SOLVER)
+    step("predict_heldout_itu", [cli, "predict", "munich", str(work / "links_held.csv"), "--out",
+                                 str(work / "pred_held_itu.csv")] + SOLVER)
+    for name, f in (("calibrated", "pred_held.csv"), ("itu", "pred_held_itu.csv")):
+        p = pd.read_csv(work / f)["path_gain_db"].to_numpy()
+        e = p - held["path_gain_db"].to_numpy()
+        e = e[np.isfinite(e)]
+        res[f"heldout_mae_db_{name}"] = float(np.mean(np.abs(e))) if len(e) else None
+    print(f"held-out MAE: calibrated {res['heldout_mae_db_calibrated']}, ITU {res['heldout_mae_db_itu']} dB")
+    save()
+    if "predict" not in a.skip:
+        import subprocess
+
+        subprocess.run([py, str(HERE / "munich_links.py"), str(a.links), str(work / "links_big.csv"), "--seed",
+                        "2", "--radius", "250"], env=env, check=True)
+        step(f"predict_{a.links}", [cli, "predict", str(cal), str(work / "links_big.csv"), "--out",
+                                    str(work / "pred_big.csv")] + SOLVER)
+        pb = pd.read_csv(work / "pred_big.csv")
+        res["predict_links_with_paths"] = float(pb["path_gain_db"].notna().mean())
+        res["predict_paths_per_link"] = float(pb["num_paths"].mean())
+        save()
+    if "radiomap" not in a.skip:
+        from munich_links import rooftop_bs
+
+        from rftwin.scene import load
+
+        bs = rooftop_bs(load("munich"))
+        step("radiomap", [cli, "radiomap", str(cal), "--tx", f"{bs[0]} {bs[1]} {bs[2]}", "--out",
+                          str(work / "radiomap"), "--cell", "4", "--xlim", str(bs[0] - 250), str(bs[0] + 250),
+                          "--ylim", str(bs[1] - 250), str(bs[1] + 250), "--max-depth", "2", "--samples-per-tx",
+                          "1000000", "--diffraction"])
+    save()
+
+
+if __name__ == "__main__":
+    main()

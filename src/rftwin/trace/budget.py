@@ -1,0 +1,114 @@
+"""Memory budget of tracing: how many (transmitter, receiver) pairs one Sionna PathSolver call may hold.
+
+The constants are measured, not derived from Sionna's record sizes (which underestimate the real cost several
+times): ``benchmarks/measure_trace_memory.py`` runs single solver calls in child processes, polls their peak RSS
+from the parent and fits ``peak - base = BYTES_PER_LANE * lanes + BYTES_PER_PATH * paths`` with
+lanes = max(depth, 1) x samples_per_src x transmitters x receivers (results in
+``benchmarks/results/trace_memory.json``).
+
+The budget bounds the peak resident memory of the tracing process: a call may use what is left of the budget
+above the process's resident memory when tracing starts. Pairs per call are rounded down to a power of two, so
+that small fluctuations of the resident memory rarely change how links are split (finished shards of any split
+are reused anyway: :func:`rftwin.trace.tracer.iter_trace`).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import psutil
+
+GIB = 2**30
+MIB = 2**20
+#: measured 37 B (benchmarks/measure_trace_memory.py: room, depth 2-4, 1e4-1e5 rays, 1-1000 receivers), +30 %
+BYTES_PER_LANE = 48.0
+#: measured 3.8 kB per returned path (raw buffer, geometry records, antenna vectors, PathSet), x 2
+BYTES_PER_PATH = 8192.0
+#: paths per (tx, rx) pair assumed when sizing a call (the count is unknown before tracing)
+PATHS_PER_PAIR = 64
+#: most of the machine's memory a default budget takes, and its cap
+DEFAULT_SHARE = 0.5
+DEFAULT_CAP = 4 * GIB
+#: Sionna's deterministic solver indexes lanes with 32 bits (segfault above 2^32): never more per call
+MAX_SOLVER_LANES = 2**29
+
+
+class BudgetError(ValueError):
+    """The memory budget cannot hold the smallest possible solver call."""
+
+
+def fmt_bytes(n: float) -> str:
+    return f"{n / GIB:.2f} GiB" if n >= GIB else f"{n / MIB:.0f} MiB"
+
+
+def parse_budget(text: str | int | float) -> int:
+    """``"4GiB"``, ``"512MiB"``, ``"1.5G"``, ``"800M"`` or a plain number of bytes -> bytes."""
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMGT]?)(i?B?)\s*", str(text))
+        if not m:
+            raise ValueError(f"memory budget '{text}' is not a size: expected e.g. 4GiB, 512MiB, 1.5G or bytes")
+        value = float(m.group(1)) * {"": 1, "K": 2**10, "M": MIB, "G": GIB, "T": 2**40}[m.group(2)]
+    if not value > 0:
+        raise ValueError(f"memory budget must be positive, got '{text}'")
+    return int(value)
+
+
+_override: int | None = None
+
+
+def use_budget(nbytes: int | None) -> None:
+    """Make ``nbytes`` the budget of every trace that is given none (the CLI's ``--memory-budget``; None resets)."""
+    global _override
+    _override = None if nbytes is None else int(nbytes)
+
+
+def default_budget() -> int:
+    """The budget set by :func:`use_budget`, else half of the memory available now, at most 4 GiB."""
+    if _override is not None:
+        return _override
+    return int(min(DEFAULT_CAP, DEFAULT_SHARE * psutil.virtual_memory().available))
+
+
+def current_rss() -> int:
+    return int(psutil.Process().memory_info().rss)
+
+
+@dataclass(frozen=True)
+class CallSizer:
+    """Sizes solver calls: ``lanes_per_pair`` = max(depth, 1) x samples_per_src."""
+
+    budget: int
+    lanes_per_pair: int
+    resident: int
+    paths_per_pair: int = PATHS_PER_PAIR
+    lane_limit: int = MAX_SOLVER_LANES
+
+    @property
+    def pair_cost(self) -> float:
+        """Bytes one (tx, rx) pair adds to a call."""
+        return BYTES_PER_LANE * self.lanes_per_pair + BYTES_PER_PATH * self.paths_per_pair
+
+    @property
+    def allowance(self) -> float:
+        return self.budget - self.resident
+
+    def max_pairs(self) -> int:
+        """Pairs per call: the largest power of two whose cost fits the allowance (and Sionna's lane limit)."""
+        if self.allowance < self.pair_cost:
+            raise BudgetError(
+                f"--memory-budget {fmt_bytes(self.budget)} is too small: the smallest solver call (1 transmitter x "
+                f"1 receiver, {self.lanes_per_pair:.3g} lanes = depth x samples per source) needs about "
+                f"{fmt_bytes(self.pair_cost)} on top of the {fmt_bytes(self.resident)} this process already uses; "
+                f"give at least {fmt_bytes(self.resident + self.pair_cost)} (or lower --samples-per-src / "
+                "--max-depth)")
+        n = int(min(self.allowance // self.pair_cost, max(1, self.lane_limit // self.lanes_per_pair)))
+        return 1 << (max(n, 1).bit_length() - 1)
+
+    def max_lanes(self) -> int:
+        return self.max_pairs() * self.lanes_per_pair
+
+
+__all__ = ["BYTES_PER_LANE", "BYTES_PER_PATH", "BudgetError", "CallSizer", "MAX_SOLVER_LANES", "current_rss",
+           "default_budget", "fmt_bytes", "parse_budget", "use_budget"]

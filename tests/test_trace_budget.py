@@ -1,0 +1,125 @@
+"""Tracing under a memory budget: split calls give the same paths, shards resume, a too small budget is refused."""
+import numpy as np
+import pytest
+import torch
+
+from rftwin.physics.channel import link_sum, path_power
+from rftwin.physics.engine import path_coefficients
+from rftwin.scene import load
+from rftwin.trace import PathSet, SolverSettings, trace, tracer
+from rftwin.trace import budget as B
+from rftwin.twin_io import material_values
+
+S = SolverSettings(max_depth=2, samples_per_src=200_000, seed=3)
+LANES = S.max_depth * S.samples_per_src
+
+
+def _links():
+    rng = np.random.default_rng(1)
+    rx = np.c_[rng.uniform(-4, 4, (6, 2)), np.full(6, 1.5)]
+    tx = np.array([[0.0, 0.0, 2.5], [1.0, -2.0, 2.0]])
+    return np.repeat(tx, 3, 0), rx
+
+
+def _gains(ps, twin):
+    mv = material_values(twin, None, np.array([3.5e9]))
+    a = path_coefficients(ps, mv, torch.tensor([3.5e9], dtype=torch.float64))[0]
+    return 10 * torch.log10(link_sum(path_power(a), ps.link, ps.num_links))[0, 0]
+
+
+def _budget_for_pairs(pairs: float) -> int:
+    """A budget whose allowance above the current resident memory holds ``pairs`` (tx, rx) pairs (3 pairs give
+    2 per call however the resident memory drifts by less than one pair's cost, about 20 MiB)."""
+    cost = B.CallSizer(0, LANES, 0).pair_cost
+    return int(B.current_rss() + pairs * cost)
+
+
+def test_sizer_powers_of_two_and_minimum():
+    s = B.CallSizer(budget=10 * B.GIB, lanes_per_pair=LANES, resident=B.GIB)
+    n = s.max_pairs()
+    assert n & (n - 1) == 0 and n * s.pair_cost <= s.allowance < 2 * n * s.pair_cost
+    with pytest.raises(B.BudgetError, match=r"--memory-budget .* too small.*give at least"):
+        B.CallSizer(budget=B.GIB + 10, lanes_per_pair=LANES, resident=B.GIB).max_pairs()
+    assert B.parse_budget("1.5GiB") == int(1.5 * B.GIB) and B.parse_budget("512M") == 512 * B.MIB
+    with pytest.raises(ValueError, match="not a size"):
+        B.parse_budget("lots")
+
+
+def test_tiny_budget_splits_calls_same_paths_and_gains(tmp_path, monkeypatch):
+    twin = load("room")
+    tx, rx = _links()
+    whole = trace(twin, tx, rx, S, cache_dir=False, memory_budget=1 << 40)
+    calls = []
+    real = tracer._solve
+
+    def counting(tw, ut, ur, st):
+        calls.append(len(ut) * len(ur))
+        return real(tw, ut, ur, st)
+
+    monkeypatch.setattr(tracer, "_solve", counting)
+    parts = trace(twin, tx, rx, S, cache_dir=tmp_path, memory_budget=_budget_for_pairs(3))
+    assert len(calls) >= 3 and max(calls) <= 2  # 2 pairs per call at most
+    assert parts.num_paths == whole.num_paths
+    for lk in range(len(tx)):
+        a = np.sort(whole.a_ref[whole.link == lk].abs().flatten().numpy())
+        b = np.sort(parts.a_ref[parts.link == lk].abs().flatten().numpy())
+        np.testing.assert_allclose(a, b, rtol=1e-5)  # Sionna float32
+    torch.testing.assert_close(_gains(parts, twin), _gains(whole, twin), rtol=0, atol=1e-5)
+    assert not list(tmp_path.glob("*.shards"))  # the assembled PathSet replaced the shards
+
+
+def test_killed_trace_resumes_from_finished_shards(tmp_path, monkeypatch):
+    twin = load("room")
+    tx, rx = _links()
+    budget = _budget_for_pairs(3)
+    real = tracer._solve
+    pairs = []
+
+    def dies_on_third(tw, ut, ur, st):
+        if len(pairs) == 2:
+            pairs.append(0)
+            raise KeyboardInterrupt("killed")
+        pairs.append(len(ut) * len(ur))
+        return real(tw, ut, ur, st)
+
+    monkeypatch.setattr(tracer, "_solve", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        trace(twin, tx, rx, S, cache_dir=tmp_path, memory_budget=budget)
+    shards = list(tmp_path.glob("*.shards/*.npz"))
+    assert len(shards) == 2 and not list(tmp_path.glob("*.npz"))
+    done = sum(len(PathSet.load(f).meta["shard_links"]) for f in shards)
+    pairs += [0]  # no more kills
+    traced = []
+    real_call = tracer._trace_call
+
+    def counting(*args):
+        shard = real_call(*args)
+        traced.append(len(shard.links))
+        return shard
+
+    monkeypatch.setattr(tracer, "_trace_call", counting)
+    ps = trace(twin, tx, rx, S, cache_dir=tmp_path, memory_budget=1 << 40)  # another budget: shards still reused
+    assert done >= 2 and sum(traced) == len(tx) - done  # the resumed trace traced only the missing links
+    whole = trace(twin, tx, rx, S, cache_dir=False, memory_budget=1 << 40)
+    torch.testing.assert_close(_gains(ps, twin), _gains(whole, twin), rtol=0, atol=1e-5)
+
+
+def test_budget_too_small_is_refused_before_anything_is_written(tmp_path):
+    twin = load("room")
+    tx, rx = _links()
+    with pytest.raises(B.BudgetError, match="give at least"):
+        trace(twin, tx, rx, S, cache_dir=tmp_path, memory_budget=B.current_rss() + 1000)
+    assert not any(tmp_path.iterdir())
+
+
+def test_iter_trace_streams_a_cached_whole_pathset_in_budget_sized_shards(tmp_path):
+    twin = load("room")
+    tx, rx = _links()
+    whole = trace(twin, tx, rx, S, cache_dir=tmp_path)
+    shards = list(tracer.iter_trace(twin, tx, rx, S, cache_dir=tmp_path, memory_budget=_budget_for_pairs(3)))
+    assert len(shards) == 3 and all(len(s.links) == 2 for s in shards)
+    assert sorted(np.concatenate([s.links for s in shards]).tolist()) == list(range(len(tx)))
+    for s in shards:
+        sub = whole.select_links(s.links)
+        torch.testing.assert_close(s.pathset.a_ref, sub.a_ref)
+        torch.testing.assert_close(s.pathset.link, sub.link)
