@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from rftwin.cli.array_options import ARRAY_HELP
 from rftwin.cli.common import (
     Los,
     MaxDepth,
@@ -31,6 +32,10 @@ RELATIVE = typer.Option(False, "--relative-delays/--absolute-delays",
 WINDOW = typer.Option("hann", "--window",
                       help="Window of the band-limited delay features: hann, or none (seed 003 eq. 24 as printed).")
 ANGULAR = typer.Option("circular", "--angular-spread", help="Angular-spread definition: circular or 3gpp.")
+TX_ARRAY = typer.Option(None, "--tx-array", help="Transmit array (default: one isotropic V element). " + ARRAY_HELP)
+RX_ARRAY = typer.Option(None, "--rx-array", help="Receive array (default: one isotropic V element).")
+MIMO = typer.Option(None, "--mimo", help="With arrays: write every link's narrowband per-element channel matrix "
+                                         "(complex 'h' [links, rx ports, tx ports], 'link_id') to this .npz.")
 
 
 def register(app: typer.Typer) -> None:
@@ -38,6 +43,7 @@ def register(app: typer.Typer) -> None:
     def predict(scene: str = SCENE, links: Path = LINKS, out: Path = OUT, wideband: Path | None = WIDEBAND,
                 bandwidth_hz: float = BANDWIDTH, subcarriers: int = SUBCARRIERS, wideband_kind: str = KIND,
                 relative_delays: bool = RELATIVE, window: str = WINDOW, angular: str = ANGULAR,
+                tx_array: str | None = TX_ARRAY, rx_array: str | None = RX_ARRAY, mimo: Path | None = MIMO,
                 max_depth: int = MaxDepth, samples_per_src: int = Samples, seed: int = Seed,
                 los: bool = Los, specular: bool = Specular, refraction: bool = Refraction) -> None:
         """Predict path gain, RSS, delays, delay spread, K-factor and angular spreads for every link."""
@@ -60,7 +66,13 @@ def register(app: typer.Typer) -> None:
             fail(f"--window must be hann or none, not '{window}'")
         if angular not in ("circular", "3gpp"):
             fail(f"--angular-spread must be circular or 3gpp, not '{angular}'")
+        from rftwin.cli.array_options import parse_array  # noqa: PLC0415
+
+        if mimo is not None and (mimo.suffix.lower() != ".npz" or (tx_array is None and rx_array is None)):
+            fail(f"--mimo {mimo}: expected a .npz file and --tx-array and/or --rx-array")
         try:
+            ta = None if tx_array is None else parse_array(tx_array, "--tx-array")
+            ra = None if rx_array is None else parse_array(rx_array, "--rx-array")
             twin, doc = load_twin(scene)
             lk = read_links(links, twin)
         except (MeasurementError, ValueError, FileNotFoundError) as exc:
@@ -70,7 +82,7 @@ def register(app: typer.Typer) -> None:
                                                           None if window == "none" else window)
         pred = predict_channels(twin, doc, lk.tx_pos, lk.rx_pos, lk.frequency_hz,
                                 settings(max_depth, samples_per_src, seed, los, specular, refraction),
-                                link_ids=lk.link_id, wideband=grid, angular_method=angular)
+                                link_ids=lk.link_id, wideband=grid, angular_method=angular, tx_array=ta, rx_array=ra)
         df = lk.df.copy()
         df["path_gain_db"] = pred.table["path_gain_db"].to_numpy()
         df["rss_dbm"] = (df["tx_power_dbm"] + df["path_gain_db"]) if "tx_power_dbm" in df else np.nan
@@ -81,6 +93,12 @@ def register(app: typer.Typer) -> None:
                 df[c] = pred.table[c].to_numpy()
         write_table(out, df)
         console.print(f"wrote {len(df)} predictions to {out}")
+        if mimo is not None:
+            from rftwin.io import atomic_path  # noqa: PLC0415
+
+            with atomic_path(mimo) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, h=pred.mimo, link_id=np.array([str(x) for x in lk.link_id]))
+            console.print(f"wrote {pred.mimo.shape[1]} x {pred.mimo.shape[2]} channel matrices to {mimo}")
         if wideband is not None:
             try:
                 write_wideband(wideband, pred.wideband)

@@ -151,3 +151,19 @@ def beam_gains(ps: PathSet, a: torch.Tensor, frequency_hz: float, w_tx: torch.Te
         else:
             acc.index_add_(0, ps.link[sl], eff.real ** 2 + eff.imag ** 2)
     return acc.real ** 2 + acc.imag ** 2 if combine == "coherent" else acc
+
+
+def narrowband_channels(ps: PathSet, a: torch.Tensor, frequency_hz: float, chunk_size: int = 4096) -> torch.Tensor:
+    """Narrowband MIMO matrices [L, R x Mr, T x Mt] = sum over each link's paths of the per-element coefficients
+    times exp(-j 2 pi f tau) (``a`` [N, R, T] at ``frequency_hz``), accumulated over path chunks."""
+    N, R, T = a.shape
+    mr, mt = element_positions(ps, "rx").shape[0], element_positions(ps, "tx").shape[0]
+    out = torch.zeros(ps.num_links, R * mr, T * mt, dtype=a.dtype)
+    for s in range(0, N, chunk_size):
+        sl = slice(s, min(s + chunk_size, N))
+        sub = ps.select_paths(sl)
+        h = element_channels(sub, a[None, None, sl], frequency_hz)[0, 0]  # [n, R Mr, T Mt]
+        tau = sub.tau_s.to(a.real.dtype)
+        h = h * torch.polar(torch.ones_like(tau), -2.0 * math.pi * frequency_hz * tau)[:, None, None]
+        out.index_add_(0, sub.link, h)
+    return out

@@ -40,6 +40,7 @@ class Prediction:
     table: pd.DataFrame
     pathset: PathSet
     wideband: object | None = None  # rftwin.data.Wideband
+    mimo: np.ndarray | None = None  # [rows, R x Mr, T x Mt] narrowband per-element channels (with arrays)
 
 
 def channel_features(ps: PathSet, a: torch.Tensor, angular_method: str = "circular") -> dict[str, torch.Tensor]:
@@ -63,11 +64,14 @@ def channel_features(ps: PathSet, a: torch.Tensor, angular_method: str = "circul
 def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np.ndarray,
                      frequency_hz: np.ndarray, settings: SolverSettings | None = None, progress: bool = True,
                      cache_dir=None, link_ids=None, wideband: WidebandGrid | None = None,
-                     angular_method: str = "circular") -> Prediction:
+                     angular_method: str = "circular", tx_array=None, rx_array=None) -> Prediction:
     """Trace every distinct (tx, rx) pair once, evaluate the engine at every distinct frequency and return the
     features of every row (:data:`FEATURE_COLUMNS`; NaN where a link has no path) and, with ``wideband``, the CFR
     / CIR taps of every row (keyed by ``link_ids``) plus the band-limited gain, mean delay and delay spread
-    (columns ``*_cfr_*``, seed 003 eq. 23-24)."""
+    (columns ``*_cfr_*``, seed 003 eq. 23-24). With ``tx_array``/``rx_array``
+    (:class:`rftwin.physics.arrays.ArraySpec`, spacings at the lowest row frequency unless fixed) the features are
+    those of the arrays' patterns averaged over all element pairs, and ``mimo`` holds every row's narrowband
+    per-element channel matrix (synthetic arrays from the cached paths)."""
     utx, urx, row_link = unique_links(tx_pos, rx_pos)
     uf, row_f = np.unique(np.asarray(frequency_hz, dtype=np.float64), return_inverse=True)
     mv = material_values(twin, doc, uf)
@@ -75,9 +79,19 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
     if mv.scattering is not None and not settings.diffuse_reflection:  # calibrated S > 0: trace its diffuse paths
         settings = replace(settings, diffuse_reflection=True)
     ps = trace(twin, utx, urx, settings, cache_dir=cache_dir, progress=progress)
+    mimo = None
+    if tx_array is not None or rx_array is not None:
+        from rftwin.trace.arrays import with_arrays  # noqa: PLC0415
+
+        ps = with_arrays(ps, tx_array, rx_array, float(uf.min()))
     with torch.no_grad():
         a = path_coefficients(ps, mv, torch.as_tensor(uf))[0]  # [F, N, R, T]
         feats = channel_features(ps, a, angular_method)
+        if tx_array is not None or rx_array is not None:
+            from rftwin.physics.arrays import narrowband_channels  # noqa: PLC0415
+
+            per_f = torch.stack([narrowband_channels(ps, a[i], float(f)) for i, f in enumerate(uf)])
+            mimo = per_f[row_f.reshape(-1), row_link].numpy()
     rf, rl = row_f.reshape(-1), row_link
     npaths = ps.paths_per_link().numpy()[rl]
     none = npaths == 0  # no propagation path found: gain undefined, not "-300 dB"
@@ -99,7 +113,7 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
         table["path_gain_cfr_db"] = np.where(none, np.nan, bl["path_gain_db"].to_numpy())
         table["mean_delay_cfr_s"] = np.where(none, np.nan, bl["mean_delay_s"].to_numpy())
         table["delay_spread_cfr_s"] = np.where(none, np.nan, bl["delay_spread_s"].to_numpy())
-    return Prediction(table=table, pathset=ps, wideband=wb)
+    return Prediction(table=table, pathset=ps, wideband=wb, mimo=mimo)
 
 
 def predict_links(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np.ndarray,
