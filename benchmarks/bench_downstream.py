@@ -1,0 +1,195 @@
+"""Using the twin (issue 14): beam selection on label / calibrated / truth twins, and dynamic-scene updates.
+
+Part ``beams`` (seed 002 section 6.8): the built-in room at 28 GHz whose walls and floor are brick (truth: ITU
+values x seeded factors) but *labelled glass* (wrong-label prior). The calibrated twin is fitted by
+``rftwin.calibrate.workflow.calibrate_scene`` from Sionna-simulated RSS of single-antenna training links
+(starting from the wrong labels). On held-out links from an access point with an 4x8 tr38901 array (+x
+broadside) to 2x2 iso receivers, every twin chooses its best (tx, rx) DFT beam pair; the choice is scored on the
+truth twin (Sionna trace at the true materials): share of correct picks, gain lost, throughput (802.11ad table,
+2.16 GHz, NF 10 dB, MAC efficiency 0.65).
+
+Part ``dynamic`` (seed 002 section 6.7): see :mod:`rftwin.dynamic` (when present).
+
+Run: .venv/bin/python benchmarks/bench_downstream.py [--part beams|dynamic|all] [--quick]
+(writes benchmarks/results/downstream.json and downstream_*.png)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+import rftwin  # noqa: F401  (sets DRJIT_LIBLLVM_PATH)
+from rftwin.calibrate import CalibrationConfig, Targets
+from rftwin.calibrate.workflow import calibrate_scene
+from rftwin.io import atomic_path, write_json
+from rftwin.materials import prior_from_labels
+from rftwin.materials.itu import itu_eps_sigma
+from rftwin.physics.arrays import ArraySpec
+from rftwin.predict.beams import CodebookSpec, LinkBudget, beam_pair_gains, select_beams, throughput_of_choice
+from rftwin.runtime import configure_torch_threads
+from rftwin.scene import room
+from rftwin.scene.sampling import random_positions
+from rftwin.trace import SolverSettings, trace
+
+RESULTS = Path(__file__).parent / "results"
+F = 28e9
+AP = np.array([-4.6, 0.3, 2.5])
+TRAIN_TX = np.array([[-4.6, 0.3, 2.5], [2.0, -3.0, 2.2]])
+WRONG = {"floor": "glass", "wall_east": "glass", "wall_north": "glass", "wall_south": "glass", "wall_west": "glass"}
+
+
+def _peak_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def beam_study(n_train: int, n_test: int, st: SolverSettings, starts: int, seed: int, tx_power_dbm: float) -> dict:
+    rng = np.random.default_rng(seed)
+    base = room(F)
+    names = base.names
+    true_labels = [o.label for o in base.objects]
+    itu = np.array([itu_eps_sigma(lab, F) for lab in true_labels])
+    lam = np.clip(rng.normal(1.0, 0.1, (len(itu), 2)), 0.8, 1.2)
+    eps_t, sig_t = np.maximum(itu[:, 0] * lam[:, 0], 1.0), itu[:, 1] * lam[:, 1]
+    wrong = [WRONG.get(n, lab) for n, lab in zip(names, true_labels)]
+    itu_w = np.array([itu_eps_sigma(lab, F) for lab in wrong])
+    # links
+    tr_tx = TRAIN_TX[np.arange(n_train) % len(TRAIN_TX)]
+    tr_rx = random_positions(base, n_train, rng, (0.5, 2.5))
+    te_rx = random_positions(base, n_test, rng, (0.8, 2.0))
+    te_tx = np.repeat(AP[None], n_test, 0)
+    f_te = np.full(n_test, F)
+    tx_arr = ArraySpec(num_rows=4, num_cols=8, pattern="tr38901", polarization="V")
+    rx_arr = ArraySpec(num_rows=2, num_cols=2, pattern="iso", polarization="V")
+    cb_tx, cb_rx = CodebookSpec("dft", oversampling=2), CodebookSpec("dft", oversampling=1)
+    budget = LinkBudget(tx_power_dbm=tx_power_dbm)
+    out: dict = {"frequency_hz": F, "objects": names, "true_labels": true_labels, "wrong_labels": wrong,
+                 "eps_true": eps_t.tolist(), "sigma_true": sig_t.tolist(), "n_train": n_train, "n_test": n_test,
+                 "tx_array": "4x8 tr38901 V, broadside +x, DFT x2 oversampled (8 x 16 = 128 beams)",
+                 "rx_array": "2x2 iso V, DFT (4 beams)", "tx_power_dbm": tx_power_dbm,
+                 "noise_power_dbm": budget.noise_power_dbm, "mac_efficiency": budget.mac_efficiency,
+                 "solver": {"max_depth": st.max_depth, "samples_per_src": st.samples_per_src}}
+    # truth: Sionna trace at the true materials; training RSS from its coefficients (single iso antennas)
+    truth = room(F)
+    truth.set_materials(eps_t, sig_t)
+    t0 = time.perf_counter()
+    ps_tr = trace(truth, tr_tx, tr_rx, st, cache_dir=False, progress=False)
+    pg = np.bincount(ps_tr.link.numpy(), (ps_tr.a_ref.abs() ** 2).mean(dim=(1, 2)).numpy(), minlength=n_train)
+    ok = pg > 0
+    pg_db = np.where(ok, 10 * np.log10(np.maximum(pg, 1e-300)), np.nan)
+    g_truth = beam_pair_gains(truth, None, te_tx, te_rx, f_te, tx_arr, rx_arr, cb_tx, cb_rx, st, cache_dir=False,
+                              progress=False)
+    out["truth_seconds"] = time.perf_counter() - t0
+    # label twin: wrong labels' ITU values
+    label = room(F)
+    label.set_materials(itu_w[:, 0], itu_w[:, 1])
+    g_label = beam_pair_gains(label, None, te_tx, te_rx, f_te, tx_arr, rx_arr, cb_tx, cb_rx, st, cache_dir=False,
+                              progress=False)
+    # calibrated twin: from the wrong labels, fitted to the training RSS
+    cal = room(F)
+    cal.set_materials(itu_w[:, 0], itu_w[:, 1])
+    prior = prior_from_labels(wrong, F)
+    targets = Targets.build(np.arange(n_train)[ok], np.full(int(ok.sum()), F), pg_db[ok])
+    t0 = time.perf_counter()
+    res, _ = calibrate_scene(cal, tr_tx, tr_rx, targets, prior, CalibrationConfig(), st, num_starts=starts,
+                             retrace=1, seed=seed, truth=(eps_t, sig_t), progress=False, cache_dir=False,
+                             global_sweeps=1, bounded=True)
+    out["calibration_seconds"] = time.perf_counter() - t0
+    out["calibration"] = {"eps_r": res.eps_r.tolist(), "sigma": res.sigma.tolist(),
+                          "mre_eps": res.mre(eps_t, sig_t)[0], "mre_sigma": res.mre(eps_t, sig_t)[1],
+                          "mre_eps_label": float(np.mean(np.abs(itu_w[:, 0] - eps_t) / eps_t)),
+                          "mre_sigma_label": float(np.mean(np.abs(itu_w[:, 1] - sig_t) / sig_t))}
+    cal.set_materials(res.eps_r, res.sigma)
+    g_cal = beam_pair_gains(cal, None, te_tx, te_rx, f_te, tx_arr, rx_arr, cb_tx, cb_rx, st, cache_dir=False,
+                            progress=False)
+    # scoring on the truth
+    gt = g_truth.gain_db
+    valid = np.isfinite(gt.reshape(n_test, -1).max(1))
+    best_t = select_beams(gt, None, budget)
+    ideal = best_t["throughput_bps"].to_numpy()
+    twins = {}
+    curves = {"truth (oracle)": ideal[valid]}
+    for name, g in (("label", g_label.gain_db), ("calibrated", g_cal.gain_db)):
+        sel = select_beams(g, None, budget)
+        real = throughput_of_choice(gt, sel["tx_beam"].to_numpy(), sel["rx_beam"].to_numpy(), None, budget)
+        correct = (sel["tx_beam"].to_numpy() == best_t["tx_beam"].to_numpy()) & \
+                  (sel["rx_beam"].to_numpy() == best_t["rx_beam"].to_numpy())
+        loss_db = best_t["beam_gain_db"].to_numpy() - (real["rx_power_dbm"] - tx_power_dbm)
+        thr = real["throughput_bps"]
+        twins[name] = {
+            "correct_pick_share": float(correct[valid].mean()),
+            "within_1db_share": float((loss_db[valid] <= 1.0).mean()),
+            "median_gain_loss_db": float(np.median(loss_db[valid])),
+            "p90_gain_loss_db": float(np.quantile(loss_db[valid], 0.9)),
+            "median_throughput_mbps": float(np.median(thr[valid]) / 1e6),
+            "mean_throughput_mbps": float(np.mean(thr[valid]) / 1e6),
+            "median_throughput_loss_mbps": float(np.median((ideal - thr)[valid]) / 1e6),
+            "mean_throughput_loss_mbps": float(np.mean((ideal - thr)[valid]) / 1e6),
+            "median_predicted_gain_error_db": float(np.median(np.abs(sel["beam_gain_db"].to_numpy()
+                                                                     - best_t["beam_gain_db"].to_numpy())[valid])),
+        }
+        curves[name] = thr[valid]
+    twins["truth"] = {"median_throughput_mbps": float(np.median(ideal[valid]) / 1e6),
+                      "mean_throughput_mbps": float(np.mean(ideal[valid]) / 1e6)}
+    out["twins"] = twins
+    out["links_with_paths"] = int(valid.sum())
+    lab, calm = twins["label"]["median_throughput_mbps"], twins["calibrated"]["median_throughput_mbps"]
+    out["median_throughput_gain_calibrated_vs_label"] = (calm / lab - 1.0) if lab > 0 else None
+    out["peak_rss_gib"] = _peak_gib()
+    _cdf_png(curves, RESULTS / "downstream_throughput_cdf.png")
+    return out
+
+
+def _cdf_png(curves: dict[str, np.ndarray], path: Path) -> None:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, v in curves.items():
+        x = np.sort(v) / 1e6
+        ax.step(x, np.arange(1, len(x) + 1) / len(x), where="post", label=name)
+    ax.set_xlabel("throughput on the truth twin [Mbit/s]")
+    ax.set_ylabel("CDF over held-out links")
+    ax.set_title("Beam selection at 28 GHz: label vs calibrated twin")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--part", default="all", choices=["beams", "dynamic", "all"])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--tx-power-dbm", type=float, default=0.0)
+    args = ap.parse_args()
+    configure_torch_threads()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "downstream.json"
+    doc = json.loads(path.read_text()) if path.is_file() else {}
+    if args.part in ("beams", "all"):
+        st = SolverSettings(max_depth=3, samples_per_src=100_000 if args.quick else 300_000)
+        n_train, n_test = (24, 16) if args.quick else (64, 60)
+        doc["beams"] = beam_study(n_train, n_test, st, 4 if args.quick else 12, args.seed, args.tx_power_dbm)
+        print(json.dumps(doc["beams"]["twins"], indent=1))
+    if args.part in ("dynamic", "all"):
+        try:
+            from bench_dynamic import dynamic_study  # noqa: PLC0415
+        except ImportError:
+            dynamic_study = None
+        if dynamic_study is not None:
+            doc["dynamic"] = dynamic_study(quick=args.quick)
+    write_json(path, doc)
+
+
+if __name__ == "__main__":
+    main()
