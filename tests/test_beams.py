@@ -141,3 +141,21 @@ def test_beams_cli_weights_size_and_frequency_errors(tmp_path):
     r = CliRunner().invoke(app, ["beams", "floor_wall", str(links), "--out", str(out), *SOLVER])
     assert r.exit_code == 2 and "cannot evaluate the scene's materials at 6e+10 Hz" in " ".join(r.output.split())
     assert not out.exists()
+
+
+def test_beams_cli_directions_codebook_and_mcs_file(tmp_path):
+    """Steering beams towards given directions and an MCS table file: the chosen beam is one of them and the
+    rate follows the file's thresholds."""
+    links = _links(tmp_path)
+    d = tmp_path / "dirs.csv"
+    d.write_text("azimuth_deg,elevation_deg\n-21.8,5.7\n45,0\n180,0\n")  # first: towards link a's receiver
+    m = tmp_path / "mcs.csv"
+    m.write_text("mcs,snr_db,phy_rate_bps\n0,-100,1e6\n1,1000,2e9\n")  # only MCS 0 is reachable
+    out = tmp_path / "b.csv"
+    r = CliRunner().invoke(app, ["beams", "floor_wall", str(links), "--out", str(out), "--tx-array", "1x4",
+                                 "--rx-array", "1x1", "--codebook", f"directions:{d}", "--rx-codebook", "dft",
+                                 "--mcs-table", str(m), *SOLVER])
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(out)
+    assert set(df.tx_beam) <= {0, 1, 2} and (df.rx_beam == 0).all()
+    assert (df.mcs == 0).all() and np.allclose(df.throughput_bps, 0.65e6)

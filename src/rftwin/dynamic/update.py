@@ -22,7 +22,7 @@ from rftwin.physics.channel import link_sum, path_power
 from rftwin.physics.engine import path_coefficients
 from rftwin.predict.predict import channel_features
 from rftwin.scene.load import TwinScene
-from rftwin.trace.pathset import _OPTIONAL_FIELDS, PathSet
+from rftwin.trace.pathset import _OPTIONAL_FIELDS, PathSet, concat
 from rftwin.trace.tracer import SolverSettings, trace
 from rftwin.twin_io import material_values
 
@@ -55,6 +55,23 @@ def splice(ps: PathSet, links: torch.Tensor, new: PathSet) -> PathSet:
     order = torch.argsort(kw["link"], stable=True)
     kw = {n: (None if t is None else t[order]) for n, t in kw.items()}
     return replace(ps, **kw)
+
+
+def _bucketed(tx: np.ndarray, affected: np.ndarray) -> list[np.ndarray]:
+    """Links to re-trace, one array per transmitter: its affected links padded with further links of the same
+    transmitter up to the next power of two (or all of them). Dr.Jit compiles Sionna's kernels for each receiver
+    count anew (1-2 s on this machine); padding to a few counts reuses them, and the padded links are simply
+    refreshed too."""
+    _, tx_id = np.unique(tx, axis=0, return_inverse=True)
+    tx_id = tx_id.reshape(-1)
+    groups = []
+    for t in np.unique(tx_id[affected]):
+        members = np.nonzero(tx_id == t)[0]
+        need = members[affected[members]]
+        size = min(1 << int(np.ceil(np.log2(len(need)))), len(members))
+        extra = members[~affected[members]][: size - len(need)]
+        groups.append(np.sort(np.concatenate([need, extra])))
+    return groups
 
 
 @dataclass
@@ -131,16 +148,21 @@ def run_update(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np
             hi = torch.as_tensor(np.stack([positions[k - 1], positions[k]]) + half)
             power = torch.as_tensor(10.0 ** (np.nan_to_num(np.minimum(g, g0), nan=-300.0) / 10.0))
             aff = affected_links([strong0, strong], lo, hi, f_min, margin_m, power, new_path_tolerance_db)
-        idx = torch.nonzero(aff).reshape(-1)
         t1 = time.perf_counter()
-        if len(idx):
-            new = trace(twin, tx[idx.numpy()], rx[idx.numpy()], settings, cache_dir=False, progress=False)
-            ps = new if len(idx) == L else splice(ps, idx, new)
+        if bool(aff.all()):
+            ps = trace(twin, tx, rx, settings, cache_dir=False, progress=False)
+        elif bool(aff.any()):
+            groups = _bucketed(tx, aff.numpy())
+            parts = [trace(twin, tx[g], rx[g], settings, cache_dir=False, progress=False) for g in groups]
+            idx = torch.as_tensor(np.concatenate(groups))
+            aff = torch.zeros(L, dtype=torch.bool)
+            aff[idx] = True
+            ps = splice(ps, idx, concat(parts))
         t_trace = time.perf_counter() - t1
         g, ds, strong = _features(ps, mv, uf, row_f, ignore_below_db)
         secs = time.perf_counter() - t0
         steps.append({"step": k, "t_s": float(times_s[k]), "x": positions[k, 0], "y": positions[k, 1],
-                      "z": positions[k, 2], "links_retraced": int(len(idx)), "seconds": secs,
+                      "z": positions[k, 2], "links_retraced": int(aff.sum()), "seconds": secs,
                       "trace_seconds": t_trace})
         series.append(pd.DataFrame({"step": k, "t_s": float(times_s[k]), "link": np.arange(L), "path_gain_db": g,
                                     "delay_spread_s": ds, "shadow_loss_db": g0 - g, "retraced": aff.numpy()}))
