@@ -14,7 +14,10 @@ step ``rftwin.dynamic.update.run_update`` re-traces only the links whose paths o
 person's old or new place, and the same walk is repeated with a full re-trace of every link at every step:
 time per step of both and their difference in dB per link and step; shadow-loss time series of the 4 m link.
 
-Run: .venv/bin/python benchmarks/bench_downstream.py [--part beams|dynamic|all] [--quick]
+Run: .venv/bin/python benchmarks/bench_downstream.py --part beams [--quick]
+     for m in local full local_new_paths_0.1db d2d compare; do
+         .venv/bin/python benchmarks/bench_downstream.py --part dynamic --mode $m; done
+(each walk in its own process: a Dr.Jit "unknown variable" abort was seen after several walks in one process)
 (writes benchmarks/results/downstream.json and downstream_*.png)
 """
 from __future__ import annotations
@@ -168,53 +171,86 @@ def beam_study(n_train: int, n_test: int, st: SolverSettings, starts: int, seed:
     return out
 
 
-def dynamic_study(quick: bool = False, seed: int = 5) -> dict:
-    from rftwin.dynamic.proxy import ProxySpec  # noqa: PLC0415
-    from rftwin.dynamic.update import run_update  # noqa: PLC0415
+DYN_MODES = {"local": {}, "full": {"full_retrace": True}, "local_new_paths_0.1db": {"new_path_tolerance_db": 0.1}}
 
+
+def _walk_setup(quick: bool, seed: int = 5):
     rng = np.random.default_rng(seed)
     n_links = 20 if quick else 100
-    st = SolverSettings(max_depth=3, samples_per_src=100_000)
     aps = np.array([[-4.6, 0.3, 2.5], [4.6, -4.0, 2.5], [0.5, 4.6, 2.5]])
     base = room(F)
     tx = np.concatenate([[[-2.0, -1.0, 1.2]], aps[np.arange(n_links - 1) % len(aps)]])
     rx = np.concatenate([[[2.0, -1.0, 1.2]], random_positions(base, n_links - 1, rng, (0.8, 2.0))])
     ys = np.arange(-3.0, 1.0 + 1e-9, 0.4 if quick else 0.2)
     pos = np.stack([np.zeros_like(ys), ys, np.full_like(ys, 0.91)], 1)
-    t = ys / 1.0 - ys[0]  # walking at 1 m/s
-    runs = {}
-    modes = {"local": {}, "full": {"full_retrace": True}}
-    if not quick:
-        modes["local_new_paths_0.1db"] = {"new_path_tolerance_db": 0.1}
-    for name, kw in modes.items():
-        tw = room(F)
-        t0 = time.perf_counter()
-        runs[name] = run_update(tw, None, tx, rx, np.full(n_links, F), ProxySpec(), t, pos, st, progress=False,
-                                cache_dir=False, **kw)
-        runs[name].wall = time.perf_counter() - t0
-    full = runs["full"].series.pivot(index="step", columns="link", values="path_gain_db").to_numpy()
-    out: dict = {"links": n_links, "steps": len(ys), "step_m": float(ys[1] - ys[0]), "frequency_hz": F,
-                 "solver": {"max_depth": st.max_depth, "samples_per_src": st.samples_per_src}, "modes": {}}
-    for name, r in runs.items():
-        g = r.series.pivot(index="step", columns="link", values="path_gain_db").to_numpy()
-        d = np.abs(g - full)[1:]
-        sec = r.steps["seconds"].to_numpy()[1:]
-        out["modes"][name] = {
-            "median_step_seconds": float(np.median(sec)), "max_step_seconds": float(sec.max()),
+    return rng, tx, rx, ys, pos, ys - ys[0]  # walking at 1 m/s
+
+
+def dynamic_mode(mode: str, quick: bool = False) -> dict:
+    """One walk (``mode`` in :data:`DYN_MODES`, or ``d2d``) in its own process; path gains go to an NPZ so that the
+    modes can be compared afterwards."""
+    from rftwin.dynamic.proxy import ProxySpec  # noqa: PLC0415
+    from rftwin.dynamic.update import run_update  # noqa: PLC0415
+
+    st = SolverSettings(max_depth=3, samples_per_src=100_000)
+    rng, tx, rx, ys, pos, t = _walk_setup(quick)
+    if mode == "d2d":
+        return _d2d(rng, st, pos[::2], t[::2])
+    t0 = time.perf_counter()
+    r = run_update(room(F), None, tx, rx, np.full(len(tx), F), ProxySpec(), t, pos, st, progress=False,
+                   cache_dir=False, **DYN_MODES[mode])
+    wall = time.perf_counter() - t0
+    g = r.series.pivot(index="step", columns="link", values="path_gain_db").to_numpy()
+    with atomic_path(RESULTS / f".dyn_{mode}.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, g=g, sl=r.series[r.series.link == 0]["shadow_loss_db"].to_numpy(),
+                 sec=r.steps["seconds"].to_numpy(), n=r.steps["links_retraced"].to_numpy(), ys=ys)
+    sec = r.steps["seconds"].to_numpy()[1:]
+    return {"median_step_seconds": float(np.median(sec)), "max_step_seconds": float(sec.max()),
             "first_step_seconds": float(r.steps["seconds"].iloc[0]),
-            "mean_links_retraced": float(r.steps["links_retraced"].iloc[1:].mean()),
-            "median_abs_diff_db": float(np.nanmedian(d)), "p99_abs_diff_db": float(np.nanquantile(d, 0.99)),
-            "max_abs_diff_db": float(np.nanmax(d)),
-            "max_abs_diff_db_4m_link": float(np.nanmax(d[:, 0])),
-            "wall_seconds": r.wall}
-    sl = {n: r.series[r.series.link == 0]["shadow_loss_db"].to_numpy() for n, r in runs.items()}
-    out["shadow_loss_db_4m_link"] = {"y_m": ys.tolist(), **{n: v.tolist() for n, v in sl.items()}}
-    out["peak_rss_gib"] = _peak_gib()
-    _dynamic_png(ys, sl, runs, RESULTS / "downstream_dynamic.png")
-    return out
+            "mean_links_retraced": float(r.steps["links_retraced"].iloc[1:].mean()), "wall_seconds": wall,
+            "links": len(tx), "steps": len(ys), "step_m": float(ys[1] - ys[0]), "peak_rss_gib": _peak_gib()}
 
 
-def _dynamic_png(ys: np.ndarray, sl: dict, runs: dict, path: Path) -> None:
+def dynamic_compare(doc: dict) -> None:
+    """Differences to the full re-trace and the figure, from the modes' NPZ files."""
+    runs = {m: dict(np.load(RESULTS / f".dyn_{m}.npz")) for m in DYN_MODES if (RESULTS / f".dyn_{m}.npz").is_file()}
+    if "full" not in runs:
+        return
+    full = runs["full"]["g"]
+    for m, r in runs.items():
+        d = np.abs(r["g"] - full)[1:]
+        doc["dynamic"]["modes"].setdefault(m, {}).update(
+            median_abs_diff_db=float(np.nanmedian(d)), p99_abs_diff_db=float(np.nanquantile(d, 0.99)),
+            max_abs_diff_db=float(np.nanmax(d)), max_abs_diff_db_4m_link=float(np.nanmax(d[:, 0])))
+    ys = runs["full"]["ys"]
+    doc["dynamic"]["shadow_loss_db_4m_link"] = {"y_m": ys.tolist(), **{m: r["sl"].tolist() for m, r in runs.items()}}
+    _dynamic_png(ys, {m: r["sl"] for m, r in runs.items()}, {m: r["sec"] for m, r in runs.items()},
+                 int(full.shape[1]), RESULTS / "downstream_dynamic.png")
+
+
+def _d2d(rng: np.random.Generator, st: SolverSettings, pos: np.ndarray, t: np.ndarray, n: int = 30) -> dict:
+    """Device-to-device links (every link its own transmitter): Sionna's cost is per transmitter, so here the
+    local update skips whole solver calls."""
+    from rftwin.dynamic.proxy import ProxySpec  # noqa: PLC0415
+    from rftwin.dynamic.update import run_update  # noqa: PLC0415
+
+    base = room(F)
+    tx = np.concatenate([[[-2.0, -1.0, 1.2]], random_positions(base, n - 1, rng, (0.8, 2.0))])
+    rx = np.concatenate([[[2.0, -1.0, 1.2]], random_positions(base, n - 1, rng, (0.8, 2.0))])
+    res = {}
+    for name, kw in (("local", {}), ("full", {"full_retrace": True})):
+        res[name] = run_update(room(F), None, tx, rx, np.full(n, F), ProxySpec(), t, pos, st, progress=False,
+                               cache_dir=False, **kw)
+    g = {k: r.series.pivot(index="step", columns="link", values="path_gain_db").to_numpy() for k, r in res.items()}
+    d = np.abs(g["local"] - g["full"])[1:]
+    return {"links": n, "steps": len(pos),
+            **{f"{k}_median_step_seconds": float(np.median(r.steps["seconds"].to_numpy()[1:]))
+               for k, r in res.items()},
+            "local_mean_links_retraced": float(res["local"].steps["links_retraced"].iloc[1:].mean()),
+            "max_abs_diff_db": float(np.nanmax(d)), "p99_abs_diff_db": float(np.nanquantile(d, 0.99))}
+
+
+def _dynamic_png(ys: np.ndarray, sl: dict, secs: dict, n_links: int, path: Path) -> None:
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -227,11 +263,11 @@ def _dynamic_png(ys: np.ndarray, sl: dict, runs: dict, path: Path) -> None:
     a1.set_ylabel("shadow loss of the 4 m link [dB]")
     a1.grid(alpha=0.3)
     a1.legend()
-    for n, r in runs.items():
-        a2.plot(ys[1:], r.steps["seconds"].to_numpy()[1:], label=f"{n}")
+    for n, sec in secs.items():
+        a2.plot(ys[1:], sec[1:], label=f"{n}")
     a2.set_xlabel("person position y [m]")
     a2.set_ylabel("update time per step [s]")
-    a2.set_title(f"{runs['full'].series.link.nunique()} links, room, 28 GHz")
+    a2.set_title(f"{n_links} links, room, 28 GHz")
     a2.grid(alpha=0.3)
     a2.legend()
     fig.tight_layout()
@@ -264,6 +300,8 @@ def _cdf_png(curves: dict[str, np.ndarray], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--part", default="all", choices=["beams", "dynamic", "all"])
+    ap.add_argument("--mode", default=None, choices=[*DYN_MODES, "d2d", "compare"],
+                    help="dynamic part: run one walk (each in its own process) or compare the saved walks")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--tx-power-dbm", type=float, default=0.0)
@@ -277,9 +315,17 @@ def main() -> None:
         n_train, n_test = (24, 16) if args.quick else (64, 60)
         doc["beams"] = beam_study(n_train, n_test, st, 4 if args.quick else 12, args.seed, args.tx_power_dbm)
         print(json.dumps(doc["beams"]["twins"], indent=1))
+        write_json(path, doc)
     if args.part in ("dynamic", "all"):
-        doc["dynamic"] = dynamic_study(quick=args.quick)
-        print(json.dumps(doc["dynamic"]["modes"], indent=1))
+        dyn = doc.setdefault("dynamic", {})
+        dyn.setdefault("modes", {})
+        if args.mode in (None, "compare"):
+            dynamic_compare(doc)
+        elif args.mode == "d2d":
+            dyn["d2d"] = dynamic_mode("d2d", args.quick)
+        else:
+            dyn["modes"][args.mode] = dynamic_mode(args.mode, args.quick)
+        print(json.dumps(dyn.get("modes"), indent=1), json.dumps(dyn.get("d2d"), indent=1))
     write_json(path, doc)
 
 

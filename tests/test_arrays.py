@@ -173,3 +173,16 @@ def test_beam_gains_equal_weighted_element_channels_and_peak_at_array_gain():
 def test_array_spec_errors(kw, match):
     with pytest.raises(ValueError, match=match):
         ArraySpec(**kw)
+
+
+def test_arrays_are_kept_through_pathset_files(tmp_path):
+    twin = load("floor_wall", FREQ)
+    ps = trace(twin, np.repeat(TX, len(RX), 0), RX, SETTINGS, cache_dir=False)
+    psa = with_arrays(ps, TX_ARRAY, RX_ARRAY, FREQ)
+    psa.save(tmp_path / "ps.npz")
+    back = type(psa).load(tmp_path / "ps.npz")
+    assert back.meta["tx_array"]["num_rows"] == 2 and back.meta["rx_array"]["pattern"] == "dipole"
+    a = path_coefficients(psa, _values(twin), FREQ)
+    torch.testing.assert_close(element_channels(back, path_coefficients(back, _values(twin), FREQ), FREQ),
+                               element_channels(psa, a, FREQ))
+    assert torch.isnan(back.a_ref).all()  # Sionna's trace-time coefficients belong to the traced antennas
