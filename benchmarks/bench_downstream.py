@@ -15,9 +15,10 @@ person's old or new place, and the same walk is repeated with a full re-trace of
 time per step of both and their difference in dB per link and step; shadow-loss time series of the 4 m link.
 
 Run: .venv/bin/python benchmarks/bench_downstream.py --part beams [--quick]
-     for m in local full local_new_paths_0.1db d2d compare; do
+     for m in local full local_new_paths_0.1db d2d_local d2d_full compare; do
          .venv/bin/python benchmarks/bench_downstream.py --part dynamic --mode $m; done
-(each walk in its own process: a Dr.Jit "unknown variable" abort was seen after several walks in one process)
+(each walk in its own process, on one Sionna scene: a Dr.Jit "jit_var: unknown variable" abort was seen when
+several scenes were built and edited in one process)
 (writes benchmarks/results/downstream.json and downstream_*.png)
 """
 from __future__ import annotations
@@ -183,7 +184,7 @@ def _walk_setup(quick: bool, seed: int = 5):
     rx = np.concatenate([[[2.0, -1.0, 1.2]], random_positions(base, n_links - 1, rng, (0.8, 2.0))])
     ys = np.arange(-3.0, 1.0 + 1e-9, 0.4 if quick else 0.2)
     pos = np.stack([np.zeros_like(ys), ys, np.full_like(ys, 0.91)], 1)
-    return rng, tx, rx, ys, pos, ys - ys[0]  # walking at 1 m/s
+    return rng, tx, rx, ys, pos, ys - ys[0], base  # walking at 1 m/s
 
 
 def dynamic_mode(mode: str, quick: bool = False) -> dict:
@@ -193,11 +194,11 @@ def dynamic_mode(mode: str, quick: bool = False) -> dict:
     from rftwin.dynamic.update import run_update  # noqa: PLC0415
 
     st = SolverSettings(max_depth=3, samples_per_src=100_000)
-    rng, tx, rx, ys, pos, t = _walk_setup(quick)
-    if mode == "d2d":
-        return _d2d(rng, st, pos[::2], t[::2])
+    rng, tx, rx, ys, pos, t, base = _walk_setup(quick)
+    if mode.startswith("d2d"):
+        return _d2d(rng, st, pos[::2], t[::2], mode == "d2d_full", base)  # one Sionna scene per process
     t0 = time.perf_counter()
-    r = run_update(room(F), None, tx, rx, np.full(len(tx), F), ProxySpec(), t, pos, st, progress=False,
+    r = run_update(base, None, tx, rx, np.full(len(tx), F), ProxySpec(), t, pos, st, progress=False,
                    cache_dir=False, **DYN_MODES[mode])
     wall = time.perf_counter() - t0
     g = r.series.pivot(index="step", columns="link", values="path_gain_db").to_numpy()
@@ -222,32 +223,34 @@ def dynamic_compare(doc: dict) -> None:
         doc["dynamic"]["modes"].setdefault(m, {}).update(
             median_abs_diff_db=float(np.nanmedian(d)), p99_abs_diff_db=float(np.nanquantile(d, 0.99)),
             max_abs_diff_db=float(np.nanmax(d)), max_abs_diff_db_4m_link=float(np.nanmax(d[:, 0])))
+    d2d = {m: np.load(RESULTS / f".dyn_d2d_{m}.npz")["g"] for m in ("local", "full")
+           if (RESULTS / f".dyn_d2d_{m}.npz").is_file()}
+    if len(d2d) == 2:
+        d = np.abs(d2d["local"] - d2d["full"])[1:]
+        doc["dynamic"].setdefault("d2d", {})["local_vs_full"] = {
+            "max_abs_diff_db": float(np.nanmax(d)), "p99_abs_diff_db": float(np.nanquantile(d, 0.99))}
     ys = runs["full"]["ys"]
     doc["dynamic"]["shadow_loss_db_4m_link"] = {"y_m": ys.tolist(), **{m: r["sl"].tolist() for m, r in runs.items()}}
     _dynamic_png(ys, {m: r["sl"] for m, r in runs.items()}, {m: r["sec"] for m, r in runs.items()},
                  int(full.shape[1]), RESULTS / "downstream_dynamic.png")
 
 
-def _d2d(rng: np.random.Generator, st: SolverSettings, pos: np.ndarray, t: np.ndarray, n: int = 30) -> dict:
+def _d2d(rng: np.random.Generator, st: SolverSettings, pos: np.ndarray, t: np.ndarray, full: bool, base,
+         n: int = 30) -> dict:
     """Device-to-device links (every link its own transmitter): Sionna's cost is per transmitter, so here the
     local update skips whole solver calls."""
     from rftwin.dynamic.proxy import ProxySpec  # noqa: PLC0415
     from rftwin.dynamic.update import run_update  # noqa: PLC0415
 
-    base = room(F)
     tx = np.concatenate([[[-2.0, -1.0, 1.2]], random_positions(base, n - 1, rng, (0.8, 2.0))])
     rx = np.concatenate([[[2.0, -1.0, 1.2]], random_positions(base, n - 1, rng, (0.8, 2.0))])
-    res = {}
-    for name, kw in (("local", {}), ("full", {"full_retrace": True})):
-        res[name] = run_update(room(F), None, tx, rx, np.full(n, F), ProxySpec(), t, pos, st, progress=False,
-                               cache_dir=False, **kw)
-    g = {k: r.series.pivot(index="step", columns="link", values="path_gain_db").to_numpy() for k, r in res.items()}
-    d = np.abs(g["local"] - g["full"])[1:]
-    return {"links": n, "steps": len(pos),
-            **{f"{k}_median_step_seconds": float(np.median(r.steps["seconds"].to_numpy()[1:]))
-               for k, r in res.items()},
-            "local_mean_links_retraced": float(res["local"].steps["links_retraced"].iloc[1:].mean()),
-            "max_abs_diff_db": float(np.nanmax(d)), "p99_abs_diff_db": float(np.nanquantile(d, 0.99))}
+    r = run_update(base, None, tx, rx, np.full(n, F), ProxySpec(), t, pos, st, progress=False, cache_dir=False,
+                   full_retrace=full)
+    g = r.series.pivot(index="step", columns="link", values="path_gain_db").to_numpy()
+    with atomic_path(RESULTS / f".dyn_d2d_{'full' if full else 'local'}.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, g=g)
+    return {"links": n, "steps": len(pos), "median_step_seconds": float(np.median(r.steps["seconds"][1:])),
+            "mean_links_retraced": float(r.steps["links_retraced"].iloc[1:].mean())}
 
 
 def _dynamic_png(ys: np.ndarray, sl: dict, secs: dict, n_links: int, path: Path) -> None:
@@ -300,7 +303,7 @@ def _cdf_png(curves: dict[str, np.ndarray], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--part", default="all", choices=["beams", "dynamic", "all"])
-    ap.add_argument("--mode", default=None, choices=[*DYN_MODES, "d2d", "compare"],
+    ap.add_argument("--mode", default=None, choices=[*DYN_MODES, "d2d_local", "d2d_full", "compare"],
                     help="dynamic part: run one walk (each in its own process) or compare the saved walks")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=3)
@@ -321,8 +324,8 @@ def main() -> None:
         dyn.setdefault("modes", {})
         if args.mode in (None, "compare"):
             dynamic_compare(doc)
-        elif args.mode == "d2d":
-            dyn["d2d"] = dynamic_mode("d2d", args.quick)
+        elif args.mode.startswith("d2d"):
+            dyn.setdefault("d2d", {})[args.mode[4:]] = dynamic_mode(args.mode, args.quick)
         else:
             dyn["modes"][args.mode] = dynamic_mode(args.mode, args.quick)
         print(json.dumps(dyn.get("modes"), indent=1), json.dumps(dyn.get("d2d"), indent=1))
