@@ -141,3 +141,14 @@ def test_update_cli_errors(tmp_path, kind, needle):
     assert r.exit_code == 2, r.output
     assert needle in msg, msg
     assert "Traceback" not in r.output and not out.exists()
+
+
+def test_trace_of_links_without_any_path():
+    """A re-traced link may have no path at all (a person blocking the only one): the tracer must return an empty
+    PathSet (Dr.Jit aborted on the size-0 antenna rotation before)."""
+    from rftwin.trace import trace
+
+    st = SolverSettings(max_depth=0, samples_per_src=1000)  # line of sight only, through box_chipboard: none
+    ps = trace(room(F), np.array([[2.0, 3.0, 0.5]]), np.array([[4.0, 3.0, 0.5]]), st, cache_dir=False,
+               progress=False)
+    assert ps.num_paths == 0 and ps.num_links == 1 and ps.f_tx.shape == (0, 1, 2)
