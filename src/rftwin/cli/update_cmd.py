@@ -19,13 +19,13 @@ def register(app: typer.Typer) -> None:
         links: Path = typer.Option(..., "--links", help="CSV/Parquet: link_id, tx_x..rx_z, frequency_hz."),
         out: Path = typer.Option(..., "--out", help="Output folder: timeseries.csv, steps.csv, summary.json."),
         label: str = typer.Option("body", "--label", help="Proxy material: body or an ITU material name."),
-        margin_m: float = typer.Option(0.05, "--margin-m", help="Extra margin of the region test [m]."),
+        margin_m: float = typer.Option(0.05, "--margin-m", help="Extra margin of the region test (m)."),
         ignore_below_db: float = typer.Option(30.0, "--ignore-below-db",
                                               help="Paths this far below their link's power are left out of the "
                                                    "region test."),
         new_path_tolerance_db: float = typer.Option(None, "--new-path-tolerance-db",
                                                     help="Also re-trace links that a path via the proxy could "
-                                                         "change by more than this [dB] (conservative)."),
+                                                         "change by more than this (dB) (conservative)."),
         full: bool = typer.Option(False, "--full/--local", help="Re-trace every link at every step (reference)."),
         max_depth: int = MaxDepth, samples_per_src: int = Samples, seed: int = Seed,
         los: bool = Los, specular: bool = Specular, refraction: bool = Refraction,
