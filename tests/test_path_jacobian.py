@@ -41,7 +41,7 @@ def test_one_pass_jacobian_matches_forward_mode(problem, offset, kind):
     model = _model(twin, 3, **kw)
     cfg = CalibrationConfig(offset="closed_form" if offset == "closed_form" else "none")
     state = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64) if offset == "ema" else None
-    assert supports(cfg, None, model)
+    assert supports(cfg, model)
     params = _params(model)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     r1, J1 = jacobian(ps, model, t, cfg, state)
@@ -78,5 +78,4 @@ def test_other_loss_terms_use_forward_mode(problem):
     from rftwin.calibrate.losses import LossTerm
 
     cfg = CalibrationConfig(terms=(LossTerm("path_gain", "mse_db"), LossTerm("path_gain", "mse_db", 0.5)))
-    assert not supports(cfg, None, _model(twin, 1))
-    assert not supports(CalibrationConfig(prior_weight=0.1), object(), _model(twin, 1))
+    assert not supports(cfg, _model(twin, 1))

@@ -106,5 +106,67 @@ def write_calibration_outputs(out: Path, twin: TwinScene, res: CalibrationResult
         f"{u.noise_db if u else float('nan'):.2g} dB measurement noise. 'identified' = relative stds of ε_r and σ "
         "< 10 % (and absolute std of S, K_xpd < 0.05).",
         "", head, rule, *rows, "",
+        *convergence_lines(res),
+        *inference_lines(res.inference, f_ref),
         "![convergence](convergence.png)", ""])
     write_text(out / "report.md", text)
+
+
+def convergence_lines(res: CalibrationResult) -> list[str]:
+    """A plain statement of how the fit ended (stopping rule or iteration cap)."""
+    if res.converged:
+        return ["Every round ended by the stopping rule (loss and parameter changes below their tolerances).", ""]
+    return ["**Warning:** a round ended at the iteration cap (--max-iter), not by the stopping rule: the values "
+            "may not be converged.", ""]
+
+
+def inference_lines(inf: dict | None, f_ref: float) -> list[str]:
+    """Markdown of the posterior calibration: noise, prior strength, label switches, held-out check, values far
+    from their prior or at a plausibility bound."""
+    if not inf:
+        return ["Calibration without priors (--prior none): values are fitted to the data alone.", ""]
+    lines = ["## Calibration as inference", ""]
+    units = inf.get("noise_units", {})
+    noise = ", ".join(f"{f} {v:.3g} {units.get(f, '')}" + (" (estimated)" if f in inf.get("noise_estimated", [])
+                                                          else " (given)") for f, v in inf["noise"].items())
+    lines += [f"- noise: {noise}; likelihood: {inf['likelihood']}",
+              f"- prior strength (multiplier of the label priors' precision): {inf['prior_strength']:.3g}, chosen "
+              f"by {inf['prior_strength_method']}; parameters determined by the data: "
+              f"{inf['effective_parameters']:.1f}", ""]
+    sw = inf.get("label_switches") or []
+    if sw:
+        lines += [f"Labels switched (posterior probability of the label <= {1 - inf['switch_probability']:.2g} with "
+                  f"prior mass {inf['label_mass']:.2g} on the label):", "",
+                  "| object | label | now | P(now) | P(label) |", "|---|---|---|---|---|"]
+        lines += [f"| {s['object']} | {s['label'] or '-'} | {s['to']} | {s['probability']:.3f} | "
+                  f"{s['probability_from']:.2g} |" for s in sw]
+        lines.append("")
+    else:
+        lines += ["No label was switched (the evidence was not decisive against any label).", ""]
+    ho = inf.get("heldout")
+    if ho and ho.get("features"):
+        lines += [f"Held-out check ({ho['folds']}-fold by {ho['by']}; the label twin against the calibrated twin on "
+                  "rows each fold left out):", "", "| term | rows | label twin RMSE | calibrated RMSE |",
+                  "|---|---|---|---|"]
+        for key in ("heldout", "heldout_by_transmitter"):
+            h = inf.get(key)
+            for f, v in (h or {}).get("features", {}).items():
+                lines.append(f"| {f} (by {h['by']}) | {v['rows']} | {v['label_rmse']:.3f} {v['unit']} | "
+                             f"{v['calibrated_rmse']:.3f} {v['unit']} |")
+        lines.append("")
+    verdict = inf.get("verdict")
+    msg = {"improves": "The calibrated twin predicts held-out links better than the labels.",
+           "no_difference": "The calibration does not beat the labels beyond the noise on held-out links; the "
+                            "values stay close to their priors.",
+           "worse": "The calibration predicts held-out links worse than the labels."
+                    + (" **The exported twin keeps the label values.**" if inf.get("reverted_to_labels") else ""),
+           "not_checked": "No held-out check was run (--folds 0)."}.get(verdict, "")
+    lines += [f"**Verdict:** {msg}", ""]
+    far = [(o, q, z) for o, d in inf.get("prior_z", {}).items() for q, z in d.items() if abs(z) > 3]
+    if far:
+        lines += ["Values more than 3 prior standard deviations from their label (the data demand it): "
+                  + ", ".join(f"{o} {q} ({z:+.1f} sd)" for o, q, z in far), ""]
+    for b in inf.get("at_plausible_bound", []):
+        lines.append(f"- {b['object']}: {b['quantity']} = {b['value']:.4g} sits at the plausible range "
+                     f"{b['range']}; the data push beyond it (check the geometry and the label).")
+    return lines

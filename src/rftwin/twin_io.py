@@ -1,7 +1,6 @@
 """Calibrated twin folders: ``materials.json`` + ``scene.xml`` (+ meshes), and per-link material values."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +8,7 @@ import torch
 
 from rftwin.physics.engine import MaterialValues
 from rftwin.scene.load import TwinScene, load
+from rftwin.twin_schema import read_materials_document, validate_materials_document
 
 MATERIALS_FILE = "materials.json"
 SCENE_FILE = "scene.xml"
@@ -49,12 +49,12 @@ def load_twin(ref: str | Path, frequency_hz: float = 3.5e9) -> tuple[TwinScene, 
         xml, mj = p / SCENE_FILE, p / MATERIALS_FILE
         if not xml.is_file():
             raise FileNotFoundError(f"{p}: not a calibrated twin folder (no {SCENE_FILE})")
-        doc = json.loads(mj.read_text()) if mj.is_file() else None
+        if mj.exists() and not mj.is_file():
+            raise FileNotFoundError(f"{mj}: not a regular file")
+        doc = read_materials_document(mj) if mj.is_file() else None
         twin = load(xml, frequency_hz)
         if doc is not None:
-            missing = set(twin.names) - set(doc.get("objects", {}))
-            if missing:
-                raise ValueError(f"{mj}: no entry for scene objects {sorted(missing)}")
+            validate_materials_document(doc, twin.names, mj)  # schema + physics, before any use
             for o in twin.objects:
                 o.label = doc["objects"][o.name].get("label")
         return twin, doc

@@ -16,6 +16,7 @@ import torch.autograd.forward_ad as fwad
 from torch.func import functional_call
 
 from rftwin.calibrate import path_jacobian
+from rftwin.calibrate.checkpoint import load_checkpoint, save_checkpoint
 from rftwin.calibrate.losses import (
     DELAY_UNIT_S,
     FEATURE_METRICS,
@@ -28,7 +29,6 @@ from rftwin.calibrate.losses import (
     smape,
 )
 from rftwin.calibrate.problem import DEFAULT_CHUNK, Features, Targets, simulate_features
-from rftwin.io import atomic_path
 from rftwin.materials.per_object import MaterialPrior, PerObjectMaterials, logit, unit_range
 from rftwin.progress import track
 from rftwin.trace.pathset import PathSet
@@ -137,6 +137,8 @@ class CalibrationResult:
     fit: tuple[str, ...] = ("eps_r", "sigma")
     mechanisms: list[str] = field(default_factory=list)  # traced mechanisms (set by calibrate_scene)
     resumed_at: int | None = None  # iteration a resumed run continued from
+    converged: bool = True  # False: the round ended at the iteration cap, not by the stopping rule
+    inference: dict | None = None  # posterior calibration report (noise, prior strength, labels, held-out check)
 
     def mre(self, eps_true: np.ndarray, sigma_true: np.ndarray) -> tuple[float, float]:
         return (float(np.mean(np.abs(self.eps_r - eps_true) / eps_true)),
@@ -253,7 +255,10 @@ class PriorStats:
         return cls(mu, sd, float(prior.frequency_hz))
 
     def residuals(self, model) -> torch.Tensor:
-        """Standardised prior residuals [B, P_prior] of ``model`` (any callable frequency -> MaterialValues)."""
+        """Standardised prior residuals [B, P_prior] of ``model`` (any callable frequency -> MaterialValues).
+        ``mu`` / ``sd`` entries may be [K] (shared by all starts) or [B, K] (one prior per start). Entries ``b`` and
+        ``d`` (power-law exponents, :meth:`with_exponents`) act on the slopes of log eps_r and log sigma over one
+        e-fold of frequency above the reference."""
         mv = model(torch.tensor([self.frequency_hz], dtype=next(iter(self.mu.values())).dtype))
         ro = {"eps_r": mv.eps_r[:, 0], "sigma": mv.sigma[:, 0]}
         if mv.scattering is not None:
@@ -262,8 +267,28 @@ class PriorStats:
             ro["xpd"] = mv.xpd[:, 0]
         tr = {"eps_r": lambda x: torch.log(torch.clamp(x - 1.0, min=1e-12)), "sigma": torch.log,
               "scattering": lambda x: torch.logit(x, eps=1e-12), "xpd": lambda x: torch.logit(x, eps=1e-12)}
-        parts = [(tr[q](ro[q]) - self.mu[q]) / self.sd[q] for q in self.mu if q in ro]
+        def tiled(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+            # per-start priors [B, K] follow starts that forward-mode AD tiled G times ([G B, K])
+            return x.repeat(like.shape[0] // x.shape[0], 1) if x.dim() == 2 and x.shape[0] != like.shape[0] else x
+
+        parts = [(tr[q](ro[q]) - tiled(self.mu[q], ro[q])) / tiled(self.sd[q], ro[q]) for q in self.mu if q in ro]
+        if "b" in self.mu:  # power-law exponents: slopes of log eps_r, log sigma over one e-fold of frequency
+            f = torch.tensor([self.frequency_hz, self.frequency_hz * math.e], dtype=mv.eps_r.dtype)
+            m2 = model(f)
+            for q, v in (("b", torch.log(m2.eps_r[:, 1]) - torch.log(m2.eps_r[:, 0])),
+                         ("d", torch.log(m2.sigma[:, 1]) - torch.log(m2.sigma[:, 0]))):
+                parts.append((v - tiled(self.mu[q], v)) / tiled(self.sd[q], v))
         return torch.cat(parts, -1)
+
+    def with_exponents(self, b: np.ndarray, d: np.ndarray, sd_b: float = 0.5, sd_d: float = 1.0) -> PriorStats:
+        """A copy that also holds Gaussian priors on the power-law exponents b, d [K] (used by multi-band models,
+        whose exponents the reference-frequency read-outs do not constrain)."""
+        dtype = next(iter(self.mu.values())).dtype
+        mu = dict(self.mu, b=torch.as_tensor(np.nan_to_num(b), dtype=dtype),
+                  d=torch.as_tensor(np.nan_to_num(d), dtype=dtype))
+        sd = dict(self.sd, b=torch.full(mu["b"].shape[-1:], sd_b, dtype=dtype),
+                  d=torch.full(mu["d"].shape[-1:], sd_d, dtype=dtype))
+        return PriorStats(mu, sd, self.frequency_hz)
 
 
 def objective(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_state: torch.Tensor | None = None,
@@ -378,6 +403,20 @@ def _forward_columns(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, off
     return r0, torch.cat(cols)
 
 
+def _prior_block(model, prior: PriorStats, cfg: CalibrationConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled prior residuals [B, Pp] (as stacked by :func:`objective`) and their Jacobian [B, Pp, P]; each start's
+    residuals depend on its own parameters only, so one reverse pass per residual gives every start's row."""
+    params = _params(model)
+    with torch.enable_grad():
+        rp = prior.residuals(model)
+        rp = rp * math.sqrt(cfg.prior_weight / rp.shape[-1])
+        rows = []
+        for i in range(rp.shape[1]):
+            g = torch.autograd.grad(rp[:, i].sum(), params, retain_graph=True, allow_unused=True)
+            rows.append(torch.cat([torch.zeros_like(p) if x is None else x for x, p in zip(g, params)], 1))
+    return rp.detach(), torch.stack(rows, 1).detach()
+
+
 def jacobian(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_state: torch.Tensor | None = None,
              prior: PriorStats | None = None, num_residuals: int | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -394,8 +433,12 @@ def jacobian(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_stat
     if num_residuals is None:
         with torch.no_grad():
             num_residuals = residuals(ps, model, t, cfg, offset_state, prior).shape[1]
-    if path_jacobian.supports(cfg, prior, model):  # one reverse pass over per-interaction materials
-        return path_jacobian.path_gain_residual_jacobian(ps, model, t, cfg, offset_state, names, sizes, theta)
+    if path_jacobian.supports(cfg, model):  # one reverse pass over per-interaction materials
+        r, J = path_jacobian.path_gain_residual_jacobian(ps, model, t, cfg, offset_state, names, sizes, theta)
+        if prior is None or cfg.prior_weight == 0:
+            return r, J
+        rp, Jp = _prior_block(model, prior, cfg)
+        return torch.cat([r, rp], 1), torch.cat([J, Jp], 1)
     if P < num_residuals:  # forward mode: the tangents ride along the start dimension (see _forward_columns)
         r, cols = _forward_columns(ps, model, t, cfg, offset_state, prior, names, sizes, theta)
         return r, cols.permute(1, 2, 0)
@@ -441,6 +484,14 @@ def laplace(ps: PathSet, model: PerObjectMaterials, t: Targets, cfg: Calibration
         H = H + J.T @ J / s**2
     H = H + torch.eye(P, dtype=H.dtype) / prior_log_std**2
     cov = torch.linalg.inv(H)
+    return uncertainty_from_cov(model, cov, noise)
+
+
+def uncertainty_from_cov(model: PerObjectMaterials, cov: torch.Tensor, noise: dict[str, float]) -> Uncertainty:
+    """Per-object std of the read-outs at f_ref from the covariance [P, P] of a single-start model's free
+    parameters (delta method); quantities held fixed get std 0."""
+    params = _params(model)
+    cov = cov.to(params[0].dtype)
     log_std = torch.sqrt(torch.clamp(torch.diagonal(cov), min=0.0))
     # delta method: read-outs (at f_ref) as functions of the free parameters
     ro = model.readout()
@@ -461,9 +512,9 @@ def laplace(ps: PathSet, model: PerObjectMaterials, t: Targets, cfg: Calibration
     e, sg = vals["eps_r"], vals["sigma"]
     s_std, x_std = stds.get("scattering"), stds.get("xpd")
     with np.errstate(invalid="ignore", divide="ignore"):
-        return Uncertainty(noise.get("path_gain", next(iter(noise.values()))), stds["eps_r"], stds["sigma"],
-                           stds["eps_r"] / e < 0.1, stds["sigma"] / sg < 0.1, log_std.cpu().numpy(),
-                           s_std, x_std, None if s_std is None else s_std < 0.05,
+        return Uncertainty(noise.get("path_gain", next(iter(noise.values()), float("nan"))), stds["eps_r"],
+                           stds["sigma"], stds["eps_r"] / e < 0.1, stds["sigma"] / sg < 0.1,
+                           log_std.cpu().numpy(), s_std, x_std, None if s_std is None else s_std < 0.05,
                            None if x_std is None else x_std < 0.05, noise)
 
 
@@ -500,8 +551,7 @@ def _fingerprint(ps: PathSet, model, t: Targets, cfg: CalibrationConfig) -> str:
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_checkpoint(path, state)  # data only (safetensors + JSON), staged then renamed
 
 
 def _truth_dict(truth) -> dict[str, np.ndarray] | None:
@@ -514,13 +564,14 @@ def _truth_dict(truth) -> dict[str, np.ndarray] | None:
 
 def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: CalibrationConfig | None = None,
               truth: tuple[np.ndarray, np.ndarray] | dict | None = None, progress: bool = True,
-              uncertainty: bool = True, *, prior: MaterialPrior | None = None, checkpoint: str | Path | None = None,
+              uncertainty: bool = True, *, prior: MaterialPrior | PriorStats | None = None,
+              checkpoint: str | Path | None = None,
               checkpoint_every: int = 0, resume: bool = False,
               callback: Callable[[int, dict], None] | None = None) -> CalibrationResult:
     """Fit the free parameters of ``model`` (all B starts at once) to ``targets``; keep the best start.
 
     ``truth``: true (eps_r, sigma) or a dict with any of eps_r, sigma, scattering, xpd [K] (history gets errors).
-    ``prior``: the MaterialPrior of the MAP term (used when ``cfg.prior_weight > 0``).
+    ``prior``: the MaterialPrior (or ready PriorStats) of the MAP term (used when ``cfg.prior_weight > 0``).
     ``checkpoint``: file written atomically every ``checkpoint_every`` iterations and at the end; with ``resume``
     an existing checkpoint of the same problem is continued (bit-identical trajectory). ``callback(it, row)`` is
     called after every iteration (after the checkpoint).
@@ -529,8 +580,11 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
     cfg = CalibrationConfig() if cfg is None else cfg
     targets.check(ps)
     truth = _truth_dict(truth)
-    pstats = PriorStats.from_prior(prior, model.fit, targets.frequencies_hz.dtype) \
-        if (prior is not None and cfg.prior_weight > 0) else None
+    if isinstance(prior, PriorStats):
+        pstats = prior if cfg.prior_weight > 0 else None
+    else:
+        pstats = PriorStats.from_prior(prior, model.fit, targets.frequencies_hz.dtype) \
+            if (prior is not None and cfg.prior_weight > 0) else None
     if cfg.prior_weight > 0 and pstats is None:
         raise ValueError("prior_weight > 0 needs the MaterialPrior (calibrate(..., prior=...))")
     model = screen_starts(ps, model, targets, cfg, cfg.refine_starts, pstats)
@@ -585,8 +639,8 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
     beta = offset_hat() if ema else None
     num_res = None
 
-    if ckpt is not None and resume and ckpt.is_file():
-        st = torch.load(ckpt, weights_only=False)
+    if ckpt is not None and resume and ckpt.exists():  # a folder in its place is an error, not a fresh start
+        st = load_checkpoint(ckpt)  # never unpickles: a tampered file cannot run code
         if st.get("fingerprint") != fp:
             raise ValueError(f"{ckpt}: the checkpoint belongs to a different calibration problem or configuration "
                              "(scene, links, measurements, starts or options changed); remove it or drop --resume")
@@ -621,6 +675,7 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
             "seconds": time.perf_counter() - t0 + elapsed0, "loss": loss, "off": off})
 
     it = start_it - 1
+    stop = bool(done)
     iters = range(start_it, cfg.max_iter + 1) if not done else range(0)
     for it in track(iters, f"calibrating ({cfg.optimizer}, {B} starts)", enabled=progress):
         if ema:  # seed 003 eq. 27: beta_t = lambda beta_{t-1} + (1 - lambda) beta_hat_t, fixed during the step
@@ -712,7 +767,8 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
                              history=history, uncertainty=unc, model=single,
                              scattering=v["scattering"][0] if "scattering" in v else None,
                              xpd=v["xpd"][0] if "xpd" in v else None, offset_mode=cfg.offset_mode,
-                             terms=[str(x) for x in cfg.loss_terms], fit=tuple(model.fit), resumed_at=resumed_at)
+                             terms=[str(x) for x in cfg.loss_terms], fit=tuple(model.fit), resumed_at=resumed_at,
+                             converged=bool(stop))
 
 
 __all__ = ["LOSSES", "OFFSET_MODES", "OPTIMIZERS", "CalibrationConfig", "CalibrationResult", "PriorStats",

@@ -105,12 +105,13 @@ def path_gain_jacobian(ps: PathSet, model, t: Targets, names: list[str], sizes: 
 
 
 
-def supports(cfg, prior, model) -> bool:
-    """Whether :func:`path_gain_residual_jacobian` covers this problem: least-squares path gain (dB) as the only
-    loss term, no MAP prior, a per-object material model."""
+def supports(cfg, model) -> bool:
+    """Whether :func:`path_gain_residual_jacobian` covers the data residuals of this problem: least-squares path
+    gain (dB) as the only loss term and a per-object material model (a MAP prior's rows are appended by the
+    caller)."""
     terms = cfg.loss_terms
     return (len(terms) == 1 and terms[0].feature == "path_gain" and terms[0].metric == "mse_db"
-            and (prior is None or cfg.prior_weight == 0) and hasattr(model, "readout"))
+            and hasattr(model, "readout"))
 
 
 def path_gain_residual_jacobian(ps: PathSet, model, t: Targets, cfg, offset_state: torch.Tensor | None,

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rftwin.calibrate.inference import BayesSetup, finish, plausible_bounds, posterior_round
 from rftwin.calibrate.loop import CalibrationConfig, CalibrationResult, calibrate
 from rftwin.calibrate.problem import Targets
 from rftwin.calibrate.sweep import coordinate_sweep
@@ -75,7 +76,7 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
                     min_trace_scattering: float = MIN_TRACE_SCATTERING, checkpoint_dir: str | Path | None = None,
                     checkpoint_every: int = 0, resume: bool = False, callback=None, global_sweeps: int = 0,
                     bounded: bool = False, sweep_grid: tuple[int, int] = (48, 12), restart_rounds: bool = False,
-                    ) -> tuple[CalibrationResult, PathSet]:
+                    bayes: BayesSetup | None = None) -> tuple[CalibrationResult, PathSet]:
     """Calibrate per-object materials of ``twin`` from ``targets`` (rows refer to links ``tx_pos[i] -> rx_pos[i]``).
 
     ``fit``: quantities to calibrate (eps_r, sigma, scattering, xpd). ``diffuse``: trace diffuse reflection (None:
@@ -93,6 +94,10 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
     ``targets`` may also be a callable ``PathSet -> Targets``, called with every new trace (the first and each
     re-trace): targets that refer to individual paths (per-MPC powers matched to the traced paths) are rebuilt
     for the paths of that trace.
+    ``bayes``: calibrate as inference (:mod:`rftwin.calibrate.bayes`): the objective is the negative log
+    posterior under the label priors of ``bayes.priors`` (``prior`` then only supplies start values and ranges),
+    noise levels and prior strength are estimated, labels are corrected in the first round, every fit stays inside
+    the plausible ranges, and the result carries the held-out check in ``result.inference``.
     On return the twin's radio materials hold the calibrated values; ``result.mechanisms`` lists what was traced.
     """
     make_targets = targets if callable(targets) else (lambda _ps: targets)
@@ -122,6 +127,8 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
     kw = {"power_law": power_law, "reference_frequency_hz": f_ref, "b": None if pl is None else pl[:, 1],
           "d": None if pl is None else pl[:, 3], "fit": fit,
           "eps_bounds": prior.eps_range if bounded else None, "sigma_bounds": prior.sigma_range if bounded else None}
+    if bayes is not None and not bounded:  # the posterior fit never leaves the plausible ranges
+        kw["eps_bounds"], kw["sigma_bounds"] = plausible_bounds(len(thickness))
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
     def trace_at(eps, sig, s, x) -> PathSet:
@@ -148,7 +155,15 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
                               estimate_offset=cfg.offset_mode != "none", progress=progress)
         return sw.eps_r, sw.sigma
 
+    def make_model(v) -> PerObjectMaterials:
+        return PerObjectMaterials(v["eps_r"], v["sigma"], thickness, scattering=v.get("scattering"),
+                                  xpd=v.get("xpd"), **kw)
+
     def run(ps, model, k, targets: Targets):
+        if bayes is not None:
+            return posterior_round(ps, model, targets, cfg, bayes, make_model, fit, power_law, k == 0, progress,
+                                   checkpoint=None if ckdir is None else ckdir / f"round{k}.pt",
+                                   checkpoint_every=checkpoint_every, resume=resume)
         return calibrate(ps, model, targets, cfg, truth=truth, progress=progress, uncertainty=k == retrace,
                          prior=prior, checkpoint=None if ckdir is None else ckdir / f"round{k}.pt",
                          checkpoint_every=checkpoint_every, resume=resume, callback=callback)
@@ -158,6 +173,7 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
 
     ps = trace_at(prior.eps_r, prior.sigma, first(starts["scattering"]), first(starts["xpd"]))
     tg = make_targets(ps)
+    label_eval = (ps, tg)
     if sweepable(tg):  # the swept point joins the multi-start draws as an extra start
         e0, s0 = swept(ps, prior.eps_r, prior.sigma, tg)
         starts["eps_r"] = np.concatenate([e0[None], starts["eps_r"]])
@@ -187,6 +203,9 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
         offset = history[-1]["iteration"] if history else 0
         history += [dict(r, iteration=r["iteration"] + offset, retrace=k + 1) for r in res.history[1:]]
         res = replace(res, seconds=res.seconds + prev_seconds, iterations=res.iterations + prev_iters)
+    if bayes is not None:
+        _, link_tx = np.unique(np.asarray(tx_pos, dtype=np.float64), axis=0, return_inverse=True)
+        res = finish(ps, tg, cfg, bayes, res, make_model, fit, power_law, link_tx.reshape(-1), label_eval)
     twin.set_materials(res.eps_r, res.sigma, scattering=res.scattering, xpd=res.xpd)
     mech = list(ps.meta.get("mechanisms", settings.mechanisms()))
     return replace(res, history=history, mechanisms=mech), ps

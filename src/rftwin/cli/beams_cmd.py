@@ -38,15 +38,15 @@ def register(app: typer.Typer) -> None:
         import numpy as np  # noqa: PLC0415
 
         from rftwin.cli.array_options import OptionError, parse_array, parse_codebook  # noqa: PLC0415
+        from rftwin.cli.outputs import check_cache, check_output_file  # noqa: PLC0415
         from rftwin.data import MeasurementError, read_links  # noqa: PLC0415
         from rftwin.io import atomic_path, write_table  # noqa: PLC0415
         from rftwin.predict.beams import LinkBudget, McsTable, beam_pair_gains, select_beams  # noqa: PLC0415
         from rftwin.twin_io import load_twin  # noqa: PLC0415
 
-        if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
-            fail(f"--out {out}: expected a .csv or .parquet file")
-        if gains is not None and gains.suffix.lower() != ".npz":
-            fail(f"--gains {gains}: expected a .npz file")
+        check_output_file(out, "--out", (".csv", ".parquet", ".pq"))  # destinations first: no tracing wasted
+        check_output_file(gains, "--gains", (".npz",))
+        check_cache()
         if combine not in ("incoherent", "coherent"):
             fail(f"--combine must be incoherent or coherent, not '{combine}'")
         try:

@@ -8,7 +8,7 @@ import json
 import typer
 
 # Modules under rftwin.cli defining ``register_bench(bench_app: typer.Typer) -> None``.
-BENCH_MODULES: list[str] = ["bench_priors", "bench_wedt"]
+BENCH_MODULES: list[str] = ["bench_priors", "bench_wedt", "bench_validate"]
 
 
 def print_result(r: dict, as_json: bool) -> None:

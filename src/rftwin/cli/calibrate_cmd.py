@@ -7,9 +7,12 @@ import numpy as np
 import typer
 
 from rftwin.cli.common import Los, MaxDepth, Refraction, Samples, Seed, Specular, check_spread, console, fail, settings
+from rftwin.cli.outputs import check_cache, check_output_dir, staged_dir
 
 CHECKPOINT_DIR = "checkpoint"
+LIBRARY_FILE = "library.json"
 MPC_MATCHES = "mpc_matches.csv"
+OWNED = ("calibration.json", CHECKPOINT_DIR)  # an --out folder holding one of these is an earlier calibration
 
 
 def calibration_summary(res, names: list[str]) -> dict:
@@ -33,8 +36,8 @@ def calibration_summary(res, names: list[str]) -> dict:
         objs[n] = rec
     return {"fit": list(res.fit), "loss_terms": res.terms, "loss": res.loss, "offset_mode": res.offset_mode,
             "offset_db": res.offset_db, "iterations": res.iterations, "seconds": res.seconds,
-            "resumed_at_iteration": res.resumed_at, "traced_mechanisms": res.mechanisms,
-            "noise": None if u is None else u.noise, "objects": objs}
+            "converged": res.converged, "resumed_at_iteration": res.resumed_at, "traced_mechanisms": res.mechanisms,
+            "noise": None if u is None else u.noise, "inference": res.inference, "objects": objs}
 
 
 def _roughness_map(path: Path, names: list[str]) -> list[str | float | None]:
@@ -134,7 +137,36 @@ def register(app: typer.Typer) -> None:
                   prior_weight: float = typer.Option(0.0, "--prior-weight",
                                                      help="MAP prior weight (Gaussian on the transformed "
                                                           "parameters, std = prior range / 4); 0 = off."),
-                  noise_db: float = typer.Option(None, help="Measurement noise std [dB] for the uncertainty report."),
+                  prior: str = typer.Option("labels", "--prior",
+                                            help="labels: calibrate as inference under priors from the labels "
+                                                 "(ITU value with a class spread; noise, prior strength and "
+                                                 "label corrections from the data; held-out check); none: fit "
+                                                 "the data alone (no priors)."),
+                  prior_file: Path = typer.Option(None, "--prior-file",
+                                                  help="YAML/JSON prior overrides: {classes: {CLASS: {...}}, "
+                                                       "objects: {OBJECT: {class: C, ...}}} with keys "
+                                                       "relative_permittivity, conductivity, log_std_eps, "
+                                                       "log_std_sigma."),
+                  prior_from: Path = typer.Option(None, "--prior-from",
+                                                  help="Class priors from a material library (library.json, or "
+                                                       "a calibrated twin folder holding one)."),
+                  noise_db: float = typer.Option(None, "--noise-db",
+                                                 help="Known noise std of path gains and MPC powers [dB] (default: "
+                                                      "estimated from the data)."),
+                  noise_ns: float = typer.Option(None, "--noise-ns",
+                                                 help="Known noise std of delay spread / mean delay [ns]."),
+                  likelihood: str = typer.Option("gaussian", "--likelihood",
+                                                 help="gaussian | student (heavy-tailed, for outliers)."),
+                  prior_strength: str = typer.Option("auto", "--prior-strength",
+                                                     help="Multiplier of the label priors' precision: auto "
+                                                          "(evidence maximisation) or a positive number."),
+                  label_correction: bool = typer.Option(True, "--label-correction/--no-label-correction",
+                                                        help="Switch labels to another material class where the "
+                                                             "evidence is decisive."),
+                  switch_probability: float = typer.Option(0.95, "--switch-probability",
+                                                           help="Switch a label when its class posterior "
+                                                                "probability falls to 1 - this."),
+                  folds: int = typer.Option(5, "--folds", help="K of the held-out check (0: off)."),
                   checkpoint_every: int = typer.Option(0, "--checkpoint-every",
                                                        help="Write a checkpoint to OUT/checkpoint every N "
                                                             "iterations (0: only at the end of each round)."),
@@ -150,7 +182,7 @@ def register(app: typer.Typer) -> None:
         from rftwin.materials import prior_from_labels  # noqa: PLC0415
         from rftwin.materials.per_object import (  # noqa: PLC0415
             FIT_QUANTITIES,
-            with_relative_ranges,
+            with_label_box,
             with_roughness,
             with_scattering,
         )
@@ -160,6 +192,8 @@ def register(app: typer.Typer) -> None:
         from rftwin.twin_io import unique_links  # noqa: PLC0415
 
         configure_torch_threads()
+        check_output_dir(out, "--out", owned=OWNED)  # before any loading or tracing
+        check_cache()
         check_spread(prior_spread)
         try:
             fit_q = tuple(x.strip() for x in fit.split(",") if x.strip())
@@ -168,6 +202,8 @@ def register(app: typer.Typer) -> None:
                 raise ValueError(f"--fit: unknown quantities {bad}; choose from {', '.join(FIT_QUANTITIES)}")
             if checkpoint_every < 0:
                 raise ValueError("--checkpoint-every must be >= 0")
+            bayes_cfg = _bayes_config(prior, noise_db, noise_ns, likelihood, prior_strength, label_correction,
+                                      switch_probability, folds, seed, optimizer, terms, loss)
             twin = load(scene)
             lab = read_labels(labels, twin) if labels else None
             meas = read_measurements(measurements, twin, labels=lab)
@@ -180,6 +216,12 @@ def register(app: typer.Typer) -> None:
             if mpcs is not None and not has_mpc_term:
                 raise ValueError(f"--mpcs {mpcs} is given but --terms has no mpc_power term (e.g. add "
                                  "'mpc_power:mse_db:1')")
+            has_cfr_term = any(t.feature == "cfr" for t in term_list or ())  # same rule as --mpcs
+            if has_cfr_term and wideband is None:
+                raise ValueError("--terms: the cfr term needs a wideband sidecar (--wideband FILE)")
+            if wideband is not None and not has_cfr_term:
+                raise ValueError(f"--wideband {wideband} is given but --terms has no cfr term (e.g. "
+                                 "'--terms path_gain,cfr:nmse:1'); it would be ignored")
             cfg = CalibrationConfig(loss=loss, optimizer=optimizer, lr=lr, max_iter=max_iter,
                                     estimate_offset=estimate_offset, noise_db=noise_db, refine_starts=refine,
                                     terms=term_list, offset=offset,
@@ -188,14 +230,28 @@ def register(app: typer.Typer) -> None:
             twin.set_frequency(f_ref)
             names = twin.names
             obj_labels = [(lab or {}).get(n, o.label) for n, o in zip(names, twin.objects)]
-            prior = prior_from_labels(obj_labels, f_ref, [o.relative_permittivity for o in twin.objects],
+            mprior = prior_from_labels(obj_labels, f_ref, [o.relative_permittivity for o in twin.objects],
                                       [o.conductivity for o in twin.objects], strategy=init, seed=seed)
-            if prior_spread is not None:
-                prior = with_relative_ranges(prior, prior_spread)
+            setup = None
+            if bayes_cfg is not None:
+                setup = _bayes_setup(bayes_cfg, twin, names, obj_labels, f_ref, prior_file, prior_from, fit_q)
+                if init == "label":
+                    mprior = setup.priors.material_prior(mprior.power_law)
+                setup.exponents = (np.nan_to_num(mprior.power_law[:, 1]), np.nan_to_num(mprior.power_law[:, 3])) \
+                    if mprior.power_law is not None else None
+            if prior_spread is not None:  # the box is around the labels whatever --init is (the help says so)
+                lab_prior = mprior if (setup is not None and init == "label") else prior_from_labels(
+                    obj_labels, f_ref, [o.relative_permittivity for o in twin.objects],
+                    [o.conductivity for o in twin.objects], strategy="label")
+                mprior = with_label_box(mprior, lab_prior, prior_spread, seed=seed, redraw=init == "random")
             if scattering is not None:
-                prior = with_scattering(prior, scattering)
+                mprior = with_scattering(mprior, scattering)
             if roughness is not None:
-                prior = with_roughness(prior, _roughness_map(roughness, names))
+                mprior = with_roughness(mprior, _roughness_map(roughness, names))
+            if setup is not None:  # S / K_xpd priors (roughness, --scattering) join the posterior's priors
+                setup.priors.scattering = mprior.scattering if mprior.scattering is not None else \
+                    setup.priors.scattering
+                setup.priors.xpd = mprior.xpd if mprior.xpd is not None else setup.priors.xpd
             if resume and not (out / CHECKPOINT_DIR).is_dir():
                 raise ValueError(f"--resume: no checkpoints in {out / CHECKPOINT_DIR}")
             multi = len(np.unique(meas.frequency_hz)) > 1
@@ -225,29 +281,136 @@ def register(app: typer.Typer) -> None:
             else:
                 targets = Targets.build(row_link, meas.frequency_hz, meas.path_gain_db, **row_kw)
             st = settings(max_depth, samples_per_src, seed, los, specular, refraction)
-            res, ps = calibrate_scene(twin, tx, rx, targets, prior, cfg, st, num_starts=starts, retrace=retrace,
+            res, ps = calibrate_scene(twin, tx, rx, targets, mprior, cfg, st, num_starts=starts, retrace=retrace,
                                       power_law=use_pl, seed=seed, fit=fit_q, diffuse=diffuse,
                                       checkpoint_dir=out / CHECKPOINT_DIR, checkpoint_every=checkpoint_every,
-                                      resume=resume, global_sweeps=sweeps, bounded=bounded)
+                                      resume=resume, global_sweeps=sweeps, bounded=bounded, bayes=setup)
         except (MeasurementError, ValueError, FileNotFoundError) as exc:
             fail(str(exc))
         if supervision is not None:
             targets = supervision.targets  # matched to the final trace
-        write_calibration_outputs(out, twin, res, ps, targets, meas, obj_labels, f_ref, use_pl, cfg)
-        summary = calibration_summary(res, names)
-        if supervision is not None:
-            from rftwin.io import write_table  # noqa: PLC0415
+        out_labels = obj_labels if setup is None else [c if c != "unlabelled" else None
+                                                          for c in setup.priors.classes]
+        with staged_dir(out) as stage:  # all outputs appear together, or none
+            write_calibration_outputs(stage, twin, res, ps, targets, meas, out_labels, f_ref, use_pl, cfg)
+            summary = calibration_summary(res, names)
+            if supervision is not None:
+                from rftwin.io import write_table  # noqa: PLC0415
 
-            table, summary["mpc"] = supervision.outputs(ps, res)
-            write_table(out / MPC_MATCHES, table)
-            mp = summary["mpc"]
-            console.print(f"MPC supervision: {mp['matched']} of {mp['mpcs']} MPCs matched to traced paths ("
-                          + ", ".join(f"{k}: {v['matched']}/{v['mpcs']}" for k, v in mp["per_link"].items())
-                          + f"); RMS power residual {mp['rms_residual_db'] or float('nan'):.2f} dB; {MPC_MATCHES}")
-        write_json(out / "calibration.json", summary)
+                table, summary["mpc"] = supervision.outputs(ps, res)
+                write_table(stage / MPC_MATCHES, table)
+                mp = summary["mpc"]
+                console.print(f"MPC supervision: {mp['matched']} of {mp['mpcs']} MPCs matched to traced paths ("
+                              + ", ".join(f"{k}: {v['matched']}/{v['mpcs']}" for k, v in mp["per_link"].items())
+                              + f"); RMS power residual {mp['rms_residual_db'] or float('nan'):.2f} dB; "
+                              f"{MPC_MATCHES}")
+            write_json(stage / "calibration.json", summary)
+            if setup is not None:
+                write_json(stage / LIBRARY_FILE, _library(res, setup, f_ref))
+        if setup is not None:
+            _print_inference(res.inference)
         extra = ""
         if res.scattering is not None:
             extra = " S = " + ", ".join(f"{n}: {v:.3f}" for n, v in zip(names, res.scattering)) + ";"
         console.print(f"calibrated {len(names)} objects ({', '.join(fit_q)}) from {len(meas)} measurements in "
                       f"{res.seconds:.1f} s (loss {res.loss:.3g}, offset {res.offset_db:.2f} dB, traced: "
                       f"{', '.join(res.mechanisms)});{extra} outputs in {out}")
+
+
+def _bayes_config(prior: str, noise_db, noise_ns, likelihood: str, strength: str, label_correction: bool,
+                  switch_probability: float, folds: int, seed: int, optimizer: str, terms, loss: str):
+    """The BayesConfig of the CLI options (None for --prior none); option errors name the option."""
+    from rftwin.calibrate.bayes import LIKELIHOODS, BayesConfig  # noqa: PLC0415
+
+    if prior not in ("labels", "none"):
+        raise ValueError(f"--prior: expected 'labels' or 'none', got '{prior}'")
+    for name, v in (("--noise-db", noise_db), ("--noise-ns", noise_ns)):
+        if v is not None and not v > 0:
+            raise ValueError(f"{name} must be > 0, got {v}")
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"--likelihood: expected one of {', '.join(LIKELIHOODS)}, got '{likelihood}'")
+    lam = None
+    if strength != "auto":
+        try:
+            lam = float(strength)
+        except ValueError:
+            lam = -1.0
+        if not lam > 0:
+            raise ValueError(f"--prior-strength: expected 'auto' or a positive number, got '{strength}'")
+    if not 0.5 <= switch_probability < 1.0:
+        raise ValueError(f"--switch-probability must lie in [0.5, 1), got {switch_probability}")
+    if folds < 0 or folds == 1:
+        raise ValueError(f"--folds must be 0 (off) or >= 2, got {folds}")
+    if prior == "none":
+        return None
+    if optimizer != "lm":
+        raise ValueError("--prior labels fits the posterior with Levenberg-Marquardt: drop --optimizer (or use "
+                         "--prior none)")
+    if loss != "mse_db":
+        raise ValueError(f"--loss {loss}: --prior labels uses Gaussian (or Student-t) likelihoods; use --prior none "
+                         "for the NAE / SMAPE losses")
+    noise = {}
+    if noise_db is not None:
+        noise.update(path_gain=noise_db, mpc_power=noise_db)
+    if noise_ns is not None:
+        noise.update(delay_spread=noise_ns, mean_delay=noise_ns)
+    return BayesConfig(noise=noise, strength=lam, likelihood=likelihood, label_correction=label_correction,
+                       switch_probability=switch_probability, folds=folds, seed=seed)
+
+
+def _bayes_setup(bc, twin, names: list[str], labels: list[str | None], f_ref: float, prior_file: Path | None,
+                 prior_from: Path | None, fit_q: tuple[str, ...]):
+    """Class priors of every object: ITU values (or a material library) plus the prior file's overrides."""
+    from rftwin.calibrate.bayes import ObjectPriors  # noqa: PLC0415
+    from rftwin.calibrate.inference import BayesSetup  # noqa: PLC0415
+    from rftwin.materials.class_prior import itu_table, read_library, read_prior_file  # noqa: PLC0415
+
+    table = itu_table(f_ref)
+    if prior_from is not None:
+        table.classes.update(read_library(prior_from, f_ref))
+    if prior_file is not None:
+        table = read_prior_file(prior_file, table, dict(zip(names, labels)))
+    s = np.array([o.scattering_coefficient for o in twin.objects])
+    x = np.array([o.xpd_coefficient for o in twin.objects])
+    # the scene's own S / K_xpd are the prior where it has any; fitted without one, the defaults (0.2 / 0.1) are
+    op = ObjectPriors(names, list(labels), table, f_ref, scattering=s if np.any(s > 0) else None,
+                      xpd=x if np.any(x > 0) else None)
+    for i in range(len(names)):
+        op.prior_of(i)  # unknown classes fail here, before any tracing
+    return BayesSetup(op, bc)
+
+
+def _library(res, setup, f_ref: float) -> dict:
+    """The material library of this twin: per class, its objects' posterior information pooled on the class
+    prior (:func:`rftwin.materials.class_prior.library_document`)."""
+    from rftwin.materials.class_prior import library_document  # noqa: PLC0415
+
+    u = res.uncertainty
+    eps, sig = np.asarray(res.eps_r), np.asarray(res.sigma)
+    e0, s0, se, ss = setup.priors.centres()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ue = np.nan_to_num(u.eps_std / np.maximum(eps - 1.0, 1e-12), nan=se, posinf=se)
+        us = np.nan_to_num(u.sigma_std / np.maximum(sig, 1e-30), nan=ss, posinf=ss)
+    strength = 1.0 if res.inference.get("reverted_to_labels") else res.inference["prior_strength"]
+    return library_document(setup.priors.names, list(setup.priors.classes),
+                            {"eps": np.log(np.maximum(eps - 1.0, 1e-12)), "sigma": np.log(np.maximum(sig, 1e-30))},
+                            {"eps": ue, "sigma": us},
+                            {"eps": np.log(np.maximum(e0 - 1.0, 1e-12)), "sigma": np.log(np.maximum(s0, 1e-30))},
+                            {"eps": se, "sigma": ss}, f_ref, strength)
+
+
+def _print_inference(inf: dict) -> None:
+    """The verdict of the held-out check and the label switches, plainly."""
+    for s in inf.get("label_switches", []):
+        console.print(f"label switched: {s['object']}: {s['label']} -> {s['to']} "
+                      f"(P = {s['probability']:.3f}; P(label) = {s['probability_from']:.2g})")
+    h = (inf.get("heldout") or {}).get("features", {})
+    for f, v in h.items():
+        console.print(f"held-out {f} RMSE: labels {v['label_rmse']:.3f} {v['unit']}, calibrated "
+                      f"{v['calibrated_rmse']:.3f} {v['unit']} ({inf['heldout']['folds']}-fold by link)")
+    msg = {"improves": "the calibrated twin predicts held-out links better than the labels",
+           "no_difference": "the calibration does not beat the labels beyond the noise on held-out links",
+           "worse": "the calibration predicts held-out links WORSE than the labels"
+                    + ("; the exported twin keeps the label values" if inf.get("reverted_to_labels") else "")}
+    if inf.get("verdict") in msg:
+        console.print(f"verdict: {msg[inf['verdict']]}")

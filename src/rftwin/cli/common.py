@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from rftwin.trace.tracer import SolverSettings
 
-console = Console(stderr=True)
+# markup=False: file names, link ids and object names are user text and must print as written ("[/red]" in a
+# link id would otherwise crash Rich and "[bold]X" would print as "X"); styles are given as Text, never as markup.
+console = Console(stderr=True, markup=False, highlight=False)
 
 MaxDepth = typer.Option(4, "--max-depth", help="Maximum number of interactions per path.")
 Samples = typer.Option(1_000_000, "--samples-per-src", help="Rays shot per transmitter.")
@@ -23,7 +26,8 @@ def settings(max_depth: int, samples: int, seed: int, los: bool = True, specular
 
 
 def fail(msg: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {msg}")
+    """Print ``msg`` (user text such as ids and file names: never read as Rich markup) and exit."""
+    console.print(Text("error: ", style="bold red") + Text(str(msg)), soft_wrap=True)  # greppable: no wrapping
     raise typer.Exit(code)
 
 

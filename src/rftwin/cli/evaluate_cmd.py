@@ -16,6 +16,7 @@ from rftwin.cli.common import (
     fail,
     settings,
 )
+from rftwin.cli.outputs import check_cache, check_output_dir, staged_dir
 
 
 def register(app: typer.Typer) -> None:
@@ -68,6 +69,8 @@ def register(app: typer.Typer) -> None:
         from rftwin.twin_io import load_twin  # noqa: PLC0415
 
         configure_torch_threads()
+        check_output_dir(out, "--out", owned=("report.md", "metrics.json"))  # before any work
+        check_cache()
         chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
         bad = [m for m in chosen if m not in METHODS]
         if bad or not chosen:
@@ -89,7 +92,9 @@ def register(app: typer.Typer) -> None:
             res = evaluate_twin(tw, doc, meas, tr, true_materials, wideband, cfg, mpcs_truth=mpcs)
         except (MeasurementError, MaterialsFileError, ValueError, FileNotFoundError) as exc:
             fail(str(exc))
-        report = write_evaluation(res, out, title=f"Evaluation of {twin} on {truth.name}")
+        with staged_dir(out) as stage:  # all outputs appear together, or none
+            write_evaluation(res, stage, title=f"Evaluation of {twin} on {truth.name}")
+        report = out / "report.md"
         for m in res.methods:
             s = res.metrics[m]
             extra = (f"  cluster F1 {s['cluster_f1']:.3f}, power error {s['cluster_power_mae_db']:.2f} dB"

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from rftwin.cli.common import console, fail
+from rftwin.cli.outputs import check_output_dir, staged_dir
 
 
 def register(app: typer.Typer) -> None:
@@ -31,6 +32,7 @@ def register(app: typer.Typer) -> None:
         from rftwin.fields.maps import build_map, object_mesh, write_map  # noqa: PLC0415
         from rftwin.fields.surface import surface_grid  # noqa: PLC0415
 
+        check_output_dir(out, "--out", owned=("material_map.csv", "eps_r.png"))  # before any work
         nvec = None
         if normal:
             try:
@@ -75,7 +77,8 @@ def register(app: typer.Typer) -> None:
                               np.full(P, float(mv.sigma[0, 0, k])), f, twin.objects[k].thickness_m, angle_deg)
         except (FileNotFoundError, ValueError, KeyError) as exc:
             fail(str(exc))
-        files = write_map(m, out)
+        with staged_dir(out) as stage:  # all files appear together, or none
+            files = [out / p.name for p in write_map(m, stage)]
         console.print(f"{len(m.grid.points)} grid cells on '{object_name}' at {m.frequency_hz / 1e9:g} GHz; "
                       f"eps_r {np.nanmin(m.eps_r):.3g}-{np.nanmax(m.eps_r):.3g}, "
                       f"sigma {np.nanmin(m.sigma):.3g}-{np.nanmax(m.sigma):.3g} S/m")

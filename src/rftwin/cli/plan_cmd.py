@@ -6,6 +6,7 @@ from pathlib import Path
 import typer
 
 from rftwin.cli.common import Los, Refraction, Specular, console, fail, settings
+from rftwin.cli.outputs import check_cache, check_output_file
 
 
 def register(app: typer.Typer) -> None:
@@ -55,6 +56,9 @@ def register(app: typer.Typer) -> None:
         from rftwin.runtime import configure_torch_threads  # noqa: PLC0415
 
         configure_torch_threads()
+        check_output_file(out, "--out")  # destinations before any tracing
+        check_output_file(report or out.with_suffix(".json"), "--report")
+        check_cache()
         try:
             d = plan_command(scene, budget, out, candidates=candidates, frequency_hz=frequency, prior=prior,
                              by_transmitter=by_transmitter, noise_db=noise_db, offset_std_db=offset_std_db,

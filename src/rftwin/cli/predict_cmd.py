@@ -18,6 +18,7 @@ from rftwin.cli.common import (
     fail,
     settings,
 )
+from rftwin.cli.outputs import check_cache, check_output_file
 
 SCENE = typer.Argument(..., help="Sionna XML scene, built-in name, or calibration output folder.")
 LINKS = typer.Argument(..., help="CSV/Parquet: link_id, tx_x..rx_z, frequency_hz[, tx_power_dbm].")
@@ -48,6 +49,7 @@ def register(app: typer.Typer) -> None:
                 los: bool = Los, specular: bool = Specular, refraction: bool = Refraction) -> None:
         """Predict path gain, RSS, delays, delay spread, K-factor and angular spreads for every link."""
         from rftwin.data import MeasurementError, read_links, write_wideband
+        from rftwin.data.measurements import Problem
         from rftwin.io import write_table
         from rftwin.predict.predict import (
             FEATURE_COLUMNS,
@@ -56,8 +58,11 @@ def register(app: typer.Typer) -> None:
         )
         from rftwin.twin_io import load_twin
 
-        if wideband is not None and wideband.suffix.lower() not in (".h5", ".hdf5", ".npz"):
-            fail(f"--wideband {wideband}: unsupported file type '{wideband.suffix}'; expected .h5, .hdf5 or .npz")
+        check_output_file(out, "--out")  # destinations first: a wrong --out costs no tracing
+        check_output_file(wideband, "--wideband", (".h5", ".hdf5", ".npz"))
+        check_cache()
+        if wideband is not None and wideband.absolute() == out.absolute():
+            fail(f"--wideband {wideband}: the same file as --out")
         if wideband_kind not in ("cfr", "cir", "both"):
             fail(f"--wideband-kind must be cfr, cir or both, not '{wideband_kind}'")
         if bandwidth_hz <= 0 or subcarriers < 1:
@@ -68,13 +73,20 @@ def register(app: typer.Typer) -> None:
             fail(f"--angular-spread must be circular or 3gpp, not '{angular}'")
         from rftwin.cli.array_options import parse_array  # noqa: PLC0415
 
-        if mimo is not None and (mimo.suffix.lower() != ".npz" or (tx_array is None and rx_array is None)):
-            fail(f"--mimo {mimo}: expected a .npz file and --tx-array and/or --rx-array")
+        check_output_file(mimo, "--mimo", (".npz",))
+        if mimo is not None and tx_array is None and rx_array is None:
+            fail(f"--mimo {mimo}: needs --tx-array and/or --rx-array")
         try:
             ta = None if tx_array is None else parse_array(tx_array, "--tx-array")
             ra = None if rx_array is None else parse_array(rx_array, "--rx-array")
             twin, doc = load_twin(scene)
             lk = read_links(links, twin)
+            if wideband is not None:  # sidecar keys are link ids: check them before any tracing
+                bad = [i for i, lid in enumerate(lk.link_id) if "/" in lid or lid in (".", "..")]
+                if bad:
+                    raise MeasurementError(links, [Problem(f"link_id '{lk.link_id[i]}' cannot name a wideband "
+                                                           "sidecar entry (no '/', not '.' or '..')",
+                                                           columns=("link_id",), row=i + 1) for i in bad])
         except (MeasurementError, ValueError, FileNotFoundError) as exc:
             fail(str(exc))
         twin.set_frequency(float(np.min(lk.frequency_hz)))
@@ -91,9 +103,11 @@ def register(app: typer.Typer) -> None:
         for c in pred.table.columns:
             if c.endswith(("_cfr_db", "_cfr_s")):
                 df[c] = pred.table[c].to_numpy()
-        write_table(out, df)
-        console.print(f"wrote {len(df)} predictions to {out}")
-        if mimo is not None:
+        lost = np.nonzero((df["num_paths"].to_numpy() > 0) & ~np.isfinite(df["path_gain_db"].to_numpy()))[0]
+        if len(lost):  # never write non-finite predictions silently
+            fail(f"{links}: {len(lost)} link(s) with traced paths got a non-finite path gain (first: row {lost[0] + 1}"
+                 f", link_id '{lk.link_id[lost[0]]}'); check the twin's materials; nothing written")
+        if mimo is not None:  # the sidecars first: when one fails, no CSV is left behind either
             from rftwin.io import atomic_path  # noqa: PLC0415
 
             with atomic_path(mimo) as tmp, open(tmp, "wb") as fh:
@@ -104,4 +118,7 @@ def register(app: typer.Typer) -> None:
                 write_wideband(wideband, pred.wideband)
             except MeasurementError as exc:
                 fail(str(exc))
+        write_table(out, df)
+        console.print(f"wrote {len(df)} predictions to {out}")
+        if wideband is not None:
             console.print(f"wrote the wideband sidecar of {len(df)} links to {wideband}")

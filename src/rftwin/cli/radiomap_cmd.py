@@ -6,6 +6,7 @@ from pathlib import Path
 import typer
 
 from rftwin.cli.common import Refraction, Seed, Specular, console, fail
+from rftwin.cli.outputs import check_output_dir, staged_dir
 
 
 def register(app: typer.Typer) -> None:
@@ -37,6 +38,7 @@ def register(app: typer.Typer) -> None:
         from rftwin.trace.tracer import SolverSettings  # noqa: PLC0415
         from rftwin.twin_io import load_twin  # noqa: PLC0415
 
+        check_output_dir(out, "--out", owned=("radiomap.npz", "radiomap.png"))  # before any work
         pos = []
         for i, t in enumerate(tx, 1):
             parts = t.replace(",", " ").split()
@@ -61,9 +63,12 @@ def register(app: typer.Typer) -> None:
                                     tx_power_dbm)
         except (ValueError, FileNotFoundError) as exc:
             fail(str(exc))
-        npz = write_npz(res, out / "radiomap.npz")
-        png = plot_radio_map(res, out / "radiomap.png", tw)
-        cov = float(np.isfinite(res.best_path_gain_db).mean())
+        with staged_dir(out) as stage:  # both files appear together, or none
+            write_npz(res, stage / "radiomap.npz")
+            plot_radio_map(res, stage / "radiomap.png", tw)
+        npz, png = out / "radiomap.npz", out / "radiomap.png"
+        c = res.coverage()
         console.print(f"{res.path_gain_db.shape[2]} x {res.path_gain_db.shape[1]} cells of {cell:g} m at z = "
-                      f"{height:g} m, {f / 1e9:.4g} GHz; {100 * cov:.0f} % of cells with a value "
-                      f"(NaN: no ray, or inside an object); wrote {npz} and {png}")
+                      f"{height:g} m, {f / 1e9:.4g} GHz; {c['with_value']} of {c['cells']} cells "
+                      f"({100 * c['with_value'] / c['cells']:.1f} %) with a value, {c['no_ray']} reached by no "
+                      f"path, {c['inside']} inside closed objects (NaN); wrote {npz} and {png}")

@@ -35,6 +35,7 @@ def register(app: typer.Typer) -> None:
         series of path gain, delay spread and shadow loss per link."""
         import numpy as np  # noqa: PLC0415
 
+        from rftwin.cli.outputs import check_cache, check_output_dir, staged_dir  # noqa: PLC0415
         from rftwin.data import MeasurementError, read_links  # noqa: PLC0415
         from rftwin.data.trajectory import read_trajectory  # noqa: PLC0415
         from rftwin.dynamic.proxy import ProxyError, ProxySpec, proxy_half_size  # noqa: PLC0415
@@ -42,6 +43,9 @@ def register(app: typer.Typer) -> None:
         from rftwin.io import write_json, write_table  # noqa: PLC0415
         from rftwin.twin_io import load_twin  # noqa: PLC0415
 
+        owned = ("timeseries.csv", "steps.csv", "summary.json")
+        check_output_dir(out, "--out", owned)  # destinations first: no tracing wasted
+        check_cache()
         if margin_m < 0 or ignore_below_db <= 0:
             fail("--margin-m must be >= 0 and --ignore-below-db > 0")
         if new_path_tolerance_db is not None and new_path_tolerance_db <= 0:
@@ -68,16 +72,17 @@ def register(app: typer.Typer) -> None:
         series = res.series.copy()
         series.insert(2, "link_id", ids[series["link"].to_numpy()])
         series = series.drop(columns="link")
-        out.mkdir(parents=True, exist_ok=True)
-        write_table(out / "timeseries.csv", series)
-        write_table(out / "steps.csv", res.steps)
         st = res.steps
-        write_json(out / "summary.json", {
-            "links": len(ids), "steps": len(st), "mode": "full" if full else "local", "proxy": mesh, "label": label,
-            "median_step_seconds": float(st["seconds"].iloc[1:].median()) if len(st) > 1 else None,
-            "mean_links_retraced": float(st["links_retraced"].iloc[1:].mean()) if len(st) > 1 else None,
-            "max_shadow_loss_db": {i: float(np.nanmax(series.loc[series.link_id == i, "shadow_loss_db"]))
-                                   for i in ids}})
+        with staged_dir(out) as stage:  # all three files or none
+            write_table(stage / "timeseries.csv", series)
+            write_table(stage / "steps.csv", res.steps)
+            write_json(stage / "summary.json", {
+                "links": len(ids), "steps": len(st), "mode": "full" if full else "local", "proxy": mesh,
+                "label": label,
+                "median_step_seconds": float(st["seconds"].iloc[1:].median()) if len(st) > 1 else None,
+                "mean_links_retraced": float(st["links_retraced"].iloc[1:].mean()) if len(st) > 1 else None,
+                "max_shadow_loss_db": {i: float(np.nanmax(series.loc[series.link_id == i, "shadow_loss_db"]))
+                                       for i in ids}})
         console.print(f"wrote {len(st)} steps x {len(ids)} links to {out}: "
                       f"{res.steps['links_retraced'].iloc[1:].mean() if len(st) > 1 else len(ids):.1f} links "
                       "re-traced per step")

@@ -65,6 +65,8 @@ MAX_DELAY_SPREAD_S = 1e-3  # above this the value is almost certainly not in sec
 MAX_ABS_K_FACTOR_DB = 100.0
 MAX_ANGULAR_SPREAD_DEG = 360.0
 RSS_GAIN_TOLERANCE_DB = 0.01
+MAX_PATH_GAIN_DB = 0.0  # a passive channel does not amplify
+MIN_PATH_GAIN_DB = -250.0  # ~ -170 dBm at 80 dBm EIRP: below every receiver's noise floor
 MAX_LISTED_PROBLEMS = 20
 
 
@@ -524,6 +526,21 @@ def _check_values(raw: _Raw, vals: dict[str, np.ndarray], problems: list[Problem
             problems.append(Problem(msg, columns=("angular_spread_deg",), **raw.where(i)))
 
 
+def _check_path_gain(raw: _Raw, vals: dict[str, np.ndarray], problems: list[Problem]) -> None:
+    """A passive channel has a path gain below 0 dB; below MIN_PATH_GAIN_DB nothing is measurable."""
+    g = vals["path_gain_db"]
+    cols = ("path_gain_db",) if "path_gain_db" in raw.columns else ("rss_dbm", "tx_power_dbm")
+    what = "path_gain_db" if cols == ("path_gain_db",) else "rss_dbm - tx_power_dbm"
+    for i in np.nonzero(np.isfinite(g) & ((g > MAX_PATH_GAIN_DB) | (g < MIN_PATH_GAIN_DB)))[0]:
+        if g[i] > MAX_PATH_GAIN_DB:
+            msg = (f"path gain {what} = {g[i]:g} dB is above {MAX_PATH_GAIN_DB:g} dB: a passive channel cannot "
+                   "amplify (wrong sign, or rss_dbm/tx_power_dbm swapped or in other units?)")
+        else:
+            msg = (f"path gain {what} = {g[i]:g} dB is below {MIN_PATH_GAIN_DB:g} dB: far below any receiver's "
+                   "noise floor (wrong units?)")
+        problems.append(Problem(msg, columns=cols, **raw.where(i)))
+
+
 def _check_geometry(raw: _Raw, tx: np.ndarray, rx: np.ndarray, scene, problems: list[Problem], *,
                     bbox_margin_m: float, above_margin_m: float, tolerance_m: float) -> None:
     ok = np.isfinite(tx).all(1) & np.isfinite(rx).all(1)
@@ -690,9 +707,8 @@ def _build_measurements(raw: _Raw, path: Path | None, scene, *, labels: Mapping[
     link_id = _link_ids(raw, problems)
     numeric = [c for c in MEASUREMENT_COLUMNS if c not in ("link_id", "tx_id") and c in raw.columns]
     vals = {c: _numeric(raw, c, problems) for c in numeric}
-    # order problems by row so that the first message points at the first bad row
-    problems.sort(key=lambda p: (p.row or 0))
-    _raise_if(raw.source, problems)
+    # one pass: unparsable cells are NaN here and every later check skips NaN, so parse errors, values and
+    # positions are all listed at once (ordered by row below)
     _check_values(raw, vals, problems)
     if "rss_dbm" in vals:
         pg = vals["rss_dbm"] - vals["tx_power_dbm"]
@@ -705,6 +721,7 @@ def _build_measurements(raw: _Raw, path: Path | None, scene, *, labels: Mapping[
                     "them consistent", columns=("path_gain_db", "rss_dbm", "tx_power_dbm"), **raw.where(i)))
         else:
             vals["path_gain_db"] = pg
+    _check_path_gain(raw, vals, problems)
     tx = np.stack([vals[c] for c in TX_COLS], 1)
     rx = np.stack([vals[c] for c in RX_COLS], 1)
     tx_id = _tx_ids(raw, tx, problems, tolerance_m) if "tx_id" in raw.columns else None
@@ -752,8 +769,6 @@ def read_links(path: str | os.PathLike, scene=None, *, labels: Mapping[str, str]
     link_id = _link_ids(raw, problems)
     numeric = [c for c in LINK_COLUMNS if c != "link_id" and c in raw.columns]
     vals = {c: _numeric(raw, c, problems) for c in numeric}
-    problems.sort(key=lambda p: (p.row or 0))
-    _raise_if(raw.source, problems)
     _check_values(raw, vals, problems)
     tx = np.stack([vals[c] for c in TX_COLS], 1)
     rx = np.stack([vals[c] for c in RX_COLS], 1)

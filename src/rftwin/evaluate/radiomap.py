@@ -3,7 +3,10 @@
 The twin's materials (a calibration folder's ``materials.json`` at the map frequency, else the scene's own
 radio materials) are written into the Sionna scene, one or more transmitters (isotropic, vertically polarised,
 as in :func:`rftwin.trace.trace`) are placed, and the solver estimates the path gain of every cell of a
-horizontal plane at ``height_m``. Outputs: path gain [n_tx, ny, nx] (dB; NaN where no ray reached the cell),
+horizontal plane at ``height_m``. The solver scores a ray only where it crosses the plane, so a transmitter in (or
+close to) the plane gets no (or a very noisy) line-of-sight term; rftwin therefore runs the solver without LoS and
+adds the exact LoS gain (lambda / 4 pi d)^2 at every visible cell centre (:func:`los_path_gain`).
+Outputs: path gain [n_tx, ny, nx] (dB; NaN where no ray reached the cell),
 cell centres [ny, nx, 3] (m), written as NPZ and PNG.
 """
 from __future__ import annotations
@@ -31,6 +34,15 @@ class RadioMapResult:
     height_m: float
     cell_m: float
     tx_power_dbm: float | None = None
+    inside: np.ndarray | None = None  # [ny, nx] cells whose centre lies inside a closed object (set to NaN)
+
+    def coverage(self) -> dict[str, int]:
+        """Cell counts: ``cells``, ``with_value`` (finite for some transmitter), ``inside`` (inside a closed
+        object), ``no_ray`` (neither: no path reached the cell)."""
+        best = np.isfinite(self.best_path_gain_db)
+        inside = np.zeros_like(best) if self.inside is None else self.inside
+        return {"cells": int(best.size), "with_value": int(best.sum()), "inside": int(inside.sum()),
+                "no_ray": int((~best & ~inside).sum())}
 
     @property
     def x_m(self) -> np.ndarray:
@@ -100,24 +112,62 @@ def compute_radio_map(twin: TwinScene, doc: dict | None, tx_pos, frequency_hz: f
         sc.add(rt.Transmitter(name=f"tx{i}", position=[float(v) for v in p], **kw))
     try:
         solver = rt.RadioMapSolver()
+        # LoS is added exactly below: Sionna scores a ray only where it crosses the plane, so a transmitter in (or
+        # near) the plane gets no (or a very noisy) LoS term
         rm = solver(sc, center=mi.Point3f((x0 + x1) / 2, (y0 + y1) / 2, float(height_m)),
                     orientation=mi.Point3f(0.0, 0.0, 0.0), size=mi.Point2f(x1 - x0, y1 - y0),
                     cell_size=mi.Point2f(cell_m, cell_m), samples_per_tx=int(settings.samples_per_src),
-                    max_depth=int(settings.max_depth), los=settings.los,
+                    max_depth=int(settings.max_depth), los=False,
                     specular_reflection=settings.specular_reflection,
                     diffuse_reflection=settings.diffuse_reflection, refraction=settings.refraction,
                     diffraction=settings.diffraction, edge_diffraction=settings.edge_diffraction,
                     seed=int(settings.seed))
         pg = np.array(rm.path_gain.numpy(), dtype=np.float64)
         centres = np.array(rm.cell_centers.numpy(), dtype=np.float64)
+        if settings.los:
+            pg = pg + los_path_gain(twin, tx, centres, frequency_hz)
     finally:
         for i in range(len(tx)):
             sc.remove(f"tx{i}")
     with np.errstate(divide="ignore"):
         pg_db = np.where(pg > 0, 10 * np.log10(np.where(pg > 0, pg, 1.0)), np.nan)
-    if mask_inside:
-        pg_db[:, inside_objects(twin, centres)] = np.nan
-    return RadioMapResult(pg_db, centres, tx, float(frequency_hz), float(height_m), float(cell_m), tx_power_dbm)
+    inside = inside_objects(twin, centres) if mask_inside else None
+    if inside is not None:
+        pg_db[:, inside] = np.nan
+    return RadioMapResult(pg_db, centres, tx, float(frequency_hz), float(height_m), float(cell_m), tx_power_dbm,
+                          inside=inside)
+
+
+def los_path_gain(twin: TwinScene, tx_pos: np.ndarray, points: np.ndarray, frequency_hz: float) -> np.ndarray:
+    """Line-of-sight path gain (linear) [n_tx, *points.shape[:-1]] of isotropic antennas: (lambda / 4 pi d)^2
+    where the segment transmitter -> point is not blocked by the scene, else 0 (0 as well at d < 1 mm).
+
+    This is the LoS term of Sionna's ``PathSolver`` for the isotropic, vertically polarised antennas rftwin uses
+    (|f_rx^H f_tx| = 1 on the LoS direction), evaluated at the cell centres."""
+    import drjit as dr  # noqa: PLC0415
+    import mitsuba as mi  # noqa: PLC0415
+
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    lam = 299_792_458.0 / float(frequency_hz)
+    out = np.zeros((len(tx_pos), len(pts)))
+    for i, p in enumerate(np.asarray(tx_pos, dtype=np.float64).reshape(-1, 3)):
+        v = pts - p
+        d = np.linalg.norm(v, axis=1)
+        ok = d > 1e-3
+        if not ok.any():
+            continue
+        u = v[ok] / d[ok, None]
+        n = int(ok.sum())
+        o = mi.Point3f(*(mi.Float(np.full(n, p[k], dtype=np.float32)) for k in range(3)))
+        dirs = mi.Vector3f(*(mi.Float(u[:, k].astype(np.float32)) for k in range(3)))
+        ray = mi.Ray3f(o, dirs)
+        ray.maxt = mi.Float((d[ok] * (1.0 - 1e-4)).astype(np.float32))
+        blocked = np.array(twin.scene.mi_scene.ray_test(ray), dtype=bool).reshape(-1)
+        dr.eval()
+        g = np.zeros(len(pts))
+        g[np.nonzero(ok)[0][~blocked]] = (lam / (4 * np.pi * d[ok][~blocked])) ** 2
+        out[i] = g
+    return out.reshape((len(tx_pos),) + np.asarray(points).shape[:-1])
 
 
 def inside_objects(twin: TwinScene, points: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ Both files are written atomically (temporary file + rename). ``field.json`` exam
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -30,7 +31,8 @@ KINDS: dict[str, type[MaterialField]] = {"fourier": FourierField, "hashgrid": Ha
 
 def save_field(folder: str | Path, fld: MaterialField, object_names: list[str], scene: str | None = None,
                scene_xml: str | None = None, extra: dict | None = None) -> Path:
-    """Write ``fld`` to ``folder``. ``scene``: a scene reference (built-in name or XML path) recorded as is;
+    """Write ``fld`` to ``folder``. ``scene``: a scene reference (built-in name, or XML path stored relative to
+    ``folder``);
     ``scene_xml``: XML text written to ``folder/scene.xml`` and referenced instead (programmatic scenes)."""
     folder = Path(folder)
     if len(object_names) != fld.num_objects:
@@ -39,6 +41,9 @@ def save_field(folder: str | Path, fld: MaterialField, object_names: list[str], 
     if scene_xml is not None:
         write_text(folder / SCENE_XML, scene_xml)
         scene = SCENE_XML
+    elif scene is not None and str(scene).endswith(".xml") and Path(scene).is_file():
+        # stored relative to the field folder: load_field resolves it against the file that names it
+        scene = os.path.relpath(Path(scene).resolve(), folder.resolve())
     with atomic_path(folder / FIELD_STATE) as tmp:
         torch.save(fld.state_dict(), tmp)
     doc = {"format": FORMAT, "kind": fld.kind, "config": fld.config(),
@@ -86,6 +91,8 @@ def load_field(folder: str | Path) -> tuple[MaterialField, dict]:
         raise ValueError(f"{state_path}: does not match {cfg_path}: {exc}") from exc
     if doc.get("scene") == SCENE_XML:
         doc["scene_path"] = str(folder / SCENE_XML)
+    elif isinstance(doc.get("scene"), str) and doc["scene"].endswith(".xml") and not Path(doc["scene"]).is_absolute():
+        doc["scene_path"] = str(folder / doc["scene"])  # relative paths resolve against the file naming them
     else:
         doc["scene_path"] = doc.get("scene")
     return fld, doc

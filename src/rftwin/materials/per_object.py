@@ -159,6 +159,23 @@ def with_relative_ranges(prior: MaterialPrior, spread: float, sigma_spread: floa
     return replace(prior, eps_range=eps_range, sigma_range=np.stack([sig * (1.0 - ss), sig * (1.0 + ss)], 1))
 
 
+def with_label_box(prior: MaterialPrior, label_prior: MaterialPrior, spread: float, seed: int = 0,
+                   redraw: bool = False) -> MaterialPrior:
+    """``prior`` with the box label x [1 - spread, 1 + spread] of ``label_prior`` (whatever ``prior``'s values
+    are) and values inside that box: drawn uniformly in it when ``redraw`` (random initialisation, seeded),
+    otherwise clipped into it."""
+    box = with_relative_ranges(label_prior, spread)
+    er, sr = box.eps_range, box.sigma_range
+    if redraw:
+        u = np.random.default_rng(seed).uniform(size=(2, len(er)))
+        eps = er[:, 0] + u[0] * (er[:, 1] - er[:, 0])
+        sig = sr[:, 0] + u[1] * (sr[:, 1] - sr[:, 0])
+    else:
+        eps = np.clip(np.asarray(prior.eps_r, dtype=np.float64), er[:, 0], er[:, 1])
+        sig = np.clip(np.asarray(prior.sigma, dtype=np.float64), sr[:, 0], sr[:, 1])
+    return replace(prior, eps_r=eps, sigma=sig, eps_range=er, sigma_range=sr)
+
+
 def draw_starts(prior: MaterialPrior, num_starts: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """[B, K] starts: the prior itself first, then log-uniform draws inside the prior ranges."""
     v = draw_start_values(prior, num_starts, seed)

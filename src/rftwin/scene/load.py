@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from rftwin.runtime import sionna_rt
 from rftwin.scene.room import room_xml
+from rftwin.scene.xml_paths import resolved_scene_xml
 
 BUILTIN_ROOM = "room"
 
@@ -146,11 +148,23 @@ def _object_table(scene) -> list[SceneObjectInfo]:
     return out
 
 
-def load(scene: str | os.PathLike, frequency_hz: float = 3.5e9) -> TwinScene:
+def _short(exc: Exception) -> str:
+    """Mitsuba's message without its source-location prefix, cut to one short line."""
+    msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    if "]" in msg[:80] and msg.startswith("["):
+        msg = msg.split("]", 1)[1].strip()
+    # Mitsuba quotes offending tokens of the file it parsed: never echo a file's content
+    msg = re.sub(r'(token|keyword|value|line)\s+"[^"]*"', r"\1 (not shown)", msg)
+    return msg[:300]
+
+
+def load(scene: str | os.PathLike, frequency_hz: float = 3.5e9, allow_external: bool | None = None) -> TwinScene:
     """Load a scene: ``"room"`` (seed 004), ``"indoor"`` (rooms separated by walls with doors), a Sionna built-in
     name (e.g. ``simple_street_canyon``) or an XML file path.
 
-    Shapes are never merged (``merge_shapes=False``) so every object stays its own calibration unit.
+    Shapes are never merged (``merge_shapes=False``) so every object stays its own calibration unit. Files named
+    by an XML resolve against its folder and must lie inside it unless ``allow_external`` (default: the
+    ``RFTWIN_ALLOW_EXTERNAL_FILES`` environment variable); see :mod:`rftwin.scene.xml_paths`.
     """
     ref = str(scene)
     if ref == "indoor":
@@ -161,16 +175,19 @@ def load(scene: str | os.PathLike, frequency_hz: float = 3.5e9) -> TwinScene:
     if ref == BUILTIN_ROOM:
         sc = rt.load_scene_from_string(room_xml(), merge_shapes=False)
     elif not ref.endswith(".xml") and hasattr(rt.scene, ref) and isinstance(getattr(rt.scene, ref), str):
-        sc = rt.load_scene(getattr(rt.scene, ref), merge_shapes=False)
+        # built-in XMLs too: their meshes come from the package folder, never the working folder
+        sc = rt.load_scene_from_string(resolved_scene_xml(getattr(rt.scene, ref)), merge_shapes=False)
     else:
         p = Path(ref)
         if not p.is_file():
             raise FileNotFoundError(
                 f"scene '{ref}': no such file, and not a built-in scene name ({', '.join(builtin_scene_names())})")
+        # files named by the XML resolve against its folder (never the working folder) and stay inside it
+        text = resolved_scene_xml(p, allow_external)
         try:
-            sc = rt.load_scene(str(p), merge_shapes=False)
+            sc = rt.load_scene_from_string(text, merge_shapes=False)
         except Exception as exc:  # Mitsuba's parse errors are long; keep the file name in front
-            raise ValueError(f"{p}: cannot be loaded as a Sionna scene: {exc}") from exc
+            raise ValueError(f"{p}: cannot be loaded as a Sionna scene: {_short(exc)}") from None
     sc.frequency = float(frequency_hz)
     if not sc.objects:
         raise ValueError(f"scene '{ref}' has no objects")

@@ -7,6 +7,7 @@ padded view is available through :meth:`PathSet.padded`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -227,11 +228,12 @@ class PathSet:
 
     # ------------------------------------------------------------------ I/O
     def save(self, path: str | os.PathLike) -> None:
-        """Write to ``path`` (.npz) atomically."""
+        """Write to ``path`` (.npz) atomically, with a SHA-256 of every array (checked by :meth:`load`)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {n: t.detach().cpu().numpy() for n, t in self.tensor_fields().items()}
         arrays["meta_json"] = np.frombuffer(json.dumps(self.meta).encode(), dtype=np.uint8)
+        arrays[_CHECKSUM] = np.frombuffer(_checksum(arrays).encode(), dtype=np.uint8)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         os.close(fd)
         try:
@@ -244,10 +246,41 @@ class PathSet:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PathSet:
-        with np.load(path, allow_pickle=False) as z:
-            kw = {n: torch.from_numpy(z[n].copy()) for n in _TENSOR_FIELDS if n in z.files}
-            meta = json.loads(bytes(z["meta_json"]).decode())
+        """Read a PathSet written by :meth:`save`; :class:`PathSetFileError` names the file when it is truncated,
+        altered (checksum) or not a PathSet. Never unpickles."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {n: z[n] for n in z.files}
+        except Exception as exc:  # noqa: BLE001 - zipfile/numpy raise many types for damaged files
+            raise PathSetFileError(f"{path}: cannot be read as a PathSet ({type(exc).__name__})") from None
+        stored = bytes(arrays.pop(_CHECKSUM, np.zeros(0, np.uint8))).decode(errors="replace")
+        if not stored:
+            raise PathSetFileError(f"{path}: no checksum (written by an older rftwin or not a PathSet)")
+        if stored != _checksum(arrays):
+            raise PathSetFileError(f"{path}: checksum mismatch (the file was altered or damaged)")
+        missing = [n for n in (*_REQUIRED_FIELDS, "meta_json") if n not in arrays]
+        if missing:
+            raise PathSetFileError(f"{path}: not a PathSet (missing {', '.join(missing)})")
+        kw = {n: torch.from_numpy(arrays[n].copy()) for n in _TENSOR_FIELDS if n in arrays}
+        meta = json.loads(bytes(arrays["meta_json"]).decode())
         return cls(meta=meta, **kw)
+
+
+class PathSetFileError(ValueError):
+    """A PathSet file that is damaged, altered or not a PathSet."""
+
+
+_CHECKSUM = "sha256"
+
+
+def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over name, dtype, shape and bytes of every array (sorted by name)."""
+    h = hashlib.sha256()
+    for n in sorted(arrays):
+        a = np.ascontiguousarray(arrays[n])
+        h.update(f"{n}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def concat(parts: list[PathSet]) -> PathSet:

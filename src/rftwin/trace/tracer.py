@@ -6,13 +6,13 @@ import json
 import os
 import warnings
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from rftwin.runtime import sionna_rt
 from rftwin.scene.load import TwinScene
+from rftwin.trace import cache as _cache
 from rftwin.trace import geometry as g
 from rftwin.trace.pathset import DIFFRACTION, DIFFUSE, NONE, REFRACTION, PathSet, concat
 
@@ -384,8 +384,7 @@ def cache_key(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, settings:
     return h.hexdigest()[:32]
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("RFTWIN_CACHE", Path.home() / ".cache" / "rftwin" / "paths"))
+default_cache_dir = _cache.default_cache_dir
 
 
 def trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSettings(),
@@ -402,13 +401,11 @@ def trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSett
         raise ValueError(f"tx_pos {tx_pos.shape} and rx_pos {rx_pos.shape} must have the same shape [L, 3]")
     key = cache_key(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna)
     cpath = None
-    if cache_dir is not False:
-        cpath = Path(cache_dir or default_cache_dir()) / f"{key}.npz"
-        if cpath.is_file():
-            try:
-                return PathSet.load(cpath)
-            except Exception:  # noqa: BLE001 - a corrupt cache entry is re-traced
-                pass
+    if cache_dir is not False:  # entries carry their key and a checksum (rftwin.trace.cache)
+        cpath = _cache.entry_path(_cache.check_cache_dir(cache_dir or default_cache_dir()), key)
+        cached = _cache.read_entry(cpath, key)
+        if cached is not None:
+            return cached
     _set_arrays(twin.scene, tx_antenna, rx_antenna)
     id_to_index, meshes = twin.id_to_index(), twin.meshes()
     calls = _plan_calls(tx_pos, rx_pos, max(1, settings.max_depth) * settings.samples_per_src)
@@ -465,7 +462,7 @@ def trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSett
            if all(key in p["geo"] for p in parts)})
     ps.meta["mechanisms_present"] = ps.mechanisms_present()
     if cpath is not None:
-        ps.save(cpath)
+        _cache.write_entry(cpath, ps)
     return ps
 
 

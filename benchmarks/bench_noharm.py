@@ -1,0 +1,381 @@
+"""Calibration that does no harm (issue #17): held-out error of the label twin, of the unregularised calibration
+(the fit to the data alone, as before) and of the posterior calibration, over geometries x labels x noise x model
+mismatch x link counts; then the transfer study (a second scene calibrated with the first scene's material
+library against the ITU labels, over link counts).
+
+Truth: Sionna RT with the true materials (ITU value of the true class x lambda per object and quantity, lambda ~
+N(1, 0.15^2) clipped to [0.6, 1.4]); "wrong" labels give some objects another true class (metal cabinets labelled
+wood, concrete walls labelled brick, ...). Mismatch: "diffuse" truth traces diffuse reflection (S = 0.3 on every
+object) while the twin is specular; "jitter" moves every measured receiver by N(0, (5 cm)^2) per axis while the
+twin uses the nominal positions. Noise: Gaussian in dB on the measured path gains. Held-out error: RMS dB error of
+the twin's path gain against the noise-free truth on 100 links never used for fitting. Each calibration runs on
+the paths traced once at the labels (no re-trace), with 16 starts; no global sweeps.
+
+Results: benchmarks/results/noharm.json (resumable: finished cells are skipped) and noharm.png.
+Run: .venv/bin/python benchmarks/bench_noharm.py [--quick] [--geometries room,office,street]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import rftwin  # noqa: F401  (sets DRJIT_LIBLLVM_PATH)
+from rftwin.calibrate import CalibrationConfig, Targets, calibrate
+from rftwin.calibrate.bayes import BayesConfig, ObjectPriors
+from rftwin.calibrate.inference import BayesSetup, calibrate_posterior
+from rftwin.calibrate.problem import simulate_path_gain_db
+from rftwin.io import write_json
+from rftwin.materials import PerObjectMaterials, draw_start_values, itu_eps_sigma, prior_from_labels
+from rftwin.materials.class_prior import PLAUSIBLE, itu_table, read_library
+from rftwin.physics.channel import path_gain
+from rftwin.progress import track
+from rftwin.scene import load
+from rftwin.scene.room import BoxSpec, room_xml
+from rftwin.scene.sampling import random_positions
+from rftwin.trace import SolverSettings, trace
+
+OUT = Path(__file__).parent / "results" / "noharm.json"
+PNG = Path(__file__).parent / "results" / "noharm.png"
+F = 3.5e9
+N_TEST = 100
+OLD_MAX_ITER = 200  # the unregularised fit often runs to its cap; the CLI's cap of 1000 only costs time here
+# an 8 x 8 m office split in two by an interior wall (0.12 m, with a 1 m door gap at one end), furniture
+OFFICE_BOXES = (BoxSpec("interior_wall", "plasterboard", (0.0, -0.5), (0.12, 7.0, 2.79)),
+                BoxSpec("cabinet", "wood", (-2.5, 2.0), (0.6, 1.2, 1.9)),
+                BoxSpec("desk", "wood", (2.2, 1.5), (1.6, 0.8, 0.75)),
+                BoxSpec("shelf", "chipboard", (2.8, -2.5), (0.5, 1.6, 1.8)),
+                BoxSpec("partition", "glass", (-2.0, -1.5), (2.0, 0.1, 2.0)),
+                BoxSpec("pillar", "concrete", (1.0, 3.0), (0.4, 0.4, 2.79)))
+# object -> true class where the labels are badly wrong
+WRONG = {"room": {"box_wood": "metal", "wall_east": "metal", "floor": "concrete"},
+         "office": {"interior_wall": "concrete", "cabinet": "metal", "partition": "metal"},
+         "street": {"building_6": "metal", "building_2": "concrete"}}
+# transfer study: one class multiplier per material class, shared by both scenes
+CLASS_LAMBDA = {"brick": (1.25, 0.6), "concrete": (0.85, 1.5), "wood": (1.2, 0.7), "chipboard": (0.8, 1.4),
+                "marble": (1.1, 0.8), "glass": (0.9, 1.2)}
+
+
+def scene(name: str, tmp: Path):
+    if name == "room":
+        return load("room")
+    if name == "office":
+        p = tmp / "office.xml"
+        if not p.is_file():
+            p.write_text(room_xml(size_xy=8.0, height=2.8, wall_material="brick", floor_material="concrete",
+                                  boxes=OFFICE_BOXES))
+        return load(p)
+    if name == "street":
+        return load("simple_street_canyon")
+    raise ValueError(name)
+
+
+def geometry_settings(name: str) -> SolverSettings:
+    return SolverSettings(max_depth=3, samples_per_src=100_000, seed=1)
+
+
+def links(twin, name: str, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Three transmitters and ``n`` receivers each cycling over them: tx, rx [n, 3] (m)."""
+    tz, rz = ((1.8, 2.5), (0.8, 2.0)) if name != "street" else ((8.0, 12.0), (1.2, 2.0))
+    tx = random_positions(twin, 3, rng, tz, xy_margin_m=1.0 if name != "street" else 20.0)
+    rx = random_positions(twin, n, rng, rz, xy_margin_m=0.5 if name != "street" else 20.0)
+    return tx[np.arange(n) % 3], rx
+
+
+def truth_materials(labels: list[str], rng, wrong: dict[str, str], names: list[str],
+                    class_lambda: dict | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    cls = [wrong.get(n, lab) for n, lab in zip(names, labels)]
+    eps, sig = np.empty(len(cls)), np.empty(len(cls))
+    for i, c in enumerate(cls):
+        e, s = itu_eps_sigma(c, F)
+        if class_lambda is not None:
+            le, ls = class_lambda.get(c, (1.0, 1.0))
+        else:
+            le, ls = np.clip(rng.normal(1.0, 0.15, 2), 0.6, 1.4)
+        eps[i] = max(e * le, 1.0) if c != "metal" else 1.0
+        sig[i] = s * ls if c != "metal" else s
+    return eps, sig, cls
+
+
+def gain_db(ps) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return 10 * np.log10(path_gain(ps.a_ref[None, None], ps.link, ps.num_links)[0, 0].numpy())
+
+
+def simulate(twin, tx, rx, eps, sig, settings: SolverSettings, diffuse: bool) -> np.ndarray:
+    twin.set_materials(eps, sig, scattering=np.full(len(eps), 0.3) if diffuse else None)
+    st = replace(settings, diffuse_reflection=diffuse)
+    return gain_db(trace(twin, tx, rx, st, progress=False))
+
+
+def predict_db(ps, model, n: int) -> np.ndarray:
+    t = Targets.build(np.arange(n), np.full(n, F), np.zeros(n))
+    with torch.no_grad():
+        return simulate_path_gain_db(ps, model, t)[0].numpy()
+
+
+def rmse(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    return float(np.sqrt(np.mean((a[ok] - b[ok]) ** 2)))
+
+
+def implausible(eps: np.ndarray, sig: np.ndarray) -> int:
+    (e0, e1), (s0, s1) = PLAUSIBLE["eps_r"], PLAUSIBLE["sigma"]
+    return int(np.sum((eps < e0) | (eps > e1)) + np.sum((sig < s0) | (sig > s1)))
+
+
+def mre(est: np.ndarray, true: np.ndarray) -> float:
+    return float(np.mean(np.abs(est - true) / true))
+
+
+def old_calibration(ps, labels, thickness, t: Targets, seed: int):
+    """The fit to the data alone (the CLI's former default: LM on dB, 16 starts in label x [1/2, 2] / [1/10, 10],
+    4 refined; at most OLD_MAX_ITER iterations)."""
+    prior = prior_from_labels(labels, F)
+    st = draw_start_values(prior, 16, seed)
+    model = PerObjectMaterials(st["eps_r"], st["sigma"], thickness)
+    return calibrate(ps, model, t, CalibrationConfig(refine_starts=4, max_iter=OLD_MAX_ITER), progress=False,
+                     uncertainty=False)
+
+
+def new_calibration(ps, names, labels, thickness, t: Targets, tx_of_link: np.ndarray, seed: int,
+                    table=None):
+    op = ObjectPriors(names, list(labels), table or itu_table(F), F)
+    setup = BayesSetup(op, BayesConfig(seed=seed))
+    return calibrate_posterior(ps, t, setup, thickness, num_starts=16, seed=seed, link_tx=tx_of_link)
+
+
+def prepare(geom: str, labels_case: str, mismatch: str, tmp: Path, seed: int, n_train: int) -> dict:
+    """Traces of one (geometry, labels, mismatch): truth gains at the measured positions and noise-free truth at the
+    nominal ones, and the label twin's PathSet over train + test links."""
+    rng = np.random.default_rng(seed)
+    twin = scene(geom, tmp)
+    names = twin.names
+    labels = [o.label for o in twin.objects]
+    thickness = [o.thickness_m for o in twin.objects]
+    n = n_train + N_TEST
+    tx, rx = links(twin, geom, n, rng)
+    eps_t, sig_t, cls_t = truth_materials(labels, rng, WRONG[geom] if labels_case == "wrong" else {}, names)
+    st = geometry_settings(geom)
+    rx_meas = rx + (rng.normal(0.0, 0.05, rx.shape) if mismatch == "jitter" else 0.0)
+    diffuse = mismatch == "diffuse"
+    truth_meas = simulate(twin, tx, rx_meas, eps_t, sig_t, st, diffuse)
+    truth_nom = truth_meas if mismatch == "none" else simulate(twin, tx, rx, eps_t, sig_t, st, diffuse)
+    e0 = np.array([itu_eps_sigma(lab, F)[0] for lab in labels])
+    s0 = np.array([itu_eps_sigma(lab, F)[1] for lab in labels])
+    twin.set_materials(e0, s0)
+    ps = trace(twin, tx, rx, st, progress=False)
+    _, tx_id = np.unique(tx, axis=0, return_inverse=True)
+    return {"ps": ps, "names": names, "labels": labels, "thickness": thickness, "eps_t": eps_t, "sig_t": sig_t,
+            "cls_t": cls_t, "truth_meas": truth_meas, "truth_nom": truth_nom, "tx_id": tx_id.reshape(-1),
+            "e0": e0, "s0": s0, "n": n}
+
+
+def run_cell(p: dict, noise_db: float, n_links: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed + 1000)
+    n = p["n"]
+    train = np.arange(n_links)
+    test = np.arange(n - N_TEST, n)
+    y = p["truth_meas"] + rng.normal(0.0, noise_db, n)
+    ok = np.isfinite(y[train])
+    t = Targets.build(train[ok], np.full(ok.sum(), F), y[train][ok])
+    thickness = p["thickness"]
+    lab_model = PerObjectMaterials(p["e0"][None], p["s0"][None], thickness)
+    truth = p["truth_nom"][test]
+    out = {"label_twin_db": rmse(predict_db(p["ps"], lab_model, n)[test], truth)}
+    t0 = time.perf_counter()
+    old = old_calibration(p["ps"], p["labels"], thickness, t, seed)
+    out["old_seconds"] = time.perf_counter() - t0
+    out["old_db"] = rmse(predict_db(p["ps"], old.model, n)[test], truth)
+    out["old_mre_eps"], out["old_mre_sigma"] = mre(old.eps_r, p["eps_t"]), mre(old.sigma, p["sig_t"])
+    out["old_implausible"] = implausible(old.eps_r, old.sigma)
+    t0 = time.perf_counter()
+    new = new_calibration(p["ps"], p["names"], p["labels"], thickness, t, p["tx_id"], seed)
+    out["new_seconds"] = time.perf_counter() - t0
+    out["new_db"] = rmse(predict_db(p["ps"], new.model, n)[test], truth)
+    out["new_mre_eps"], out["new_mre_sigma"] = mre(new.eps_r, p["eps_t"]), mre(new.sigma, p["sig_t"])
+    out["new_implausible"] = implausible(new.eps_r, new.sigma)
+    inf = new.inference
+    out["verdict"] = inf["verdict"]
+    out["reverted"] = inf["reverted_to_labels"]
+    out["switches"] = [(s["object"], s["to"]) for s in inf["label_switches"]]
+    out["noise_estimate_db"] = inf["noise"]["path_gain"]
+    out["prior_strength"] = inf["prior_strength"]
+    out["heldout_cv_label_db"] = inf["heldout"]["features"]["path_gain"]["label_rmse"]
+    out["heldout_cv_new_db"] = inf["heldout"]["features"]["path_gain"]["calibrated_rmse"]
+    wrong = [i for i, (a, b) in enumerate(zip(p["labels"], p["cls_t"])) if a != b]
+    classes = inf["classes"]
+    out["wrong_labels"] = len(wrong)
+    out["wrong_labels_corrected"] = int(sum(classes[i] == p["cls_t"][i] for i in wrong))
+    out["right_labels_switched"] = int(sum(classes[i] != p["labels"][i] for i in range(len(classes))
+                                           if i not in wrong))
+    return out
+
+
+def transfer(tmp: Path, seed: int, sizes: list[int], noise_db: float = 1.0) -> list[dict]:
+    """Scene 1 (room, 200 links) -> material library -> scene 2 (office) calibrated from the library vs the ITU
+    labels, over link counts; truth shares one multiplier per class across both scenes."""
+    rng = np.random.default_rng(seed)
+    st = geometry_settings("room")
+    # scene 1
+    twin = scene("room", tmp)
+    names, labels = twin.names, [o.label for o in twin.objects]
+    thickness = [o.thickness_m for o in twin.objects]
+    tx, rx = links(twin, "room", 200, rng)
+    eps_t, sig_t, _ = truth_materials(labels, rng, {}, names, CLASS_LAMBDA)
+    y = simulate(twin, tx, rx, eps_t, sig_t, st, False) + rng.normal(0, noise_db, 200)
+    e0 = np.array([itu_eps_sigma(lab, F)[0] for lab in labels])
+    s0 = np.array([itu_eps_sigma(lab, F)[1] for lab in labels])
+    twin.set_materials(e0, s0)
+    ps = trace(twin, tx, rx, st, progress=False)
+    ok = np.isfinite(y)
+    _, tx_id = np.unique(tx, axis=0, return_inverse=True)
+    res = new_calibration(ps, names, labels, thickness, Targets.build(np.arange(200)[ok], np.full(ok.sum(), F),
+                                                                       y[ok]), tx_id.reshape(-1), seed)
+    from rftwin.cli.calibrate_cmd import _library  # noqa: PLC0415  (the CLI's own library writer)
+
+    op = ObjectPriors(names, labels, itu_table(F), F)
+    lib = _library(res, BayesSetup(op), F)
+    lib_path = tmp / "library.json"
+    write_json(lib_path, lib)
+    table = itu_table(F)
+    table.classes.update(read_library(lib_path, F))
+    # scene 2
+    twin2 = scene("office", tmp)
+    names2, labels2 = twin2.names, [o.label for o in twin2.objects]
+    th2 = [o.thickness_m for o in twin2.objects]
+    n = max(sizes) + N_TEST
+    tx2, rx2 = links(twin2, "office", n, rng)
+    e2, s2, _ = truth_materials(labels2, rng, {}, names2, CLASS_LAMBDA)
+    truth2 = simulate(twin2, tx2, rx2, e2, s2, st, False)
+    e20 = np.array([itu_eps_sigma(lab, F)[0] for lab in labels2])
+    s20 = np.array([itu_eps_sigma(lab, F)[1] for lab in labels2])
+    twin2.set_materials(e20, s20)
+    ps2 = trace(twin2, tx2, rx2, st, progress=False)
+    _, txid2 = np.unique(tx2, axis=0, return_inverse=True)
+    y2 = truth2 + rng.normal(0, noise_db, n)
+    test = np.arange(n - N_TEST, n)
+    lab_db = rmse(predict_db(ps2, PerObjectMaterials(e20[None], s20[None], th2), n)[test], truth2[test])
+    rows = []
+    for m in sizes:
+        tr = np.arange(m)
+        ok = np.isfinite(y2[tr])
+        t = Targets.build(tr[ok], np.full(ok.sum(), F), y2[tr][ok])
+        row = {"links": m, "label_twin_db": lab_db}
+        for key, tab in (("itu", None), ("library", table)):
+            r = new_calibration(ps2, names2, labels2, th2, t, txid2.reshape(-1), seed, tab)
+            row[f"{key}_db"] = rmse(predict_db(ps2, r.model, n)[test], truth2[test])
+            row[f"{key}_mre_eps"], row[f"{key}_mre_sigma"] = mre(r.eps_r, e2), mre(r.sigma, s2)
+        rows.append(row)
+    return rows
+
+
+def plot(doc: dict) -> None:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    cells = doc["cells"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, case in zip(axes, ("near", "wrong")):
+        rows = [c for c in cells if c["labels"] == case]
+        x = np.arange(len(rows))
+        for key, lab in (("label_twin_db", "label twin"), ("old_db", "unregularised"), ("new_db", "posterior")):
+            ax.plot(x, [r[key] for r in rows], "o" if key != "new_db" else "s", label=lab, ms=4)
+        ax.set_yscale("log")
+        ax.set_xlabel("cell (geometry x mismatch x noise x links)")
+        ax.set_ylabel("held-out RMS error vs truth [dB]")
+        ax.set_title(f"labels {case}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(PNG, dpi=120)
+    plt.close(fig)
+
+
+def table(doc: dict) -> str:
+    lines = [f"{'geom':6} {'lab':5} {'mism':7} {'nz':>3} {'n':>4} {'label':>6} {'old':>6} {'new':>6} {'impl':>4} "
+             f"{'fix':>3} verdict"]
+    for c in doc["cells"]:
+        lines.append(f"{c['geometry']:6} {c['labels']:5} {c['mismatch']:7} {c['noise_db']:3g} {c['links']:4d} "
+                     f"{c['label_twin_db']:6.3f} {c['old_db']:6.3f} {c['new_db']:6.3f} "
+                     f"{c['old_implausible']:>2}/{c['new_implausible']:<1} "
+                     f"{c['wrong_labels_corrected']}/{c['wrong_labels']} {c['verdict']}")
+    return "\n".join(lines)
+
+
+def main(geoms: list[str], noises: list[float], sizes: list[int], mismatches: list[str], cases: list[str],
+         seed: int, transfer_sizes: list[int]) -> dict:
+    doc = json.loads(OUT.read_text()) if OUT.is_file() else {"cells": [], "transfer": None}
+    done = {(c["geometry"], c["labels"], c["mismatch"], c["noise_db"], c["links"]) for c in doc["cells"]}
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        groups = [(g, lc, mm) for g in geoms for lc in cases for mm in mismatches]
+        for g, lc, mm in track(groups, "noharm cases"):
+            todo = [(nz, m) for nz in noises for m in sizes if (g, lc, mm, nz, m) not in done]
+            if not todo:
+                continue
+            p = prepare(g, lc, mm, tmp, seed, max(sizes))
+            for nz, m in todo:
+                cell = {"geometry": g, "labels": lc, "mismatch": mm, "noise_db": nz, "links": m,
+                        **run_cell(p, nz, m, seed)}
+                doc["cells"].append(cell)
+                write_json(OUT, doc)
+                print(table({"cells": [cell]}).splitlines()[1], flush=True)
+        if transfer_sizes and not doc.get("transfer"):
+            doc["transfer"] = transfer(tmp, seed, transfer_sizes)
+            write_json(OUT, doc)
+    cells = doc["cells"]
+    if cells:
+        def tol(c):  # the held-out estimate's own noise: a 100-link RMSE of noise-like errors, ~ rmse / sqrt(2 n)
+            return 2.0 * c["label_twin_db"] / math.sqrt(2 * N_TEST)
+
+        doc["summary"] = {
+            "cells": len(cells),
+            "new_not_worse_than_labels": int(sum(c["new_db"] <= c["label_twin_db"] + tol(c) for c in cells)),
+            "old_not_worse_than_labels": int(sum(c["old_db"] <= c["label_twin_db"] + tol(c) for c in cells)),
+            "near_noise_le1_links_ge60_new_le_0.1db": [
+                int(sum(c["new_db"] <= 0.1 for c in cells if c["labels"] == "near" and c["noise_db"] <= 1
+                        and c["links"] >= 60)),
+                int(sum(1 for c in cells if c["labels"] == "near" and c["noise_db"] <= 1 and c["links"] >= 60))],
+            "wrong_labels_gain_ge_5x": [
+                int(sum(c["label_twin_db"] >= 5 * c["new_db"] for c in cells if c["labels"] == "wrong")),
+                int(sum(1 for c in cells if c["labels"] == "wrong"))],
+            "implausible_new": int(sum(c["new_implausible"] for c in cells)),
+            "implausible_old": int(sum(c["old_implausible"] for c in cells)),
+        }
+        write_json(OUT, doc)
+        plot(doc)
+    return doc
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--geometries", default="room,office,street")
+    ap.add_argument("--noise", default="0,0.5,1,2")
+    ap.add_argument("--links", default="24,60,200")
+    ap.add_argument("--mismatch", default="none,diffuse,jitter")
+    ap.add_argument("--labels", default="near,wrong")
+    ap.add_argument("--transfer", default="6,12,24,60")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--quick", action="store_true", help="room only, noise 1 dB, 24 and 60 links, no mismatch")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    if a.quick:
+        a.geometries, a.noise, a.links, a.mismatch, a.transfer = "room", "1", "24,60", "none", "12,24"
+    d = main(a.geometries.split(","), [float(x) for x in a.noise.split(",")], [int(x) for x in a.links.split(",")],
+             a.mismatch.split(","), a.labels.split(","), a.seed, [int(x) for x in a.transfer.split(",") if x])
+    print(table(d))
+    print(json.dumps(d.get("summary", {}), indent=1))
+    if d.get("transfer"):
+        for r in d["transfer"]:
+            print(f"transfer {r['links']:3d} links: labels {r['label_twin_db']:.3f} dB, ITU prior "
+                  f"{r['itu_db']:.3f} dB, library prior {r['library_db']:.3f} dB")

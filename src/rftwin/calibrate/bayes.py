@@ -1,0 +1,611 @@
+"""Calibration as inference (DESIGN.md, "The second idea").
+
+The objective is the negative log posterior of the material parameters given labels and noisy data:
+
+    2 (-log p(theta | y)) = sum_f sum_i w_i r_fi(theta)^2 / s_f^2  +  lambda sum_j z_j(theta)^2  + const,
+
+r_fi the residuals of supervision term f (path gain [dB], delays [ns], CFR [relative], MPC powers [dB]) with
+noise std s_f, z the standardised prior residuals of every parameter from its label's class prior
+(:mod:`rftwin.materials.class_prior`), lambda a prior-precision multiplier. Around the MAP point the posterior is
+Gaussian with precision H = J^T J (Gauss-Newton on the stacked scaled residuals), which gives
+
+- the Laplace evidence log p(y) = -L/2 - 1/2 log|H| + 1/2 log|J_p^T J_p| - 1/2 sum_f n_f log(2 pi s_f^2),
+- type-II maximum likelihood of the hyper-parameters (MacKay's fixed point): gamma = P - tr(H^-1 J_p^T J_p)
+  well-determined parameters, lambda = gamma / z^T z, s_f^2 = chi2_f / (n_f - gamma n_f / N),
+- label correction: the evidence of each object under every other material class (refined continuously from
+  that class's prior), turned into class posterior probabilities with prior mass ``label_mass`` on the label,
+- a K-fold held-out check (by link, and by transmitter when there are several) of the calibrated twin against
+  the label twin, which decides whether the calibration is kept.
+
+A heavy-tailed likelihood (Student-t with ``student_nu`` degrees of freedom) is fitted by iteratively
+re-weighted least squares: row weights (nu + 1) / (nu + r^2 / s^2) between hyper-parameter updates.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from rftwin.calibrate.loop import CalibrationConfig, PriorStats, calibrate, jacobian, objective
+from rftwin.calibrate.losses import LossTerm
+from rftwin.calibrate.problem import Targets, simulate_features
+from rftwin.materials.class_prior import (
+    DEFAULT_LOGIT_STD,
+    ClassPrior,
+    PriorTable,
+    candidate_classes,
+)
+from rftwin.materials.per_object import DEFAULT_SCATTERING, DEFAULT_XPD, MaterialPrior, PerObjectMaterials, logit
+from rftwin.trace.pathset import PathSet
+
+GAUSSIAN_METRIC = {"path_gain": "mse_db", "mpc_power": "mse_db", "delay_spread": "mse", "mean_delay": "mse",
+                   "cfr": "nmse"}
+NOISE_UNITS = {"path_gain": "dB", "mpc_power": "dB", "delay_spread": "ns", "mean_delay": "ns", "cfr": "relative"}
+NOISE_FLOOR = {"path_gain": 1e-3, "mpc_power": 1e-3, "delay_spread": 1e-3, "mean_delay": 1e-3, "cfr": 1e-5}
+LIKELIHOODS = ("gaussian", "student")
+SCREEN_ITERATIONS = 30  # LM iterations of the refined label-correction candidates
+REFINE_CLASSES = 3  # candidate classes per object refined after the quick screen
+UNLABELLED = "unlabelled"
+UNLABELLED_LOG_STD = (1.0, 2.0)  # wide prior of objects without a label (ITU mean of the dielectrics)
+
+ModelFactory = Callable[[dict[str, np.ndarray | None]], PerObjectMaterials]
+
+
+@dataclass
+class BayesConfig:
+    """Settings of the posterior calibration.
+
+    ``noise``: known noise std per feature (units :data:`NOISE_UNITS`); features left out are estimated.
+    ``strength``: fixed prior-precision multiplier lambda (None: evidence maximisation within ``strength_range``).
+    ``switch_probability``: a label is switched (to the most probable class) when the evidence is decisive against
+    it: its class posterior probability is at most 1 - ``switch_probability``, with prior mass ``label_mass`` on the
+    label and the rest shared by the other classes.
+    ``folds``: K of the held-out check (0: off); ``revert_if_worse``: export the label twin when the calibrated
+    twin predicts held-out rows worse than the labels.
+    """
+
+    noise: dict[str, float] = field(default_factory=dict)
+    strength: float | None = None
+    strength_range: tuple[float, float] = (0.1, 10.0)
+    likelihood: str = "gaussian"
+    student_nu: float = 4.0
+    evidence_iters: int = 8
+    label_correction: bool = True
+    switch_probability: float = 0.95
+    label_mass: float = 0.5
+    max_switches: int | None = None
+    folds: int = 5
+    revert_if_worse: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        for k, v in self.noise.items():
+            if k not in GAUSSIAN_METRIC:
+                raise ValueError(f"noise: unknown feature '{k}', expected one of {sorted(GAUSSIAN_METRIC)}")
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"noise of '{k}' must be a positive number, got {v!r}")
+        if self.strength is not None and not self.strength > 0:
+            raise ValueError(f"prior strength must be > 0, got {self.strength}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood '{self.likelihood}', expected one of {LIKELIHOODS}")
+        if not self.student_nu > 0:
+            raise ValueError(f"student_nu must be > 0, got {self.student_nu}")
+        if not 0.5 <= self.switch_probability < 1.0:
+            raise ValueError(f"switch_probability must lie in [0.5, 1), got {self.switch_probability}")
+        if not 0.0 < self.label_mass < 1.0:
+            raise ValueError(f"label_mass must lie in (0, 1), got {self.label_mass}")
+        if self.folds == 1 or self.folds < 0:
+            raise ValueError(f"folds must be 0 (off) or >= 2, got {self.folds}")
+
+
+@dataclass
+class ObjectPriors:
+    """Per-object class priors: the original ``labels`` [K] (None = unlabelled), the current ``classes`` [K]
+    (after label correction) and the table they come from."""
+
+    names: list[str]
+    labels: list[str | None]
+    table: PriorTable
+    frequency_hz: float
+    classes: list[str] = field(default_factory=list)
+    scattering: np.ndarray | None = None  # [K] prior S (None: DEFAULT_SCATTERING where fitted)
+    xpd: np.ndarray | None = None
+
+    def __post_init__(self):
+        if not self.classes:
+            self.classes = [lab if lab is not None else UNLABELLED for lab in self.labels]
+
+    def prior_of(self, i: int, cls: str | None = None) -> ClassPrior:
+        """Prior of object ``i`` under its current class (or under ``cls``); a per-object override applies while
+        the object has the override's class."""
+        c = self.classes[i] if cls is None else cls
+        ov = self.table.objects.get(self.names[i])
+        if ov is not None and ov.name == c:
+            return ov
+        if c == UNLABELLED:
+            from rftwin.materials.itu import itu_mean  # noqa: PLC0415
+
+            e, s = itu_mean(self.frequency_hz)
+            return ClassPrior(UNLABELLED, e, s, *UNLABELLED_LOG_STD, self.frequency_hz, "unlabelled")
+        return self.table.for_object(self.names[i], c) if ov is None else self.table.classes[c]
+
+    def centres(self, classes: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(eps_r, sigma, log_std_eps, log_std_sigma) [K] of the current (or given) classes."""
+        ps = [self.prior_of(i) if classes is None else self.prior_of(i, c) for i, c in
+              enumerate(classes or [None] * len(self.names))]
+        return (np.array([p.eps_r for p in ps]), np.array([p.sigma for p in ps]),
+                np.array([p.log_std_eps for p in ps]), np.array([p.log_std_sigma for p in ps]))
+
+    def material_prior(self, power_law: np.ndarray | None = None) -> MaterialPrior:
+        """The MaterialPrior (start values and +-2 std ranges) of the current classes."""
+        e, s, se, ss = self.centres()
+        er = np.stack([1.0 + (e - 1.0) * np.exp(-2 * se), 1.0 + (e - 1.0) * np.exp(2 * se)], 1)
+        sr = np.stack([s * np.exp(-2 * ss), s * np.exp(2 * ss)], 1)
+        return MaterialPrior(e, s, np.maximum(er, 1.0 + 1e-6), sr, power_law, self.frequency_hz,
+                             scattering=self.scattering, xpd=self.xpd)
+
+
+def prior_stats(op: ObjectPriors, fit: Sequence[str], dtype=torch.float64, power_law: bool = False,
+                exponents: tuple[np.ndarray, np.ndarray] | None = None,
+                per_start: Sequence[Sequence[str]] | None = None) -> PriorStats:
+    """Gaussian prior in the transformed coordinates of every fitted quantity; ``per_start`` gives one class list
+    per start ([B] x [K]) for the label-correction candidates (then ``mu`` / ``sd`` are [B, K])."""
+    if per_start is None:
+        e, s, se, ss = op.centres()
+    else:
+        cs = [op.centres(c) for c in per_start]
+        e, s, se, ss = (np.stack([c[i] for c in cs]) for i in range(4))
+    mu, sd = {}, {}
+
+    def put(q, m, d):
+        mu[q], sd[q] = torch.as_tensor(m, dtype=dtype), torch.as_tensor(d, dtype=dtype)
+
+    if "eps_r" in fit:
+        put("eps_r", np.log(np.maximum(e - 1.0, 1e-12)), se)
+    if "sigma" in fit:
+        put("sigma", np.log(np.maximum(s, 1e-30)), ss)
+    K = len(op.names)
+    for q, val, default in (("scattering", op.scattering, DEFAULT_SCATTERING), ("xpd", op.xpd, DEFAULT_XPD)):
+        if q in fit:
+            v = np.full(K, default) if val is None else np.asarray(val, dtype=np.float64)
+            put(q, logit(v), np.full(K, DEFAULT_LOGIT_STD))
+    st = PriorStats(mu, sd, op.frequency_hz)
+    if power_law:
+        b, d = exponents if exponents is not None else (np.zeros(K), np.zeros(K))
+        st = st.with_exponents(b, d)
+    return st
+
+
+def num_prior_rows(st: PriorStats) -> int:
+    return sum(int(v.shape[-1]) for v in st.mu.values())
+
+
+# ------------------------------------------------------------------------------------------ likelihood
+@dataclass
+class Hyper:
+    """Hyper-parameters: noise std per feature (:data:`NOISE_UNITS`) and the prior-precision multiplier."""
+
+    noise: dict[str, float]
+    strength: float = 1.0
+    row_weight: torch.Tensor | None = None  # IRLS weights [M] of the Student-t likelihood (None: Gaussian)
+    mpc_weight: torch.Tensor | None = None
+
+
+def features_of(cfg: CalibrationConfig, targets: Targets) -> list[str]:
+    feats = list(dict.fromkeys(t.feature for t in cfg.loss_terms))
+    missing = set(feats) - set(targets.available())
+    if missing:
+        raise ValueError(f"loss terms use {sorted(missing)}, but the targets have no such measurements")
+    return feats
+
+
+def weighted(targets: Targets, h: Hyper) -> Targets:
+    """``targets`` with the likelihood's row weights multiplied in."""
+    if h.row_weight is None and h.mpc_weight is None:
+        return targets
+    w = targets.weight if targets.weight is not None else torch.ones(targets.num, dtype=targets.frequencies_hz.dtype)
+    kw = {"weight": w * h.row_weight if h.row_weight is not None else w}
+    if h.mpc_weight is not None:
+        mw = targets.mpc_weight if targets.mpc_weight is not None else torch.ones_like(h.mpc_weight)
+        kw["mpc_weight"] = mw * h.mpc_weight
+    return replace(targets, **kw)
+
+
+def posterior_config(cfg: CalibrationConfig, targets: Targets, h: Hyper, n_prior: int) -> CalibrationConfig:
+    """The configuration whose loss is 2 x the negative log posterior: Gaussian metrics weighted sum(w) / s_f^2 and
+    the prior with weight lambda x (number of prior rows)."""
+    terms = []
+    for f in features_of(cfg, targets):
+        wsum = float(targets.row_weight(f).sum())
+        terms.append(LossTerm(f, GAUSSIAN_METRIC[f], wsum / h.noise[f] ** 2))
+    return replace(cfg, terms=tuple(terms), prior_weight=h.strength * n_prior,
+                   optimizer="lm" if cfg.optimizer == "lm" else cfg.optimizer)
+
+
+def chi2(ps: PathSet, model, targets: Targets, cfg: CalibrationConfig) -> dict[str, tuple[float, int]]:
+    """Per feature: weighted sum of squared raw residuals of start 0 (offset as configured) and the count of
+    measured scalars."""
+    out = {}
+    for f in features_of(cfg, targets):
+        c = replace(cfg, terms=(LossTerm(f, GAUSSIAN_METRIC[f]),), prior_weight=0.0)
+        with torch.no_grad():
+            loss, _, _ = objective(ps, model, targets, c)
+        w = targets.row_weight(f)
+        n = int((w > 0).sum()) * (2 * targets.cfr_subcarriers if f == "cfr" else 1)
+        out[f] = (float(loss[0]) * float(w.sum()), n)
+    return out
+
+
+def raw_residuals(ps: PathSet, model, targets: Targets, cfg: CalibrationConfig, feature: str,
+                  fit_targets: Targets | None = None) -> torch.Tensor:
+    """Raw residuals [B, M] (or [B, Q] for MPCs; [B, M] RMS over subcarriers for the CFR) of ``feature`` on every
+    row of ``targets``; the gain offset (if configured) is fitted on the rows of ``fit_targets``."""
+    from rftwin.calibrate.loop import closed_form_offset  # noqa: PLC0415
+    from rftwin.calibrate.losses import DELAY_UNIT_S, cfr_relative_error  # noqa: PLC0415
+
+    needed = {feature}
+    with torch.no_grad():
+        feats = simulate_features(ps, model, targets, needed | ({"path_gain", "mpc_power", "cfr"} &
+                                                                set(targets.available())), cfg.chunk_size)
+        B = next(v for v in (feats.path_gain_db, feats.delay_spread_s, feats.cfr, feats.mpc_power_db)
+                 if v is not None).shape[0]
+        off = closed_form_offset(feats, fit_targets or targets, cfg) if cfg.offset_mode != "none" \
+            else torch.zeros(B, dtype=targets.frequencies_hz.dtype)
+        meas, sim = targets.values(feature), feats.get(feature)
+        if feature == "cfr":
+            sim = sim * (10.0 ** (off / 20.0)).to(sim.dtype)[:, None, None]
+            ok = targets.mask("cfr")
+            e = cfr_relative_error(sim, meas, ok.to(off.dtype))
+            return torch.sqrt((e.abs() ** 2).mean(-1))
+        if feature in ("path_gain", "mpc_power"):
+            return sim + off[:, None] - meas
+        return (sim - meas) / DELAY_UNIT_S
+
+
+def irls_weights(r: torch.Tensor, s: float, nu: float) -> torch.Tensor:
+    """Student-t IRLS weights (nu + 1) / (nu + (r / s)^2), NaN residuals -> 1."""
+    w = (nu + 1.0) / (nu + (r / s) ** 2)
+    return torch.nan_to_num(w, nan=1.0)
+
+
+# ------------------------------------------------------------------------------------------ Laplace evidence
+@dataclass
+class LaplaceStats:
+    """Per start: posterior loss L [B], log evidence [B], effective parameters gamma [B], prior term z^T z [B],
+    posterior covariance [B, P, P] of the free parameters."""
+
+    loss: torch.Tensor
+    log_evidence: torch.Tensor
+    gamma: torch.Tensor
+    zz: torch.Tensor
+    cov: torch.Tensor
+
+
+def laplace_stats(ps: PathSet, model, targets: Targets, cfg_post: CalibrationConfig, st: PriorStats, h: Hyper
+                  ) -> LaplaceStats:
+    """Gauss-Newton Laplace approximation of the posterior at the current parameters of every start."""
+    r, J = jacobian(ps, model, targets, cfg_post, None, st)
+    npr = num_prior_rows(st)
+    Jp, rp = J[:, -npr:], r[:, -npr:]
+    H = J.transpose(1, 2) @ J
+    P = H.shape[-1]
+    eye = torch.eye(P, dtype=H.dtype, device=H.device)
+    H = H + 1e-10 * eye * torch.diagonal(H, dim1=1, dim2=2).amax(-1)[:, None, None].clamp_min(1e-30)
+    Hp = Jp.transpose(1, 2) @ Jp + 1e-12 * eye
+    cov = torch.linalg.inv(H)
+    L = (r * r).sum(-1)
+    logdet_h = torch.linalg.slogdet(H)[1]
+    logdet_p = torch.linalg.slogdet(Hp)[1]
+    norm = sum(n * math.log(2 * math.pi * h.noise[f] ** 2) for f, n in _counts(targets, cfg_post).items())
+    log_ev = -0.5 * L - 0.5 * logdet_h + 0.5 * logdet_p - 0.5 * norm
+    gamma = npr - torch.diagonal(cov @ Hp, dim1=1, dim2=2).sum(-1)
+    zz = (rp * rp).sum(-1) / max(h.strength, 1e-30)
+    return LaplaceStats(L.detach(), log_ev.detach(), gamma.detach(), zz.detach(), cov.detach())
+
+
+def _counts(targets: Targets, cfg: CalibrationConfig) -> dict[str, int]:
+    return {f: int((targets.row_weight(f) > 0).sum()) * (2 * targets.cfr_subcarriers if f == "cfr" else 1)
+            for f in features_of(cfg, targets)}
+
+
+# ------------------------------------------------------------------------------------------ the fits
+@dataclass
+class PosteriorFit:
+    """The state of a posterior calibration on one PathSet."""
+
+    model: PerObjectMaterials  # single start at the MAP point
+    hyper: Hyper
+    stats: LaplaceStats
+    loss: float
+    iterations: int
+    converged: bool
+    history: list[dict] = field(default_factory=list)  # hyper-parameter iterations
+    switches: list[dict] = field(default_factory=list)
+    class_posteriors: dict[str, dict[str, float]] = field(default_factory=dict)
+    offset_db: float = 0.0
+
+
+def initial_noise(ps: PathSet, model, targets: Targets, cfg: CalibrationConfig, given: dict[str, float]
+                  ) -> dict[str, float]:
+    """Noise per feature before any fit: the given values, else the RMS residual of the label twin (start 0 of
+    ``model``; an upper bound, since it also holds the labels' own error)."""
+    out = {}
+    for f, (c2, n) in chi2(ps, model, targets, cfg).items():
+        out[f] = given.get(f, max(math.sqrt(c2 / max(n, 1)), NOISE_FLOOR[f]))
+    return out
+
+
+def fit_map(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: CalibrationConfig, st: PriorStats,
+            h: Hyper, progress: bool = False, keep_all: bool = False, **checkpointing):
+    """MAP fit of every start of ``model`` under hyper-parameters ``h``; returns (CalibrationResult, posterior
+    configuration, weighted targets). With ``keep_all`` no start is screened out (the model keeps all B fitted
+    starts). ``checkpointing``: checkpoint / checkpoint_every / resume of :func:`rftwin.calibrate.calibrate`."""
+    tw = weighted(targets, h)
+    c = posterior_config(cfg, tw, h, num_prior_rows(st))
+    if keep_all:
+        c = replace(c, refine_starts=model.num_starts, prune_every=0)
+    res = calibrate(ps, model, tw, c, progress=progress, uncertainty=False, prior=st, **checkpointing)
+    return res, c, tw
+
+
+def estimate_hyper(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: CalibrationConfig,
+                   st: PriorStats, h: Hyper, bc: BayesConfig, progress: bool = False) -> PosteriorFit:
+    """Alternate MAP fits (warm-started) and type-II ML updates of the noise levels and the prior strength until
+    they settle (relative change < 1 %) or ``bc.evidence_iters`` rounds."""
+    history = []
+    res = None
+    conv = True
+    iters = 0
+    for it in range(max(bc.evidence_iters, 1)):
+        res, c, tw = fit_map(ps, model, targets, cfg, st, h, progress)
+        model = res.model
+        iters += res.iterations
+        conv = conv and res.converged
+        stats = laplace_stats(ps, model, tw, c, st, h)
+        gamma = float(stats.gamma[0])
+        counts = _counts(tw, c)
+        N = max(sum(counts.values()), 1)
+        off = 1 if cfg.offset_mode != "none" else 0
+        c2 = chi2(ps, model, tw, cfg)
+        new_noise = {}
+        for f, (x2, n) in c2.items():
+            dof = max(n - gamma * n / N - off * (f in ("path_gain", "mpc_power", "cfr")), 1.0)
+            new_noise[f] = bc.noise.get(f, max(math.sqrt(x2 / dof), NOISE_FLOOR[f]))
+        lam = h.strength
+        if bc.strength is not None:
+            lam = bc.strength
+        elif float(stats.zz[0]) > 1e-12:
+            lo, hi = bc.strength_range
+            lam = float(np.clip(max(gamma, 1e-3) / float(stats.zz[0]), lo, hi))
+        rw = mw = None
+        if bc.likelihood == "student":
+            for f in c2:
+                r = raw_residuals(ps, model, targets, cfg, f)[0]
+                w = irls_weights(r, new_noise[f], bc.student_nu)
+                if f == "mpc_power":
+                    mw = w
+                elif rw is None:
+                    rw = w
+        history.append({"iteration": it, "loss": res.loss, "gamma": gamma, "strength": lam,
+                        **{f"noise_{f}": v for f, v in new_noise.items()},
+                        "log_evidence": float(stats.log_evidence[0])})
+        change = max([abs(math.log(new_noise[f] / h.noise[f])) for f in new_noise] +
+                     [abs(math.log(lam / h.strength))])
+        h = Hyper(new_noise, lam, rw, mw)
+        if change < 1e-2 and bc.likelihood == "gaussian":
+            break
+    res, c, tw = fit_map(ps, model, targets, cfg, st, h, progress)
+    stats = laplace_stats(ps, res.model, tw, c, st, h)
+    return PosteriorFit(res.model, h, stats, res.loss, iters + res.iterations, conv and res.converged, history,
+                        offset_db=res.offset_db)
+
+
+def _values(model: PerObjectMaterials) -> dict[str, np.ndarray]:
+    return model.values()
+
+
+def _candidate_evidence(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: CalibrationConfig,
+                        op: ObjectPriors, make_model: ModelFactory, fitq: Sequence[str], power_law: bool,
+                        pairs: list[tuple[int, str]], iterations: int, progress: bool
+                        ) -> tuple[np.ndarray, PerObjectMaterials]:
+    """Laplace log evidence [1 + len(pairs)] of the current classes (entry 0) and of each (object, class) switch,
+    every candidate refined by at most ``iterations`` LM steps from its class's prior centre (other objects start
+    at the current MAP point); all candidates are fitted as the starts of one batched model."""
+    cur = fit.model.values()
+    class_lists, starts = [list(op.classes)], {q: v[0:1].copy() for q, v in cur.items()}
+    for k, c in pairs:
+        cl = list(op.classes)
+        cl[k] = c
+        cp = op.prior_of(k, c)
+        class_lists.append(cl)
+        for q, v in cur.items():
+            row = v[0].copy()
+            if q in ("eps_r", "sigma"):
+                row[k] = cp.eps_r if q == "eps_r" else cp.sigma
+            starts[q] = np.concatenate([starts[q], row[None]])
+    st = prior_stats(op, fitq, power_law=power_law, per_start=class_lists,
+                     exponents=_exponents(fit.model) if power_law else None)
+    model = make_model(starts)
+    _, c, tw = fit_map(ps, model, targets, replace(cfg, max_iter=min(cfg.max_iter, iterations)), st, fit.hyper,
+                       progress, keep_all=True)
+    le = laplace_stats(ps, model, tw, c, st, fit.hyper).log_evidence.cpu().numpy()
+    return np.where(np.isfinite(le), le, -np.inf), model
+
+
+def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: CalibrationConfig, op: ObjectPriors,
+                   make_model: ModelFactory, fitq: Sequence[str], bc: BayesConfig, power_law: bool = False,
+                   progress: bool = False) -> PosteriorFit:
+    """Switch object labels to another material class where the evidence is decisive against the label (one
+    object per pass, the most decisive first); records the class posteriors of every object.
+
+    Each pass screens every (object, class) switch with :data:`SCREEN_ITERATIONS` // 6 LM steps, refines the
+    :data:`REFINE_CLASSES` best classes of each object with :data:`SCREEN_ITERATIONS` steps, and turns the Laplace
+    evidence into class posteriors (prior mass ``bc.label_mass`` on the label)."""
+    cands = candidate_classes(op.frequency_hz)
+    K = len(op.names)
+    switches: list[dict] = []
+    max_sw = K if bc.max_switches is None else bc.max_switches
+    posts: dict[str, dict[str, float]] = {}
+    for _ in range(max_sw + 1):
+        pairs = [(k, c) for k in range(K) for c in cands if c != op.classes[k]]
+        le1, _ = _candidate_evidence(ps, fit, targets, cfg, op, make_model, fitq, power_law, pairs,
+                                     max(SCREEN_ITERATIONS // 6, 1), progress)
+        top = []
+        for k in range(K):
+            idx = [i for i, (kk, _) in enumerate(pairs) if kk == k]
+            top += [pairs[i] for i in sorted(idx, key=lambda i: -le1[i + 1])[:REFINE_CLASSES]]
+        le2, model = _candidate_evidence(ps, fit, targets, cfg, op, make_model, fitq, power_law, top,
+                                         SCREEN_ITERATIONS, progress)
+        ev = {pair: le1[i + 1] for i, pair in enumerate(pairs)}
+        ev.update({pair: le2[i + 1] for i, pair in enumerate(top)})
+        where = {pair: i + 1 for i, pair in enumerate(top)}
+        best = None
+        posts = {}
+        for k in range(K):
+            names = [op.classes[k]] + [c for kk, c in pairs if kk == k]
+            logev = np.array([le2[0]] + [ev[(k, c)] for c in names[1:]])
+            lab = op.labels[k]
+            n_other = len(names) - (1 if lab in names else 0)
+            logp = logev + np.log([bc.label_mass if nm == lab else (1.0 - bc.label_mass) / max(n_other, 1)
+                                   for nm in names])
+            p = np.exp(logp - logp.max())
+            p /= p.sum()
+            posts[op.names[k]] = {nm: float(pi) for nm, pi in zip(names, p)}
+            j = int(np.argmax(p))
+            # decisive against the current class: its posterior probability is at most 1 - switch_probability
+            if j > 0 and (k, names[j]) in where and p[0] <= 1.0 - bc.switch_probability \
+                    and (best is None or p[0] < best[5]):
+                best = (float(p[j]), k, names[j], where[(k, names[j])], float(logev[j] - logev[0]), float(p[0]))
+        if best is None or len(switches) >= max_sw:
+            break
+        prob, k, new, i, dlog, p_old = best
+        switches.append({"object": op.names[k], "label": op.labels[k], "from": op.classes[k], "to": new,
+                         "probability": prob, "probability_from": p_old, "log_bayes_factor": dlog})
+        op.classes[k] = new
+        chosen = {q: v[i:i + 1].copy() for q, v in model.values().items()}
+        st1 = prior_stats(op, fitq, power_law=power_law, exponents=_exponents(fit.model) if power_law else None)
+        fit = estimate_hyper(ps, make_model(chosen), targets, cfg, st1, fit.hyper, bc, progress)
+    fit.switches = switches
+    fit.class_posteriors = posts
+    return fit
+
+
+def _exponents(model: PerObjectMaterials) -> tuple[np.ndarray, np.ndarray]:
+    pl = model.power_law_coefficients()[0]
+    return pl[:, 1], pl[:, 3]
+
+
+# ------------------------------------------------------------------------------------------ held-out check
+def fold_ids(num_groups: int, folds: int, seed: int) -> np.ndarray:
+    """A seeded balanced assignment of ``num_groups`` groups to ``folds`` folds."""
+    rng = np.random.default_rng(seed)
+    f = np.arange(num_groups) % folds
+    rng.shuffle(f)
+    return f
+
+
+def _fold_of(ps: PathSet, targets: Targets, group: np.ndarray, assign: dict) -> tuple[np.ndarray, np.ndarray | None]:
+    """Fold index of every row [M] and MPC [Q] (MPCs follow the link of their path; -1: not assigned)."""
+    row = np.array([assign[g] for g in group[targets.link.cpu().numpy()]])
+    mpc = None
+    if targets.mpc_path is not None and targets.mpc_path.numel():
+        mpc = np.array([assign.get(g, -1) for g in group[ps.link[targets.mpc_path].cpu().numpy()]])
+    return row, mpc
+
+
+def _split(targets: Targets, row_fold: np.ndarray, mpc_fold: np.ndarray | None, fold: int
+           ) -> tuple[Targets, torch.Tensor, torch.Tensor | None]:
+    """(training targets with the fold's rows weighted 0, test-row mask [M], test-MPC mask [Q] or None)."""
+    test = torch.as_tensor(row_fold == fold)
+    dtype = targets.frequencies_hz.dtype
+    w = targets.weight if targets.weight is not None else torch.ones(targets.num, dtype=dtype)
+    kw = {"weight": w * (~test).to(dtype)}
+    test_mpc = None
+    if mpc_fold is not None:
+        test_mpc = torch.as_tensor(mpc_fold == fold)
+        mw = targets.mpc_weight if targets.mpc_weight is not None else torch.ones(len(test_mpc), dtype=dtype)
+        kw["mpc_weight"] = mw * (~test_mpc).to(dtype)
+    return replace(targets, **kw), test, test_mpc
+
+
+def _test_residuals(ps: PathSet, model, targets: Targets, train: Targets, cfg: CalibrationConfig, f: str,
+                    test: torch.Tensor, test_mpc: torch.Tensor | None) -> np.ndarray:
+    """Residuals of the measured test rows (test MPCs); NaN where the twin predicts nothing (no traced path)."""
+    r = raw_residuals(ps, model, targets, cfg, f, fit_targets=train)[0]
+    sel = (test_mpc if f == "mpc_power" else test) & (targets.row_weight(f) > 0)
+    r = r[sel].cpu().numpy()
+    return np.where(np.isfinite(r), r, np.nan)
+
+
+def heldout(ps: PathSet, targets: Targets, cfg: CalibrationConfig, fit: PosteriorFit, label_model: PerObjectMaterials,
+            st: PriorStats, make_model: ModelFactory, bc: BayesConfig, link_group: np.ndarray | None = None,
+            by: str = "link", label_eval: tuple[PathSet, Targets] | None = None) -> dict:
+    """K-fold held-out error per feature of the label twin and of the calibrated twin (fixed hyper-parameters and
+    classes; each fold refits from the prior and from the full-data MAP point and keeps the better training
+    posterior). ``link_group`` [L] maps PathSet links to groups (transmitters for ``by='transmitter'``).
+    ``label_eval``: the PathSet traced with the label materials and its targets (same rows), on which the label
+    twin is evaluated (default: ``ps`` / ``targets``)."""
+    group = np.arange(ps.num_links) if link_group is None else np.asarray(link_group)
+    used = np.unique(group[targets.link.cpu().numpy()])
+    k = min(bc.folds, len(used))
+    if k < 2:
+        return {"by": by, "folds": 0, "features": {}}
+    assign = dict(zip(used.tolist(), fold_ids(len(used), k, bc.seed).tolist()))
+    ps_l, tg_l = label_eval if label_eval is not None else (ps, targets)
+    folds = _fold_of(ps, targets, group, assign)
+    folds_l = _fold_of(ps_l, tg_l, group, assign)
+    feats = features_of(cfg, targets)
+    err = {f: {"label": [], "calibrated": []} for f in feats}
+    map_vals, lab_vals = fit.model.values(), label_model.values()
+    for fo in range(k):
+        train, test, test_mpc = _split(targets, *folds, fo)
+        train_l, test_l, test_mpc_l = _split(tg_l, *folds_l, fo)
+        if not all(bool(train.row_weight(f).sum() > 0) for f in feats):
+            continue
+        starts = {q: np.concatenate([lab_vals[q][0:1], map_vals[q][0:1]]) for q in map_vals}
+        res, _, _ = fit_map(ps, make_model(starts), train, cfg, st, fit.hyper)
+        for f in feats:
+            err[f]["calibrated"].append(_test_residuals(ps, res.model, targets, train, cfg, f, test, test_mpc))
+            err[f]["label"].append(_test_residuals(ps_l, label_model, tg_l, train_l, cfg, f, test_l, test_mpc_l))
+    out = {"by": by, "folds": k, "features": {}}
+    for f in feats:
+        a = np.concatenate(err[f]["label"]) if err[f]["label"] else np.zeros(0)
+        b = np.concatenate(err[f]["calibrated"]) if err[f]["calibrated"] else np.zeros(0)
+        if len(a) != len(b):  # MPCs matched to different traces: compare each on its own rows
+            a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+            both = slice(0, min(len(a), len(b)))
+            d = b[both] ** 2 - a[both] ** 2 if len(a) == len(b) else np.array([np.mean(b**2) - np.mean(a**2)])
+        else:
+            ok = np.isfinite(a) & np.isfinite(b)
+            d = b[ok] ** 2 - a[ok] ** 2
+        if not np.isfinite(a).any() or not np.isfinite(b).any():
+            continue
+        out["features"][f] = {
+            "rows": int(np.isfinite(b).sum()), "label_rows": int(np.isfinite(a).sum()), "unit": NOISE_UNITS[f],
+            "rows_without_prediction": {"label": int((~np.isfinite(a)).sum()),
+                                        "calibrated": int((~np.isfinite(b)).sum())},
+            "label_rmse": float(np.sqrt(np.nanmean(a**2))), "calibrated_rmse": float(np.sqrt(np.nanmean(b**2))),
+            "label_mean_abs": float(np.nanmean(np.abs(a))), "calibrated_mean_abs": float(np.nanmean(np.abs(b))),
+            "mse_difference": float(np.mean(d)), "mse_difference_se": float(np.std(d) / math.sqrt(max(len(d), 1))),
+        }
+    return out
+
+
+def verdict(ho: dict, primary: str) -> str:
+    """'improves' (held-out MSE lower by more than 2 standard errors), 'worse' (higher at all) or 'no_difference'."""
+    f = ho.get("features", {}).get(primary)
+    if f is None:
+        return "not_checked"
+    if f["calibrated_rmse"] > f["label_rmse"]:
+        return "worse"
+    if f["mse_difference"] < -2.0 * f["mse_difference_se"]:
+        return "improves"
+    return "no_difference"
+
+
+__all__ = ["BayesConfig", "GAUSSIAN_METRIC", "Hyper", "LIKELIHOODS", "LaplaceStats", "NOISE_UNITS", "ObjectPriors",
+           "PosteriorFit", "correct_labels", "estimate_hyper", "fit_map", "heldout", "initial_noise",
+           "irls_weights", "laplace_stats", "posterior_config", "prior_stats", "verdict"]

@@ -1,0 +1,186 @@
+"""Posterior calibration inside the trace / re-trace workflow: one round per trace (multi-start MAP, type-II ML
+hyper-parameters, label correction in the first round) and the closing held-out check, uncertainty and
+plausibility report (:mod:`rftwin.calibrate.bayes` holds the inference itself)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from rftwin.calibrate.bayes import (
+    NOISE_UNITS,
+    BayesConfig,
+    Hyper,
+    ModelFactory,
+    ObjectPriors,
+    PosteriorFit,
+    correct_labels,
+    estimate_hyper,
+    fit_map,
+    heldout,
+    initial_noise,
+    prior_stats,
+    verdict,
+)
+from rftwin.calibrate.loop import CalibrationConfig, CalibrationResult, uncertainty_from_cov
+from rftwin.calibrate.problem import Targets
+from rftwin.materials.class_prior import PLAUSIBLE
+from rftwin.materials.per_object import PerObjectMaterials
+from rftwin.trace.pathset import PathSet
+
+
+@dataclass
+class BayesSetup:
+    """What a posterior calibration needs besides the workflow's own inputs, and its state across rounds."""
+
+    priors: ObjectPriors
+    config: BayesConfig = field(default_factory=BayesConfig)
+    exponents: tuple[np.ndarray, np.ndarray] | None = None  # power-law exponents (b, d) [K] of the labels
+    hyper: Hyper | None = None
+    fit: PosteriorFit | None = None
+    rounds: list[dict] = field(default_factory=list)
+
+    def label_values(self) -> dict[str, np.ndarray | None]:
+        """[1, K] start values of the label twin (the original labels' class centres)."""
+        op = self.priors
+        cls = [lab if lab is not None else "unlabelled" for lab in op.labels]
+        e, s, _, _ = op.centres(cls)
+        out = {"eps_r": e[None], "sigma": s[None]}
+        for q in ("scattering", "xpd"):
+            v = getattr(op, q)
+            out[q] = None if v is None else np.asarray(v, dtype=np.float64)[None]
+        return out
+
+    def stats(self, fitq: Sequence[str], power_law: bool):
+        return prior_stats(self.priors, fitq, power_law=power_law, exponents=self.exponents)
+
+
+def plausible_bounds(K: int) -> tuple[np.ndarray, np.ndarray]:
+    """[K, 2] boxes of eps_r and sigma from :data:`PLAUSIBLE` (eps_r just above 1 at the low end)."""
+    e = np.tile([1.0 + 1e-7, PLAUSIBLE["eps_r"][1]], (K, 1))
+    s = np.tile(list(PLAUSIBLE["sigma"]), (K, 1))
+    return e, s
+
+
+def _label_model(setup: BayesSetup, make_model: ModelFactory, fitq: Sequence[str]) -> PerObjectMaterials:
+    v = setup.label_values()
+    return make_model({k: x for k, x in v.items() if x is not None or k in fitq})
+
+
+def posterior_round(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: CalibrationConfig,
+                    setup: BayesSetup, make_model: ModelFactory, fitq: Sequence[str], power_law: bool, first: bool,
+                    progress: bool = False, **checkpointing) -> CalibrationResult:
+    """One round on one trace: multi-start MAP fit, hyper-parameter updates and (first round) label correction.
+    Returns the round's result in the workflow's record (values of the MAP point). ``checkpointing``
+    (checkpoint / checkpoint_every / resume) applies to the multi-start fit, the long part of a round; the rest is
+    recomputed deterministically on resume."""
+    bc = setup.config
+    st = setup.stats(fitq, power_law)
+    if setup.hyper is None:
+        lab = _label_model(setup, make_model, fitq)
+        noise = initial_noise(ps, lab, targets, cfg, bc.noise)
+        setup.hyper = Hyper(noise, bc.strength if bc.strength is not None else 1.0)
+    res, _, _ = fit_map(ps, model, targets, cfg, st, setup.hyper, progress, **checkpointing)
+    fit = estimate_hyper(ps, res.model, targets, cfg, st, setup.hyper, bc, progress)
+    if first and bc.label_correction:
+        fit = correct_labels(ps, fit, targets, cfg, setup.priors, make_model, fitq, bc, power_law, progress)
+    elif setup.fit is not None:  # later rounds keep the first round's label decisions
+        fit.switches, fit.class_posteriors = setup.fit.switches, setup.fit.class_posteriors
+    setup.hyper, setup.fit = fit.hyper, fit
+    setup.rounds.append({"hyper_iterations": fit.history, "switches": fit.switches})
+    v = fit.model.values()
+    return replace(res, eps_r=v["eps_r"][0], sigma=v["sigma"][0], power_law=fit.model.power_law_coefficients()[0],
+                   loss=fit.loss, model=fit.model, scattering=v["scattering"][0] if "scattering" in v else None,
+                   xpd=v["xpd"][0] if "xpd" in v else None, iterations=res.iterations + fit.iterations,
+                   converged=res.converged and fit.converged, offset_db=fit.offset_db,
+                   terms=[str(x) for x in cfg.loss_terms])
+
+
+def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSetup, res: CalibrationResult,
+           make_model: ModelFactory, fitq: Sequence[str], power_law: bool, link_tx: np.ndarray | None,
+           label_eval: tuple[PathSet, Targets] | None = None) -> CalibrationResult:
+    """Held-out check (by link, and by transmitter when there are several), the decision to keep or revert, the
+    posterior uncertainty and the plausibility / prior-distance report (``res.inference``). ``label_eval``: the
+    PathSet traced with the label materials and its targets, on which the label twin is judged."""
+    bc = setup.config
+    fit = setup.fit
+    st = setup.stats(fitq, power_law)
+    lab = _label_model(setup, make_model, fitq)
+    primary = next((f for f in ("path_gain", "mpc_power", "cfr", "delay_spread", "mean_delay")
+                    if f in fit.hyper.noise), None)
+    report: dict = {"noise": dict(fit.hyper.noise), "noise_units": {f: NOISE_UNITS[f] for f in fit.hyper.noise},
+                    "noise_estimated": sorted(set(fit.hyper.noise) - set(bc.noise)),
+                    "prior_strength": fit.hyper.strength,
+                    "prior_strength_method": "fixed" if bc.strength is not None else "evidence (type-II ML)",
+                    "effective_parameters": float(fit.stats.gamma[0]),
+                    "log_evidence": float(fit.stats.log_evidence[0]), "likelihood": bc.likelihood,
+                    "label_switches": fit.switches, "class_posteriors": fit.class_posteriors,
+                    "classes": list(setup.priors.classes), "labels": list(setup.priors.labels),
+                    "switch_probability": bc.switch_probability, "label_mass": bc.label_mass,
+                    "rounds": setup.rounds}
+    if bc.folds:
+        report["heldout"] = heldout(ps, targets, cfg, fit, lab, st, make_model, bc, label_eval=label_eval)
+        if link_tx is not None and len(np.unique(link_tx)) >= 2:
+            report["heldout_by_transmitter"] = heldout(ps, targets, cfg, fit, lab, st, make_model,
+                                                       replace(bc, folds=min(bc.folds, len(np.unique(link_tx)))),
+                                                       link_group=link_tx, by="transmitter", label_eval=label_eval)
+        report["verdict"] = verdict(report["heldout"], primary)
+    else:
+        report["verdict"] = "not_checked"
+    model = fit.model
+    reverted = report["verdict"] == "worse" and bc.revert_if_worse
+    report["reverted_to_labels"] = reverted
+    if reverted:
+        model = lab
+    if reverted:  # the label twin's uncertainty is the prior's (unscaled class spreads)
+        _, _, se, ss = setup.priors.centres([c if c is not None else "unlabelled" for c in setup.priors.labels])
+        cov = torch.diag(torch.as_tensor(np.concatenate([se, ss]) ** 2, dtype=torch.float64)) \
+            if not power_law and set(fitq) == {"eps_r", "sigma"} else fit.stats.cov[0]
+        unc = uncertainty_from_cov(model, cov, fit.hyper.noise)
+    else:
+        unc = uncertainty_from_cov(fit.model, fit.stats.cov[0], fit.hyper.noise)
+    v = model.values()
+    # distance from the prior (standardised) and values at the plausibility box
+    with torch.no_grad():
+        z = st.residuals(model)[0].cpu().numpy()
+    K = len(setup.priors.names)
+    report["prior_z"] = {n: {q: float(z[i * K + k]) for i, q in enumerate(q for q in st.mu if q in v)}
+                         for k, n in enumerate(setup.priors.names)}
+    at_bound = []
+    for q in ("eps_r", "sigma"):
+        lo, hi = PLAUSIBLE[q]
+        for k, n in enumerate(setup.priors.names):
+            x = float(v[q][0, k])
+            if x >= hi * (1 - 1e-6) or (q == "sigma" and x <= lo * (1 + 1e-6)):
+                at_bound.append({"object": n, "quantity": q, "value": x, "range": [lo, hi]})
+    report["at_plausible_bound"] = at_bound
+    report["plausible_ranges"] = {q: list(r) for q, r in PLAUSIBLE.items()}
+    return replace(res, eps_r=v["eps_r"][0], sigma=v["sigma"][0], power_law=model.power_law_coefficients()[0],
+                   scattering=v["scattering"][0] if "scattering" in v else None,
+                   xpd=v["xpd"][0] if "xpd" in v else None, model=model, uncertainty=unc, inference=report)
+
+
+def calibrate_posterior(ps: PathSet, targets: Targets, setup: BayesSetup, thickness: Sequence[float],
+                        cfg: CalibrationConfig | None = None, num_starts: int = 16, seed: int = 0,
+                        fit: Sequence[str] = ("eps_r", "sigma"), link_tx: np.ndarray | None = None,
+                        progress: bool = False) -> CalibrationResult:
+    """The posterior calibration of per-object constant materials on one traced PathSet (no re-tracing): starts
+    drawn from the class priors' +-2 std ranges, one :func:`posterior_round` and :func:`finish` (the label twin is
+    judged on the same paths)."""
+    from rftwin.materials.per_object import draw_start_values  # noqa: PLC0415
+
+    cfg = CalibrationConfig() if cfg is None else cfg
+    eb, sb = plausible_bounds(len(thickness))
+
+    def make_model(v) -> PerObjectMaterials:
+        return PerObjectMaterials(v["eps_r"], v["sigma"], thickness, scattering=v.get("scattering"),
+                                  xpd=v.get("xpd"), fit=fit, eps_bounds=eb, sigma_bounds=sb)
+
+    starts = draw_start_values(setup.priors.material_prior(), num_starts, seed, fit)
+    res = posterior_round(ps, make_model(starts), targets, cfg, setup, make_model, fit, False, True, progress)
+    return finish(ps, targets, cfg, setup, res, make_model, fit, False, link_tx)
+
+
+__all__ = ["BayesSetup", "calibrate_posterior", "finish", "plausible_bounds", "posterior_round"]

@@ -1,0 +1,102 @@
+"""Output destinations of every command: checked before any work, written only when every step succeeded.
+
+``check_output_file`` / ``check_output_dir`` run before loading or tracing anything, so a wrong ``--out`` costs
+nothing. ``staged_dir`` collects a command's outputs in a hidden sibling folder and moves them into place at the
+end; an error or Ctrl-C leaves the destination as it was.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from rftwin.cli.common import fail
+
+
+def _check_parent(path: Path, option: str) -> None:
+    for anc in path.absolute().parents:
+        if anc.exists():
+            if not anc.is_dir():
+                fail(f"{option} {path}: {anc} is a file, not a folder")
+            if not os.access(anc, os.W_OK | os.X_OK):
+                fail(f"{option} {path}: the folder {anc} is not writable")
+            return
+
+
+def check_output_file(path: Path | None, option: str = "--out", suffixes: Iterable[str] | None = None) -> None:
+    """A file to (over)write: not a folder, below folders only, with one of ``suffixes`` (lower case)."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        fail(f"{option} {path}: is a folder; expected a file name")
+    if path.exists() and not path.is_file():
+        fail(f"{option} {path}: exists and is not a regular file")
+    if suffixes is not None and path.suffix.lower() not in tuple(suffixes):
+        fail(f"{option} {path}: unsupported file type '{path.suffix}'; expected {', '.join(suffixes)}")
+    _check_parent(path, option)
+
+
+def check_output_dir(path: Path, option: str = "--out", owned: Iterable[str] = ()) -> None:
+    """A folder to write into: absent, empty, or already holding this command's outputs (one of ``owned``).
+
+    A non-empty folder of something else is refused: rftwin never mixes its files into (or overwrites files of)
+    an unrelated folder.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        fail(f"{option} {path}: is a file; expected a folder (absent, empty, or an earlier output of this command)")
+    if path.is_dir():
+        entries = {p.name for p in path.iterdir()}
+        if entries and not entries & set(owned):
+            shown = ", ".join(sorted(entries)[:5]) + (" ..." if len(entries) > 5 else "")
+            fail(f"{option} {path}: the folder is not empty ({shown}) and holds no earlier output of this command "
+                 f"({', '.join(owned)}); choose a new or empty folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            fail(f"{option} {path}: the folder is not writable")
+        return
+    _check_parent(path, option)
+
+
+def check_cache() -> None:
+    """The path cache ($RFTWIN_CACHE or ~/.cache/rftwin/paths) must be a writable folder: checked up front."""
+    from rftwin.trace.cache import CacheError, check_cache_dir, default_cache_dir  # noqa: PLC0415
+
+    try:
+        check_cache_dir(default_cache_dir())
+    except CacheError as exc:
+        fail(str(exc))
+
+
+@contextlib.contextmanager
+def staged_dir(out: Path) -> Iterator[Path]:
+    """Yield a hidden folder beside ``out``; on success its entries replace those of the same name in ``out``
+    (created when absent); on any error (or KeyboardInterrupt) the staging folder is removed."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes 0700; the output folder gets the mode mkdir would give
+    try:
+        yield stage
+        if not out.exists():
+            os.replace(stage, out)
+            return
+        for entry in sorted(stage.iterdir()):
+            dest = out / entry.name
+            if dest.is_dir() and not dest.is_symlink():
+                old = stage / f".{entry.name}.old"
+                os.replace(dest, old)
+                os.replace(entry, dest)
+            else:
+                os.replace(entry, dest)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+__all__ = ["check_cache", "check_output_dir", "check_output_file", "staged_dir"]
