@@ -91,7 +91,7 @@ def test_update_cli_end_to_end(tmp_path):
     out = tmp_path / "out"
     r = CliRunner().invoke(app, ["update", "room", "--mesh", "cylinder:0.2x1.8", "--trajectory", str(traj),
                                  "--links", str(links), "--out", str(out), "--max-depth", "2", "--samples-per-src",
-                                 "20000"])
+                                 "20000", "--diffraction"])
     assert r.exit_code == 0, r.output
     ts = pd.read_csv(out / "timeseries.csv")
     assert list(ts.columns[:3]) == ["step", "t_s", "link_id"] and len(ts) == 3 * len(TX)

@@ -27,12 +27,16 @@ def register(app: typer.Typer) -> None:
                                                     help="Also re-trace links that a path via the proxy could "
                                                          "change by more than this (dB) (conservative)."),
         full: bool = typer.Option(False, "--full/--local", help="Re-trace every link at every step (reference)."),
+        diffraction: bool = typer.Option(False, "--diffraction/--no-diffraction",
+                                         help="Trace first-order diffraction too (around the proxy's edges)."),
         max_depth: int = MaxDepth, samples_per_src: int = Samples, seed: int = Seed,
         los: bool = Los, specular: bool = Specular, refraction: bool = Refraction,
     ) -> None:
         """Insert a proxy (a person, a box, any labelled mesh) and move it along a trajectory; at every step
         re-trace only the links whose paths or first Fresnel zones meet its old or new place, and write the time
         series of path gain, delay spread and shadow loss per link."""
+        from dataclasses import replace  # noqa: PLC0415
+
         import numpy as np  # noqa: PLC0415
 
         from rftwin.cli.outputs import check_cache, check_output_dir, staged_dir  # noqa: PLC0415
@@ -62,8 +66,8 @@ def register(app: typer.Typer) -> None:
         except (ProxyError, MeasurementError, ValueError, FileNotFoundError) as exc:
             fail(str(exc))
         try:
-            res = run_update(tw, doc, lk.tx_pos, lk.rx_pos, lk.frequency_hz, spec, times, pos,
-                             settings(max_depth, samples_per_src, seed, los, specular, refraction),
+            st = replace(settings(max_depth, samples_per_src, seed, los, specular, refraction), diffraction=diffraction)
+            res = run_update(tw, doc, lk.tx_pos, lk.rx_pos, lk.frequency_hz, spec, times, pos, st,
                              margin_m=margin_m, full_retrace=full, ignore_below_db=ignore_below_db,
                              new_path_tolerance_db=new_path_tolerance_db)
         except ProxyError as exc:  # e.g. an ITU label not defined at the links' frequency
