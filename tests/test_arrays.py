@@ -30,15 +30,15 @@ def _values(twin):
     return MaterialValues(e[None, None], s[None, None], d[None, None])
 
 
-def _sionna_paths(twin, synthetic: bool):
+def _sionna_paths(twin, synthetic: bool, tx=TX, rx=RX, freq=FREQ):
     """Sionna's own solve of the same links with the arrays on the devices: a [rx, R, P, T'] and path keys."""
     rt = sionna_rt()
     sc = twin.scene
     for n in list(sc.transmitters) + list(sc.receivers):
         sc.remove(n)
     sc.tx_array, sc.rx_array = planar_array(TX_ARRAY), planar_array(RX_ARRAY)
-    sc.add(rt.Transmitter(name="tx0", position=[float(v) for v in TX[0]], orientation=list(TX_ARRAY.orientation)))
-    for i, p in enumerate(RX):
+    sc.add(rt.Transmitter(name="tx0", position=[float(v) for v in tx[0]], orientation=list(TX_ARRAY.orientation)))
+    for i, p in enumerate(rx):
         sc.add(rt.Receiver(name=f"rx{i}", position=[float(v) for v in p], orientation=list(RX_ARRAY.orientation)))
     s = SETTINGS
     paths = rt.PathSolver()(sc, max_depth=s.max_depth, samples_per_src=s.samples_per_src,
@@ -48,7 +48,7 @@ def _sionna_paths(twin, synthetic: bool):
     a = np.array(re) + 1j * np.array(im)  # [rx, R', tx, T', P]
     inter, objs, prims = (np.array(x) for x in (paths.interactions, paths.objects, paths.primitives))
     if not synthetic:  # each element pair has its own delay: put the delay phase into a
-        a = a * np.exp(-2j * np.pi * FREQ * np.array(paths.tau))
+        a = a * np.exp(-2j * np.pi * freq * np.array(paths.tau))
     for n in list(sc.transmitters) + list(sc.receivers):
         sc.remove(n)
     return a, inter, objs, prims
@@ -73,19 +73,24 @@ def _keys(ps):
             for i in range(ps.num_paths)]
 
 
-def test_element_channels_match_sionna_synthetic_arrays():
-    twin = load("floor_wall", FREQ)
-    ps = trace(twin, np.repeat(TX, len(RX), 0), RX, SETTINGS, cache_dir=False)
-    psa = with_arrays(ps, TX_ARRAY, RX_ARRAY, FREQ)
+ROOM_TX = np.array([[0.0, 0.0, 1.5]])
+ROOM_RX = np.array([[3.0, 1.0, 1.0], [-4.0, -1.0, 2.0]])
+
+
+@pytest.mark.parametrize("scene, tx, rx, freq", [("floor_wall", TX, RX, FREQ), ("room", ROOM_TX, ROOM_RX, 3.5e9)])
+def test_element_channels_match_sionna_synthetic_arrays(scene, tx, rx, freq):
+    twin = load(scene, freq)
+    ps = trace(twin, np.repeat(tx, len(rx), 0), rx, SETTINGS, cache_dir=False)
+    psa = with_arrays(ps, TX_ARRAY, RX_ARRAY, freq)
     assert psa.f_tx.shape[1] == 2 and psa.f_rx.shape[1] == 1
-    a = path_coefficients(psa, _values(twin), FREQ)  # [1, 1, N, R, T]
-    h = element_channels(psa, a, FREQ)[0, 0]  # [N, 1 x 4, 2 x 6]
+    a = path_coefficients(psa, _values(twin), freq)  # [1, 1, N, R, T]
+    h = element_channels(psa, a, freq)[0, 0]  # [N, 1 x 4, 2 x 6]
     assert h.shape[1:] == (RX_ARRAY.num_ports, TX_ARRAY.num_ports)
-    a_s, inter, objs, prims = _sionna_paths(twin, synthetic=True)
+    a_s, inter, objs, prims = _sionna_paths(twin, True, tx, rx, freq)
     assert a_s.shape[1] == RX_ARRAY.num_ports and a_s.shape[3] == TX_ARRAY.num_ports
     ours = {k: i for i, k in enumerate(_keys(ps))}
     matched = 0
-    for r in range(len(RX)):
+    for r in range(len(rx)):
         keys = _keys_sionna(twin, inter, objs, prims, r)
         rows = [(p, ours[k]) for p, k in enumerate(keys) if k in ours and np.abs(a_s[r, :, 0, :, p]).max() > 0]
         assert len(rows) >= 0.9 * int((ps.link == r).sum())
