@@ -17,8 +17,8 @@ time per step of both and their difference in dB per link and step; shadow-loss 
 Run: .venv/bin/python benchmarks/bench_downstream.py --part beams [--quick]
      for m in local full local_new_paths_0.1db d2d_local d2d_full compare; do
          .venv/bin/python benchmarks/bench_downstream.py --part dynamic --mode $m; done
-(each walk in its own process, on one Sionna scene: a Dr.Jit "jit_var: unknown variable" abort was seen when
-several scenes were built and edited in one process)
+(each walk in its own process: a crash in one walk loses only that walk; the Dr.Jit "jit_var: unknown variable"
+abort seen first came from solver calls without any path and is fixed in the tracer)
 (writes benchmarks/results/downstream.json and downstream_*.png)
 """
 from __future__ import annotations
