@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from rftwin.cli.array_options import ARRAY_HELP
 from rftwin.cli.common import (
     Device,
     Diffraction,
@@ -39,6 +40,10 @@ RELATIVE = typer.Option(False, "--relative-delays/--absolute-delays",
 WINDOW = typer.Option("hann", "--window",
                       help="Window of the band-limited delay features: hann, or none (seed 003 eq. 24 as printed).")
 ANGULAR = typer.Option("circular", "--angular-spread", help="Angular-spread definition: circular or 3gpp.")
+TX_ARRAY = typer.Option(None, "--tx-array", help="Transmit array (default: one isotropic V element). " + ARRAY_HELP)
+RX_ARRAY = typer.Option(None, "--rx-array", help="Receive array (default: one isotropic V element).")
+MIMO = typer.Option(None, "--mimo", help="With arrays: write every link's narrowband per-element channel matrix "
+                                         "(complex 'h' [links, rx ports, tx ports], 'link_id') to this .npz.")
 
 
 def register(app: typer.Typer) -> None:
@@ -46,6 +51,7 @@ def register(app: typer.Typer) -> None:
     def predict(scene: str = SCENE, links: Path = LINKS, out: Path = OUT, wideband: Path | None = WIDEBAND,
                 bandwidth_hz: float = BANDWIDTH, subcarriers: int = SUBCARRIERS, wideband_kind: str = KIND,
                 relative_delays: bool = RELATIVE, window: str = WINDOW, angular: str = ANGULAR,
+                tx_array: str | None = TX_ARRAY, rx_array: str | None = RX_ARRAY, mimo: Path | None = MIMO,
                 max_depth: int = MaxDepth, samples_per_src: int = Samples, seed: int = Seed,
                 los: bool = Los, specular: bool = Specular, refraction: bool = Refraction,
                 diffraction: bool = Diffraction, budget: str | None = MemoryBudget, device: str = Device,
@@ -74,18 +80,21 @@ def register(app: typer.Typer) -> None:
             fail(f"--window must be hann or none, not '{window}'")
         if angular not in ("circular", "3gpp"):
             fail(f"--angular-spread must be circular or 3gpp, not '{angular}'")
-        from rftwin.trace.budget import BudgetError
-        from rftwin.trace.fanout import FanoutError
+        from rftwin.cli.array_options import parse_array  # noqa: PLC0415
+        from rftwin.trace.budget import BudgetError, use_budget  # noqa: PLC0415
+        from rftwin.trace.fanout import FanoutError  # noqa: PLC0415
 
+        check_output_file(mimo, "--mimo", (".npz",))
+        if mimo is not None and tx_array is None and rx_array is None:
+            fail(f"--mimo {mimo}: needs --tx-array and/or --rx-array")
         if workers < 1:
             fail(f"--workers must be at least 1, got {workers}")
-
         budget_bytes = memory_budget(budget)
-        from rftwin.trace.budget import use_budget
-
         use_budget(budget_bytes)  # every command sets (or resets) the process-wide budget
         dev = torch_device(device)
         try:
+            ta = None if tx_array is None else parse_array(tx_array, "--tx-array")
+            ra = None if rx_array is None else parse_array(rx_array, "--rx-array")
             twin, doc = load_twin(scene)
             lk = read_links(links, twin)
             if wideband is not None:  # sidecar keys are link ids: check them before any tracing
@@ -105,7 +114,7 @@ def register(app: typer.Typer) -> None:
                                              diffraction),
                                     link_ids=lk.link_id, wideband=grid, angular_method=angular,
                                     memory_budget=budget_bytes, device=dev, workers=workers,
-                                    ray_address=ray_address)
+                                    ray_address=ray_address, tx_array=ta, rx_array=ra)
         except (BudgetError, FanoutError) as exc:
             fail(str(exc))
         df = lk.df.copy()
@@ -120,7 +129,13 @@ def register(app: typer.Typer) -> None:
         if len(lost):  # never write non-finite predictions silently
             fail(f"{links}: {len(lost)} link(s) with traced paths got a non-finite path gain (first: row {lost[0] + 1}"
                  f", link_id '{lk.link_id[lost[0]]}'); check the twin's materials; nothing written")
-        if wideband is not None:  # the sidecar first: when it fails, no CSV is left behind either
+        if mimo is not None:  # the sidecars first: when one fails, no CSV is left behind either
+            from rftwin.io import atomic_path  # noqa: PLC0415
+
+            with atomic_path(mimo) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, h=pred.mimo, link_id=np.array([str(x) for x in lk.link_id]))
+            console.print(f"wrote {pred.mimo.shape[1]} x {pred.mimo.shape[2]} channel matrices to {mimo}")
+        if wideband is not None:
             try:
                 write_wideband(wideband, pred.wideband)
             except MeasurementError as exc:

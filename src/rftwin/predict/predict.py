@@ -41,6 +41,7 @@ class Prediction:
     pathset: PathSet | None  # None when the links were streamed shard by shard
     wideband: object | None = None  # rftwin.data.Wideband
     link_los: np.ndarray | None = None  # [rows] bool: the row's link has a line-of-sight path
+    mimo: np.ndarray | None = None  # [rows, R x Mr, T x Mt] narrowband per-element channels (with arrays)
 
 
 def channel_features(ps: PathSet, a: torch.Tensor, angular_method: str = "circular") -> dict[str, torch.Tensor]:
@@ -66,17 +67,20 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
                      cache_dir=None, link_ids=None, wideband: WidebandGrid | None = None,
                      angular_method: str = "circular", memory_budget: int | None = None,
                      keep_pathset: bool = False, device=None, workers: int = 1,
-                     ray_address: str | None = None) -> Prediction:
+                     ray_address: str | None = None, tx_array=None, rx_array=None) -> Prediction:
     """Trace every distinct (tx, rx) pair once, evaluate the engine at every distinct frequency and return the
     features of every row (:data:`FEATURE_COLUMNS`; NaN where a link has no path) and, with ``wideband``, the CFR
     / CIR taps of every row (keyed by ``link_ids``) plus the band-limited gain, mean delay and delay spread
     (columns ``*_cfr_*``, seed 003 eq. 23-24).
 
-    Without ``wideband`` and ``keep_pathset`` the links are traced and evaluated shard by shard
+    Without ``wideband``, arrays and ``keep_pathset`` the links are traced and evaluated shard by shard
     (:func:`rftwin.trace.tracer.iter_trace` under ``memory_budget``): peak memory follows the shard size, not
     the link count, and ``Prediction.pathset`` is None. ``device``: torch device of the engine (default CPU).
     ``workers`` > 1 or ``ray_address``: the links are first traced on Ray workers into the shared cache
-    (:func:`rftwin.trace.fanout.fan_out_trace`).
+    (:func:`rftwin.trace.fanout.fan_out_trace`). With ``tx_array``/``rx_array``
+    (:class:`rftwin.physics.arrays.ArraySpec`, spacings at the lowest row frequency unless fixed) the features are
+    those of the arrays' patterns averaged over all element pairs, and ``mimo`` holds every row's narrowband
+    per-element channel matrix (synthetic arrays from the cached paths).
     """
     utx, urx, row_link = unique_links(tx_pos, rx_pos)
     uf, row_f = np.unique(np.asarray(frequency_hz, dtype=np.float64), return_inverse=True)
@@ -92,8 +96,13 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
     dev = torch.device("cpu") if device is None else torch.device(device)
     mv = mv.to(dev)
     freqs = torch.as_tensor(uf, device=dev)
-    if wideband is not None or keep_pathset:
+    arrays = tx_array is not None or rx_array is not None
+    if wideband is not None or keep_pathset or arrays:
         ps = trace(twin, utx, urx, settings, cache_dir=cache_dir, progress=progress, memory_budget=memory_budget)
+        if arrays:
+            from rftwin.trace.arrays import with_arrays  # noqa: PLC0415
+
+            ps = with_arrays(ps, tx_array, rx_array, float(uf.min()))
         shards = [TraceShard(np.arange(ps.num_links), ps)]
     else:
         ps = None
@@ -104,12 +113,18 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
     npaths_u = np.zeros(U, dtype=np.int64)
     link_los = np.zeros(U, dtype=bool)
     a_full = None
+    mimo = None
     for shard in shards:  # one shard in memory at a time
         sp = shard.pathset.to(dev)
         with torch.no_grad():
             a = path_coefficients(sp, mv, freqs)[0]  # [F, N, R, T]
             for name, v in channel_features(sp, a, angular_method).items():
                 feats[name][:, shard.links] = v.cpu().numpy()
+            if arrays:
+                from rftwin.physics.arrays import narrowband_channels  # noqa: PLC0415
+
+                per_f = torch.stack([narrowband_channels(sp, a[i], float(f)) for i, f in enumerate(uf)]).cpu()
+                mimo = per_f[row_f.reshape(-1), row_link].numpy()
         npaths_u[shard.links] = sp.paths_per_link().cpu().numpy()
         los_path = (sp.itype == NONE).all(1)
         link_los[shard.links[sp.link[los_path].cpu().numpy()]] = True
@@ -136,7 +151,7 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
         table["path_gain_cfr_db"] = np.where(none, np.nan, bl["path_gain_db"].to_numpy())
         table["mean_delay_cfr_s"] = np.where(none, np.nan, bl["mean_delay_s"].to_numpy())
         table["delay_spread_cfr_s"] = np.where(none, np.nan, bl["delay_spread_s"].to_numpy())
-    return Prediction(table=table, pathset=ps, wideband=wb, link_los=link_los[rl])
+    return Prediction(table=table, pathset=ps, wideband=wb, link_los=link_los[rl], mimo=mimo)
 
 
 def predict_links(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np.ndarray,

@@ -79,6 +79,9 @@ def _antenna_vectors(scene, k_tx: np.ndarray, k_in_last: np.ndarray) -> tuple[np
     from sionna.rt.utils import rotation_matrix  # noqa: PLC0415
 
     n = k_tx.shape[0]
+    if n == 0:  # no path in this call: Dr.Jit aborts on size-0 rotations ("jit_var(r0): unknown variable")
+        return (np.zeros((0, len(scene.tx_array.antenna_pattern.patterns), 2), np.complex128),
+                np.zeros((0, len(scene.rx_array.antenna_pattern.patterns), 2), np.complex128))
     rot = rotation_matrix(mi.Point3f(np.zeros(n, np.float32), np.zeros(n, np.float32), np.zeros(n, np.float32)))
 
     def vec(x):
@@ -97,7 +100,7 @@ def _antenna_vectors(scene, k_tx: np.ndarray, k_in_last: np.ndarray) -> tuple[np
     return f_tx, f_rx
 
 
-def _buffer_to_numpy(buf) -> dict[str, np.ndarray]:
+def _buffer_to_numpy(buf, patterns: tuple[int, int] = (1, 1)) -> dict[str, np.ndarray]:
     n = buf.buffer_size
     dd = buf.depth_dim_size
 
@@ -115,7 +118,11 @@ def _buffer_to_numpy(buf) -> dict[str, np.ndarray]:
                           t2(buf.vertices_z, np.float64)], -1),
     }
     a = buf.a  # list (rx patterns) of lists (tx patterns) of Complex2f
-    out["a"] = np.stack([np.stack([np.array(a_.real) + 1j * np.array(a_.imag) for a_ in row], -1) for row in a], 1)
+    if n == 0 or not a:  # no path at all in this call: Sionna leaves the coefficients empty
+        out["a"] = np.zeros((n,) + tuple(patterns), dtype=np.complex128)
+    else:
+        out["a"] = np.stack([np.stack([np.array(a_.real) + 1j * np.array(a_.imag) for a_ in row], -1)
+                             for row in a], 1)
     if buf.max_depth == 0:
         out["itype"][:] = NONE
     wedges = buf.diffracting_wedges
@@ -291,7 +298,8 @@ def _solve(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: SolverSett
     solver._candidate_generator = counter  # noqa: SLF001
     s = asdict(settings)
     paths = solver(sc, synthetic_array=True, **s)
-    raw = _buffer_to_numpy(paths._paths_buffer)  # noqa: SLF001 - the per-path record is the stable source
+    raw = _buffer_to_numpy(paths._paths_buffer, (len(sc.rx_array.antenna_pattern.patterns),  # noqa: SLF001
+                                                  len(sc.tx_array.antenna_pattern.patterns)))
     raw["candidates_per_src"] = counter.per_source
     _clear_devices(sc)
     del paths, solver, counter

@@ -1,0 +1,1 @@
+"""Dynamic scenes: proxy meshes moving along trajectories, local re-tracing of the links they touch."""

@@ -1,0 +1,174 @@
+"""Dynamic scenes: move a proxy along a trajectory and re-trace only the links it can affect.
+
+Step 0 traces every link with the proxy at its first point (and once without it: the static twin's paths and the
+reference of the shadow loss). At every later step the proxy moves; the links whose paths (in the static twin or
+in the current state) or whose direct tx-rx line, widened by the first Fresnel zone, meet the boxes of the proxy's
+old and new place (:func:`rftwin.dynamic.region.affected_links`) are re-traced and their paths replaced; every
+other link keeps its cached paths. Path gain, delay spread and shadow loss (static gain - current gain, dB) of
+every link at every step come from the engine on the current paths.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rftwin.dynamic.proxy import ProxySpec, insert_proxy, move_proxy, proxy_half_size
+from rftwin.dynamic.region import affected_links
+from rftwin.physics.channel import link_sum, path_power
+from rftwin.physics.engine import path_coefficients
+from rftwin.predict.predict import channel_features
+from rftwin.scene.load import TwinScene
+from rftwin.trace.pathset import _OPTIONAL_FIELDS, PathSet, concat
+from rftwin.trace.tracer import SolverSettings, trace
+from rftwin.twin_io import material_values
+
+
+def splice(ps: PathSet, links: torch.Tensor, new: PathSet) -> PathSet:
+    """``ps`` with the paths of ``links`` [A] replaced by those of ``new`` (a PathSet of exactly these A links,
+    in that order)."""
+    links = torch.as_tensor(links, dtype=torch.long)
+    drop = torch.zeros(ps.num_links, dtype=torch.bool)
+    drop[links] = True
+    keep = ps.select_paths(~drop[ps.link])
+    kw = {}
+    for f in fields(PathSet):
+        n = f.name
+        if n in ("meta", "tx_pos", "rx_pos"):
+            continue
+        if n == "link":
+            kw[n] = torch.cat([keep.link, links[new.link]])
+            continue
+        a, b = getattr(keep, n), getattr(new, n)
+        if n in _OPTIONAL_FIELDS:
+            if a is None and b is None:
+                kw[n] = None
+                continue
+            a = keep.default_field(n) if a is None else a
+            b = new.default_field(n) if b is None else b
+        if a.shape[1:] != b.shape[1:]:  # max depth of the two traces differs only by padding
+            raise ValueError(f"cannot splice PathSets whose '{n}' shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+        kw[n] = torch.cat([a, b])
+    order = torch.argsort(kw["link"], stable=True)
+    kw = {n: (None if t is None else t[order]) for n, t in kw.items()}
+    return replace(ps, **kw)
+
+
+def _bucketed(tx: np.ndarray, affected: np.ndarray) -> list[np.ndarray]:
+    """Links to re-trace, one array per transmitter: its affected links padded with further links of the same
+    transmitter up to the next power of two (or all of them). Dr.Jit compiles Sionna's kernels for each receiver
+    count anew (1-2 s on this machine); padding to a few counts reuses them, and the padded links are simply
+    refreshed too."""
+    _, tx_id = np.unique(tx, axis=0, return_inverse=True)
+    tx_id = tx_id.reshape(-1)
+    groups = []
+    for t in np.unique(tx_id[affected]):
+        members = np.nonzero(tx_id == t)[0]
+        need = members[affected[members]]
+        size = min(1 << int(np.ceil(np.log2(len(need)))), len(members))
+        extra = members[~affected[members]][: size - len(need)]
+        groups.append(np.sort(np.concatenate([need, extra])))
+    return groups
+
+
+@dataclass
+class UpdateResult:
+    """``series``: one row per (step, link): ``step``, ``t_s``, ``link``, ``path_gain_db``, ``delay_spread_s``,
+    ``shadow_loss_db``, ``retraced``; ``steps``: one row per step: ``step``, ``t_s``, ``x``, ``y``, ``z``,
+    ``links_retraced``, ``seconds`` (move + test + re-trace + engine), ``trace_seconds``; ``static``: per-link
+    path gain / delay spread of the twin without the proxy; ``pathset``: the final state."""
+
+    series: pd.DataFrame
+    steps: pd.DataFrame
+    static: pd.DataFrame
+    pathset: PathSet
+
+
+def _features(ps: PathSet, mv, uf: np.ndarray, row_f: np.ndarray, ignore_below_db: float | None
+              ) -> tuple[np.ndarray, np.ndarray, PathSet]:
+    """Per-link path gain and delay spread, and the paths that matter for the region test: those within
+    ``ignore_below_db`` of their link's total power at some frequency (all paths with None)."""
+    with torch.no_grad():
+        a = path_coefficients(ps, mv, torch.as_tensor(uf))[0]
+        ft = channel_features(ps, a)
+        strong = ps
+        if ignore_below_db is not None and ps.num_paths:
+            p = path_power(a)  # [F, N]
+            total = link_sum(p, ps.link, ps.num_links)[:, ps.link]
+            strong = ps.select_paths((p >= total * 10 ** (-ignore_below_db / 10)).any(0))
+    rows = np.arange(ps.num_links)
+    none = ps.paths_per_link().numpy() == 0
+    g = np.where(none, np.nan, ft["path_gain_db"].numpy()[row_f, rows])
+    ds = np.where(none, np.nan, ft["delay_spread_s"].numpy()[row_f, rows])
+    return g, ds, strong
+
+
+def run_update(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np.ndarray, frequency_hz: np.ndarray,
+               proxy: ProxySpec, times_s: np.ndarray, positions: np.ndarray, settings: SolverSettings | None = None,
+               margin_m: float = 0.05, full_retrace: bool = False, progress: bool = True,
+               cache_dir=None, ignore_below_db: float | None = 30.0,
+               new_path_tolerance_db: float | None = None) -> UpdateResult:
+    """Move ``proxy`` through ``positions`` [T, 3] (bounding-box centres at ``times_s`` [T]) in ``twin`` and track
+    links ``tx_pos[i] -> rx_pos[i]`` at ``frequency_hz[i]``. ``full_retrace``: re-trace every link at every step
+    (the reference). Paths more than ``ignore_below_db`` below their link's total power (None: no path) are left
+    out of the region test: blocking them changes the link's gain by less than 10^(-ignore_below_db / 10)
+    (4e-3 dB at 30 dB). ``new_path_tolerance_db``: also re-trace links that a path via the proxy could change
+    by more than that (:func:`rftwin.dynamic.region.new_path_bound`). The twin's scene keeps the proxy at the last
+    point afterwards."""
+    from rftwin.progress import track  # noqa: PLC0415
+
+    settings = settings or SolverSettings()
+    tx = np.asarray(tx_pos, dtype=np.float64).reshape(-1, 3)
+    rx = np.asarray(rx_pos, dtype=np.float64).reshape(-1, 3)
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    uf, row_f = np.unique(np.asarray(frequency_hz, dtype=np.float64), return_inverse=True)
+    row_f = row_f.reshape(-1)
+    f_min = float(uf.min())
+    # the static twin
+    ps0 = trace(twin, tx, rx, settings, cache_dir=cache_dir, progress=False)
+    g0, ds0, strong0 = _features(ps0, material_values(twin, doc, uf), uf, row_f, ignore_below_db)
+    half = proxy_half_size(proxy)
+    insert_proxy(twin, proxy, positions[0])
+    mv = material_values(twin, doc, uf)
+    series, steps = [], []
+    ps = strong = None
+    g = g0
+    L = len(tx)
+    for k in track(range(len(positions)), "moving the proxy", enabled=progress and len(positions) > 1):
+        t0 = time.perf_counter()
+        if k > 0:
+            move_proxy(twin, proxy.name, positions[k])
+        if k == 0 or full_retrace:
+            aff = torch.ones(L, dtype=torch.bool)
+        else:
+            lo = torch.as_tensor(np.stack([positions[k - 1], positions[k]]) - half)
+            hi = torch.as_tensor(np.stack([positions[k - 1], positions[k]]) + half)
+            power = torch.as_tensor(10.0 ** (np.nan_to_num(np.minimum(g, g0), nan=-300.0) / 10.0))
+            aff = affected_links([strong0, strong], lo, hi, f_min, margin_m, power, new_path_tolerance_db)
+        t1 = time.perf_counter()
+        if bool(aff.all()):
+            ps = trace(twin, tx, rx, settings, cache_dir=False, progress=False)
+        elif bool(aff.any()):
+            groups = _bucketed(tx, aff.numpy())
+            parts = [trace(twin, tx[g], rx[g], settings, cache_dir=False, progress=False) for g in groups]
+            idx = torch.as_tensor(np.concatenate(groups))
+            aff = torch.zeros(L, dtype=torch.bool)
+            aff[idx] = True
+            ps = splice(ps, idx, concat(parts))
+        t_trace = time.perf_counter() - t1
+        g, ds, strong = _features(ps, mv, uf, row_f, ignore_below_db)
+        secs = time.perf_counter() - t0
+        steps.append({"step": k, "t_s": float(times_s[k]), "x": positions[k, 0], "y": positions[k, 1],
+                      "z": positions[k, 2], "links_retraced": int(aff.sum()), "seconds": secs,
+                      "trace_seconds": t_trace})
+        series.append(pd.DataFrame({"step": k, "t_s": float(times_s[k]), "link": np.arange(L), "path_gain_db": g,
+                                    "delay_spread_s": ds, "shadow_loss_db": g0 - g, "retraced": aff.numpy()}))
+    static = pd.DataFrame({"link": np.arange(L), "path_gain_db": g0, "delay_spread_s": ds0})
+    return UpdateResult(series=pd.concat(series, ignore_index=True), steps=pd.DataFrame(steps), static=static,
+                        pathset=ps)
+
+
+__all__ = ["UpdateResult", "run_update", "splice"]

@@ -1,0 +1,154 @@
+"""Dynamic scenes: region tests, the seed-002 section 6.7 case (a person crossing a 4 m link) with local re-tracing
+against a full re-trace, and ``rftwin update`` with its input errors."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from rftwin.cli.main import app
+from rftwin.dynamic.proxy import ProxySpec
+from rftwin.dynamic.region import affected_links, new_path_bound, segments_hit_boxes
+from rftwin.dynamic.update import run_update
+from rftwin.scene import room
+from rftwin.trace import SolverSettings
+
+F = 28e9
+SETTINGS = SolverSettings(max_depth=2, samples_per_src=50_000)
+# the 4 m link of seed 002 section 6.7 (link 0) and three links elsewhere in the room
+TX = np.array([[-2.0, -1.0, 1.2], [-2.0, -1.0, 1.2], [3.5, 3.0, 1.5], [-4.0, 3.5, 2.0]])
+RX = np.array([[2.0, -1.0, 1.2], [-3.0, 3.0, 1.5], [4.0, 1.0, 1.0], [-3.5, 1.5, 1.0]])
+YS = np.linspace(-2.0, 0.0, 9)  # a person (0.4 x 0.3 x 1.8 m box) walks across the 4 m link at x = 0
+POS = np.stack([np.zeros_like(YS), YS, np.full_like(YS, 0.91)], 1)
+
+
+def test_segment_box_and_new_path_bound():
+    lo, hi = torch.tensor([[-0.2, -0.2, 0.0]]), torch.tensor([[0.2, 0.2, 1.8]])
+    p0 = torch.tensor([[-2.0, 0.0, 1.0], [-2.0, 0.5, 1.0], [0.0, 0.0, 3.0], [1.0, 1.0, 1.0]], dtype=torch.float64)
+    p1 = torch.tensor([[2.0, 0.0, 1.0], [2.0, 0.5, 1.0], [0.0, 0.0, 2.0], [1.0, 1.0, 1.0]], dtype=torch.float64)
+    assert segments_hit_boxes(p0, p1, lo, hi).reshape(-1).tolist() == [True, False, False, False]
+    # widened by 0.35 m the parallel segment 0.5 m off the axis (0.3 m from the box) is hit
+    assert segments_hit_boxes(p0, p1, lo, hi, 0.35).reshape(-1).tolist() == [True, True, True, False]
+    b = new_path_bound(p0[:1], p1[:1], lo, hi, F)
+    assert float(b) == pytest.approx((299_792_458.0 / F / (4 * np.pi * 3.6)) ** 2)
+
+
+@pytest.fixture(scope="module")
+def walks():
+    out = {}
+    for full in (False, True):
+        tw = room(F)
+        out[full] = run_update(tw, None, TX, RX, np.full(len(TX), F), ProxySpec(), np.arange(len(YS), dtype=float),
+                               POS, SETTINGS, full_retrace=full, progress=False, cache_dir=False)
+    return out
+
+
+def test_person_crossing_a_4m_link_local_equals_full_retrace(walks):
+    loc, full = walks[False], walks[True]
+    a = loc.series.pivot(index="step", columns="link", values="path_gain_db")
+    b = full.series.pivot(index="step", columns="link", values="path_gain_db")
+    # the crossed link: re-traced at every step, identical to the full re-trace
+    assert loc.series.loc[loc.series.link == 0, "retraced"].all()
+    np.testing.assert_allclose(a[0], b[0], atol=1e-9)
+    # the others: kept where the person is far from their paths; equal within the region test's tolerance
+    assert (~loc.series.loc[loc.series.step > 0, "retraced"]).sum() >= 10
+    assert np.abs(a.to_numpy() - b.to_numpy()).max() < 0.05
+    da = loc.series.pivot(index="step", columns="link", values="delay_spread_s")
+    db = full.series.pivot(index="step", columns="link", values="delay_spread_s")
+    assert np.abs(da.to_numpy() - db.to_numpy()).max() < 0.05 * np.nanmax(db.to_numpy())
+    # shadow loss: a deep fade (> 10 dB) only while the body is on the line of sight (y = -1)
+    sl = loc.series[loc.series.link == 0].set_index("step")["shadow_loss_db"]
+    assert sl.idxmax() == int(np.argmin(np.abs(YS + 1.0))) and sl.max() > 10
+    assert sl.iloc[0] < 3 and sl.iloc[-1] < 3
+    assert loc.steps["links_retraced"].iloc[1:].mean() < len(TX)
+
+
+def test_affected_links_flags_the_crossed_link_only_near_it(walks):
+    ps = walks[False].pathset
+    far = torch.tensor([[3.0, -4.0, 0.0]]), torch.tensor([[3.4, -3.7, 1.8]])
+    on_los = torch.tensor([[-0.2, -1.15, 0.0]]), torch.tensor([[0.2, -0.85, 1.8]])
+    hit = affected_links([ps], *on_los, F)
+    assert bool(hit[0])
+    power = torch.full((ps.num_links,), 1e-7)
+    assert bool(affected_links([ps], *on_los, F, link_power=power, new_path_tolerance_db=0.1).all())
+    assert not bool(affected_links([ps], *far, F)[0])
+
+
+def _files(tmp_path):
+    links = tmp_path / "links.csv"
+    rows = ["link_id,tx_x,tx_y,tx_z,rx_x,rx_y,rx_z,frequency_hz"]
+    rows += [f"l{i},{t[0]},{t[1]},{t[2]},{r[0]},{r[1]},{r[2]},{F}" for i, (t, r) in enumerate(zip(TX, RX))]
+    links.write_text("\n".join(rows) + "\n")
+    traj = tmp_path / "traj.csv"
+    traj.write_text("t_s,x,y,z\n" + "\n".join(f"{i * 0.5},0,{y},0.91" for i, y in enumerate(YS[::4])) + "\n")
+    return links, traj
+
+
+def test_update_cli_end_to_end(tmp_path):
+    links, traj = _files(tmp_path)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["update", "room", "--mesh", "cylinder:0.2x1.8", "--trajectory", str(traj),
+                                 "--links", str(links), "--out", str(out), "--max-depth", "2", "--samples-per-src",
+                                 "20000", "--diffraction"])
+    assert r.exit_code == 0, r.output
+    ts = pd.read_csv(out / "timeseries.csv")
+    assert list(ts.columns[:3]) == ["step", "t_s", "link_id"] and len(ts) == 3 * len(TX)
+    assert set(ts.link_id) == {f"l{i}" for i in range(len(TX))}
+    summ = json.loads((out / "summary.json").read_text())
+    assert summ["max_shadow_loss_db"]["l0"] > 5  # the cylinder stands on the 4 m link at y = -1
+    assert len(pd.read_csv(out / "steps.csv")) == 3
+
+
+@pytest.mark.parametrize("kind, needle", [
+    ("outside", "row 2 (line 3), column 'x': the proxy at (7, -1, 0.91) m"),
+    ("time", "row 2 (line 3), column 't_s': times must increase strictly"),
+    ("nan", "row 1 (line 2), column 'y'"),
+    ("label", "label 'skin': unknown material"),
+    ("mesh_missing", "mesh 'nobody.ply': no such file"),
+    ("mesh_bad", "cannot be loaded"),
+    ("mesh_type", "unsupported type '.xyz'"),
+    ("box", "mesh 'box:0.4x0.3': expected 3 positive sizes"),
+])
+def test_update_cli_errors(tmp_path, kind, needle):
+    links, traj = _files(tmp_path)
+    mesh, label = "box:0.4x0.3x1.8", "body"
+    if kind == "outside":
+        traj.write_text("x,y,z\n0,-1,0.91\n7,-1,0.91\n")
+    elif kind == "time":
+        traj.write_text("t_s,x,y,z\n1,0,-1,0.91\n1,0,-0.5,0.91\n")
+    elif kind == "nan":
+        traj.write_text("x,y,z\n0,nan,0.91\n")
+    elif kind == "label":
+        label = "skin"
+    elif kind == "mesh_missing":
+        mesh = "nobody.ply"
+    elif kind == "mesh_bad":
+        bad = tmp_path / "person.ply"
+        bad.write_text("ply\nformat ascii 1.0\nelement vertex 3\nend_header\n1 2\n")
+        mesh = str(bad)
+    elif kind == "mesh_type":
+        mesh = str(tmp_path / "p.xyz")
+        (tmp_path / "p.xyz").write_text("0 0 0\n")
+    elif kind == "box":
+        mesh = "box:0.4x0.3"
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["update", "room", "--mesh", mesh, "--label", label, "--trajectory", str(traj),
+                                 "--links", str(links), "--out", str(out), "--max-depth", "1", "--samples-per-src",
+                                 "1000"])
+    msg = " ".join(r.output.split())
+    assert r.exit_code == 2, r.output
+    assert needle in msg, msg
+    assert "Traceback" not in r.output and not out.exists()
+
+
+def test_trace_of_links_without_any_path():
+    """A re-traced link may have no path at all (a person blocking the only one): the tracer must return an empty
+    PathSet (Dr.Jit aborted on the size-0 antenna rotation before)."""
+    from rftwin.trace import trace
+
+    st = SolverSettings(max_depth=0, samples_per_src=1000)  # line of sight only, through box_chipboard: none
+    ps = trace(room(F), np.array([[2.0, 3.0, 0.5]]), np.array([[4.0, 3.0, 0.5]]), st, cache_dir=False,
+               progress=False)
+    assert ps.num_paths == 0 and ps.num_links == 1 and ps.f_tx.shape == (0, 1, 2)
