@@ -419,6 +419,9 @@ def _candidate_evidence(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: C
     every candidate refined by at most ``iterations`` LM steps from its class's prior centre (other objects start
     at the current MAP point); all candidates are fitted as the starts of one batched model."""
     cur = fit.model.values()
+    # classes are compared at their nominal spreads (strength 1): a prior strength fitted while some labels are
+    # wrong is small, which would widen every class until none can be told apart
+    hyper = replace(fit.hyper, strength=1.0)
     class_lists, starts = [list(op.classes)], {q: v[0:1].copy() for q, v in cur.items()}
     for k, c in pairs:
         cl = list(op.classes)
@@ -433,9 +436,9 @@ def _candidate_evidence(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: C
     st = prior_stats(op, fitq, power_law=power_law, per_start=class_lists,
                      exponents=_exponents(fit.model) if power_law else None)
     model = make_model(starts)
-    _, c, tw = fit_map(ps, model, targets, replace(cfg, max_iter=min(cfg.max_iter, iterations)), st, fit.hyper,
+    _, c, tw = fit_map(ps, model, targets, replace(cfg, max_iter=min(cfg.max_iter, iterations)), st, hyper,
                        progress, keep_all=True)
-    le = laplace_stats(ps, model, tw, c, st, fit.hyper).log_evidence.cpu().numpy()
+    le = laplace_stats(ps, model, tw, c, st, hyper).log_evidence.cpu().numpy()
     return np.where(np.isfinite(le), le, -np.inf), model
 
 
@@ -447,7 +450,8 @@ def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: Calibr
 
     Each pass screens every (object, class) switch with :data:`SCREEN_ITERATIONS` // 6 LM steps, refines the
     :data:`REFINE_CLASSES` best classes of each object with :data:`SCREEN_ITERATIONS` steps, and turns the Laplace
-    evidence into class posteriors (prior mass ``bc.label_mass`` on the label)."""
+    evidence (noise as estimated, class priors at their nominal spreads) into class posteriors (prior mass
+    ``bc.label_mass`` on the label). After a switch the noise and prior strength are estimated again."""
     cands = candidate_classes(op.frequency_hz)
     K = len(op.names)
     switches: list[dict] = []
