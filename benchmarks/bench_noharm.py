@@ -31,7 +31,7 @@ import torch
 import rftwin  # noqa: F401  (sets DRJIT_LIBLLVM_PATH)
 from rftwin.calibrate import CalibrationConfig, Targets, calibrate
 from rftwin.calibrate.bayes import BayesConfig, ObjectPriors
-from rftwin.calibrate.inference import BayesSetup, calibrate_posterior
+from rftwin.calibrate.inference import BayesSetup, calibrate_posterior, material_library
 from rftwin.calibrate.problem import simulate_path_gain_db
 from rftwin.io import write_json
 from rftwin.materials import PerObjectMaterials, draw_start_values, itu_eps_sigma, prior_from_labels
@@ -240,10 +240,8 @@ def transfer(tmp: Path, seed: int, sizes: list[int], noise_db: float = 1.0) -> l
     _, tx_id = np.unique(tx, axis=0, return_inverse=True)
     res = new_calibration(ps, names, labels, thickness, Targets.build(np.arange(200)[ok], np.full(ok.sum(), F),
                                                                        y[ok]), tx_id.reshape(-1), seed)
-    from rftwin.cli.calibrate_cmd import _library  # noqa: PLC0415  (the CLI's own library writer)
-
-    op = ObjectPriors(names, labels, itu_table(F), F)
-    lib = _library(res, BayesSetup(op), F)
+    op = ObjectPriors(names, labels, itu_table(F), F, classes=list(res.inference["classes"]))
+    lib = material_library(res, BayesSetup(op), F)
     lib_path = tmp / "library.json"
     write_json(lib_path, lib)
     table = itu_table(F)

@@ -407,10 +407,6 @@ def estimate_hyper(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg
                         offset_db=res.offset_db)
 
 
-def _values(model: PerObjectMaterials) -> dict[str, np.ndarray]:
-    return model.values()
-
-
 def _candidate_evidence(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: CalibrationConfig,
                         op: ObjectPriors, make_model: ModelFactory, fitq: Sequence[str], power_law: bool,
                         pairs: list[tuple[int, str]], iterations: int, progress: bool

@@ -183,4 +183,25 @@ def calibrate_posterior(ps: PathSet, targets: Targets, setup: BayesSetup, thickn
     return finish(ps, targets, cfg, setup, res, make_model, fit, False, link_tx)
 
 
-__all__ = ["BayesSetup", "calibrate_posterior", "finish", "plausible_bounds", "posterior_round"]
+def material_library(res: CalibrationResult, setup: BayesSetup, f_ref: float) -> dict:
+    """The material library of a posterior calibration: per class, its objects' posterior information pooled on
+    the class prior (:func:`rftwin.materials.class_prior.library_document`; a twin reverted to its labels carries
+    no information beyond them)."""
+    from rftwin.materials.class_prior import library_document  # noqa: PLC0415
+
+    u = res.uncertainty
+    eps, sig = np.asarray(res.eps_r), np.asarray(res.sigma)
+    e0, s0, se, ss = setup.priors.centres()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ue = np.nan_to_num(u.eps_std / np.maximum(eps - 1.0, 1e-12), nan=se, posinf=se)
+        us = np.nan_to_num(u.sigma_std / np.maximum(sig, 1e-30), nan=ss, posinf=ss)
+    strength = 1.0 if res.inference.get("reverted_to_labels") else res.inference["prior_strength"]
+    return library_document(setup.priors.names, list(setup.priors.classes),
+                            {"eps": np.log(np.maximum(eps - 1.0, 1e-12)), "sigma": np.log(np.maximum(sig, 1e-30))},
+                            {"eps": ue, "sigma": us},
+                            {"eps": np.log(np.maximum(e0 - 1.0, 1e-12)), "sigma": np.log(np.maximum(s0, 1e-30))},
+                            {"eps": se, "sigma": ss}, f_ref, strength)
+
+
+__all__ = ["BayesSetup", "calibrate_posterior", "finish", "material_library", "plausible_bounds",
+           "posterior_round"]

@@ -195,6 +195,7 @@ def register(app: typer.Typer) -> None:
         """Fit eps_r and sigma (and optionally S, K_xpd) of every scene object; write materials.json, scene.xml,
         report.md and plots."""
         from rftwin.calibrate import CalibrationConfig, Targets, parse_terms  # noqa: PLC0415
+        from rftwin.calibrate.inference import material_library  # noqa: PLC0415
         from rftwin.calibrate.workflow import calibrate_scene  # noqa: PLC0415
         from rftwin.data import MeasurementError, read_labels, read_measurements  # noqa: PLC0415
         from rftwin.io import write_json  # noqa: PLC0415
@@ -334,7 +335,7 @@ def register(app: typer.Typer) -> None:
                               f"{MPC_MATCHES}")
             write_json(stage / "calibration.json", summary)
             if setup is not None:
-                write_json(stage / LIBRARY_FILE, _library(res, setup, f_ref))
+                write_json(stage / LIBRARY_FILE, material_library(res, setup, f_ref))
         if setup is not None:
             _print_inference(res.inference)
         extra = ""
@@ -411,25 +412,6 @@ def _bayes_setup(bc, twin, names: list[str], labels: list[str | None], f_ref: fl
         op.group_sizes = np.bincount(groups.index)[groups.index].astype(np.float64)
         bc = replace(bc, label_correction=False)
     return BayesSetup(op, bc)
-
-
-def _library(res, setup, f_ref: float) -> dict:
-    """The material library of this twin: per class, its objects' posterior information pooled on the class
-    prior (:func:`rftwin.materials.class_prior.library_document`)."""
-    from rftwin.materials.class_prior import library_document  # noqa: PLC0415
-
-    u = res.uncertainty
-    eps, sig = np.asarray(res.eps_r), np.asarray(res.sigma)
-    e0, s0, se, ss = setup.priors.centres()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ue = np.nan_to_num(u.eps_std / np.maximum(eps - 1.0, 1e-12), nan=se, posinf=se)
-        us = np.nan_to_num(u.sigma_std / np.maximum(sig, 1e-30), nan=ss, posinf=ss)
-    strength = 1.0 if res.inference.get("reverted_to_labels") else res.inference["prior_strength"]
-    return library_document(setup.priors.names, list(setup.priors.classes),
-                            {"eps": np.log(np.maximum(eps - 1.0, 1e-12)), "sigma": np.log(np.maximum(sig, 1e-30))},
-                            {"eps": ue, "sigma": us},
-                            {"eps": np.log(np.maximum(e0 - 1.0, 1e-12)), "sigma": np.log(np.maximum(s0, 1e-30))},
-                            {"eps": se, "sigma": ss}, f_ref, strength)
 
 
 def _print_inference(inf: dict) -> None:
