@@ -56,9 +56,9 @@ class _CaptureBuffers:
     def __enter__(self) -> _CaptureBuffers:
         self._solve, self._b2n = T._solve, T._buffer_to_numpy
 
-        def b2n(buf):
+        def b2n(buf, *args, **kw):
             self.calls[-1]["buf"] = buf
-            return self._b2n(buf)
+            return self._b2n(buf, *args, **kw)
 
         def solve(twin, tx, rx, settings):
             self.calls.append(dict(tx=tx, rx=rx, settings=settings))
