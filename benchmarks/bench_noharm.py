@@ -111,9 +111,13 @@ def gain_db(ps) -> np.ndarray:
 
 
 def simulate(twin, tx, rx, eps, sig, settings: SolverSettings, diffuse: bool) -> np.ndarray:
+    """Sionna's path gain [L] (dB) with the true materials. Gains above 0 dB are impossible (a passive channel):
+    Sionna's diffuse Monte-Carlo estimate gives ~+200 dB on a few links whose receiver sits at a sampled
+    scattering point; such links are dropped (NaN), as rftwin's measurement reader would refuse them."""
     twin.set_materials(eps, sig, scattering=np.full(len(eps), 0.3) if diffuse else None)
     st = replace(settings, diffuse_reflection=diffuse)
-    return gain_db(trace(twin, tx, rx, st, progress=False))
+    g = gain_db(trace(twin, tx, rx, st, progress=False))
+    return np.where(g > 0.0, np.nan, g)
 
 
 def predict_db(ps, model, n: int) -> np.ndarray:
