@@ -21,10 +21,11 @@ from rftwin.calibrate.bayes import (
     fit_map,
     heldout,
     initial_noise,
+    num_prior_rows,
     prior_stats,
     verdict,
 )
-from rftwin.calibrate.loop import CalibrationConfig, CalibrationResult, uncertainty_from_cov
+from rftwin.calibrate.loop import CalibrationConfig, CalibrationResult, prior_block, uncertainty_from_cov
 from rftwin.calibrate.problem import Targets
 from rftwin.materials.class_prior import PLAUSIBLE
 from rftwin.materials.per_object import PerObjectMaterials
@@ -134,11 +135,14 @@ def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSe
     report["reverted_to_labels"] = reverted
     if reverted:
         model = lab
-    if reverted:  # the label twin's uncertainty is the prior's (unscaled class spreads)
-        _, _, se, ss = setup.priors.centres([c if c is not None else "unlabelled" for c in setup.priors.labels])
-        cov = torch.diag(torch.as_tensor(np.concatenate([se, ss]) ** 2, dtype=torch.float64)) \
-            if not power_law and set(fitq) == {"eps_r", "sigma"} else fit.stats.cov[0]
-        unc = uncertainty_from_cov(model, cov, fit.hyper.noise)
+    if reverted:  # the label twin's uncertainty is the prior's (the labels' classes at their nominal spreads)
+        op = setup.priors
+        labels_op = replace(op, classes=[c if c is not None else "unlabelled" for c in op.labels])
+        st0 = prior_stats(labels_op, fitq, power_law=power_law, exponents=setup.exponents)
+        _, Jp = prior_block(model, st0, replace(cfg, prior_weight=float(num_prior_rows(st0))))
+        Hp = Jp[0].T @ Jp[0]
+        unc = uncertainty_from_cov(model, torch.linalg.inv(Hp + 1e-12 * torch.eye(Hp.shape[0], dtype=Hp.dtype)),
+                                   fit.hyper.noise)
     else:
         unc = uncertainty_from_cov(fit.model, fit.stats.cov[0], fit.hyper.noise)
     v = model.values()

@@ -403,7 +403,7 @@ def _forward_columns(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, off
     return r0, torch.cat(cols)
 
 
-def _prior_block(model, prior: PriorStats, cfg: CalibrationConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def prior_block(model, prior: PriorStats, cfg: CalibrationConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Scaled prior residuals [B, Pp] (as stacked by :func:`objective`) and their Jacobian [B, Pp, P]; each start's
     residuals depend on its own parameters only, so one reverse pass per residual gives every start's row."""
     params = _params(model)
@@ -437,7 +437,7 @@ def jacobian(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_stat
         r, J = path_jacobian.path_gain_residual_jacobian(ps, model, t, cfg, offset_state, names, sizes, theta)
         if prior is None or cfg.prior_weight == 0:
             return r, J
-        rp, Jp = _prior_block(model, prior, cfg)
+        rp, Jp = prior_block(model, prior, cfg)
         return torch.cat([r, rp], 1), torch.cat([J, Jp], 1)
     if P < num_residuals:  # forward mode: the tangents ride along the start dimension (see _forward_columns)
         r, cols = _forward_columns(ps, model, t, cfg, offset_state, prior, names, sizes, theta)
@@ -772,5 +772,6 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
 
 
 __all__ = ["LOSSES", "OFFSET_MODES", "OPTIMIZERS", "CalibrationConfig", "CalibrationResult", "PriorStats",
+           "prior_block", "uncertainty_from_cov",
            "Uncertainty", "calibrate", "closed_form_offset", "jacobian", "laplace", "objective", "residuals",
            "screen_starts"]
