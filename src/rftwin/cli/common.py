@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import typer
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.text import Text
 
-from rftwin.trace.tracer import SolverSettings
+if TYPE_CHECKING:  # the CLI answers --help and option errors without importing torch or Sionna
+    from rftwin.trace.tracer import SolverSettings
 
 # markup=False: file names, link ids and object names are user text and must print as written ("[/red]" in a
 # link id would otherwise crash Rich and "[bold]X" would print as "X"); styles are given as Text, never as markup.
@@ -30,6 +33,8 @@ Device = typer.Option("cpu", "--device", help="Torch device of the channel engin
 
 def settings(max_depth: int, samples: int, seed: int, los: bool = True, specular: bool = True,
              refraction: bool = True, diffraction: bool = False) -> SolverSettings:
+    from rftwin.trace.tracer import SolverSettings  # noqa: PLC0415
+
     return SolverSettings(max_depth=max_depth, samples_per_src=samples, seed=seed, los=los,
                           specular_reflection=specular, refraction=refraction, diffraction=diffraction)
 
