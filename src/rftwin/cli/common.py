@@ -1,9 +1,9 @@
 """Options and helpers shared by CLI commands."""
 from __future__ import annotations
 
-import typer
 from typing import TYPE_CHECKING
 
+import typer
 from rich.console import Console
 from rich.text import Text
 
