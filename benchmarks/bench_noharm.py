@@ -294,14 +294,16 @@ def plot(doc: dict) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     cells = doc["cells"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
     for ax, case in zip(axes, ("near", "wrong")):
-        rows = [c for c in cells if c["labels"] == case]
+        rows = sorted((c for c in cells if c["labels"] == case),
+                      key=lambda c: (c["geometry"], c["mismatch"], c["noise_db"], c["links"]))
         x = np.arange(len(rows))
         for key, lab in (("label_twin_db", "label twin"), ("old_db", "unregularised"), ("new_db", "posterior")):
             ax.plot(x, [r[key] for r in rows], "o" if key != "new_db" else "s", label=lab, ms=4)
         ax.set_yscale("log")
-        ax.set_xlabel("cell (geometry x mismatch x noise x links)")
+        ax.set_xticks(x, [f"{r['geometry']} {r['mismatch']} {r['noise_db']:g} dB {r['links']}" for r in rows],
+                      rotation=60, ha="right", fontsize=7)
         ax.set_ylabel("held-out RMS error vs truth [dB]")
         ax.set_title(f"labels {case}")
         ax.grid(alpha=0.3)
