@@ -1,19 +1,8 @@
 """The NeWRF section of docs/validation.md (tables <= 80 columns)."""
 from __future__ import annotations
 
-import math
-
-
-def _f(x, fmt: str) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    s = format(x, fmt)
-    return s.lstrip("-+") if float(s) == 0 else s
-
-
-def _table(header, rows) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" for _ in header) + "|"]
-    return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows])
+from rftwin.validate.md_tables import fmt as _f
+from rftwin.validate.md_tables import table as _table
 
 
 def render_newrf(doc: dict) -> str:
