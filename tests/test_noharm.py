@@ -74,7 +74,13 @@ def test_noise_estimate_recovers_injected_noise(scene_links):
     assert res.converged
 
 
-def test_label_correction_turns_metal_labelled_wood_into_metal(scene_links):
+@pytest.mark.parametrize("lanes", [None, 1])
+def test_label_correction_turns_metal_labelled_wood_into_metal(scene_links, lanes, monkeypatch):
+    """``lanes=1``: the candidates are fitted in batches of 8 starts (the memory bound of large scenes)."""
+    if lanes is not None:
+        import rftwin.calibrate.bayes as bayes
+
+        monkeypatch.setattr(bayes, "CANDIDATE_LANES", lanes)
     twin, tx, rx = scene_links
     labels = [twin.objects[0].label, "wood"]  # the wall is labelled wood ...
     e, s = _itu([labels[0], "metal"])  # ... but is metal

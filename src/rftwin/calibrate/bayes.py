@@ -48,6 +48,7 @@ NOISE_FLOOR = {"path_gain": 1e-3, "mpc_power": 1e-3, "delay_spread": 1e-3, "mean
 LIKELIHOODS = ("gaussian", "student")
 SCREEN_ITERATIONS = 30  # LM iterations of the refined label-correction candidates
 REFINE_CLASSES = 3  # candidate classes per object refined after the quick screen
+CANDIDATE_LANES = 2_000_000  # label correction: (candidate starts x paths) per batched fit (memory bound)
 UNLABELLED = "unlabelled"
 UNLABELLED_LOG_STD = (1.0, 2.0)  # wide prior of objects without a label (ITU mean of the dielectrics)
 
@@ -410,32 +411,44 @@ def estimate_hyper(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg
 def _candidate_evidence(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: CalibrationConfig,
                         op: ObjectPriors, make_model: ModelFactory, fitq: Sequence[str], power_law: bool,
                         pairs: list[tuple[int, str]], iterations: int, progress: bool
-                        ) -> tuple[np.ndarray, PerObjectMaterials]:
+                        ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Laplace log evidence [1 + len(pairs)] of the current classes (entry 0) and of each (object, class) switch,
-    every candidate refined by at most ``iterations`` LM steps from its class's prior centre (other objects start
-    at the current MAP point); all candidates are fitted as the starts of one batched model."""
+    and the fitted values {quantity: [1 + len(pairs), K]}; every candidate is refined by at most ``iterations`` LM
+    steps from its class's prior centre (other objects start at the current MAP point). Candidates are fitted as
+    the starts of batched models of at most ``CANDIDATE_LANES`` / (paths) starts each, so memory does not grow
+    with the number of objects."""
     cur = fit.model.values()
     # classes are compared at their nominal spreads (strength 1): a prior strength fitted while some labels are
     # wrong is small, which would widen every class until none can be told apart
     hyper = replace(fit.hyper, strength=1.0)
-    class_lists, starts = [list(op.classes)], {q: v[0:1].copy() for q, v in cur.items()}
-    for k, c in pairs:
-        cl = list(op.classes)
-        cl[k] = c
-        cp = op.prior_of(k, c)
-        class_lists.append(cl)
-        for q, v in cur.items():
-            row = v[0].copy()
-            if q in ("eps_r", "sigma"):
-                row[k] = cp.eps_r if q == "eps_r" else cp.sigma
-            starts[q] = np.concatenate([starts[q], row[None]])
-    st = prior_stats(op, fitq, power_law=power_law, per_start=class_lists,
-                     exponents=_exponents(fit.model) if power_law else None)
-    model = make_model(starts)
-    _, c, tw = fit_map(ps, model, targets, replace(cfg, max_iter=min(cfg.max_iter, iterations)), st, hyper,
-                       progress, keep_all=True)
-    le = laplace_stats(ps, model, tw, c, st, hyper).log_evidence.cpu().numpy()
-    return np.where(np.isfinite(le), le, -np.inf), model
+    batch = int(np.clip(CANDIDATE_LANES // max(ps.num_paths, 1), 8, 256))
+    les: list[np.ndarray] = []
+    vals: dict[str, list[np.ndarray]] = {q: [] for q in cur}
+    for s0 in range(0, max(len(pairs), 1), batch):
+        chunk = pairs[s0:s0 + batch]
+        class_lists, starts = [list(op.classes)], {q: v[0:1].copy() for q, v in cur.items()}
+        for k, c in chunk:
+            cl = list(op.classes)
+            cl[k] = c
+            cp = op.prior_of(k, c)
+            class_lists.append(cl)
+            for q, v in cur.items():
+                row = v[0].copy()
+                if q in ("eps_r", "sigma"):
+                    row[k] = cp.eps_r if q == "eps_r" else cp.sigma
+                starts[q] = np.concatenate([starts[q], row[None]])
+        st = prior_stats(op, fitq, power_law=power_law, per_start=class_lists,
+                         exponents=_exponents(fit.model) if power_law else None)
+        model = make_model(starts)
+        _, c, tw = fit_map(ps, model, targets, replace(cfg, max_iter=min(cfg.max_iter, iterations)), st, hyper,
+                           progress, keep_all=True)
+        le = laplace_stats(ps, model, tw, c, st, hyper).log_evidence.cpu().numpy()
+        first = not les
+        les.append(le if first else le[1:])  # entry 0 (the current classes) from the first batch
+        for q, v in model.values().items():
+            vals[q].append(v if first else v[1:])
+    le = np.concatenate(les)
+    return np.where(np.isfinite(le), le, -np.inf), {q: np.concatenate(v) for q, v in vals.items()}
 
 
 def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: CalibrationConfig, op: ObjectPriors,
@@ -461,7 +474,7 @@ def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: Calibr
         for k in range(K):
             idx = [i for i, (kk, _) in enumerate(pairs) if kk == k]
             top += [pairs[i] for i in sorted(idx, key=lambda i: -le1[i + 1])[:REFINE_CLASSES]]
-        le2, model = _candidate_evidence(ps, fit, targets, cfg, op, make_model, fitq, power_law, top,
+        le2, vals = _candidate_evidence(ps, fit, targets, cfg, op, make_model, fitq, power_law, top,
                                          SCREEN_ITERATIONS, progress)
         ev = {pair: le1[i + 1] for i, pair in enumerate(pairs)}
         ev.update({pair: le2[i + 1] for i, pair in enumerate(top)})
@@ -489,7 +502,7 @@ def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: Calibr
         switches.append({"object": op.names[k], "label": op.labels[k], "from": op.classes[k], "to": new,
                          "probability": prob, "probability_from": p_old, "log_bayes_factor": dlog})
         op.classes[k] = new
-        chosen = {q: v[i:i + 1].copy() for q, v in model.values().items()}
+        chosen = {q: v[i:i + 1].copy() for q, v in vals.items()}
         st1 = prior_stats(op, fitq, power_law=power_law, exponents=_exponents(fit.model) if power_law else None)
         fit = estimate_hyper(ps, make_model(chosen), targets, cfg, st1, fit.hyper, bc, progress)
     fit.switches = switches
