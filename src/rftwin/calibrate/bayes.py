@@ -226,8 +226,7 @@ def posterior_config(cfg: CalibrationConfig, targets: Targets, h: Hyper, n_prior
     for f in features_of(cfg, targets):
         wsum = float(targets.row_weight(f).sum())
         terms.append(LossTerm(f, GAUSSIAN_METRIC[f], wsum / h.noise[f] ** 2))
-    return replace(cfg, terms=tuple(terms), prior_weight=h.strength * n_prior,
-                   optimizer="lm" if cfg.optimizer == "lm" else cfg.optimizer)
+    return replace(cfg, terms=tuple(terms), prior_weight=h.strength * n_prior)
 
 
 def chi2(ps: PathSet, model, targets: Targets, cfg: CalibrationConfig) -> dict[str, tuple[float, int]]:
