@@ -227,6 +227,9 @@ def register(app: typer.Typer) -> None:
                 raise ValueError("--checkpoint-every must be >= 0")
             bayes_cfg = _bayes_config(prior, noise_db, noise_ns, likelihood, prior_strength, label_correction,
                                       switch_probability, folds, seed, optimizer, terms, loss)
+            if bayes_cfg is not None and prior_weight:
+                raise ValueError("--prior-weight is the Gaussian MAP term of --prior none; with --prior labels the "
+                                 "label priors' strength is --prior-strength")
             twin = load(scene)
             lab = read_labels(labels, twin) if labels else None
             meas = read_measurements(measurements, twin, labels=lab)
