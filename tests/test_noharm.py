@@ -224,6 +224,7 @@ def test_prior_file_overrides_and_errors(tmp_path):
     (["--folds", "1"], "--folds"),
     (["--switch-probability", "0.2"], "--switch-probability"),
     (["--prior-weight", "0.5"], "--prior-strength"),
+    (["--terms", "path_gain:smape:1"], "least-squares metrics"),
 ])
 def test_bad_posterior_options_name_the_option_and_write_nothing(tmp_path, args, msg):
     out = tmp_path / "out"

@@ -236,6 +236,9 @@ def register(app: typer.Typer) -> None:
             if mpcs is not None and not terms:
                 terms = f"path_gain:{loss}:1,mpc_power:mse_db:1"
             term_list = parse_terms(terms) if terms else None
+            if bayes_cfg is not None and any(not t.least_squares for t in term_list or ()):
+                raise ValueError(f"--terms {terms}: --prior labels weighs every term by its noise (Gaussian or "
+                                 "Student-t likelihood); use least-squares metrics (mse_db, mse, nmse) or --prior none")
             has_mpc_term = any(t.feature == "mpc_power" for t in term_list or ())
             if has_mpc_term and mpcs is None:
                 raise ValueError("--terms: the mpc_power term needs an MPC table (--mpcs FILE)")
