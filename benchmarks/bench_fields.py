@@ -77,7 +77,8 @@ def main() -> None:
     from rftwin.physics.channel import path_gain, to_db
     from rftwin.physics.engine import path_coefficients
     from rftwin.runtime import configure_torch_threads
-    from rftwin.scene.split_wall import SPLIT_UNIT, SplitWallSpec, simulate_measurements, split_wall
+    from rftwin.scene.split_wall import SPLIT_UNIT, SplitWallSpec, split_wall
+    from rftwin.studies.split_wall import simulate_measurements
     from rftwin.trace import SolverSettings
 
     configure_torch_threads()

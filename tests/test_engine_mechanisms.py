@@ -15,13 +15,13 @@ import torch
 
 import rftwin  # noqa: F401 - sets DRJIT_LIBLLVM_PATH before Sionna is imported
 from rftwin.materials.roughness import ROUGHNESS_CLASSES, roughness_class, roughness_class_from_ra, scattering_prior
+from rftwin.pathset import DIFFRACTION, DIFFUSE, REFRACTION, SPECULAR, PathSet, concat
 from rftwin.physics.channel import path_gain
 from rftwin.physics.diffuse import BACKSCATTERING, DIRECTIVE, LAMBERTIAN, backscattering_pattern
 from rftwin.physics.engine import MaterialValues, link_path_gain, path_coefficients
 from rftwin.runtime import sionna_rt
 from rftwin.scene.load import load, room
 from rftwin.trace import tracer as T
-from rftwin.trace.pathset import DIFFRACTION, DIFFUSE, REFRACTION, SPECULAR, PathSet, concat
 from rftwin.trace.tracer import SolverSettings, trace
 
 TOL = 1e-4  # max |a - a_sionna| / max |a_sionna| per link

@@ -32,7 +32,8 @@ from rftwin.fields.screening import ScreeningConfig, cell_keys, screen_cells
 from rftwin.materials import PerObjectMaterials, itu_eps_sigma, itu_power_law
 from rftwin.physics.engine import MaterialValues, path_coefficients
 from rftwin.runtime import configure_torch_threads
-from rftwin.scene.split_wall import SPLIT_UNIT, SplitWallSpec, simulate_measurements, split_wall, split_wall_xml
+from rftwin.scene.split_wall import SPLIT_UNIT, SplitWallSpec, split_wall, split_wall_xml
+from rftwin.studies.split_wall import simulate_measurements
 from rftwin.trace import SolverSettings
 
 FREQS = np.array([2.4e9, 3.5e9, 4.6e9, 5.8e9])

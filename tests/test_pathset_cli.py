@@ -8,8 +8,9 @@ import torch
 from typer.testing import CliRunner
 
 from rftwin.cli.main import app
+from rftwin.pathset import PathSet
 from rftwin.scene import load
-from rftwin.trace import PathSet, SolverSettings, trace
+from rftwin.trace import SolverSettings, trace
 from rftwin.trace.tracer import _plan_calls
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 import torch
 
+from rftwin.pathset import PathSet
 from rftwin.physics.channel import link_sum, path_power
 from rftwin.physics.engine import path_coefficients
 from rftwin.scene import load
-from rftwin.trace import PathSet, SolverSettings, trace, tracer
+from rftwin.trace import SolverSettings, trace, tracer
 from rftwin.trace import budget as B
 from rftwin.twin_io import material_values
 

@@ -18,10 +18,10 @@ import torch
 
 from rftwin.bcm.map import ChannelMap
 from rftwin.bcm.nll import EmaBias, batch_gain_bias, bcm_nll, gaussian_nll
+from rftwin.pathset import PathSet
 from rftwin.physics.channel import delay_moments, path_gain, to_db
 from rftwin.physics.engine import MaterialValues, path_coefficients
 from rftwin.progress import track
-from rftwin.trace.pathset import PathSet
 
 
 @dataclass

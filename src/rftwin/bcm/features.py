@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rftwin.pathset import NONE, REFRACTION, PathSet
 from rftwin.physics.channel import cfr, link_sum, path_power
 from rftwin.physics.engine import MaterialValues, path_coefficients
-from rftwin.trace.pathset import NONE, REFRACTION, PathSet
 
 PATH_FEATURES = ("los", "log_num_paths", "min_order", "mean_order", "min_transmissions")
 FADE_FEATURES = ("fade_std_db", "log_amount_of_fading")

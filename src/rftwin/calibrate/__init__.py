@@ -16,7 +16,6 @@ from rftwin.calibrate.losses import (
     FEATURE_METRICS,
     LOSSES,
     LossTerm,
-    cfr_nmse,
     db_offset,
     mse_db,
     nae,
@@ -24,9 +23,9 @@ from rftwin.calibrate.losses import (
     smape,
 )
 from rftwin.calibrate.posterior import PosteriorSamples, sample_posterior
-from rftwin.calibrate.problem import FEATURES, Features, Targets, simulate_features, simulate_path_gain_db
+from rftwin.calibrate.problem import Features, Targets, simulate_features, simulate_path_gain_db
 
-__all__ = ["FEATURES", "FEATURE_METRICS", "LOSSES", "OFFSET_MODES", "OPTIMIZERS", "CalibrationConfig",
+__all__ = ["FEATURE_METRICS", "LOSSES", "OFFSET_MODES", "OPTIMIZERS", "CalibrationConfig",
            "CalibrationResult", "Features", "LossTerm", "PosteriorSamples", "PriorStats", "Targets", "Uncertainty",
-           "calibrate", "cfr_nmse", "db_offset", "jacobian", "laplace", "mse_db", "nae", "objective", "parse_terms",
+           "calibrate", "db_offset", "jacobian", "laplace", "mse_db", "nae", "objective", "parse_terms",
            "sample_posterior", "smape", "simulate_features", "simulate_path_gain_db"]

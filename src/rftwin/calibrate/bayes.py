@@ -39,7 +39,7 @@ from rftwin.materials.class_prior import (
     candidate_classes,
 )
 from rftwin.materials.per_object import DEFAULT_SCATTERING, DEFAULT_XPD, MaterialPrior, PerObjectMaterials, logit
-from rftwin.trace.pathset import PathSet
+from rftwin.pathset import PathSet
 
 GAUSSIAN_METRIC = {"path_gain": "mse_db", "mpc_power": "mse_db", "delay_spread": "mse", "mean_delay": "mse",
                    "cfr": "nmse"}

@@ -29,7 +29,7 @@ from rftwin.calibrate.loop import CalibrationConfig, CalibrationResult, prior_bl
 from rftwin.calibrate.problem import Targets
 from rftwin.materials.class_prior import PLAUSIBLE
 from rftwin.materials.per_object import PerObjectMaterials
-from rftwin.trace.pathset import PathSet
+from rftwin.pathset import PathSet
 
 
 @dataclass

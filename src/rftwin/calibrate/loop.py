@@ -30,8 +30,8 @@ from rftwin.calibrate.losses import (
 )
 from rftwin.calibrate.problem import DEFAULT_CHUNK, Features, Targets, simulate_features
 from rftwin.materials.per_object import MaterialPrior, PerObjectMaterials, logit, unit_range
+from rftwin.pathset import PathSet
 from rftwin.progress import track
-from rftwin.trace.pathset import PathSet
 
 OPTIMIZERS = ("lm", "adam", "lbfgs")
 OFFSET_MODES = ("none", "closed_form", "ema")
@@ -322,8 +322,9 @@ def objective(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_sta
     return loss, off, (torch.cat(blocks, -1) if residuals else None)
 
 
-def _residual_loss(sim_db, t: Targets, cfg: CalibrationConfig):
-    """Path-gain-only loss [B] and offset [B] from simulated dB values [B, M] (kept for benchmarks)."""
+def path_gain_loss(sim_db, t: Targets, cfg: CalibrationConfig):
+    """Path-gain-only loss [B] and fitted offset [B] (dB) from simulated path gains ``sim_db`` [B, M] (dB) of B
+    parameter sets at the M targets, as ``cfg.loss`` and ``cfg.offset_mode`` define it."""
     meas = t.path_gain_db
     off = db_offset(sim_db, meas, t.weight) if cfg.offset_mode != "none" \
         else torch.zeros(sim_db.shape[0], dtype=sim_db.dtype)
@@ -772,6 +773,6 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
 
 
 __all__ = ["LOSSES", "OFFSET_MODES", "OPTIMIZERS", "CalibrationConfig", "CalibrationResult", "PriorStats",
-           "prior_block", "uncertainty_from_cov",
+           "path_gain_loss", "prior_block", "uncertainty_from_cov",
            "Uncertainty", "calibrate", "closed_form_offset", "jacobian", "laplace", "objective", "residuals",
            "screen_starts"]

@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from rftwin.pathset import PathSet
 from rftwin.physics.channel import cfr as cfr_fn
 from rftwin.physics.channel import link_sum, path_gain, path_power, to_db
 from rftwin.physics.engine import link_reduce, path_coefficients
-from rftwin.trace.pathset import PathSet
 
-FEATURES = ("path_gain", "delay_spread", "mean_delay", "cfr", "mpc_power")
 DEFAULT_CHUNK = 200_000  # paths per engine chunk (bounded memory; autograd by checkpointing)
 
 

@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         """Time one calibration step on cached paths against one Sionna RT re-trace gradient step."""
         if ctx.invoked_subcommand is not None:
             return
-        from rftwin.bench import run_core_benchmark  # noqa: PLC0415
+        from rftwin.studies.core import run_core_benchmark  # noqa: PLC0415
 
         print_result(run_core_benchmark(demo=demo, reps=reps, sionna_reps=sionna_reps, progress=not as_json), as_json)
 

@@ -28,7 +28,14 @@ def register_bench(bench_app: typer.Typer) -> None:
 
         from rftwin.cli.common import fail  # noqa: PLC0415
         from rftwin.io import write_json  # noqa: PLC0415
-        from rftwin.plan.study import OPTIMIZERS, StudyConfig, format_summary, plot_study, quick_config, run_study
+        from rftwin.studies.placement import (
+            OPTIMIZERS,
+            StudyConfig,
+            format_summary,
+            plot_study,
+            quick_config,
+            run_study,
+        )
 
         cfg = quick_config() if quick else StudyConfig()
         fits = []

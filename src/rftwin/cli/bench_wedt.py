@@ -41,8 +41,8 @@ def register_bench(bench_app: typer.Typer) -> None:
         from dataclasses import replace
         from pathlib import Path
 
-        from rftwin.bcm.benchmark import WedtConfig, format_table, run_benchmark
         from rftwin.cli.common import fail
+        from rftwin.studies.wedt import WedtConfig, format_table, run_benchmark
         from rftwin.trace.tracer import SolverSettings
 
         cfg = WedtConfig.quick() if quick else WedtConfig()

@@ -63,7 +63,8 @@ def check_output_dir(path: Path, option: str = "--out", owned: Iterable[str] = (
 
 def check_cache() -> None:
     """The path cache ($RFTWIN_CACHE or ~/.cache/rftwin/paths) must be a writable folder: checked up front."""
-    from rftwin.trace.cache import CacheError, check_cache_dir, default_cache_dir  # noqa: PLC0415
+    from rftwin.runtime import default_cache_dir  # noqa: PLC0415
+    from rftwin.trace.cache import CacheError, check_cache_dir  # noqa: PLC0415
 
     try:
         check_cache_dir(default_cache_dir())

@@ -19,10 +19,10 @@ import torch
 
 from rftwin.calibrate.losses import db_offset
 from rftwin.calibrate.problem import Targets
+from rftwin.pathset import NONE, PathSet
 from rftwin.physics.channel import path_gain, to_db
 from rftwin.physics.engine import MaterialValues, path_coefficients
 from rftwin.progress import track
-from rftwin.trace.pathset import NONE, PathSet
 
 
 @dataclass

@@ -20,10 +20,10 @@ import torch
 from rftwin.calibrate.losses import db_offset
 from rftwin.calibrate.problem import Targets
 from rftwin.fields.base import MaterialField
+from rftwin.pathset import PathSet
 from rftwin.physics.channel import delay_moments, path_gain, path_power, to_db
 from rftwin.physics.engine import path_coefficients
 from rftwin.progress import track
-from rftwin.trace.pathset import PathSet
 
 
 @dataclass

@@ -20,10 +20,10 @@ from dataclasses import dataclass, fields, replace
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from rftwin.pathset import DIFFRACTION, DIFFUSE, NONE, REFRACTION, SPECULAR, PathSet
 from rftwin.physics.diffraction import diffraction_jones, utd_coefficients
 from rftwin.physics.diffuse import LAMBERTIAN, diffuse_field, scattering_pattern, series_terms
 from rftwin.physics.slab import SPEED_OF_LIGHT, complex_permittivity, slab_coefficients
-from rftwin.trace.pathset import DIFFRACTION, DIFFUSE, NONE, REFRACTION, SPECULAR, PathSet
 
 _FLOAT_FIELDS = ("eps_r", "sigma", "thickness", "scattering", "xpd", "alpha_r", "alpha_i", "lambda_")
 
@@ -136,17 +136,6 @@ def _coefficients(ps: PathSet, m: MaterialValues, f: torch.Tensor) -> tuple[torc
 def _specular_reduction(s: torch.Tensor) -> torch.Tensor:
     """sqrt(1 - S^2) (clamped away from 0 so that its gradient stays finite at S = 1)."""
     return torch.sqrt(torch.clamp(1.0 - s * s, min=torch.finfo(s.dtype).tiny))
-
-
-def interaction_coefficients(ps: PathSet, mat: MaterialValues, frequency_hz: torch.Tensor
-                             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Diagonal Jones terms (c_TE, c_TM) of every interaction: complex [B, F, N, D] (1 where no interaction).
-
-    Specular reflection: R x sqrt(1 - S^2); refraction: T; diffuse reflection: the specular R (which sets
-    gamma); diffraction: R of the intersected face (the UTD terms are applied by :func:`path_coefficients`).
-    """
-    f = torch.as_tensor(frequency_hz, dtype=ps.cos_i.dtype, device=ps.cos_i.device).reshape(-1)
-    return _coefficients(ps, mat.at_interactions(ps.obj), f)
 
 
 def _rotate(r: torch.Tensor, es: torch.Tensor, ep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from rftwin.pathset import PathSet
 from rftwin.physics.channel import path_gain, to_db
 from rftwin.physics.engine import MaterialValues, path_coefficients
-from rftwin.trace.pathset import PathSet
 
 EPS_KIND, SIGMA_KIND = "eps_r", "sigma"
 

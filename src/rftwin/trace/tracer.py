@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rftwin.runtime import sionna_rt
+from rftwin.pathset import DIFFRACTION, DIFFUSE, NONE, REFRACTION, PathSet, concat
+from rftwin.runtime import default_cache_dir, sionna_rt
 from rftwin.scene.load import TwinScene
 from rftwin.trace import budget as _budget
 from rftwin.trace import cache as _cache
 from rftwin.trace import geometry as g
-from rftwin.trace.pathset import DIFFRACTION, DIFFUSE, NONE, REFRACTION, PathSet, concat
 
 FORMAT_VERSION = 2  # 2: diffuse-reflection and diffraction records
 
@@ -388,9 +388,6 @@ def cache_key(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, settings:
     h.update(np.ascontiguousarray(rx_pos, dtype=np.float64).tobytes())
     h.update(json.dumps([asdict(settings), asdict(tx_ant), asdict(rx_ant), float(twin.scene.frequency[0])]).encode())
     return h.hexdigest()[:32]
-
-
-default_cache_dir = _cache.default_cache_dir
 
 
 @dataclass

@@ -103,8 +103,8 @@ class StudyData:
 def build_pool(cfg: StudyConfig, progress: bool = True, cache_dir=None) -> StudyData:
     """Trace every candidate receiver (grid + expert) of every trial's transmitter once at the true materials."""
     from rftwin.demo import DEMO_TX, DemoConfig, true_materials  # noqa: PLC0415
-    from rftwin.plan.candidates import candidate_grid  # noqa: PLC0415
     from rftwin.scene import room  # noqa: PLC0415
+    from rftwin.scene.candidates import candidate_grid  # noqa: PLC0415
     from rftwin.trace import trace  # noqa: PLC0415
 
     if not 1 <= cfg.trials <= len(DEMO_TX):

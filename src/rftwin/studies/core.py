@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from rftwin.calibrate import CalibrationConfig, Targets
-from rftwin.calibrate.loop import _residual_loss
+from rftwin.calibrate.loop import path_gain_loss
 from rftwin.calibrate.problem import simulate_path_gain_db
 from rftwin.demo import DemoConfig, demo_links
 from rftwin.materials import PerObjectMaterials
@@ -40,7 +40,7 @@ def engine_step_seconds(ps, twin, targets, dtype=torch.float64, reps: int = 20, 
 
     def step():
         opt.zero_grad()
-        loss, _ = _residual_loss(simulate_path_gain_db(p, model, t), t, cfg)
+        loss, _ = path_gain_loss(simulate_path_gain_db(p, model, t), t, cfg)
         loss.sum().backward()
         opt.step()
 
