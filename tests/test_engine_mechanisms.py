@@ -54,7 +54,7 @@ class _CaptureBuffers:
         self.calls: list[dict] = []
 
     def __enter__(self) -> _CaptureBuffers:
-        self._solve, self._b2n = T._solve, T._buffer_to_numpy
+        self.solve_paths, self._b2n = T.solve_paths, T.buffer_to_numpy
 
         def b2n(buf, *args, **kw):
             self.calls[-1]["buf"] = buf
@@ -62,13 +62,13 @@ class _CaptureBuffers:
 
         def solve(twin, tx, rx, settings):
             self.calls.append(dict(tx=tx, rx=rx, settings=settings))
-            return self._solve(twin, tx, rx, settings)
+            return self.solve_paths(twin, tx, rx, settings)
 
-        T._solve, T._buffer_to_numpy = solve, b2n
+        T.solve_paths, T.buffer_to_numpy = solve, b2n
         return self
 
     def __exit__(self, *exc) -> None:
-        T._solve, T._buffer_to_numpy = self._solve, self._b2n
+        T.solve_paths, T.buffer_to_numpy = self.solve_paths, self._b2n
 
 
 def sionna_replay(case: dict) -> torch.Tensor:

@@ -280,7 +280,7 @@ def test_hash_encoding_interpolates_table_entries_at_grid_vertices():
         c = torch.tensor([[1, 2, 0], [res, res, res], [0, 1, res - 1]])
         xn = 2.0 * c.double() / res - 1.0
         got = enc(xn)[:, 2 * lv:2 * lv + 2]
-        want = enc.tables[lv][enc._index(c, res)] * enc.gates[lv]
+        want = enc.tables[lv][enc.hash_index(c, res)] * enc.gates[lv]
         torch.testing.assert_close(got, want)
     # between vertices: trilinear, continuous, differentiable in x
     x = torch.tensor([[0.1, -0.2, 0.3]], dtype=torch.float64, requires_grad=True)

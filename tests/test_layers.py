@@ -111,3 +111,14 @@ def test_physics_and_materials_load_no_tracer():
                        env={**os.environ, "PYTHONPATH": str(SRC)})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "", f"importing rftwin.physics and rftwin.materials loaded:\n{r.stdout}"
+
+
+def test_tests_import_no_private_names():
+    bad = []
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rftwin"):
+                bad += [f"{path.name}:{node.lineno} {node.module}.{a.name}" for a in node.names
+                        if a.name.startswith("_")]
+    assert not bad, "tests import private names (test through the public API or make the name public):\n" + \
+        "\n".join(bad)

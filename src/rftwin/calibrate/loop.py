@@ -337,15 +337,18 @@ def path_gain_loss(sim_db, t: Targets, cfg: CalibrationConfig):
 
 
 # ------------------------------------------------------------------------------------------- parameters
-def _params(model) -> list[torch.nn.Parameter]:
+def trainable_params(model) -> list[torch.nn.Parameter]:
+    """The parameters of ``model`` that calibration fits (each [B, K_i])."""
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def _flat(params) -> torch.Tensor:
+def flat_params(params) -> torch.Tensor:
+    """Parameters ``params`` (each [B, K_i]) concatenated into one detached [B, sum K_i] tensor."""
     return torch.cat([p.detach() for p in params], dim=1)
 
 
-def _set_flat(params, flat: torch.Tensor) -> None:
+def set_flat_params(params, flat: torch.Tensor) -> None:
+    """Write ``flat`` [B, sum K_i] back into ``params`` (inverse of :func:`flat_params`)."""
     i = 0
     with torch.no_grad():
         for p in params:
@@ -360,7 +363,7 @@ def _projected_step(A: torch.Tensor, g: torch.Tensor, theta: torch.Tensor, step:
     fixed at their clipped value and the free ones re-solved from the reduced normal equations
     A_ff s_f = -(g_f + A_fc s_c). Leaves the parameters at ``theta`` + the returned step."""
     project()
-    clipped_step = _flat(params) - theta
+    clipped_step = flat_params(params) - theta
     c = ((clipped_step - step).abs() > 1e-12).to(A.dtype)  # [B, P] clipped components
     if not bool(c.any()):
         return clipped_step
@@ -368,9 +371,9 @@ def _projected_step(A: torch.Tensor, g: torch.Tensor, theta: torch.Tensor, step:
     A2 = A * free[:, :, None] * free[:, None, :] + torch.diag_embed(c)
     rhs = torch.where(c > 0, clipped_step, -(g + (A @ (clipped_step * c)[..., None]).squeeze(-1)))
     step = torch.nan_to_num(torch.linalg.solve(A2, rhs[..., None]).squeeze(-1)).clamp(-2.0, 2.0)
-    _set_flat(params, theta + step)
+    set_flat_params(params, theta + step)
     project()
-    return _flat(params) - theta
+    return flat_params(params) - theta
 
 
 def residuals(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_state: torch.Tensor | None = None,
@@ -379,7 +382,7 @@ def residuals(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_sta
     return objective(ps, model, t, cfg, offset_state, prior, residuals=True)[2]
 
 
-def _forward_columns(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_state, prior, names, sizes,
+def forward_columns(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_state, prior, names, sizes,
                      theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Residuals [B, R] and Jacobian columns [P, B, R] by forward-mode AD (dual numbers).
 
@@ -407,7 +410,7 @@ def _forward_columns(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, off
 def prior_block(model, prior: PriorStats, cfg: CalibrationConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Scaled prior residuals [B, Pp] (as stacked by :func:`objective`) and their Jacobian [B, Pp, P]; each start's
     residuals depend on its own parameters only, so one reverse pass per residual gives every start's row."""
-    params = _params(model)
+    params = trainable_params(model)
     with torch.enable_grad():
         rp = prior.residuals(model)
         rp = rp * math.sqrt(cfg.prior_weight / rp.shape[-1])
@@ -426,10 +429,10 @@ def jacobian(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_stat
     Starts are independent, so one tangent (or cotangent) shared by all starts yields every start's column
     (row): forward mode costs P passes, reverse mode R passes; the cheaper one is used.
     """
-    params = _params(model)
+    params = trainable_params(model)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     sizes = [p.shape[1] for p in params]
-    theta = _flat(params)
+    theta = flat_params(params)
     B, P = theta.shape
     if num_residuals is None:
         with torch.no_grad():
@@ -440,8 +443,8 @@ def jacobian(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_stat
             return r, J
         rp, Jp = prior_block(model, prior, cfg)
         return torch.cat([r, rp], 1), torch.cat([J, Jp], 1)
-    if P < num_residuals:  # forward mode: the tangents ride along the start dimension (see _forward_columns)
-        r, cols = _forward_columns(ps, model, t, cfg, offset_state, prior, names, sizes, theta)
+    if P < num_residuals:  # forward mode: the tangents ride along the start dimension (see forward_columns)
+        r, cols = forward_columns(ps, model, t, cfg, offset_state, prior, names, sizes, theta)
         return r, cols.permute(1, 2, 0)
     r = residuals(ps, model, t, cfg, offset_state, prior)
     R = r.shape[1]
@@ -463,7 +466,7 @@ def laplace(ps: PathSet, model: PerObjectMaterials, t: Targets, cfg: Calibration
     """Gauss-Newton/Laplace std of a single-start model: cov = (sum_b J_b^T J_b / s_b^2 + I / p^2)^-1 over the
     measured feature blocks b (Gaussian noise s_b: ``cfg.noise_db`` for powers, else the residual RMS), mapped to
     the physical read-outs by the delta method. Units of s_b: dB (powers), ns (delays), relative (CFR)."""
-    params = _params(model)
+    params = trainable_params(model)
     P = sum(p.shape[1] for p in params)
     H = torch.zeros(P, P, dtype=params[0].dtype)
     noise = {}
@@ -491,7 +494,7 @@ def laplace(ps: PathSet, model: PerObjectMaterials, t: Targets, cfg: Calibration
 def uncertainty_from_cov(model: PerObjectMaterials, cov: torch.Tensor, noise: dict[str, float]) -> Uncertainty:
     """Per-object std of the read-outs at f_ref from the covariance [P, P] of a single-start model's free
     parameters (delta method); quantities held fixed get std 0."""
-    params = _params(model)
+    params = trainable_params(model)
     cov = cov.to(params[0].dtype)
     log_std = torch.sqrt(torch.clamp(torch.diagonal(cov), min=0.0))
     # delta method: read-outs (at f_ref) as functions of the free parameters
@@ -589,7 +592,7 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
     if cfg.prior_weight > 0 and pstats is None:
         raise ValueError("prior_weight > 0 needs the MaterialPrior (calibrate(..., prior=...))")
     model = screen_starts(ps, model, targets, cfg, cfg.refine_starts, pstats)
-    params = _params(model)
+    params = trainable_params(model)
     if not params:
         raise ValueError("the material model has no free parameters")
     B = model.num_starts
@@ -636,7 +639,7 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
     project = model.project_ if getattr(model, "bounded", False) else None
     elapsed0 = 0.0
     start_it, done, calm, resumed_at = 1, False, 0, None
-    prev_loss, prev_theta = None, _flat(params)
+    prev_loss, prev_theta = None, flat_params(params)
     beta = offset_hat() if ema else None
     num_res = None
 
@@ -648,7 +651,7 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
         kept = next(iter(st["model"].values())).shape[0] if st["model"] else B
         if kept < model.num_starts:  # the run had pruned starts: same shapes before loading
             model.reorder_starts(range(kept))
-            params = _params(model)
+            params = trainable_params(model)
             B = kept
         with torch.no_grad():
             for name, v in st["model"].items():
@@ -705,14 +708,14 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
                 cost, cur_off, _ = evaluate(beta)  # round differently; comparing across them never settles)
             JtJ = J.transpose(1, 2) @ J
             g = J.transpose(1, 2) @ r.unsqueeze(-1)
-            theta = _flat(params)
+            theta = flat_params(params)
             diag = torch.diagonal(JtJ, dim1=1, dim2=2)
             # Marquardt scaling with a floor: a parameter the data do not see (J column ~ 0) gets damped like a
             # weakly seen one instead of taking unregularised steps across its range
             diag = torch.maximum(diag, 1e-9 * diag.amax(-1, keepdim=True)).clamp_min(1e-12)
             A = JtJ + torch.diag_embed(mu[:, None] * diag)
             step = torch.nan_to_num(-torch.linalg.solve(A, g).squeeze(-1)).clamp(-2.0, 2.0)
-            _set_flat(params, theta + step)
+            set_flat_params(params, theta + step)
             if project is not None:  # box: clipped components stop at the bound, the others are re-solved
                 step = _projected_step(A, g.squeeze(-1), theta, step, params, project)
             with torch.no_grad():
@@ -721,7 +724,7 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
             # equal losses would let a converged start alternate between both forever)
             better = trial < cost
             mu = torch.where(better, mu / 3.0, mu * 4.0).clamp(1e-9, 1e9)
-            _set_flat(params, theta + step * better[:, None].to(theta.dtype))
+            set_flat_params(params, theta + step * better[:, None].to(theta.dtype))
             # the trial evaluation is the new state where accepted; rejected starts keep their current one
             loss = torch.where(better, trial, cost)
             off = torch.where(better, trial_off, cur_off)
@@ -731,14 +734,14 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
         if cfg.prune_every and cfg.optimizer == "lm" and it % cfg.prune_every == 0 and model.num_starts > 1:
             keep = torch.argsort(torch.nan_to_num(loss, nan=math.inf))[: (model.num_starts + 1) // 2]
             model.reorder_starts(keep.tolist())
-            params = _params(model)
+            params = trainable_params(model)
             mu, loss, off = mu[keep], loss[keep], off[keep]
             beta = None if beta is None else beta[keep]
             prev_theta = prev_theta[keep]
             prev_loss = None if prev_loss is None else prev_loss[keep]
             B = model.num_starts
         row = record(it, loss, off)
-        theta_now = _flat(params)
+        theta_now = flat_params(params)
         best = int(torch.argmin(torch.nan_to_num(loss, nan=math.inf)))
         dl = abs(float(loss[best]) - float(prev_loss[best])) if prev_loss is not None else math.inf
         dp = float((theta_now[best] - prev_theta[best]).abs().max())

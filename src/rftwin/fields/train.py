@@ -21,8 +21,9 @@ from rftwin.calibrate.losses import db_offset
 from rftwin.calibrate.problem import Targets
 from rftwin.fields.base import MaterialField
 from rftwin.pathset import PathSet
-from rftwin.physics.channel import delay_moments, path_gain, path_power, to_db
+from rftwin.physics.channel import path_gain, path_power, to_db
 from rftwin.physics.engine import path_coefficients
+from rftwin.physics.features import delay_moments
 from rftwin.progress import track
 
 
@@ -117,7 +118,7 @@ class FieldObjective:
             mpc = to_db(path_power(a[0]))[self.t.mpc_freq_index, self.t.mpc_path]
         if self.ds_rows is None:
             return sim, None, mpc
-        _, ds = delay_moments(a, self.ps.tau_s, self.ps.link, self.ps.num_links)
+        _, ds = delay_moments(path_power(a), self.ps.tau_s, self.ps.link, self.ps.num_links, empty=0.0)
         return sim, ds[0][self.t.freq_index, self.t.link], mpc
 
     def __call__(self, fld: MaterialField) -> tuple[torch.Tensor, torch.Tensor, float]:

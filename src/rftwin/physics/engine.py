@@ -21,6 +21,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from rftwin.pathset import DIFFRACTION, DIFFUSE, NONE, REFRACTION, SPECULAR, PathSet
+from rftwin.physics.channel import path_gain, to_db
 from rftwin.physics.diffraction import diffraction_jones, utd_coefficients
 from rftwin.physics.diffuse import LAMBERTIAN, diffuse_field, scattering_pattern, series_terms
 from rftwin.physics.slab import SPEED_OF_LIGHT, complex_permittivity, slab_coefficients
@@ -322,6 +323,12 @@ def link_reduce(ps: PathSet, mat: MaterialValues, frequency_hz: torch.Tensor | f
 def link_path_gain(ps: PathSet, mat: MaterialValues, frequency_hz: torch.Tensor | float,
                    chunk_size: int = 200_000) -> torch.Tensor:
     """Linear path gain per link [B, F, L] (incoherent sum of |a|^2 averaged over antenna pairs), chunked."""
-    from rftwin.physics.channel import path_gain  # noqa: PLC0415 - channel imports nothing from here
-
     return link_reduce(ps, mat, frequency_hz, lambda a, p: path_gain(a, p.link, p.num_links), chunk_size)
+
+
+def link_gain_db(ps: PathSet, mat: MaterialValues, frequency_hz: torch.Tensor | float, check: bool = True,
+                 floor: float = 1e-30) -> torch.Tensor:
+    """Engine path gain per link [B, F, L] (dB; ``floor`` (linear, default -300 dB) for links without paths): the
+    one composition engine -> :func:`rftwin.physics.channel.path_gain` -> dB, for callers that need nothing else
+    from the coefficients (unchunked; :func:`link_path_gain` bounds memory)."""
+    return to_db(path_gain(path_coefficients(ps, mat, frequency_hz, check=check), ps.link, ps.num_links), floor=floor)

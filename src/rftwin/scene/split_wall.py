@@ -196,12 +196,12 @@ def prior_spec(spec: SplitWallSpec, label: str) -> SplitWallSpec:
 def split_wall(spec: SplitWallSpec = SplitWallSpec(), frequency_hz: float = 3.5e9) -> SplitWallScene:
     """Load the split-wall scene into Sionna (one object per part) as a :class:`SplitWallScene`."""
     from rftwin.runtime import sionna_rt  # noqa: PLC0415
-    from rftwin.scene.load import TwinScene, _object_table  # noqa: PLC0415
+    from rftwin.scene.load import TwinScene, object_table  # noqa: PLC0415
 
     rt = sionna_rt()
     sc = rt.load_scene_from_string(split_wall_xml(spec), merge_shapes=False)
     sc.frequency = float(frequency_hz)
-    twin = TwinScene(scene=sc, source="split_wall", objects=_object_table(sc))
+    twin = TwinScene(scene=sc, source="split_wall", objects=object_table(sc))
     parts = scene_parts(spec)
     if twin.names != [p.name for p in parts]:
         raise RuntimeError(f"split-wall objects {twin.names} do not match the parts {[p.name for p in parts]}")

@@ -14,6 +14,7 @@ from rftwin.calibrate import Targets
 from rftwin.pathset import PathSet
 from rftwin.scene.split_wall import SplitWallScene, merge_parts, prior_spec, split_wall
 from rftwin.trace import trace
+from rftwin.trace.simulate import reference_path_gain_db, reference_path_power
 
 
 @dataclass
@@ -74,8 +75,8 @@ def simulate_measurements(truth: SplitWallScene, prior_label: str, tx: np.ndarra
     for fi, f in enumerate(freqs):
         truth.twin.set_frequency(float(f))
         pt = trace(truth.twin, tx, rx, settings, cache_dir=False, progress=False)
-        pw = (pt.a_ref.abs() ** 2).mean(dim=(1, 2)).numpy()
-        gains.append(10.0 * np.log10(np.bincount(pt.link.numpy(), pw, minlength=pt.num_links)))
+        pw = reference_path_power(pt)
+        gains.append(reference_path_gain_db(pt))
         for j, k in enumerate(_path_keys(pt)):
             i = index.get(k)
             if i is not None:

@@ -25,8 +25,9 @@ from rftwin.bcm.features import FeatureScaler, GeometryFeatures, geometry_featur
 from rftwin.bcm.map import BayesianChannelMap, BcmConfig, ChannelMap
 from rftwin.bcm.sampling import SAMPLING_MODES, sample_measurements
 from rftwin.pathset import PathSet, concat
-from rftwin.physics.channel import cfr, delay_moments, path_power
+from rftwin.physics.channel import path_power
 from rftwin.physics.engine import path_coefficients
+from rftwin.physics.features import cfr_from_paths, delay_moments
 from rftwin.progress import track
 from rftwin.studies.wedt_plots import METHOD_LABELS, plot_gain_maps, plot_male_vs_m
 from rftwin.trace.tracer import SolverSettings, trace
@@ -174,9 +175,9 @@ def _cfr_rows(ps: PathSet, a: torch.Tensor, links: np.ndarray, cfg: WedtConfig) 
         remap = torch.full((ps.num_links,), -1, dtype=torch.long)
         remap[sub] = torch.arange(len(sub))
         sel = remap[ps.link] >= 0
-        H = cfr(a[sel], ps.tau_s[sel], remap[ps.link[sel]], len(sub), cfg.frequency_hz, cfg.bandwidth_hz,
-                cfg.num_subcarriers)
-        out[s:s + len(sub)] = H.mean(dim=(1, 2)).numpy()
+        H = cfr_from_paths(a[sel].movedim(0, -1), ps.tau_s[sel], remap[ps.link[sel]], len(sub), cfg.frequency_hz,
+                           cfg.bandwidth_hz, cfg.num_subcarriers)  # [R, T, links, K]
+        out[s:s + len(sub)] = H.mean(dim=(0, 1)).numpy()
     return out
 
 
@@ -188,7 +189,7 @@ def link_data(ps: PathSet, a: torch.Tensor, cfg: WedtConfig, cfr_links: np.ndarr
     g = torch.zeros(L, dtype=p.dtype).index_add(0, ps.link, p).numpy()
     with np.errstate(divide="ignore"):
         gain = np.where(g > 0, 10 * np.log10(np.maximum(g, 1e-300)), np.nan)
-    _, ds = delay_moments(a, ps.tau_s, ps.link, L)
+    _, ds = delay_moments(path_power(a), ps.tau_s, ps.link, L, empty=0.0)
     H = _cfr_rows(ps, a, cfr_links, cfg) if cfr_links is not None else None
     return LinkData(gain, ds.numpy() * 1e9, H, cfr_links)
 
