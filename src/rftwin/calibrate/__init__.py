@@ -1,17 +1,7 @@
 """Calibration: targets and channel features, losses, the multi-start optimisation loop (gain offset, MAP prior,
 checkpoints) and its uncertainty report."""
-from rftwin.calibrate.loop import (
-    OFFSET_MODES,
-    OPTIMIZERS,
-    CalibrationConfig,
-    CalibrationResult,
-    PriorStats,
-    Uncertainty,
-    calibrate,
-    jacobian,
-    laplace,
-    objective,
-)
+from rftwin.calibrate.jacobian import jacobian
+from rftwin.calibrate.loop import OFFSET_MODES, OPTIMIZERS, CalibrationConfig, CalibrationResult, calibrate
 from rftwin.calibrate.losses import (
     FEATURE_METRICS,
     LOSSES,
@@ -22,8 +12,10 @@ from rftwin.calibrate.losses import (
     parse_terms,
     smape,
 )
+from rftwin.calibrate.objective import PriorStats, objective
 from rftwin.calibrate.posterior import PosteriorSamples, sample_posterior
 from rftwin.calibrate.problem import Features, Targets, simulate_features, simulate_path_gain_db
+from rftwin.calibrate.uncertainty import Uncertainty, laplace
 
 __all__ = ["FEATURE_METRICS", "LOSSES", "OFFSET_MODES", "OPTIMIZERS", "CalibrationConfig",
            "CalibrationResult", "Features", "LossTerm", "PosteriorSamples", "PriorStats", "Targets", "Uncertainty",

@@ -25,8 +25,10 @@ from rftwin.calibrate.bayes import (
     prior_stats,
     verdict,
 )
-from rftwin.calibrate.loop import CalibrationConfig, CalibrationResult, prior_block, uncertainty_from_cov
+from rftwin.calibrate.jacobian import prior_block
+from rftwin.calibrate.loop import CalibrationConfig, CalibrationResult
 from rftwin.calibrate.problem import Targets
+from rftwin.calibrate.uncertainty import uncertainty_from_cov
 from rftwin.materials.class_prior import PLAUSIBLE
 from rftwin.materials.per_object import PerObjectMaterials
 from rftwin.pathset import PathSet
