@@ -96,6 +96,11 @@ def register(app: typer.Typer) -> None:
             ta = None if tx_array is None else parse_array(tx_array, "--tx-array")
             ra = None if rx_array is None else parse_array(rx_array, "--rx-array")
             twin, doc = load_twin(scene)
+            fld = None
+            from rftwin.fields.io import is_field_folder, load_field  # noqa: PLC0415
+
+            if is_field_folder(scene):  # a twin calibrated with --model fourier / hashgrid
+                fld, _ = load_field(scene)
             lk = read_links(links, twin)
             if wideband is not None:  # sidecar keys are link ids: check them before any tracing
                 bad = [i for i, lid in enumerate(lk.link_id) if "/" in lid or lid in (".", "..")]
@@ -114,7 +119,7 @@ def register(app: typer.Typer) -> None:
                                              diffraction),
                                     link_ids=lk.link_id, wideband=grid, angular_method=angular,
                                     memory_budget=budget_bytes, device=dev, workers=workers,
-                                    ray_address=ray_address, tx_array=ta, rx_array=ra)
+                                    ray_address=ray_address, tx_array=ta, rx_array=ra, field=fld)
         except (BudgetError, FanoutError) as exc:
             fail(str(exc))
         df = lk.df.copy()
