@@ -159,11 +159,11 @@ def register(app: typer.Typer) -> None:
         from rftwin.calibrate.spec import SpecError  # noqa: PLC0415
 
         check_output_dir(out, "--out", owned=OWNED)  # before any loading or tracing
-        check_cache()
         try:
             cal_spec = spec_from_options(ctx, dict(locals()), spec)
         except SpecError as exc:
             fail(str(exc))
+        check_cache()
         from rftwin.data import MeasurementError  # noqa: PLC0415
         from rftwin.materials.class_prior import PriorError  # noqa: PLC0415
         from rftwin.trace.budget import BudgetError  # noqa: PLC0415
