@@ -87,13 +87,14 @@ def test_zero_phase_ris_matches_sionna_metal_plate(tmp_path):
     image_db = 20 * math.log10(C0 / F / (4 * math.pi * 2 * d))
     assert sionna_db == pytest.approx(image_db, abs=0.05)
     c, n, u, v = _frame()
-    for m, tol in ((64, 0.5), (16, 0.3), (8, 0.3)):
+    for m in (64, 24, 16, 8):
         spec = RisSpec(m, m, 0.02 * m, 0.02 * m, bits=None)
         h = ris_channel(torch.tensor(tx), torch.tensor(rx), element_positions(c, u, v, spec), n,
                         torch.ones(spec.num_elements, dtype=torch.complex128), spec, F)
         ris_db = _db(h.abs() ** 2)
-        po_db = 10 * math.log10(plate_specular_gain(0.02 * m, 0.02 * m, d, d, th, F))
-        assert abs(ris_db - po_db) < tol, (m, ris_db, po_db)
+        if m <= 24:  # paraxial closed form: plates up to ~1.5 first-Fresnel-zone radii (measured <= 0.07 dB)
+            po_db = 10 * math.log10(plate_specular_gain(0.02 * m, 0.02 * m, d, d, th, F))
+            assert abs(ris_db - po_db) < 0.2, (m, ris_db, po_db)
         if m == 64:  # the plate covers ~18 first Fresnel zones: the image method holds
             assert abs(ris_db - sionna_db) < 0.5, (ris_db, sionna_db)  # measured 0.23 dB
         if m == 16:  # the 0.32 m RIS covers about the first Fresnel zone only: up to +6 dB over the image
