@@ -233,3 +233,24 @@ def test_ris_cli_errors(tmp_path, args, needle):
     assert r.exit_code == 2, r.output
     assert needle in msg, msg
     assert "Traceback" not in r.output and not out.exists()
+
+
+def test_focus_best_of_focal_points_never_worse_than_centre():
+    """``--focus best``: the chosen focal point's mean gain over the area is >= the centroid's; ranking order."""
+    from rftwin.ris.planning import focal_candidates, rank, ris_powers
+
+    spec = RisSpec(16, 16, 0.32, 0.32, bits=2)
+    poses = [RisPose.from_yaw((x, 4.99, 1.5), -90.0) for x in (7.8, 8.4, 9.0)]
+    el, n = stack_poses(poses, spec)
+    pts = box_points("5.3,6.7,0.4,1.8,1.2", 0.2)
+    tx = np.array([3.0, 3.5, 2.0])
+    foc = focal_candidates(pts, "best")
+    assert 2 <= len(foc) <= 10 and np.allclose(foc, focal_candidates(pts, "best"))
+    assert any(np.allclose(f, pts.mean(0)) for f in foc)
+    ref = np.full(len(pts), 10 ** (-80 / 10))
+    best = rank(ris_powers(tx, el, n, pts, foc, spec, F), ref)
+    centre = rank(ris_powers(tx, el, n, pts, focal_candidates(pts, "center"), spec, F), ref)
+    assert np.all(best.mean_gain_db >= centre.mean_gain_db - 1e-12)
+    assert np.all(np.diff(best.mean_gain_db[best.order]) <= 0)
+    with pytest.raises(ValueError, match="no path to any target point"):
+        rank(ris_powers(tx, el, n, pts, foc, spec, F), np.zeros(len(pts)))

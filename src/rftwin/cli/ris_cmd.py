@@ -24,11 +24,11 @@ def register(app: typer.Typer) -> None:
         frequency: float = typer.Option(None, "--frequency", help="Carrier [Hz] (default: the twin's reference "
                                                                   "frequency, else 6.6 GHz)."),
         elements: str = typer.Option("16x16", "--elements", help="ROWSxCOLS elements."),
-        size: str = typer.Option("0.32x0.32", "--size", help="WIDTHxHEIGHT of the RIS [m]."),
+        size: str = typer.Option("0.32x0.32", "--size", help="WIDTHxHEIGHT of the RIS in m."),
         bits: int = typer.Option(2, "--bits", help="Phase bits per element (0: continuous phases)."),
         focus: str = typer.Option("center", "--focus", help="center: focus on the area's centroid; best: the best "
                                                            "of the centroid and 9 points spread over the area."),
-        spacing: float = typer.Option(0.2, "--spacing", help="Point spacing of a --target box [m]."),
+        spacing: float = typer.Option(0.2, "--spacing", help="Point spacing of a --target box in m."),
         max_depth: int = typer.Option(3, "--max-depth", help="Maximum interactions per path (twin, no RIS)."),
         samples: int = typer.Option(1_000_000, "--samples-per-src", help="Rays shot per transmitter."),
         seed: int = Seed,
