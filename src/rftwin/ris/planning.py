@@ -14,6 +14,8 @@ import torch
 
 from rftwin.ris.physics import RisSpec, focus_phases, quantise_phases, reflection, ris_channel
 
+CHUNK_TERMS = 1 << 22  # element terms (candidate x focal point x target point x element) evaluated at once
+
 
 @dataclass
 class RisPowers:
@@ -52,9 +54,12 @@ def ris_powers(tx: np.ndarray, elements: torch.Tensor, normals: torch.Tensor, po
     C, F = elements.shape[0], foc.shape[0]
     phi = focus_phases(txt, foc[None, :, :].expand(C, F, 3), elements[:, None], frequency_hz)  # [C, F, E]
     gamma = reflection(quantise_phases(phi, spec.bits))
-    vis = None if visible is None else visible[:, None]  # [C, 1, P, E]
-    h = ris_channel(txt.expand(1, 1, 3), pts[None, None], elements[:, None], normals[:, None], gamma, spec,
-                    frequency_hz, vis)  # [C, F, P]
+    E = elements.shape[1]
+    step = max(1, CHUNK_TERMS // max(1, C * F * E))  # target points per chunk: bounded [C, F, p, E] terms
+    h = torch.cat([ris_channel(txt.expand(1, 1, 3), pts[None, None, s:s + step], elements[:, None],
+                               normals[:, None], gamma, spec, frequency_hz,
+                               None if visible is None else visible[:, None, s:s + step])
+                   for s in range(0, len(pts), step)], dim=-1)  # [C, F, P]
     share = torch.ones(C, dtype=dt) if visible is None else visible.to(dt).mean(dim=(1, 2))
     return RisPowers(h.abs() ** 2, foc[None].expand(C, F, 3), share)
 
