@@ -5,8 +5,8 @@ import torch
 
 import _floor_wall as fw
 from rftwin.calibrate import CalibrationConfig, Targets
-from rftwin.calibrate.jacobian import flat_params, forward_columns, jacobian, trainable_params
-from rftwin.calibrate.objective import residuals
+from rftwin.calibrate.jacobians import flat_params, forward_columns, jacobian, trainable_params
+from rftwin.calibrate.objectives import residuals
 from rftwin.calibrate.path_jacobian import supports
 from rftwin.materials import PerObjectMaterials
 from rftwin.scene import load

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,3 +46,31 @@ def write_table(path: str | os.PathLike, df) -> None:
             df.to_parquet(tmp, index=False)
         else:
             df.to_csv(tmp, index=False)
+
+
+@contextlib.contextmanager
+def staged_dir(out: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden folder beside ``out``; on success its entries replace those of the same name in ``out``
+    (created when absent); on any error (or KeyboardInterrupt) the staging folder is removed."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes 0700; the output folder gets the mode mkdir would give
+    try:
+        yield stage
+        if not out.exists():
+            os.replace(stage, out)
+            return
+        for entry in sorted(stage.iterdir()):
+            dest = out / entry.name
+            if dest.is_dir() and not dest.is_symlink():
+                old = stage / f".{entry.name}.old"
+                os.replace(dest, old)
+                os.replace(entry, dest)
+            else:
+                os.replace(entry, dest)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)

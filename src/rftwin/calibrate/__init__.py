@@ -1,23 +1,35 @@
 """Calibration: targets and channel features, losses, the multi-start optimisation loop (gain offset, MAP prior,
-checkpoints) and its uncertainty report."""
-from rftwin.calibrate.jacobian import jacobian
-from rftwin.calibrate.loop import OFFSET_MODES, OPTIMIZERS, CalibrationConfig, CalibrationResult, calibrate
-from rftwin.calibrate.losses import (
-    FEATURE_METRICS,
-    LOSSES,
-    LossTerm,
-    db_offset,
-    mse_db,
-    nae,
-    parse_terms,
-    smape,
-)
-from rftwin.calibrate.objective import PriorStats, objective
-from rftwin.calibrate.posterior import PosteriorSamples, sample_posterior
-from rftwin.calibrate.problem import Features, Targets, simulate_features, simulate_path_gain_db
-from rftwin.calibrate.uncertainty import Uncertainty, laplace
+checkpoints) and its uncertainty report.
 
-__all__ = ["FEATURE_METRICS", "LOSSES", "OFFSET_MODES", "OPTIMIZERS", "CalibrationConfig",
-           "CalibrationResult", "Features", "LossTerm", "PosteriorSamples", "PriorStats", "Targets", "Uncertainty",
-           "calibrate", "db_offset", "jacobian", "laplace", "mse_db", "nae", "objective", "parse_terms",
-           "sample_posterior", "smape", "simulate_features", "simulate_path_gain_db"]
+Names are imported on first use (PEP 562), so that light modules of the package (``rftwin.calibrate.spec``) load
+without torch: command-line argument errors come back at once.
+"""
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "rftwin.calibrate.loop": ("OFFSET_MODES", "OPTIMIZERS", "CalibrationConfig", "CalibrationResult", "calibrate"),
+    "rftwin.calibrate.objectives": ("PriorStats", "objective"),
+    "rftwin.calibrate.jacobians": ("jacobian",),
+    "rftwin.calibrate.uncertainty": ("Uncertainty", "laplace"),
+    "rftwin.calibrate.losses": ("FEATURE_METRICS", "LOSSES", "LossTerm", "db_offset", "mse_db", "nae", "parse_terms",
+                                "smape"),
+    "rftwin.calibrate.posterior": ("PosteriorSamples", "sample_posterior"),
+    "rftwin.calibrate.problem": ("Features", "Targets", "simulate_features", "simulate_path_gain_db"),
+}
+_MODULE_OF = {name: mod for mod, names in _WHERE.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    mod = _MODULE_OF.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'rftwin.calibrate' has no attribute '{name}'")
+    value = getattr(importlib.import_module(mod), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from rftwin.calibrate.jacobian import jacobian
+from rftwin.calibrate.jacobians import jacobian
 from rftwin.calibrate.loop import CalibrationConfig, calibrate
 from rftwin.calibrate.losses import LossTerm
-from rftwin.calibrate.objective import PriorStats, objective
+from rftwin.calibrate.objectives import PriorStats, objective
 from rftwin.calibrate.problem import Targets, simulate_features
 from rftwin.materials.class_prior import (
     DEFAULT_LOGIT_STD,
@@ -250,7 +250,7 @@ def raw_residuals(ps: PathSet, model, targets: Targets, cfg: CalibrationConfig, 
     """Raw residuals [B, M] (or [B, Q] for MPCs; [B, M] RMS over subcarriers for the CFR) of ``feature`` on every
     row of ``targets``; the gain offset (if configured) is fitted on the rows of ``fit_targets``."""
     from rftwin.calibrate.losses import DELAY_UNIT_S, cfr_relative_error  # noqa: PLC0415
-    from rftwin.calibrate.objective import closed_form_offset  # noqa: PLC0415
+    from rftwin.calibrate.objectives import closed_form_offset  # noqa: PLC0415
 
     needed = {feature}
     with torch.no_grad():

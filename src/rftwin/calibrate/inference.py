@@ -25,7 +25,7 @@ from rftwin.calibrate.bayes import (
     prior_stats,
     verdict,
 )
-from rftwin.calibrate.jacobian import prior_block
+from rftwin.calibrate.jacobians import prior_block
 from rftwin.calibrate.loop import CalibrationConfig, CalibrationResult
 from rftwin.calibrate.problem import Targets
 from rftwin.calibrate.uncertainty import uncertainty_from_cov

@@ -1,5 +1,5 @@
 """Multi-start calibration of a material model on cached paths: the driver. Adam, L-BFGS or Levenberg-Marquardt
-(:mod:`~rftwin.calibrate.optimizers`) on the objective (:mod:`~rftwin.calibrate.objective`: loss terms, a jointly
+(:mod:`~rftwin.calibrate.optimizers`) on the objective (:mod:`~rftwin.calibrate.objectives`: loss terms, a jointly
 estimated global gain offset, closed form or EMA, seed 003 eqs. 26-27, an optional MAP prior), the seed-004 stopping
 rule, checkpoint/resume (:mod:`~rftwin.calibrate.checkpoint`), per-iteration history, and a Laplace (Gauss-Newton)
 uncertainty report (:mod:`~rftwin.calibrate.uncertainty`)."""
@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from rftwin.calibrate.checkpoint import fingerprint, load_checkpoint, save_checkpoint
-from rftwin.calibrate.jacobian import flat_params, trainable_params
+from rftwin.calibrate.jacobians import flat_params, trainable_params
 from rftwin.calibrate.losses import FEATURE_METRICS, LossTerm
-from rftwin.calibrate.objective import PriorStats, closed_form_offset, needed_features, objective
+from rftwin.calibrate.objectives import PriorStats, closed_form_offset, needed_features, objective
 from rftwin.calibrate.optimizers import lm_step, make_optimizer, screen_starts
 from rftwin.calibrate.problem import DEFAULT_CHUNK, Targets, simulate_features
 from rftwin.calibrate.uncertainty import Uncertainty, laplace

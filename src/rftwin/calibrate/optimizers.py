@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from rftwin.calibrate.jacobian import flat_params, jacobian, set_flat_params
-from rftwin.calibrate.objective import PriorStats, objective
+from rftwin.calibrate.jacobians import flat_params, jacobian, set_flat_params
+from rftwin.calibrate.objectives import PriorStats, objective
 from rftwin.calibrate.problem import Targets
 from rftwin.materials.per_object import PerObjectMaterials
 from rftwin.pathset import PathSet

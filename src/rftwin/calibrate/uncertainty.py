@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from rftwin.calibrate.jacobian import jacobian, trainable_params
+from rftwin.calibrate.jacobians import jacobian, trainable_params
 from rftwin.calibrate.losses import LossTerm
 from rftwin.calibrate.problem import Targets
 from rftwin.materials.per_object import PerObjectMaterials

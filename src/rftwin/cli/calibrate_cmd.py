@@ -1,10 +1,8 @@
 """``rftwin calibrate``: calibrate a user's scene from a measurements file."""
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import typer
 
 from rftwin.cli.common import (
@@ -16,83 +14,37 @@ from rftwin.cli.common import (
     Samples,
     Seed,
     Specular,
-    check_spread,
     console,
     fail,
-    memory_budget,
-    settings,
 )
-from rftwin.cli.outputs import check_cache, check_output_dir, staged_dir
+from rftwin.cli.outputs import check_cache, check_output_dir
 
 CHECKPOINT_DIR = "checkpoint"
-LIBRARY_FILE = "library.json"
-MPC_MATCHES = "mpc_matches.csv"
 OWNED = ("calibration.json", CHECKPOINT_DIR)  # an --out folder holding one of these is an earlier calibration
-
-
-def calibration_summary(res, names: list[str]) -> dict:
-    """What a run fitted and how: loss terms, gain offset (never absorbed by the materials), traced mechanisms,
-    and per object the calibrated values with their Laplace std (None where not computed)."""
-    u = res.uncertainty
-
-    def std(attr: str, i: int):
-        v = None if u is None else getattr(u, attr)
-        return None if v is None else float(v[i])
-
-    objs = {}
-    for i, n in enumerate(names):
-        rec = {"relative_permittivity": float(res.eps_r[i]), "relative_permittivity_std": std("eps_std", i),
-               "conductivity": float(res.sigma[i]), "conductivity_std": std("sigma_std", i)}
-        if res.scattering is not None:
-            rec.update(scattering_coefficient=float(res.scattering[i]),
-                       scattering_coefficient_std=std("scattering_std", i))
-        if res.xpd is not None:
-            rec.update(xpd_coefficient=float(res.xpd[i]), xpd_coefficient_std=std("xpd_std", i))
-        objs[n] = rec
-    return {"fit": list(res.fit), "loss_terms": res.terms, "loss": res.loss, "offset_mode": res.offset_mode,
-            "offset_db": res.offset_db, "iterations": res.iterations, "seconds": res.seconds,
-            "converged": res.converged, "resumed_at_iteration": res.resumed_at, "traced_mechanisms": res.mechanisms,
-            "noise": None if u is None else u.noise, "inference": res.inference, "objects": objs}
-
-
-def _roughness_map(path: Path, names: list[str]) -> list[str | float | None]:
-    """Roughness class per object from a YAML/JSON mapping ``object name -> class | level | Ra (um)``."""
-    import yaml  # noqa: PLC0415
-
-    from rftwin.materials.roughness import scattering_prior  # noqa: PLC0415
-
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such roughness file") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML/JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: expected a mapping 'object name: roughness class'")
-    unknown = sorted(set(doc) - set(names))
-    if unknown:
-        raise ValueError(f"{path}: unknown objects {unknown}; scene objects: {', '.join(names)}")
-    out: list[str | float | None] = []
-    for n in names:
-        v = doc.get(n)
-        if isinstance(v, bool):
-            raise ValueError(f"{path}: object '{n}': roughness must be a class name, level 1-5 or Ra in um")
-        try:
-            if v is not None:
-                scattering_prior(v)
-        except (KeyError, ValueError) as exc:
-            raise ValueError(f"{path}: object '{n}': {exc}") from None
-        out.append(v)
-    return out
+NOT_SPEC = ("out", "spec", "resume", "scene", "measurements", "ctx")  # command arguments that are not spec fields
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def calibrate(scene: str = typer.Argument(..., help="Sionna XML scene (objects carry ITU radio materials) or a "
-                                                       "built-in scene name."),
+    def calibrate(ctx: typer.Context,
+                  scene: str = typer.Argument(..., help="Sionna XML scene (objects carry ITU radio materials) or a "
+                                                        "built-in scene name."),
                   measurements: Path = typer.Argument(..., help="Measurements file v1 (CSV or Parquet)."),
                   out: Path = typer.Option(..., "--out", help="Output folder."),
                   labels: Path = typer.Option(None, "--labels", help="YAML/JSON object -> ITU material overrides."),
+                  spec: Path = typer.Option(None, "--spec",
+                                            help="Run the calibration a spec.json describes (written by every "
+                                                 "calibration beside its results); options given here override "
+                                                 "its values."),
+                  model: str = typer.Option("per-object", "--model",
+                                            help="Material model: per-object | groups (with --groups) | fourier | "
+                                                 "hashgrid (neural material fields; write maps/)."),
+                  field_iterations: int = typer.Option(600, "--field-iterations",
+                                                       help="Adam iterations of a field model."),
+                  field_lbfgs: int = typer.Option(100, "--field-lbfgs",
+                                                  help="L-BFGS iterations after Adam (field models)."),
+                  map_spacing: float = typer.Option(0.05, "--map-spacing",
+                                                    help="Grid spacing [m] of the material maps of a field model."),
                   init: str = typer.Option("label", help="label | uniform | random."),
                   starts: int = typer.Option(16, help="Multi-start: starts screened inside the prior range."),
                   refine: int = typer.Option(4, help="Best screened starts refined by the optimiser."),
@@ -155,8 +107,19 @@ def register(app: typer.Typer) -> None:
                   prior: str = typer.Option("labels", "--prior",
                                             help="labels: calibrate as inference under priors from the labels "
                                                  "(ITU value with a class spread; noise, prior strength and "
-                                                 "label corrections from the data; held-out check); none: fit "
-                                                 "the data alone (no priors)."),
+                                                 "label corrections from the data; held-out check); text: the "
+                                                 "classes from each label or object name by the packaged sentence "
+                                                 "encoder; vlm: from scene images (--images) by a vision-language "
+                                                 "model (RFTWIN_VLM_BASE_URL, RFTWIN_VLM_MODEL, RFTWIN_VLM_API_KEY), "
+                                                 "text prior as fallback; none: fit the data alone (no priors)."),
+                  images: list[Path] = typer.Option(None, "--images",
+                                                    help="PNG scene image for --prior vlm (repeat for several)."),
+                  posterior: str = typer.Option("laplace", "--posterior",
+                                                help="laplace (Gaussian at the optimum) | mcmc (batched MALA chains "
+                                                     "on the cached paths; ArviZ R-hat / ESS; posterior.json) | nuts "
+                                                     "(Pyro's NUTS instead of MALA; slower here)."),
+                  posterior_samples: int = typer.Option(2000, "--posterior-samples",
+                                                        help="MCMC draws per chain after warm-up."),
                   prior_file: Path = typer.Option(None, "--prior-file",
                                                   help="YAML/JSON prior overrides: {classes: {CLASS: {...}}, "
                                                        "objects: {OBJECT: {class: C, ...}}} with keys "
@@ -191,233 +154,94 @@ def register(app: typer.Typer) -> None:
                   groups: str = typer.Option(None, "--groups",
                                              help="Objects sharing parameters: label (one set per material label), "
                                                   "object (default) or a YAML/JSON file of glob patterns -> group."),
-                  diffraction: bool = Diffraction, budget: str | None = MemoryBudget) -> None:
-        """Fit eps_r and sigma (and optionally S, K_xpd) of every scene object; write materials.json, scene.xml,
-        report.md and plots."""
-        from rftwin.calibrate import CalibrationConfig, Targets, parse_terms  # noqa: PLC0415
-        from rftwin.calibrate.inference import material_library  # noqa: PLC0415
-        from rftwin.calibrate.workflow import calibrate_scene  # noqa: PLC0415
-        from rftwin.data import MeasurementError, read_labels, read_measurements  # noqa: PLC0415
-        from rftwin.io import write_json  # noqa: PLC0415
-        from rftwin.materials import prior_from_labels  # noqa: PLC0415
-        from rftwin.materials.per_object import (  # noqa: PLC0415
-            FIT_QUANTITIES,
-            with_label_box,
-            with_roughness,
-            with_scattering,
-        )
-        from rftwin.report import write_calibration_outputs  # noqa: PLC0415
-        from rftwin.runtime import configure_torch_threads  # noqa: PLC0415
-        from rftwin.scene import load  # noqa: PLC0415
-        from rftwin.twin_io import unique_links  # noqa: PLC0415
+                  diffraction: bool = Diffraction, memory_budget: str | None = MemoryBudget) -> None:
+        """Fit eps_r and sigma (and optionally S, K_xpd) of every scene object, or a material field; write
+        materials.json (or the field), scene.xml, report.md, spec.json and plots."""
+        from rftwin.calibrate.spec import SpecError  # noqa: PLC0415
 
-        configure_torch_threads()
         check_output_dir(out, "--out", owned=OWNED)  # before any loading or tracing
-        check_cache()
-        check_spread(prior_spread)
-        from rftwin.trace.budget import use_budget  # noqa: PLC0415
-
-        use_budget(memory_budget(budget))
         try:
-            fit_q = tuple(x.strip() for x in fit.split(",") if x.strip())
-            bad = sorted(set(fit_q) - set(FIT_QUANTITIES))
-            if bad or not fit_q:
-                raise ValueError(f"--fit: unknown quantities {bad}; choose from {', '.join(FIT_QUANTITIES)}")
-            if checkpoint_every < 0:
-                raise ValueError("--checkpoint-every must be >= 0")
-            bayes_cfg = _bayes_config(prior, noise_db, noise_ns, likelihood, prior_strength, label_correction,
-                                      switch_probability, folds, seed, optimizer, terms, loss)
-            if bayes_cfg is not None and prior_weight:
-                raise ValueError("--prior-weight is the Gaussian MAP term of --prior none; with --prior labels the "
-                                 "label priors' strength is --prior-strength")
-            twin = load(scene)
-            lab = read_labels(labels, twin) if labels else None
-            meas = read_measurements(measurements, twin, labels=lab)
-            if mpcs is not None and not terms:
-                terms = f"path_gain:{loss}:1,mpc_power:mse_db:1"
-            term_list = parse_terms(terms) if terms else None
-            if bayes_cfg is not None and any(not t.least_squares for t in term_list or ()):
-                raise ValueError(f"--terms {terms}: --prior labels weighs every term by its noise (Gaussian or "
-                                 "Student-t likelihood); use least-squares metrics (mse_db, mse, nmse) or --prior none")
-            has_mpc_term = any(t.feature == "mpc_power" for t in term_list or ())
-            if has_mpc_term and mpcs is None:
-                raise ValueError("--terms: the mpc_power term needs an MPC table (--mpcs FILE)")
-            if mpcs is not None and not has_mpc_term:
-                raise ValueError(f"--mpcs {mpcs} is given but --terms has no mpc_power term (e.g. add "
-                                 "'mpc_power:mse_db:1')")
-            has_cfr_term = any(t.feature == "cfr" for t in term_list or ())  # same rule as --mpcs
-            if has_cfr_term and wideband is None:
-                raise ValueError("--terms: the cfr term needs a wideband sidecar (--wideband FILE)")
-            if wideband is not None and not has_cfr_term:
-                raise ValueError(f"--wideband {wideband} is given but --terms has no cfr term (e.g. "
-                                 "'--terms path_gain,cfr:nmse:1'); it would be ignored")
-            cfg = CalibrationConfig(loss=loss, optimizer=optimizer, lr=lr, max_iter=max_iter,
-                                    estimate_offset=estimate_offset, noise_db=noise_db, refine_starts=refine,
-                                    terms=term_list, offset=offset,
-                                    offset_ema=offset_ema, prior_weight=prior_weight)
-            f_ref = float(np.min(meas.frequency_hz))
-            twin.set_frequency(f_ref)
-            names = twin.names
-            obj_labels = [(lab or {}).get(n, o.label) for n, o in zip(names, twin.objects)]
-            mprior = prior_from_labels(obj_labels, f_ref, [o.relative_permittivity for o in twin.objects],
-                                      [o.conductivity for o in twin.objects], strategy=init, seed=seed)
-            from rftwin.materials.groups import resolve_groups  # noqa: PLC0415
-
-            grp = resolve_groups(groups, names, obj_labels)
-            setup = None
-            if bayes_cfg is not None:
-                setup = _bayes_setup(bayes_cfg, twin, names, obj_labels, f_ref, prior_file, prior_from, fit_q, grp)
-                if init == "label":
-                    mprior = setup.priors.material_prior(mprior.power_law)
-                setup.exponents = (np.nan_to_num(mprior.power_law[:, 1]), np.nan_to_num(mprior.power_law[:, 3])) \
-                    if mprior.power_law is not None else None
-            if prior_spread is not None:  # the box is around the labels whatever --init is (the help says so)
-                lab_prior = mprior if (setup is not None and init == "label") else prior_from_labels(
-                    obj_labels, f_ref, [o.relative_permittivity for o in twin.objects],
-                    [o.conductivity for o in twin.objects], strategy="label")
-                mprior = with_label_box(mprior, lab_prior, prior_spread, seed=seed, redraw=init == "random")
-            if scattering is not None:
-                mprior = with_scattering(mprior, scattering)
-            if roughness is not None:
-                mprior = with_roughness(mprior, _roughness_map(roughness, names))
-            if setup is not None:  # S / K_xpd priors (roughness, --scattering) join the posterior's priors
-                setup.priors.scattering = mprior.scattering if mprior.scattering is not None else \
-                    setup.priors.scattering
-                setup.priors.xpd = mprior.xpd if mprior.xpd is not None else setup.priors.xpd
-            if resume and not (out / CHECKPOINT_DIR).is_dir():
-                raise ValueError(f"--resume: no checkpoints in {out / CHECKPOINT_DIR}")
-            multi = len(np.unique(meas.frequency_hz)) > 1
-            use_pl = multi if power_law is None else power_law
-            tx, rx, row_link = unique_links(meas.tx_pos, meas.rx_pos)
-            cfr_kw = {}
-            if wideband is not None:
-                from rftwin.data.wideband import read_wideband  # noqa: PLC0415
-
-                wb = read_wideband(wideband, meas)
-                have = set(wb.link_ids)
-                _, bw, nsc = wb.grid()
-                cfr = np.full((len(meas), nsc), np.nan + 1j * np.nan, dtype=np.complex128)
-                rows = [i for i, lid in enumerate(meas.link_id) if lid in have]
-                cfr[rows] = wb.cfr_matrix([meas.link_id[i] for i in rows])
-                cfr_kw = {"cfr": cfr, "cfr_bandwidth_hz": bw}
-            row_kw = dict(delay_spread_s=meas.delay_spread_s, mean_delay_s=meas.mean_delay_s, **cfr_kw)
-            supervision = None
-            if mpcs is not None:
-                from rftwin.calibrate.mpc_supervision import MPCSupervision  # noqa: PLC0415
-                from rftwin.data.mpc import read_mpcs  # noqa: PLC0415
-
-                supervision = MPCSupervision(meas, row_link, read_mpcs(mpcs, meas), row_kw,
-                                             delay_gate_s=mpc_delay_gate, angle_gate_deg=mpc_angle_gate,
-                                             delay_reference=mpc_delay_reference)
-                targets = supervision
-            else:
-                targets = Targets.build(row_link, meas.frequency_hz, meas.path_gain_db, **row_kw)
-            st = settings(max_depth, samples_per_src, seed, los, specular, refraction, diffraction)
-            res, ps = calibrate_scene(twin, tx, rx, targets, mprior, cfg, st, num_starts=starts, retrace=retrace,
-                                      power_law=use_pl, seed=seed, fit=fit_q, diffuse=diffuse,
-                                      checkpoint_dir=out / CHECKPOINT_DIR, checkpoint_every=checkpoint_every,
-                                      resume=resume, global_sweeps=sweeps, bounded=bounded, groups=grp,
-                                      bayes=setup)
-        except (MeasurementError, ValueError, FileNotFoundError) as exc:
+            cal_spec = spec_from_options(ctx, dict(locals()), spec)
+        except SpecError as exc:
             fail(str(exc))
-        if supervision is not None:
-            targets = supervision.targets  # matched to the final trace
-        out_labels = obj_labels if setup is None else [c if c != "unlabelled" else None
-                                                          for c in setup.priors.classes]
-        with staged_dir(out) as stage:  # all outputs appear together, or none
-            write_calibration_outputs(stage, twin, res, ps, targets, meas, out_labels, f_ref, use_pl, cfg)
-            summary = calibration_summary(res, names)
-            if grp is not None:
-                summary["groups"] = grp.table(names)
-            if supervision is not None:
-                from rftwin.io import write_table  # noqa: PLC0415
+        check_cache()
+        from rftwin.data import MeasurementError  # noqa: PLC0415
+        from rftwin.materials.class_prior import PriorError  # noqa: PLC0415
+        from rftwin.trace.budget import BudgetError  # noqa: PLC0415
+        from rftwin.twin import Calibrator  # noqa: PLC0415
 
-                table, summary["mpc"] = supervision.outputs(ps, res)
-                write_table(stage / MPC_MATCHES, table)
-                mp = summary["mpc"]
-                console.print(f"MPC supervision: {mp['matched']} of {mp['mpcs']} MPCs matched to traced paths ("
-                              + ", ".join(f"{k}: {v['matched']}/{v['mpcs']}" for k, v in mp["per_link"].items())
-                              + f"); RMS power residual {mp['rms_residual_db'] or float('nan'):.2f} dB; "
-                              f"{MPC_MATCHES}")
-            write_json(stage / "calibration.json", summary)
-            if setup is not None:
-                write_json(stage / LIBRARY_FILE, material_library(res, setup, f_ref))
-        if setup is not None:
-            _print_inference(res.inference)
+        try:
+            twin = Calibrator(cal_spec).fit(scene, measurements, checkpoint_dir=out / CHECKPOINT_DIR, resume=resume)
+        except (MeasurementError, PriorError, BudgetError, ValueError, FileNotFoundError) as exc:
+            fail(str(exc))
+        twin.save(out)
+        summary = twin.summary_
+        if "mpc" in summary:
+            mp = summary["mpc"]
+            console.print(f"MPC supervision: {mp['matched']} of {mp['mpcs']} MPCs matched to traced paths ("
+                          + ", ".join(f"{k}: {v['matched']}/{v['mpcs']}" for k, v in mp["per_link"].items())
+                          + f"); RMS power residual {mp['rms_residual_db'] or float('nan'):.2f} dB; mpc_matches.csv")
+        for note in summary.get("prior_notes", []):
+            console.print(note)
+        if summary.get("inference"):
+            _print_inference(summary["inference"])
+        n = len(twin.names)
+        if twin.field is not None:
+            console.print(f"trained a {cal_spec.model.kind} field over {n} objects from {len(twin.measurements)} "
+                          f"measurements in {summary['seconds']:.1f} s (path-gain RMSE {summary['rmse_db']:.3f} dB, "
+                          f"offset {summary['offset_db']:.2f} dB); field, maps/ and outputs in {out}")
+            return
+        res = twin.result
         extra = ""
         if res.scattering is not None:
-            extra = " S = " + ", ".join(f"{n}: {v:.3f}" for n, v in zip(names, res.scattering)) + ";"
-        console.print(f"calibrated {len(names)} objects ({', '.join(fit_q)}) from {len(meas)} measurements in "
+            extra = " S = " + ", ".join(f"{nm}: {v:.3f}" for nm, v in zip(twin.names, res.scattering)) + ";"
+        if twin.samples is not None:
+            console.print(f"MCMC posterior: {'converged' if twin.samples.converged else 'NOT converged'} "
+                          "(split R-hat < 1.1); posterior.json")
+        console.print(f"calibrated {n} objects ({', '.join(res.fit)}) from {len(twin.measurements)} measurements in "
                       f"{res.seconds:.1f} s (loss {res.loss:.3g}, offset {res.offset_db:.2f} dB, traced: "
                       f"{', '.join(res.mechanisms)});{extra} outputs in {out}")
 
 
-def _bayes_config(prior: str, noise_db, noise_ns, likelihood: str, strength: str, label_correction: bool,
-                  switch_probability: float, folds: int, seed: int, optimizer: str, terms, loss: str):
-    """The BayesConfig of the CLI options (None for --prior none); option errors name the option."""
-    from rftwin.calibrate.bayes import LIKELIHOODS, BayesConfig  # noqa: PLC0415
+def spec_from_options(ctx: typer.Context, values: dict, spec_file: Path | None):
+    """The CalibrationSpec of the command line: the spec file's (when given) with every option given on the
+    command line replacing its value, or the options alone. Files given on the command line are made absolute."""
+    from rftwin.calibrate.spec import CalibrationSpec, SpecError, leaf_options  # noqa: PLC0415
 
-    if prior not in ("labels", "none"):
-        raise ValueError(f"--prior: expected 'labels' or 'none', got '{prior}'")
-    for name, v in (("--noise-db", noise_db), ("--noise-ns", noise_ns)):
-        if v is not None and not v > 0:
-            raise ValueError(f"{name} must be > 0, got {v}")
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(f"--likelihood: expected one of {', '.join(LIKELIHOODS)}, got '{likelihood}'")
-    lam = None
-    if strength != "auto":
+    leaves = {opt[2:].replace("-", "_"): where for opt, where in leaf_options().items()}
+    parts: dict[str, dict] = {}
+    for name, (part, key) in leaves.items():
+        if name not in values:
+            raise SpecError(f"internal: spec field {part}.{key} has no option --{name.replace('_', '-')}")
+        src = ctx.get_parameter_source(name)  # typer's own click: compare by name
+        given = src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")
+        if spec_file is not None and not given:
+            continue
+        parts.setdefault(part, {})[key] = _option_value(name, values[name])
+    if spec_file is None:
+        return CalibrationSpec.from_dict(parts, "command line", base_dir=Path.cwd())
+    base = CalibrationSpec.read(spec_file)
+    return base.replace(**parts)
+
+
+def _option_value(name: str, v):
+    """A command-line value in the spec's types (lists -> tuples, paths -> absolute strings, 'auto' -> None)."""
+    from rftwin.calibrate.spec import SpecError  # noqa: PLC0415
+
+    if name == "prior_strength":
+        if v == "auto":
+            return None
         try:
-            lam = float(strength)
+            return float(v)
         except ValueError:
-            lam = -1.0
-        if not lam > 0:
-            raise ValueError(f"--prior-strength: expected 'auto' or a positive number, got '{strength}'")
-    if not 0.5 <= switch_probability < 1.0:
-        raise ValueError(f"--switch-probability must lie in [0.5, 1), got {switch_probability}")
-    if folds < 0 or folds == 1:
-        raise ValueError(f"--folds must be 0 (off) or >= 2, got {folds}")
-    if prior == "none":
-        return None
-    if optimizer != "lm":
-        raise ValueError("--prior labels fits the posterior with Levenberg-Marquardt: drop --optimizer (or use "
-                         "--prior none)")
-    if loss != "mse_db":
-        raise ValueError(f"--loss {loss}: --prior labels uses Gaussian (or Student-t) likelihoods; use --prior none "
-                         "for the NAE / SMAPE losses")
-    noise = {}
-    if noise_db is not None:
-        noise.update(path_gain=noise_db, mpc_power=noise_db)
-    if noise_ns is not None:
-        noise.update(delay_spread=noise_ns, mean_delay=noise_ns)
-    return BayesConfig(noise=noise, strength=lam, likelihood=likelihood, label_correction=label_correction,
-                       switch_probability=switch_probability, folds=folds, seed=seed)
-
-
-def _bayes_setup(bc, twin, names: list[str], labels: list[str | None], f_ref: float, prior_file: Path | None,
-                 prior_from: Path | None, fit_q: tuple[str, ...], groups=None):
-    """Class priors of every object: ITU values (or a material library) plus the prior file's overrides. With
-    material groups each object's prior counts 1 / (group size), so a group has one class prior; labels are not
-    corrected then (a class switch is per object)."""
-    from rftwin.calibrate.bayes import ObjectPriors  # noqa: PLC0415
-    from rftwin.calibrate.inference import BayesSetup  # noqa: PLC0415
-    from rftwin.materials.class_prior import itu_table, read_library, read_prior_file  # noqa: PLC0415
-
-    table = itu_table(f_ref)
-    if prior_from is not None:
-        table.classes.update(read_library(prior_from, f_ref))
-    if prior_file is not None:
-        table = read_prior_file(prior_file, table, dict(zip(names, labels)))
-    s = np.array([o.scattering_coefficient for o in twin.objects])
-    x = np.array([o.xpd_coefficient for o in twin.objects])
-    # the scene's own S / K_xpd are the prior where it has any; fitted without one, the defaults (0.2 / 0.1) are
-    op = ObjectPriors(names, list(labels), table, f_ref, scattering=s if np.any(s > 0) else None,
-                      xpd=x if np.any(x > 0) else None)
-    for i in range(len(names)):
-        op.prior_of(i)  # unknown classes fail here, before any tracing
-    if groups is not None and groups.num_groups < len(names):
-        op.group_sizes = np.bincount(groups.index)[groups.index].astype(np.float64)
-        bc = replace(bc, label_correction=False)
-    return BayesSetup(op, bc)
+            raise SpecError(f"--prior-strength: expected 'auto' or a positive number, got '{v}'") from None
+    if name == "fit":
+        return tuple(x.strip() for x in v.split(",") if x.strip())
+    if isinstance(v, Path):
+        return str(v.resolve())
+    if isinstance(v, (list, tuple)):
+        return tuple(str(Path(x).resolve()) if isinstance(x, Path) else x for x in v)
+    return v
 
 
 def _print_inference(inf: dict) -> None:

@@ -6,14 +6,12 @@ end; an error or Ctrl-C leaves the destination as it was.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from rftwin.cli.common import fail
+from rftwin.io import staged_dir
 
 
 def _check_parent(path: Path, option: str) -> None:
@@ -70,34 +68,6 @@ def check_cache() -> None:
         check_cache_dir(default_cache_dir())
     except CacheError as exc:
         fail(str(exc))
-
-
-@contextlib.contextmanager
-def staged_dir(out: Path) -> Iterator[Path]:
-    """Yield a hidden folder beside ``out``; on success its entries replace those of the same name in ``out``
-    (created when absent); on any error (or KeyboardInterrupt) the staging folder is removed."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes 0700; the output folder gets the mode mkdir would give
-    try:
-        yield stage
-        if not out.exists():
-            os.replace(stage, out)
-            return
-        for entry in sorted(stage.iterdir()):
-            dest = out / entry.name
-            if dest.is_dir() and not dest.is_symlink():
-                old = stage / f".{entry.name}.old"
-                os.replace(dest, old)
-                os.replace(entry, dest)
-            else:
-                os.replace(entry, dest)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
 
 
 __all__ = ["check_cache", "check_output_dir", "check_output_file", "staged_dir"]

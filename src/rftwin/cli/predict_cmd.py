@@ -57,19 +57,8 @@ def register(app: typer.Typer) -> None:
                 diffraction: bool = Diffraction, budget: str | None = MemoryBudget, device: str = Device,
                 workers: int = Workers, ray_address: str | None = RayAddress) -> None:
         """Predict path gain, RSS, delays, delay spread, K-factor and angular spreads for every link."""
-        from rftwin.data import MeasurementError, read_links, write_wideband
-        from rftwin.data.measurements import Problem
-        from rftwin.io import write_table
-        from rftwin.predict.predict import (
-            FEATURE_COLUMNS,
-            WidebandGrid,
-            predict_channels,
-        )
-        from rftwin.twin_io import load_twin
-
         check_output_file(out, "--out")  # destinations first: a wrong --out costs no tracing
         check_output_file(wideband, "--wideband", (".h5", ".hdf5", ".npz"))
-        check_cache()
         if wideband is not None and wideband.absolute() == out.absolute():
             fail(f"--wideband {wideband}: the same file as --out")
         if wideband_kind not in ("cfr", "cir", "both"):
@@ -80,15 +69,25 @@ def register(app: typer.Typer) -> None:
             fail(f"--window must be hann or none, not '{window}'")
         if angular not in ("circular", "3gpp"):
             fail(f"--angular-spread must be circular or 3gpp, not '{angular}'")
-        from rftwin.cli.array_options import parse_array  # noqa: PLC0415
-        from rftwin.trace.budget import BudgetError, use_budget  # noqa: PLC0415
-        from rftwin.trace.fanout import FanoutError  # noqa: PLC0415
-
         check_output_file(mimo, "--mimo", (".npz",))
         if mimo is not None and tx_array is None and rx_array is None:
             fail(f"--mimo {mimo}: needs --tx-array and/or --rx-array")
         if workers < 1:
             fail(f"--workers must be at least 1, got {workers}")
+        check_cache()  # argument errors above come back before torch and Sionna load
+        from rftwin.cli.array_options import parse_array  # noqa: PLC0415
+        from rftwin.data import MeasurementError, read_links, write_wideband
+        from rftwin.data.measurements import Problem
+        from rftwin.io import write_table
+        from rftwin.predict.predict import (
+            FEATURE_COLUMNS,
+            WidebandGrid,
+            predict_channels,
+        )
+        from rftwin.trace.budget import BudgetError, use_budget  # noqa: PLC0415
+        from rftwin.trace.fanout import FanoutError  # noqa: PLC0415
+        from rftwin.twin_io import load_twin
+
         budget_bytes = memory_budget(budget)
         use_budget(budget_bytes)  # every command sets (or resets) the process-wide budget
         dev = torch_device(device)
@@ -96,6 +95,11 @@ def register(app: typer.Typer) -> None:
             ta = None if tx_array is None else parse_array(tx_array, "--tx-array")
             ra = None if rx_array is None else parse_array(rx_array, "--rx-array")
             twin, doc = load_twin(scene)
+            fld = None
+            from rftwin.fields.io import is_field_folder, load_field  # noqa: PLC0415
+
+            if is_field_folder(scene):  # a twin calibrated with --model fourier / hashgrid
+                fld, _ = load_field(scene)
             lk = read_links(links, twin)
             if wideband is not None:  # sidecar keys are link ids: check them before any tracing
                 bad = [i for i, lid in enumerate(lk.link_id) if "/" in lid or lid in (".", "..")]
@@ -114,7 +118,7 @@ def register(app: typer.Typer) -> None:
                                              diffraction),
                                     link_ids=lk.link_id, wideband=grid, angular_method=angular,
                                     memory_budget=budget_bytes, device=dev, workers=workers,
-                                    ray_address=ray_address, tx_array=ta, rx_array=ra)
+                                    ray_address=ray_address, tx_array=ta, rx_array=ra, field=fld)
         except (BudgetError, FanoutError) as exc:
             fail(str(exc))
         df = lk.df.copy()

@@ -67,7 +67,7 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
                      cache_dir=None, link_ids=None, wideband: WidebandGrid | None = None,
                      angular_method: str = "circular", memory_budget: int | None = None,
                      keep_pathset: bool = False, device=None, workers: int = 1,
-                     ray_address: str | None = None, tx_array=None, rx_array=None) -> Prediction:
+                     ray_address: str | None = None, tx_array=None, rx_array=None, field=None) -> Prediction:
     """Trace every distinct (tx, rx) pair once, evaluate the engine at every distinct frequency and return the
     features of every row (:data:`FEATURE_COLUMNS`; NaN where a link has no path) and, with ``wideband``, the CFR
     / CIR taps of every row (keyed by ``link_ids``) plus the band-limited gain, mean delay and delay spread
@@ -80,7 +80,9 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
     (:func:`rftwin.trace.fanout.fan_out_trace`). With ``tx_array``/``rx_array``
     (:class:`rftwin.physics.arrays.ArraySpec`, spacings at the lowest row frequency unless fixed) the features are
     those of the arrays' patterns averaged over all element pairs, and ``mimo`` holds every row's narrowband
-    per-element channel matrix (synthetic arrays from the cached paths).
+    per-element channel matrix (synthetic arrays from the cached paths). ``field``: a trained material field
+    (:class:`rftwin.fields.base.MaterialField`) evaluated at every interaction point instead of the per-object
+    materials of ``doc``.
     """
     utx, urx, row_link = unique_links(tx_pos, rx_pos)
     uf, row_f = np.unique(np.asarray(frequency_hz, dtype=np.float64), return_inverse=True)
@@ -114,10 +116,12 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
     link_los = np.zeros(U, dtype=bool)
     a_full = None
     mimo = None
+    if field is not None:
+        field = field.to(dev)
     for shard in shards:  # one shard in memory at a time
         sp = shard.pathset.to(dev)
         with torch.no_grad():
-            a = path_coefficients(sp, mv, freqs)[0]  # [F, N, R, T]
+            a = path_coefficients(sp, mv if field is None else field(sp, freqs), freqs)[0]  # [F, N, R, T]
             for name, v in channel_features(sp, a, angular_method).items():
                 feats[name][:, shard.links] = v.cpu().numpy()
             if arrays:

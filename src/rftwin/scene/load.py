@@ -38,6 +38,11 @@ class TwinScene:
     source: str
     objects: list[SceneObjectInfo] = field(default_factory=list)
 
+    @classmethod
+    def load(cls, scene: str | os.PathLike, frequency_hz: float = 3.5e9) -> TwinScene:
+        """A Sionna XML scene or built-in scene name (:func:`load`)."""
+        return load(scene, frequency_hz)
+
     @property
     def names(self) -> list[str]:
         return [o.name for o in self.objects]

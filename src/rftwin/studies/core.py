@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from rftwin.calibrate import CalibrationConfig, Targets
-from rftwin.calibrate.objective import path_gain_loss
+from rftwin.calibrate.objectives import path_gain_loss
 from rftwin.calibrate.problem import simulate_path_gain_db
 from rftwin.demo import DemoConfig, demo_links
 from rftwin.materials import PerObjectMaterials
@@ -50,7 +50,7 @@ def engine_step_seconds(ps, twin, targets, dtype=torch.float64, reps: int = 20, 
 def lm_jacobian_seconds(ps, twin, targets, starts: int = 1, reps: int = 5) -> dict[str, float]:
     """Time of one LM Jacobian (all 18 columns, ``starts`` starts) by the one-pass per-interaction reverse mode
     (:mod:`rftwin.calibrate.path_jacobian`) and by batched forward-mode AD (the general fallback)."""
-    from rftwin.calibrate.jacobian import flat_params, forward_columns, jacobian, trainable_params  # noqa: PLC0415
+    from rftwin.calibrate.jacobians import flat_params, forward_columns, jacobian, trainable_params  # noqa: PLC0415
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)

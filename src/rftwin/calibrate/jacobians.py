@@ -11,7 +11,7 @@ import torch.autograd.forward_ad as fwad
 from torch.func import functional_call
 
 from rftwin.calibrate import path_jacobian
-from rftwin.calibrate.objective import PriorStats, residuals
+from rftwin.calibrate.objectives import PriorStats, residuals
 from rftwin.calibrate.problem import Targets
 from rftwin.pathset import PathSet
 
