@@ -53,12 +53,12 @@ def ensure_llvm() -> str | None:
     return path
 
 
-@lru_cache(maxsize=1)
 def default_cache_dir() -> Path:
     """Folder of the path cache: ``$RFTWIN_CACHE`` or ``~/.cache/rftwin/paths`` (built scenes go beside it)."""
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "rftwin" / "paths"))
 
 
+@lru_cache(maxsize=1)
 def sionna_rt() -> ModuleType:
     """Import and return ``sionna.rt`` after the LLVM set-up (CUDA variant is chosen by Sionna when present)."""
     ensure_llvm()
