@@ -104,7 +104,7 @@ def export_rate(n_tx: int, n_rx: int, st: SolverSettings, seed: int, per_shard: 
             r = run_child(cmd, env)
             schema = json.loads((dest / "schema.json").read_text())
             size = sum(p.stat().st_size for p in dest.glob("shard-*.parquet"))
-            m = re.search(r"links; \d+ already finished\) to .* in ([0-9.]+) s", r["stderr"])
+            m = re.search(r"already\s+finished\)\s+to\s+.*?\s+in\s+([0-9.]+)\s+s", r["stderr"], re.S)
             inner = float(m.group(1)) if m else float("nan")  # the export itself, without process start
             out[mode] = {"links": schema["num_links"], "shards": len(schema["shards"]),
                          "seconds": r["seconds"], "links_per_s": schema["num_links"] / r["seconds"],
@@ -162,7 +162,8 @@ def _stats(err: np.ndarray) -> dict:
             "mean_abs_error_db": float(np.mean(err)), "links": int(len(err))}
 
 
-def turbo_study(quick: bool, st: SolverSettings, seed: int, noise_db: float, starts: int) -> dict:
+def turbo_study(quick: bool, st: SolverSettings, seed: int, noise_db: float, starts: int,
+                png: Path = RESULTS / "downstream_dataset_cdf.png") -> dict:
     sz = SIZES[quick]
     rng = np.random.default_rng(seed)
     base = room(F)
@@ -255,7 +256,7 @@ def turbo_study(quick: bool, st: SolverSettings, seed: int, noise_db: float, sta
     out["test_links"] = int(len(test_db))
     out["timings"] = timings
     out["wedt_reference"] = {"median_ale_db_calibrated_twin_data": 3.21, "median_ale_db_itu_data": 4.16}
-    _cdf_png(errors, RESULTS / "downstream_dataset_cdf.png", len(test_db))
+    _cdf_png(errors, png, len(test_db))
     return out
 
 
@@ -296,10 +297,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--noise-db", type=float, default=2.0, help="noise of the real links (dB)")
     ap.add_argument("--part", choices=["all", "export", "turbo"], default="all")
+    ap.add_argument("--tag", default="", help="suffix of the result files (e.g. _seed6 for a repeat)")
     args = ap.parse_args(argv)
     configure_torch_threads()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "downstream_dataset.json"
+    path = RESULTS / f"downstream_dataset{args.tag}.json"
     doc = json.loads(path.read_text()) if path.is_file() else {}
     st = SolverSettings(max_depth=3, samples_per_src=100_000, seed=args.seed)
     doc["quick"] = args.quick
@@ -310,7 +312,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(doc["export"], indent=1))
         write_json(path, doc)
     if args.part in ("all", "turbo"):
-        doc["turbo"] = turbo_study(args.quick, st, args.seed, args.noise_db, 2 if args.quick else 6)
+        doc["turbo"] = turbo_study(args.quick, st, args.seed, args.noise_db, 2 if args.quick else 6,
+                                   RESULTS / f"downstream_dataset_cdf{args.tag}.png")
         print(table(doc))
         write_json(path, doc)
     return doc
