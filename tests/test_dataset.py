@@ -203,3 +203,11 @@ def test_refuses_other_spec_and_foreign_folders_and_bad_loads(twin, tmp_path):
         LinkDataset(out, verify=False)
     with pytest.raises(DatasetError, match="not an rftwin dataset"):
         LinkDataset(foreign)
+
+
+def test_unreachable_ray_address_writes_nothing(tmp_path):
+    out = tmp_path / "ds"
+    code, msg = run(["dataset", "room", "--tx", "0,0,2.5", "--rx", "1,1,1.5", "--out", str(out), "--ray-address",
+                     "127.0.0.1:9", *SOLVER])
+    assert code == 2 and "--ray-address '127.0.0.1:9'" in msg and "Traceback" not in msg
+    assert not out.exists()

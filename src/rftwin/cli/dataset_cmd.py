@@ -17,7 +17,7 @@ from rftwin.cli.common import (
     fail,
     memory_budget,
 )
-from rftwin.cli.outputs import check_cache
+from rftwin.cli.outputs import check_cache, check_output_dir
 
 TWIN = typer.Argument(..., help="Sionna XML scene, built-in name, or calibration output folder.")
 POS_HELP = ("X,Y,Z[;X,Y,Z...], grid:X0:X1:NX,Y0:Y1:NY,Z[0:Z1:NZ], random:N,X0:X1,Y0:Y1,Z0:Z1 or file:PATH "
@@ -56,8 +56,7 @@ def register(app: typer.Typer) -> None:
         from rftwin.trace.tracer import SolverSettings
         from rftwin.twin_io import load_twin
 
-        if out.exists() and not out.is_dir():
-            fail(f"--out {out}: is a file; expected a folder")
+        check_output_dir(out, "--out", owned=("schema.json",))  # new, empty, or a dataset (spec checked later)
         check_cache()
         if workers < 1:
             fail(f"--workers must be at least 1, got {workers}")

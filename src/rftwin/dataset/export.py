@@ -306,9 +306,6 @@ def export_dataset(twin: TwinScene, doc: dict | None, spec: DatasetSpec, out: st
     plan = plan_links(twin, doc, spec)
     schema = schema_document(spec, plan, twin_ref)
     man = open_output(out, schema)
-    out.mkdir(parents=True, exist_ok=True)
-    if _read_json(out / SCHEMA_FILE) != schema:
-        write_json(out / SCHEMA_FILE, schema)
     shards = _shard_names(plan.num_links, spec.links_per_shard)
     todo = [s for s in shards if not _finished(out, man, "shards", s[0])]
     for name, _, _ in todo:
@@ -316,11 +313,14 @@ def export_dataset(twin: TwinScene, doc: dict | None, spec: DatasetSpec, out: st
     maps = [f"radio_maps/tx-{i:05d}.npz" for i in range(len(plan.tx))] if spec.radio_map else []
     maps_todo = [(i, m) for i, m in enumerate(maps) if not _finished(out, man, "radio_maps", m)]
     started = False
-    if todo and (workers > 1 or ray_address):
+    if todo and (workers > 1 or ray_address):  # before anything is written: an unreachable cluster writes nothing
         from rftwin.trace.fanout import _start_ray  # noqa: PLC0415
 
         ray, started = _start_ray(ray_address, workers)
     try:
+        out.mkdir(parents=True, exist_ok=True)
+        if _read_json(out / SCHEMA_FILE) != schema:
+            write_json(out / SCHEMA_FILE, schema)
         for name, a, b in track(todo, f"dataset shards ({plan.num_links} links)", enabled=progress):
             table = shard_table(twin, doc, spec, plan, a, b, cache_dir=cache_dir, memory_budget=memory_budget,
                                 workers=workers, ray_address=ray_address)
