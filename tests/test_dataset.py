@@ -211,3 +211,19 @@ def test_unreachable_ray_address_writes_nothing(tmp_path):
                      "127.0.0.1:9", *SOLVER])
     assert code == 2 and "--ray-address '127.0.0.1:9'" in msg and "Traceback" not in msg
     assert not out.exists()
+
+
+def test_other_carrier_equals_predict_at_that_carrier(tmp_path):
+    """The scene's ITU materials are taken at --frequency-hz, as `rftwin predict` takes them at the links'."""
+    code, msg = run(["dataset", "room", "--tx", "0,0,2.5", "--rx", "grid:-4:4:2,-4:4:2,1.2", "--frequency-hz", "28e9",
+                     "--out", str(tmp_path / "ds"), "--fields", "path_gain_db", *SOLVER])
+    assert code == 0, msg
+    t = LinkDataset(tmp_path / "ds", dtype=torch.float64).tensors()
+    rx = t["rx_pos"].numpy()
+    pd.DataFrame({"link_id": ["a", "b", "c", "d"], "tx_x": 0.0, "tx_y": 0.0, "tx_z": 2.5, "rx_x": rx[:, 0],
+                  "rx_y": rx[:, 1], "rx_z": rx[:, 2], "frequency_hz": 28e9}).to_csv(tmp_path / "l.csv", index=False)
+    code, msg = run(["predict", "room", str(tmp_path / "l.csv"), "--out", str(tmp_path / "p.csv"), *SOLVER])
+    assert code == 0, msg
+    g = pd.read_csv(tmp_path / "p.csv")["path_gain_db"].to_numpy()
+    np.testing.assert_allclose(t["path_gain_db"].numpy(), g, rtol=1e-6)
+    assert (t["frequency_hz"] == 28e9).all()

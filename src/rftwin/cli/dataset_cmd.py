@@ -73,7 +73,6 @@ def register(app: typer.Typer) -> None:
                                                        refraction=refraction, diffraction=diffraction))
             spec.check()
             tw, doc = load_twin(twin, frequency_hz)
-            tw.set_frequency(frequency_hz)
             res = export_dataset(tw, doc, spec, out, twin_ref=twin, workers=workers, ray_address=ray_address,
                                  memory_budget=budget_bytes)
         except (DatasetError, BudgetError, FanoutError, ValueError, FileNotFoundError) as exc:

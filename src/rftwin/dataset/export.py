@@ -59,7 +59,7 @@ class DatasetSpec:
     radio_map: bool = False
     radio_map_height_m: float = 1.5
     radio_map_cell_m: float = 0.5
-    settings: SolverSettings = field(default_factory=SolverSettings)
+    settings: SolverSettings = field(default_factory=lambda: SolverSettings(max_depth=3, samples_per_src=100_000))
 
     def solver(self) -> SolverSettings:
         from dataclasses import replace  # noqa: PLC0415
@@ -303,6 +303,8 @@ def export_dataset(twin: TwinScene, doc: dict | None, spec: DatasetSpec, out: st
 
     t0 = time.perf_counter()
     out = Path(out)
+    spec.check()
+    twin.set_frequency(spec.frequency_hz)  # the scene's own (e.g. ITU) materials at the dataset's carrier
     plan = plan_links(twin, doc, spec)
     schema = schema_document(spec, plan, twin_ref)
     man = open_output(out, schema)
