@@ -227,3 +227,43 @@ def test_other_carrier_equals_predict_at_that_carrier(tmp_path):
     g = pd.read_csv(tmp_path / "p.csv")["path_gain_db"].to_numpy()
     np.testing.assert_allclose(t["path_gain_db"].numpy(), g, rtol=1e-6)
     assert (t["frequency_hz"] == 28e9).all()
+
+
+def test_killed_export_resumes_to_the_uninterrupted_dataset(tmp_path):
+    """SIGKILL a CLI export after its first shards; the rerun writes only the rest, byte-identical shards."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["dataset", "room", "--tx", "0,0,2.5;-3,3,1.5", "--rx", "random:12,-4.5:4.5,-4.5:4.5,0.5:2.5",
+            "--links-per-shard", "1", "--fields", "path_gain_db,cfr", "--subcarriers", "8", *SOLVER]
+    out = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    p = subprocess.Popen([sys.executable, "-c", "from rftwin.cli.main import app; app()", *args, "--out", str(out)],
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    man = out / "manifest.json"
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 120 and p.poll() is None:
+        try:
+            done = len(json.loads(man.read_text())["shards"])
+        except (OSError, ValueError, KeyError):
+            done = 0
+        if done >= 2:
+            break
+        time.sleep(0.05)
+    assert p.poll() is None, "the export finished before it could be killed"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    finished = len(json.loads(man.read_text())["shards"])
+    assert 2 <= finished < 24
+    with pytest.raises(DatasetError, match="shard missing or unfinished"):
+        LinkDataset(out)
+    code, msg = run([*args, "--out", str(out)])
+    assert code == 0 and f"wrote {24 - finished} of 24 shards (24 links; {finished} already finished)" in msg, msg
+    code, msg = run([*args, "--out", str(tmp_path / "whole")])
+    assert code == 0, msg
+    whole = {p.name: sha(p) for p in (tmp_path / "whole").glob("shard-*")}
+    assert {p.name: sha(p) for p in out.glob("shard-*")} == whole and len(whole) == 24
+    assert not list(out.glob(".*"))  # a temporary of the killed run is removed by the rerun

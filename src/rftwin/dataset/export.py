@@ -323,6 +323,9 @@ def export_dataset(twin: TwinScene, doc: dict | None, spec: DatasetSpec, out: st
         out.mkdir(parents=True, exist_ok=True)
         if _read_json(out / SCHEMA_FILE) != schema:
             write_json(out / SCHEMA_FILE, schema)
+        for stale in [*out.glob(".shard-*.parquet.*.tmp"), *out.glob(f".{MANIFEST_FILE}.*.tmp"),
+                      *out.glob("radio_maps/.tx-*.npz.*.tmp")]:
+            stale.unlink()  # temporaries of a killed run (rftwin.io.atomic_path names)
         for name, a, b in track(todo, f"dataset shards ({plan.num_links} links)", enabled=progress):
             table = shard_table(twin, doc, spec, plan, a, b, cache_dir=cache_dir, memory_budget=memory_budget,
                                 workers=workers, ray_address=ray_address)
