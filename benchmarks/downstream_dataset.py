@@ -1,7 +1,7 @@
 """Synthetic datasets for AI (issue 15 part 1): ``rftwin dataset`` export rate and a turbo-learning study.
 
-Export rate: ``rftwin dataset room`` in a child process (peak RSS of the child polled from here with psutil, as in
-bench_scale.py), once with an empty path cache (trace + engine) and once more into a new folder with the warm
+Export rate: ``rftwin dataset room`` in a child process (peak RSS of the child polled from here with psutil:
+bench_scale.run_child), once with an empty path cache (trace + engine) and once more into a new folder with the warm
 cache (engine only): links/s, shard count, peak RSS.
 
 Turbo-learning (NeRF^2 seed 001 section 7, WEDT seed 003 section IV RadioFlow experiment): the built-in room at
@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +51,7 @@ from rftwin.twin_io import materials_document
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_noharm import simulate  # noqa: E402  (the benchmarks' Sionna truth helper)
+from bench_scale import run_child  # noqa: E402  (child process with its peak RSS polled from here)
 
 RESULTS = Path(__file__).parent / "results"
 F = 3.5e9
@@ -64,25 +64,6 @@ SIZES = {False: dict(train_tx=40, train_rx=60, test_tx=10, test_rx=30, real_tx=6
 
 
 # ------------------------------------------------------------------------------------------ export rate
-def run_child(cmd: list[str], env: dict) -> dict:
-    """Run ``cmd``; wall time and peak RSS (bytes) of it and its children, polled every 50 ms."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-    proc = psutil.Process(p.pid)
-    peak = 0
-    while p.poll() is None:
-        try:
-            rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
-            peak = max(peak, rss)
-        except psutil.NoSuchProcess:
-            pass
-        time.sleep(0.05)
-    _, err = p.communicate()
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): {err[-3000:]}")
-    return dict(seconds=time.perf_counter() - t0, peak_rss_bytes=peak, stderr=err)
-
-
 def export_rate(n_tx: int, n_rx: int, st: SolverSettings, seed: int, per_shard: int) -> dict:
     """``rftwin dataset room`` with a cold and then a warm path cache (child processes)."""
     out: dict = {"tx": f"random:{n_tx},{REGION_TX}", "rx": f"random:{n_rx},{REGION_RX}",
@@ -101,7 +82,7 @@ def export_rate(n_tx: int, n_rx: int, st: SolverSettings, seed: int, per_shard: 
                    "path_gain_db,mean_delay_s,delay_spread_s,k_factor_db,angular_spread_deg,"
                    "angular_spread_departure_deg,num_paths,aoa_azimuth_deg,aoa_elevation_deg,"
                    "aod_azimuth_deg,aod_elevation_deg,cfr"]
-            r = run_child(cmd, env)
+            r = run_child(cmd, env, keep_stderr=True)
             schema = json.loads((dest / "schema.json").read_text())
             size = sum(p.stat().st_size for p in dest.glob("shard-*.parquet"))
             m = re.search(r"already\s+finished\)\s+to\s+.*?\s+in\s+([0-9.]+)\s+s", r["stderr"], re.S)
