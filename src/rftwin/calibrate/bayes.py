@@ -117,6 +117,7 @@ class ObjectPriors:
     scattering: np.ndarray | None = None  # [K] prior S (None: DEFAULT_SCATTERING where fitted)
     xpd: np.ndarray | None = None
     group_sizes: np.ndarray | None = None  # [K] size of each object's material group (its prior counts 1/size)
+    shrinkage: float = 0.0  # within-class correlation of the objects' prior deviations (hierarchical prior)
 
     def __post_init__(self):
         if not self.classes:
@@ -179,7 +180,16 @@ def prior_stats(op: ObjectPriors, fit: Sequence[str], dtype=torch.float64, power
     if op.group_sizes is not None:  # K_g member rows of one group parameter: together one class prior
         scale = torch.as_tensor(np.sqrt(op.group_sizes), dtype=dtype)
         sd = {q: v * scale for q, v in sd.items()}
-    st = PriorStats(mu, sd, op.frequency_hz)
+    classes = None
+    if op.shrinkage > 0:  # class index of every object (per start for label-correction candidates)
+        lists = [op.classes] if per_start is None else [list(c) for c in per_start]
+        names = sorted({c for cl in lists for c in cl})
+        # unlabelled objects share no material: each is a class of its own
+        lists = [[c if c != UNLABELLED else f"{c}#{k}" for k, c in enumerate(cl)] for cl in lists]
+        names = sorted({c for cl in lists for c in cl})
+        idx = torch.as_tensor([[names.index(c) for c in cl] for cl in lists], dtype=torch.long)
+        classes = idx[0] if per_start is None else idx
+    st = PriorStats(mu, sd, op.frequency_hz, op.shrinkage, classes)
     if power_law:
         b, d = exponents if exponents is not None else (np.zeros(K), np.zeros(K))
         st = st.with_exponents(b, d)

@@ -104,6 +104,8 @@ class PriorStats:
     mu: dict[str, torch.Tensor]
     sd: dict[str, torch.Tensor]
     frequency_hz: float
+    shrinkage: float = 0.0  # within-class correlation rho of the objects' eps_r / sigma prior deviations
+    classes: torch.Tensor | None = None  # [K] or [B, K] class index of every object (with shrinkage > 0)
 
     @classmethod
     def from_prior(cls, prior: MaterialPrior, fit: tuple[str, ...], dtype=torch.float64) -> PriorStats:
@@ -148,6 +150,10 @@ class PriorStats:
             return x.repeat(like.shape[0] // x.shape[0], 1) if x.dim() == 2 and x.shape[0] != like.shape[0] else x
 
         parts = [(tr[q](ro[q]) - tiled(self.mu[q], ro[q])) / tiled(self.sd[q], ro[q]) for q in self.mu if q in ro]
+        if self.shrinkage > 0 and self.classes is not None:
+            qs = [q for q in self.mu if q in ro]
+            parts = [self.whiten(z, tiled(self.classes, z)) if q in ("eps_r", "sigma") else z
+                     for q, z in zip(qs, parts)]
         if "b" in self.mu:  # power-law exponents: slopes of log eps_r, log sigma over one e-fold of frequency
             f = torch.tensor([self.frequency_hz, self.frequency_hz * math.e], dtype=mv.eps_r.dtype)
             m2 = model(f)
@@ -155,6 +161,24 @@ class PriorStats:
                          ("d", torch.log(m2.sigma[:, 1]) - torch.log(m2.sigma[:, 0]))):
                 parts.append((v - tiled(self.mu[q], v)) / tiled(self.sd[q], v))
         return torch.cat(parts, -1)
+
+    def whiten(self, z: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Hierarchical (class + per-object deviation) prior: standardised deviations z [B, K] of the objects of
+        one class are correlated with coefficient rho = ``shrinkage`` (x_k = theta_c + delta_k with
+        var(theta_c) = rho s^2, var(delta_k) = (1 - rho) s^2: the marginal prior of each object is unchanged).
+        Returns w [B, K] with |w|^2 = z^T Sigma^-1 z: (z - mean_c z) / sqrt(1 - rho) + mean_c z /
+        sqrt(1 - rho + n_c rho), n_c the class size. ``classes`` [B, K] or [K]: class index of every object."""
+        B, K = z.shape
+        cls = classes.to(torch.long).expand(B, K)
+        C = int(cls.max()) + 1
+        idx = cls + C * torch.arange(B, device=z.device)[:, None]
+        total = torch.zeros(B * C, dtype=z.dtype, device=z.device).index_add(0, idx.reshape(-1), z.reshape(-1))
+        n = torch.zeros(B * C, dtype=z.dtype, device=z.device).index_add(0, idx.reshape(-1),
+                                                                             torch.ones_like(z).reshape(-1))
+        n_k = n[idx]
+        zbar = total[idx] / n_k
+        a = 1.0 - self.shrinkage
+        return (z - zbar) / math.sqrt(a) + zbar / torch.sqrt(a + n_k * self.shrinkage)
 
     def with_exponents(self, b: np.ndarray, d: np.ndarray, sd_b: float = 0.5, sd_d: float = 1.0) -> PriorStats:
         """A copy that also holds Gaussian priors on the power-law exponents b, d [K] (used by multi-band models,
@@ -164,7 +188,7 @@ class PriorStats:
                   d=torch.as_tensor(np.nan_to_num(d), dtype=dtype))
         sd = dict(self.sd, b=torch.full(mu["b"].shape[-1:], sd_b, dtype=dtype),
                   d=torch.full(mu["d"].shape[-1:], sd_d, dtype=dtype))
-        return PriorStats(mu, sd, self.frequency_hz)
+        return PriorStats(mu, sd, self.frequency_hz, self.shrinkage, self.classes)
 
 
 def objective(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_state: torch.Tensor | None = None,

@@ -43,6 +43,10 @@ def register(app: typer.Typer) -> None:
                                                        help="Adam iterations of a field model."),
                   field_lbfgs: int = typer.Option(100, "--field-lbfgs",
                                                   help="L-BFGS iterations after Adam (field models)."),
+                  shrinkage: float = typer.Option(0.0, "--shrinkage",
+                                                  help="Hierarchical prior: objects of one class share a class "
+                                                       "value and deviate from it (correlation 0-1 of their "
+                                                       "deviations from the label; 0: independent objects)."),
                   map_spacing: float = typer.Option(0.05, "--map-spacing",
                                                     help="Grid spacing [m] of the material maps of a field model."),
                   init: str = typer.Option("label", help="label | uniform | random."),

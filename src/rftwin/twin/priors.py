@@ -140,6 +140,7 @@ def bayes_setup(spec: CalibrationSpec, bc: BayesConfig, twin: TwinScene, oc: Obj
     # the scene's own S / K_xpd are the prior where it has any; fitted without one, the defaults (0.2 / 0.1) are
     op = ObjectPriors(names, list(oc.classes), table, f_ref, scattering=s if np.any(s > 0) else None,
                       xpd=x if np.any(x > 0) else None)
+    op.shrinkage = spec.model.shrinkage
     for i in range(len(names)):
         op.prior_of(i)  # unknown classes fail here, before any tracing
     if groups is not None and groups.num_groups < len(names):
