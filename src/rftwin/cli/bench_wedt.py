@@ -41,19 +41,31 @@ def register_bench(bench_app: typer.Typer) -> None:
         from dataclasses import replace
         from pathlib import Path
 
-        from rftwin.bcm.benchmark import WedtConfig, format_table, run_benchmark
-        from rftwin.cli.common import fail
-        from rftwin.trace.tracer import SolverSettings
+        from rftwin.cli.common import check_at_least, check_solver, fail
+        from rftwin.cli.outputs import check_output_file
 
-        cfg = WedtConfig.quick() if quick else WedtConfig()
+        check_output_file(Path(results), "--results", (".json",))
         names = tuple(s.strip() for s in scenes.split(",") if s.strip())
         bad = [s for s in names if s not in ("simple_street_canyon", "indoor")]
         if bad or not names:
             fail(f"--scenes: unknown scene(s) {bad or names}; choose from simple_street_canyon, indoor")
+        if sizes is not None:
+            try:
+                sizes_m = _ints(sizes, "--sizes")
+            except typer.BadParameter as exc:
+                fail(str(exc))
+        for option, value in (("--d2d-tx", d2d_tx), ("--d2d-rx", d2d_rx), ("--iterations", iterations)):
+            check_at_least(value, 1, option)
+        check_at_least(noise_db, 0, "--noise-db")
+        check_solver(max_depth, samples)
+        from rftwin.bcm.benchmark import WedtConfig, format_table, run_benchmark
+        from rftwin.trace.tracer import SolverSettings
+
+        cfg = WedtConfig.quick() if quick else WedtConfig()
         kw = {"scenes": names, "seed": seed,
               "settings": SolverSettings(max_depth=max_depth, samples_per_src=samples, seed=seed)}
         if sizes is not None:
-            kw["sizes"] = _ints(sizes, "--sizes")
+            kw["sizes"] = sizes_m
         if d2d_tx is not None:
             kw["d2d_tx"] = d2d_tx
         if d2d_rx is not None:
