@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         """Choose the best (tx, rx) beam pair of every link from the twin's cached paths and report SNR, MCS,
         PHY rate and throughput."""
         from rftwin.cli.array_options import OptionError, array_fields, check_codebook  # noqa: PLC0415
-        from rftwin.cli.outputs import check_cache, check_output_file  # noqa: PLC0415
+        from rftwin.cli.outputs import check_cache, check_input_file, check_output_file  # noqa: PLC0415
 
         check_output_file(out, "--out", (".csv", ".parquet", ".pq"))  # destinations first: no tracing wasted
         check_output_file(gains, "--gains", (".npz",))
@@ -58,6 +58,8 @@ def register(app: typer.Typer) -> None:
         if not 0 < mac_efficiency <= 1:
             fail(f"--mac-efficiency must lie in (0, 1], got {mac_efficiency:g}")
         check_solver(max_depth, samples_per_src)
+        check_input_file(links, "LINKS")
+        check_input_file(mcs_table, "--mcs-table")
         try:  # option syntax before torch loads; pattern names and files are checked below
             array_fields(tx_array, "--tx-array")
             array_fields(rx_array, "--rx-array")

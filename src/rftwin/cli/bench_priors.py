@@ -6,6 +6,7 @@ from pathlib import Path
 import typer
 
 DEFAULT_OUT = Path("benchmarks/results/priors.json")
+OPTIMIZERS = ("adam", "lm")  # the study's, checked before it loads torch (tests/test_cli_fast.py keeps them equal)
 
 
 def register_bench(bench_app: typer.Typer) -> None:
@@ -36,7 +37,7 @@ def register_bench(bench_app: typer.Typer) -> None:
             if not fitted or set(fitted) - {"eps_r", "sigma"}:
                 fail(f"--fit {f}: expected 'sigma', 'eps_r' or 'eps_r,sigma'")
             fits.append(fitted)
-        bad = set(optimizer or ()) - {"adam", "lm"}  # the study's OPTIMIZERS (tests/test_cli_fast.py)
+        bad = set(optimizer or ()) - set(OPTIMIZERS)
         if bad:
             fail(f"--optimizer {sorted(bad)}: expected adam or lm")
         if receivers and min(receivers) < 1:

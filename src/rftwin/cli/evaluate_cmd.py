@@ -18,7 +18,7 @@ from rftwin.cli.common import (
     fail,
     settings,
 )
-from rftwin.cli.outputs import check_cache, check_output_dir, staged_dir
+from rftwin.cli.outputs import check_cache, check_input_file, check_output_dir, staged_dir
 
 #: the methods of ``rftwin.evaluate.run.METHODS``, here so that --methods is checked before torch loads
 #: (tests/test_cli_fast.py keeps the two equal)
@@ -88,6 +88,9 @@ def register(app: typer.Typer) -> None:
                               ("--cluster-angle-gate", cluster_angle_gate)):
             check_at_least(value, 0, option, strict=True)
         check_solver(max_depth, samples_per_src)
+        for option, path in (("TRUTH", truth), ("--train", train), ("--true-materials", true_materials),
+                             ("--wideband", wideband), ("--mpcs", mpcs)):
+            check_input_file(path, option)
         check_cache()  # argument errors above come back before torch and Sionna load
         from rftwin.data import MeasurementError, read_measurements  # noqa: PLC0415
         from rftwin.evaluate.clusters import ClusterConfig  # noqa: PLC0415

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from rftwin.cli.common import console, fail
+from rftwin.cli.outputs import check_input_file
 
 
 def register(app: typer.Typer) -> None:
@@ -45,6 +46,9 @@ def register(app: typer.Typer) -> None:
                              outlier_neighbors=outlier_neighbors, poisson_depth=poisson_depth,
                              density_quantile=density_quantile, smooth_iterations=smooth_iterations,
                              max_triangles=max_triangles)  # before the mesh libraries (and torch) load
+        for p in inputs:
+            check_input_file(p, "INPUTS")
+        check_input_file(labels, "--labels")
         from rftwin.progress import track  # noqa: PLC0415
         from rftwin.scene.import_mesh import (  # noqa: PLC0415
             LabelFileError,

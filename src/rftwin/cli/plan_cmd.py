@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 
 from rftwin.cli.common import Los, Refraction, Specular, check_at_least, check_solver, console, fail, settings
-from rftwin.cli.outputs import check_cache, check_output_file
+from rftwin.cli.outputs import check_cache, check_input_file, check_output_file
 
 TABLE_SUFFIXES = (".csv", ".txt", ".parquet", ".pq")  # the links files plan writes (rftwin.plan.workflow's)
 
@@ -61,6 +61,10 @@ def register(app: typer.Typer) -> None:
         check_at_least(spacing, 0, "--spacing", strict=True)
         check_at_least(clearance, 0, "--clearance")
         check_solver(max_depth, samples_per_src)
+        if candidates != "auto":
+            check_input_file(Path(candidates), "--candidates")
+        if prior not in ("labels", "scene"):
+            check_input_file(Path(prior), "--prior")
         check_cache()  # argument errors above come back before torch and Sionna load
         from rich.console import Console  # noqa: PLC0415
         from rich.table import Table  # noqa: PLC0415

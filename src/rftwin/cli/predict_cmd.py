@@ -26,7 +26,7 @@ from rftwin.cli.common import (
     settings,
     torch_device,
 )
-from rftwin.cli.outputs import check_cache, check_output_file
+from rftwin.cli.outputs import check_cache, check_input_file, check_output_file
 from rftwin.runtime import DEVICE_CHOICES
 
 SCENE = typer.Argument(..., help="Sionna XML scene, built-in name, or calibration output folder.")
@@ -79,6 +79,7 @@ def register(app: typer.Typer) -> None:
         if device not in DEVICE_CHOICES:
             fail(f"--device must be one of {', '.join(DEVICE_CHOICES)}, not '{device}'")
         check_solver(max_depth, samples_per_src)
+        check_input_file(links, "LINKS")
         try:  # array syntax before torch loads (pattern names are checked by the spec below)
             for option, text in (("--tx-array", tx_array), ("--rx-array", rx_array)):
                 if text is not None:

@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         """Insert a proxy (a person, a box, any labelled mesh) and move it along a trajectory; at every step
         re-trace only the links whose paths or first Fresnel zones meet its old or new place, and write the time
         series of path gain, delay spread and shadow loss per link."""
-        from rftwin.cli.outputs import check_cache, check_output_dir, staged_dir  # noqa: PLC0415
+        from rftwin.cli.outputs import check_cache, check_input_file, check_output_dir, staged_dir  # noqa: PLC0415
 
         owned = ("timeseries.csv", "steps.csv", "summary.json")
         check_output_dir(out, "--out", owned)  # destinations and options first: no import, no tracing wasted
@@ -55,9 +55,8 @@ def register(app: typer.Typer) -> None:
         if new_path_tolerance_db is not None and new_path_tolerance_db <= 0:
             fail("--new-path-tolerance-db must be > 0")
         check_solver(max_depth, samples_per_src)
-        for option, path in (("--trajectory", trajectory), ("--links", links)):
-            if not path.exists():
-                fail(f"{option} {path}: no such file (expected a CSV/Parquet table)")
+        check_input_file(trajectory, "--trajectory")
+        check_input_file(links, "--links")
         check_cache()  # argument errors above come back before torch and Sionna load
         from dataclasses import replace  # noqa: PLC0415
 
