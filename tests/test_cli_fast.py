@@ -140,3 +140,28 @@ def test_cli_copies_of_library_choices_agree():
     assert plan_cmd.TABLE_SUFFIXES == _library_constant(("rftwin.plan.workflow",), "TABLE_SUFFIXES")
     assert bench_priors.OPTIMIZERS == _library_constant(("rftwin.studies.placement", "rftwin.plan.study"),
                                                         "OPTIMIZERS")
+
+
+def test_demo_table_fits_80_columns():
+    """The demo's table of a real result record (benchmarks/results/demo.json, written by `rftwin demo --json`),
+    and of one with long names and no uncertainty, fits an 80-column terminal and shows every value."""
+    from rftwin.cli.demo import demo_table
+
+    j = json.loads((ROOT / "benchmarks" / "results" / "demo.json").read_text())
+    lines = demo_table(j)
+    assert max(len(ln) for ln in lines) <= 80, "\n".join(ln for ln in lines if len(ln) > 80)
+    text = "\n".join(lines)
+    for o in j["objects"]:
+        row_eps = next(ln for ln in lines if ln.startswith(o["object"] + " ") and f"{o['eps_est']:.4f}" in ln)
+        assert f"{o['eps_true']:.4f}" in row_eps and f"{o['eps_rel_error']:.1e}" in row_eps
+        row_sig = next(ln for ln in lines if ln.startswith(o["object"] + " ") and f"{o['sigma_est']:.5f}" in ln)
+        assert f"{o['sigma_true']:.5f}" in row_sig and f"{o['sigma_rel_error']:.1e}" in row_sig
+    assert f"MRE ε_r = {j['mre_eps']:.2e}" in text and j["plot"] in text.replace("\n", " ")
+    long = dict(j, plot="/a/rather/long/folder/name/that/goes/on/and/on/rftwin_demo/convergence.png",
+                noise_db_for_uncertainty=None,
+                objects=[dict(o, object="an_object_with_a_very_long_name_" + o["object"], label="reinforced concrete",
+                              eps_std=None, sigma_std=None) for o in j["objects"]])
+    lines = demo_table(long)
+    assert max(len(ln) for ln in lines) <= 80, "\n".join(ln for ln in lines if len(ln) > 80)
+    for o in long["objects"]:  # long names keep a line of their own, twice (eps_r and sigma blocks)
+        assert sum(ln == f"{o['object']} ({o['label']}):" for ln in lines) == 2

@@ -88,14 +88,10 @@ def _num(v: float | None, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:width - 1] + "~"
-
-
 def demo_table(j: dict, width: int = WIDTH) -> list[str]:
     """The demo's result (``rftwin.demo.demo_json``) as plain-text lines of at most ``width`` characters: one
     block for eps_r and one for sigma [S/m] (true value, start, estimate, relative error, Laplace std per object),
-    then the summary, wrapped. Object names and labels longer than their column are cut (marked '~')."""
+    then the summary, wrapped. An object whose name or label is longer than its column gets a line of its own."""
     objs = j["objects"]
     name_w = min(max([len("object")] + [len(o["object"]) for o in objs]), 18)
     label_w = min(max([len("label")] + [len(o["label"] or "-") for o in objs]), 12)
@@ -106,14 +102,18 @@ def demo_table(j: dict, width: int = WIDTH) -> list[str]:
                           + (f", {noise:.2g} dB noise)" if noise is not None else ", not computed)"), width)
 
     def row(cells: tuple[str, ...]) -> str:
-        head = f"{_cut(cells[0], name_w):<{name_w}} {_cut(cells[1], label_w):<{label_w}}"
+        head = f"{cells[0]:<{name_w}} {cells[1]:<{label_w}}"
         return head + "".join(f" {c:>{w}}" for c, w in zip(cells[2:], num_w))  # <= 18 + 12 + 49 = 79 chars
 
     for key, title, fmt in (("eps", "relative permittivity ε_r", ".4f"), ("sigma", "conductivity σ [S/m]", ".5f")):
         lines += ["", title, row(("object", "label") + cols)]
         lines.append("-" * len(lines[-1]))
         for o in objs:
-            lines.append(row((o["object"], o["label"] or "-", _num(o[f"{key}_true"], fmt),
+            name, label = o["object"], o["label"] or "-"
+            if len(name) > name_w or len(label) > label_w:  # a long name gets a line of its own, wrapped
+                lines += textwrap.wrap(f"{name} ({label}):", width, break_on_hyphens=False)
+                name = label = ""
+            lines.append(row((name, label, _num(o[f"{key}_true"], fmt),
                               _num(o[f"{key}_init"], fmt), _num(o[f"{key}_est"], fmt),
                               _num(o[f"{key}_rel_error"], ".1e"), _num(o[f"{key}_std"], "#.2g"))))
     summary = (f"MRE ε_r = {j['mre_eps']:.2e}, MRE σ = {j['mre_sigma']:.2e}; {j['iterations']} iterations; "
