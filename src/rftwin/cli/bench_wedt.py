@@ -26,10 +26,12 @@ def register_bench(bench_app: typer.Typer) -> None:
              scenes: str = typer.Option("simple_street_canyon,indoor", help="Comma-separated scenes."),
              sizes: str | None = typer.Option(None, help="Comma-separated numbers of measured receivers M "
                                                             "(default 10,30,100,300; quick 10,30,100)."),
-             d2d_tx: int | None = typer.Option(None, help="New transmitter positions for D2D (default 100)."),
-             d2d_rx: int | None = typer.Option(None, help="Receivers per D2D transmitter (default 30)."),
-             iterations: int | None = typer.Option(None, help="Adam iterations of the NLL and Diff-RT calibrations."),
-             noise_db: float | None = typer.Option(None, help="Noise std on the measured path gains (dB)."),
+             d2d_tx: int | None = typer.Option(None, help="New transmitter positions for D2D (default 100; quick 20)."),
+             d2d_rx: int | None = typer.Option(None, help="Receivers per D2D transmitter (default 30; quick 36)."),
+             iterations: int | None = typer.Option(None, help="Adam iterations of the NLL and Diff-RT calibrations "
+                                                              "(default 300)."),
+             noise_db: float | None = typer.Option(None, help="Noise std on the measured path gains [dB] "
+                                                              "(default 1.0)."),
              samples: int = typer.Option(100_000, "--samples-per-src", help="Rays per transmitter."),
              max_depth: int = typer.Option(3, "--max-depth", help="Maximum interactions per path."),
              seed: int = typer.Option(7, help="Seed of materials, sampling, noise and the solver."),

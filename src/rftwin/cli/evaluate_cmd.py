@@ -65,8 +65,6 @@ def register(app: typer.Typer) -> None:
         los: bool = Los, specular: bool = Specular, refraction: bool = Refraction,
     ) -> None:
         """Score the twin and baselines: per-link CSV, metrics.json, error CDF and maps (PNG), report.md."""
-        from rftwin.baselines.pathloss import scenario_name  # noqa: PLC0415 - numpy only
-
         check_output_dir(out, "--out", owned=("report.md", "metrics.json"))  # before any work
         chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
         bad = [m for m in chosen if m not in METHODS]
@@ -75,6 +73,8 @@ def register(app: typer.Typer) -> None:
         if grid_cell is not None and not grid_cell > 0:
             fail(f"--grid-cell must be > 0 m, found {grid_cell}")
         if scenario != "auto":
+            from rftwin.baselines.pathloss import scenario_name  # noqa: PLC0415 - numpy and scikit-learn only
+
             try:
                 scenario = scenario_name(scenario)
             except ValueError as exc:
