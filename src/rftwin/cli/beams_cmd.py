@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
             fail(f"--combine must be incoherent or coherent, not '{combine}'")
         check_at_least(noise_bandwidth_hz, 0, "--noise-bandwidth-hz", strict=True)
         if not 0 < mac_efficiency <= 1:
-            fail(f"--mac-efficiency must lie in (0, 1], got {mac_efficiency:g}")
+            fail(f"--mac-efficiency: MAC efficiency must lie in (0, 1], got {mac_efficiency:g}")
         check_solver(max_depth, samples_per_src)
         check_input_file(links, "LINKS")
         check_input_file(mcs_table, "--mcs-table")

@@ -115,7 +115,7 @@ def demo_table(j: dict, width: int = WIDTH) -> list[str]:
                 name = label = ""
             lines.append(row((name, label, _num(o[f"{key}_true"], fmt),
                               _num(o[f"{key}_init"], fmt), _num(o[f"{key}_est"], fmt),
-                              _num(o[f"{key}_rel_error"], ".1e"), _num(o[f"{key}_std"], "#.2g"))))
+                              _num(o[f"{key}_rel_error"], ".1e"), _num(o[f"{key}_std"], ".2g"))))
     summary = (f"MRE ε_r = {j['mre_eps']:.2e}, MRE σ = {j['mre_sigma']:.2e}; {j['iterations']} iterations; "
                f"calibration {j['calibration_seconds']:.1f} s, total {j['seconds']:.1f} s"
                + (f"; plot: {j['plot']}" if j.get("plot") else ""))

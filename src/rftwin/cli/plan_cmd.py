@@ -49,7 +49,9 @@ def register(app: typer.Typer) -> None:
              seed: int = typer.Option(0, "--seed", help="Seed of the path solver, candidate choice and prior draws."),
              los: bool = Los, specular: bool = Specular, refraction: bool = Refraction) -> None:
         """Choose the links that teach the most about the materials; print the per-parameter std before/after."""
-        check_output_file(out, "--out", TABLE_SUFFIXES)  # destinations and option ranges before any import
+        check_output_file(out, "--out")  # destinations and option ranges before any import
+        if out.suffix.lower() not in TABLE_SUFFIXES:
+            fail(f"--out {out}: expected a .csv or .parquet links file (the JSON report goes to --report)")
         check_output_file(report or out.with_suffix(".json"), "--report")
         check_at_least(budget, 1, "--budget")
         check_at_least(noise_db, 0, "--noise-db", strict=True)
@@ -64,6 +66,8 @@ def register(app: typer.Typer) -> None:
         if candidates != "auto":
             check_input_file(Path(candidates), "--candidates")
         if prior not in ("labels", "scene"):
+            if Path(prior).suffix.lower() not in (".yaml", ".yml", ".json"):
+                fail(f"--prior: unknown prior '{prior}': expected labels, scene or a .yaml/.yml/.json labels file")
             check_input_file(Path(prior), "--prior")
         check_cache()  # argument errors above come back before torch and Sionna load
         from rich.console import Console  # noqa: PLC0415
