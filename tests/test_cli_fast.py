@@ -67,6 +67,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("update", ["update", "room", "--trajectory", "/nonexist.csv", "--links", LINKS, "--out", "u"], "--trajectory"),
     ("update", ["update", "room", "--trajectory", LINKS, "--links", LINKS, "--out", "u", "--margin-m", "-1"],
      "--margin-m"),
+    ("update", ["update", "room", "--mesh", "nobody.ply", "--trajectory", LINKS, "--links", LINKS, "--out", "u"],
+     "--mesh"),
     ("plan", ["plan", "room", "--budget", "0", "--out", "p.csv"], "--budget"),
     ("plan", ["plan", "room", "--budget", "3", "--out", "p.csv", "--candidates", "nope.csv"], "--candidates"),
     ("materials-map", ["materials-map", "room", "--object", "nope", "--out", "mm", "--spacing", "0"], "--spacing"),

@@ -55,6 +55,9 @@ def register(app: typer.Typer) -> None:
         if new_path_tolerance_db is not None and new_path_tolerance_db <= 0:
             fail("--new-path-tolerance-db must be > 0")
         check_solver(max_depth, samples_per_src)
+        m = mesh.strip()
+        if not m.lower().startswith(("box:", "cylinder:")) and not Path(m).is_file():
+            fail(f"--mesh: mesh '{m}': no such file (expected a mesh file, box:WxDxH or cylinder:RxH)")
         check_input_file(trajectory, "--trajectory")
         check_input_file(links, "--links")
         check_cache()  # argument errors above come back before torch and Sionna load
