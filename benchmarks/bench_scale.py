@@ -49,7 +49,9 @@ def links_csv(path: Path, scene: str, n: int, seed: int = 0) -> None:
     df.to_csv(path, index=False)
 
 
-def run_child(cmd: list[str], env: dict) -> dict:
+def run_child(cmd: list[str], env: dict, keep_stderr: bool = False) -> dict:
+    """Run ``cmd``: wall time and peak RSS (bytes) of it and its children, polled every 50 ms (``stderr`` too
+    with ``keep_stderr``)."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     proc = psutil.Process(p.pid)
@@ -64,7 +66,8 @@ def run_child(cmd: list[str], env: dict) -> dict:
     out, err = p.communicate()
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): {err[-3000:]}")
-    return dict(seconds=time.perf_counter() - t0, peak_rss_bytes=peak)
+    res = dict(seconds=time.perf_counter() - t0, peak_rss_bytes=peak)
+    return dict(res, stderr=err) if keep_stderr else res
 
 
 def engine_rate(scene: str, csv: Path, cache: Path, depth: int, samples: int) -> dict:

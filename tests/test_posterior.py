@@ -137,3 +137,16 @@ def test_convergence_diagnostics():
     for i in range(1, 1000):
         ar[:, i] = 0.9 * ar[:, i - 1] + rng.standard_normal((4, 1))
     assert 100 < effective_sample_size(ar)[0] < 400
+
+
+def test_nuts_sampler_agrees_on_the_identified_parameter(problem):
+    """Pyro's NUTS (``method='nuts'``) on the poorly identified case: the wall's eps_r, which the data do pin
+    down, gets about its Laplace width; the floor's, which they do not, a far wider one - as with MALA."""
+    noise = 0.5
+    sub, t, model = _at_truth(problem, np.arange(20), noise, ("eps_r",))
+    post = sample_posterior(sub, model, t, noise_db=noise, method="nuts", num_chains=2, num_samples=100, burn_in=100,
+                            seed=0, progress=False)
+    assert post.theta.shape == (2, 100, 2) and np.all(np.isfinite(post.theta))
+    ratio = post.log_std() / post.laplace_log_std
+    assert ratio[0] > 2.0 and 0.5 < ratio[1] < 2.5, ratio
+    assert 0.5 < post.acceptance.mean() <= 1.0

@@ -61,7 +61,8 @@ def write_calibration_outputs(out: Path, twin: TwinScene, res: CalibrationResult
                              u.eps_std if u else None, u.sigma_std if u else None, labels,
                              extra={"offset_db": res.offset_db, "loss": res.loss, "iterations": res.iterations,
                                     "seconds": res.seconds, "noise_db_for_std": u.noise_db if u else None},
-                             scattering_std=u.scattering_std if u else None, xpd_std=u.xpd_std if u else None)
+                             scattering_std=u.scattering_std if u else None, xpd_std=u.xpd_std if u else None,
+                             scattering=res.scattering, xpd=res.xpd)
     fit = meas.to_frame().copy()
     fit["fitted_path_gain_db"] = fitted
     fit["residual_db"] = fitted - meas.path_gain_db

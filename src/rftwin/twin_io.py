@@ -18,12 +18,17 @@ def materials_document(twin: TwinScene, eps: np.ndarray, sigma: np.ndarray, freq
                        power_law: np.ndarray | None = None, eps_std: np.ndarray | None = None,
                        sigma_std: np.ndarray | None = None, labels: list[str | None] | None = None,
                        extra: dict | None = None, scattering_std: np.ndarray | None = None,
-                       xpd_std: np.ndarray | None = None) -> dict:
+                       xpd_std: np.ndarray | None = None, scattering: np.ndarray | None = None,
+                       xpd: np.ndarray | None = None) -> dict:
+    """The ``materials.json`` document: per object its label, eps_r, sigma [S/m], thickness [m], S and K_xpd
+    (``scattering`` / ``xpd`` [K] when given, else the scene's), stds and power laws where given."""
     objs = {}
     for i, o in enumerate(twin.objects):
+        s_i = o.scattering_coefficient if scattering is None else scattering[i]
+        x_i = o.xpd_coefficient if xpd is None else xpd[i]
         rec = {"label": (labels[i] if labels else o.label), "relative_permittivity": float(eps[i]),
                "conductivity": float(sigma[i]), "thickness": float(o.thickness_m),
-               "scattering_coefficient": float(o.scattering_coefficient), "xpd_coefficient": float(o.xpd_coefficient)}
+               "scattering_coefficient": float(s_i), "xpd_coefficient": float(x_i)}
         if eps_std is not None:
             rec["relative_permittivity_std"] = float(eps_std[i])
         if sigma_std is not None:

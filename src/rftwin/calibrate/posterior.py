@@ -36,7 +36,7 @@ from rftwin.materials.per_object import PerObjectMaterials
 from rftwin.progress import track
 from rftwin.trace.pathset import PathSet
 
-METHODS = ("mala", "rwm")
+METHODS = ("mala", "rwm", "nuts")
 _TARGET_ACCEPT = {"mala": 0.57, "rwm": 0.234}
 # Names of the free parameters of PerObjectMaterials and what they are.
 _PARAM_KIND = {"u": "log(eps_r-1)", "v": "log(sigma)", "alpha": "log(a)", "b": "b", "gamma": "log(c)", "d": "d"}
@@ -106,38 +106,29 @@ class PosteriorSamples:
                     materials=self.summary())
 
 
+def _arviz_per_parameter(x: np.ndarray, fn) -> np.ndarray:
+    """``fn`` (an ArviZ diagnostic) of draws ``x`` [C, S, P] for every parameter: [P]."""
+    import arviz as az  # noqa: PLC0415
+
+    ds = az.convert_to_dataset({"theta": np.asarray(x, dtype=np.float64)})
+    return np.asarray(fn(ds)["theta"].values, dtype=np.float64).reshape(x.shape[2])
+
+
 def split_rhat(x: np.ndarray) -> np.ndarray:
-    """Split R-hat (Gelman et al., BDA3) of draws ``x`` [C, S, P]: [P]; ~1 when the chains agree."""
-    C, S, P = x.shape
-    h = S // 2
-    if h < 2:
-        return np.full(P, np.nan)
-    ch = np.concatenate([x[:, :h], x[:, h:2 * h]], 0)  # [2C, h, P]
-    w = ch.var(1, ddof=1).mean(0)
-    b = h * ch.mean(1).var(0, ddof=1)
-    var = (h - 1) / h * w + b / h
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(w > 0, np.sqrt(var / w), np.where(b > 0, np.inf, 1.0))
+    """Rank-normalised split R-hat (Vehtari et al. 2021, ArviZ) of draws ``x`` [C, S, P]: [P]; ~1 when the
+    chains agree (> 1.01 is a warning, > 1.1 a failure)."""
+    if x.shape[1] < 4:
+        return np.full(x.shape[2], np.nan)
+    import arviz as az  # noqa: PLC0415
+
+    return _arviz_per_parameter(x, lambda ds: az.rhat(ds, method="rank"))
 
 
 def effective_sample_size(x: np.ndarray) -> np.ndarray:
-    """ESS of draws ``x`` [C, S, P] from the chain-averaged autocorrelation, summed until it first turns
-    negative (Geyer's initial positive sequence, simplified): [P]."""
-    C, S, P = x.shape
-    xc = x - x.mean(1, keepdims=True)
-    n = 1 << (2 * S - 1).bit_length()
-    f = np.fft.rfft(xc, n=n, axis=1)
-    ac = np.fft.irfft(f * np.conj(f), n=n, axis=1)[:, :S].mean(0)  # [S, P]
-    out = np.empty(P)
-    for p in range(P):
-        if ac[0, p] <= 0:
-            out[p] = C * S
-            continue
-        rho = ac[:, p] / ac[0, p]
-        neg = np.nonzero(rho[1:] < 0)[0]
-        cut = int(neg[0]) + 1 if len(neg) else S
-        out[p] = C * S / max(1.0, 1.0 + 2.0 * rho[1:cut].sum())
-    return out
+    """Bulk effective sample size (ArviZ, rank-normalised) of draws ``x`` [C, S, P]: [P]."""
+    import arviz as az  # noqa: PLC0415
+
+    return _arviz_per_parameter(x, lambda ds: az.ess(ds, method="bulk"))
 
 
 def _free(model: PerObjectMaterials) -> tuple[list[str], list[int], torch.Tensor]:
@@ -196,6 +187,8 @@ def sample_posterior(ps: PathSet, model: PerObjectMaterials, targets: Targets, *
     ``drop_below_nats``: chains whose mean log posterior lies more than this below the best chain's are stuck in
     a region of negligible mass (e.g. a far local optimum); they are left out of the returned draws and listed in
     ``dropped_chains`` (None keeps all).
+    ``method``: ``mala`` / ``rwm`` (batched chains, hand-written) or ``nuts`` (Pyro's No-U-Turn sampler with a
+    dense mass matrix adapted during ``burn_in``; the chains run one after the other).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method '{method}', expected one of {METHODS}")
@@ -236,10 +229,14 @@ def sample_posterior(ps: PathSet, model: PerObjectMaterials, targets: Targets, *
     C = int(num_chains)
     rep = _replicate(model, C)
 
-    def log_post(theta: torch.Tensor) -> torch.Tensor:
-        r = resid(theta, rep)
+    def log_post_batch(theta: torch.Tensor, m: PerObjectMaterials | None = None) -> torch.Tensor:
+        """Log posterior [B] of states ``theta`` [B, P] (``m``: a model with B starts; default the C chains')."""
+        r = resid(theta, rep if m is None else m)
         lp = -0.5 * (r * r).sum(-1) / s**2 - 0.5 * (((theta - mu) / tau) ** 2).sum(-1)
         return torch.where(torch.isfinite(lp), lp, torch.full_like(lp, -math.inf))
+
+    def log_post(theta: torch.Tensor) -> torch.Tensor:
+        return log_post_batch(theta)
 
     def value_and_grad(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if method == "rwm":
@@ -265,57 +262,67 @@ def sample_posterior(ps: PathSet, model: PerObjectMaterials, targets: Targets, *
         if theta.shape != (C, P):
             raise ValueError(f"init array must be [{C}, {P}], got {tuple(theta.shape)}")
 
-    precond = cov_lap.clone()
-    Lc = torch.linalg.cholesky(precond)
-    Linv = torch.linalg.inv(Lc)
-    h = (1.65 if method == "mala" else 2.38) / (P ** (1 / 6) if method == "mala" else math.sqrt(P))
-    target = _TARGET_ACCEPT[method]
-    lp, g = value_and_grad(theta)
-    total = burn_in + num_samples * thin
-    kept_theta, kept_lp = [], []
-    acc_sum = torch.zeros(C, dtype=dtype)
-    window: list[torch.Tensor] = []
-    for it in track(range(total), f"sampling posterior ({method}, {C} chains)", enabled=progress):
-        z = torch.randn(C, P, generator=gen, dtype=dtype)
-        drift = 0.5 * h**2 * g @ precond  # precond is symmetric
-        prop = theta + drift + h * z @ Lc.T
-        lp_p, g_p = value_and_grad(prop)
-        log_a = lp_p - lp
-        if method == "mala":  # Hastings correction of the asymmetric Langevin proposal
-            fwd = ((prop - theta - drift) @ Linv.T) / h
-            bwd = ((theta - prop - 0.5 * h**2 * g_p @ precond) @ Linv.T) / h
-            log_a = log_a - 0.5 * (bwd * bwd).sum(-1) + 0.5 * (fwd * fwd).sum(-1)
-        u = torch.rand(C, generator=gen, dtype=dtype)
-        accept = (torch.log(u) < log_a) & torch.isfinite(lp_p)
-        theta = torch.where(accept[:, None], prop, theta)
-        lp = torch.where(accept, lp_p, lp)
-        g = torch.where(accept[:, None], g_p, g)
-        if it < burn_in:  # adaptation (Robbins-Monro on log h; one covariance re-estimate half-way)
-            rate = float(accept.to(dtype).mean())
-            h *= math.exp((rate - target) / math.sqrt(it + 1.0))
-            if it >= burn_in // 4:
-                window.append(theta.clone())
-            if it == burn_in // 2 and len(window) > 10:
-                w = torch.cat(window).reshape(-1, P)
-                emp = torch.cov(w.T).reshape(P, P)
-                precond = 0.9 * emp + 0.1 * torch.diag(torch.diagonal(cov_lap))
-                precond = 0.5 * (precond + precond.T)
-                try:
-                    Lc = torch.linalg.cholesky(precond)
-                    h = (1.65 if method == "mala" else 2.38) / (P ** (1 / 6) if method == "mala" else math.sqrt(P))
-                except RuntimeError:  # not positive definite: keep the Laplace preconditioner
-                    precond = cov_lap.clone()
-                    Lc = torch.linalg.cholesky(precond)
-                Linv = torch.linalg.inv(Lc)
-                window.clear()
-        else:
-            acc_sum += accept.to(dtype)
-            if (it - burn_in) % thin == thin - 1:
-                kept_theta.append(theta.clone())
-                kept_lp.append(lp.clone())
-    th = torch.stack(kept_theta, 1)  # [C, S, P]
-    lps = torch.stack(kept_lp, 1)
-    acc = acc_sum / max(num_samples * thin, 1)
+    if method == "nuts":  # Pyro's NUTS, one chain after the other from the same over-dispersed starts
+        reps: dict[int, PerObjectMaterials] = {1: rep1}
+
+        def log_post_any(t: torch.Tensor) -> torch.Tensor:
+            if t.shape[0] not in reps:
+                reps[t.shape[0]] = _replicate(model, t.shape[0])
+            return log_post_batch(t, reps[t.shape[0]])
+
+        th, lps, acc, h = _nuts_chains(log_post_any, theta, num_samples, burn_in, thin, seed, progress)
+    else:
+        precond = cov_lap.clone()
+        Lc = torch.linalg.cholesky(precond)
+        Linv = torch.linalg.inv(Lc)
+        h = (1.65 if method == "mala" else 2.38) / (P ** (1 / 6) if method == "mala" else math.sqrt(P))
+        target = _TARGET_ACCEPT[method]
+        lp, g = value_and_grad(theta)
+        total = burn_in + num_samples * thin
+        kept_theta, kept_lp = [], []
+        acc_sum = torch.zeros(C, dtype=dtype)
+        window: list[torch.Tensor] = []
+        for it in track(range(total), f"sampling posterior ({method}, {C} chains)", enabled=progress):
+            z = torch.randn(C, P, generator=gen, dtype=dtype)
+            drift = 0.5 * h**2 * g @ precond  # precond is symmetric
+            prop = theta + drift + h * z @ Lc.T
+            lp_p, g_p = value_and_grad(prop)
+            log_a = lp_p - lp
+            if method == "mala":  # Hastings correction of the asymmetric Langevin proposal
+                fwd = ((prop - theta - drift) @ Linv.T) / h
+                bwd = ((theta - prop - 0.5 * h**2 * g_p @ precond) @ Linv.T) / h
+                log_a = log_a - 0.5 * (bwd * bwd).sum(-1) + 0.5 * (fwd * fwd).sum(-1)
+            u = torch.rand(C, generator=gen, dtype=dtype)
+            accept = (torch.log(u) < log_a) & torch.isfinite(lp_p)
+            theta = torch.where(accept[:, None], prop, theta)
+            lp = torch.where(accept, lp_p, lp)
+            g = torch.where(accept[:, None], g_p, g)
+            if it < burn_in:  # adaptation (Robbins-Monro on log h; one covariance re-estimate half-way)
+                rate = float(accept.to(dtype).mean())
+                h *= math.exp((rate - target) / math.sqrt(it + 1.0))
+                if it >= burn_in // 4:
+                    window.append(theta.clone())
+                if it == burn_in // 2 and len(window) > 10:
+                    w = torch.cat(window).reshape(-1, P)
+                    emp = torch.cov(w.T).reshape(P, P)
+                    precond = 0.9 * emp + 0.1 * torch.diag(torch.diagonal(cov_lap))
+                    precond = 0.5 * (precond + precond.T)
+                    try:
+                        Lc = torch.linalg.cholesky(precond)
+                        h = (1.65 if method == "mala" else 2.38) / (P ** (1 / 6) if method == "mala" else math.sqrt(P))
+                    except RuntimeError:  # not positive definite: keep the Laplace preconditioner
+                        precond = cov_lap.clone()
+                        Lc = torch.linalg.cholesky(precond)
+                    Linv = torch.linalg.inv(Lc)
+                    window.clear()
+            else:
+                acc_sum += accept.to(dtype)
+                if (it - burn_in) % thin == thin - 1:
+                    kept_theta.append(theta.clone())
+                    kept_lp.append(lp.clone())
+        th = torch.stack(kept_theta, 1)  # [C, S, P]
+        lps = torch.stack(kept_lp, 1)
+        acc = acc_sum / max(num_samples * thin, 1)
     dropped: list[int] = []
     if drop_below_nats is not None:
         m = lps.mean(1)
@@ -344,6 +351,33 @@ def sample_posterior(ps: PathSet, model: PerObjectMaterials, targets: Targets, *
                             step_size=float(h), noise_db=s, laplace_log_std=lap_std.numpy(),
                             fitted={"eps_r": "eps_r" in model.fit, "sigma": "sigma" in model.fit},
                             dropped_chains=dropped)
+
+
+def _nuts_chains(log_post_batch, init: torch.Tensor, num_samples: int, warmup: int, thin: int, seed: int,
+                 progress: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Pyro NUTS chains from ``init`` [C, P] on the potential -log p: (draws [C, S, P], log p [C, S],
+    acceptance [C], mean step size)."""
+    import pyro  # noqa: PLC0415
+    from pyro.infer import MCMC, NUTS  # noqa: PLC0415
+
+    C, P = init.shape
+    draws, acc, steps = [], [], []
+    for c in track(range(C), f"sampling posterior (nuts, {C} chains)", enabled=progress):
+        pyro.set_rng_seed(int(seed) + c)
+        kernel = NUTS(potential_fn=lambda d: -log_post_batch(d["theta"][None])[0], full_mass=True,
+                      target_accept_prob=0.8, max_tree_depth=8)
+        mcmc = MCMC(kernel, num_samples=num_samples * thin, warmup_steps=max(warmup, 1),
+                    initial_params={"theta": init[c].detach().clone()}, disable_progbar=True)
+        mcmc.run()
+        th = mcmc.get_samples()["theta"][thin - 1::thin].detach()  # [S, P]
+        draws.append(th)
+        diag = mcmc.diagnostics()
+        acc.append(float(next(iter(diag.get("acceptance rate", {"c": float("nan")}).values()))))
+        steps.append(float(kernel.step_size))
+    th = torch.stack(draws)
+    with torch.no_grad():
+        lp = torch.stack([log_post_batch(th[c]) for c in range(C)])
+    return th, lp, torch.tensor(acc, dtype=th.dtype), float(np.mean(steps))
 
 
 __all__ = ["METHODS", "PosteriorSamples", "effective_sample_size", "path_gain_residuals", "sample_posterior",

@@ -19,7 +19,7 @@ from typing import Any
 MODELS = ("per-object", "groups", "fourier", "hashgrid")
 FIELD_MODELS = ("fourier", "hashgrid")
 PRIORS = ("labels", "text", "vlm", "none")
-POSTERIORS = ("laplace", "mcmc")
+POSTERIORS = ("laplace", "mcmc", "nuts")
 INITS = ("label", "uniform", "random")
 OPTIMIZERS = ("lm", "adam", "lbfgs")
 LOSSES = ("mse_db", "nae", "smape")
@@ -298,8 +298,9 @@ class CalibrationSpec:
             if feats - {"path_gain", "delay_spread", "mpc_power"}:
                 raise SpecError(f"--model {m.kind}: a field is trained on path gain, delay spread and MPC powers; "
                                 f"--terms has {', '.join(sorted(feats))}")
-            if p.posterior == "mcmc":
-                raise SpecError(f"--posterior mcmc samples per-object materials; --model {m.kind} is a network")
+            if p.posterior != "laplace":
+                raise SpecError(f"--posterior {p.posterior} samples per-object materials; --model {m.kind} is a "
+                                "network")
             return
         if p.bayesian:
             if p.prior_weight:
@@ -318,8 +319,8 @@ class CalibrationSpec:
                     raise SpecError(f"--terms {s.terms}: --prior {p.kind} weighs every term by its noise (Gaussian "
                                     "or Student-t likelihood); use least-squares metrics (mse_db, mse, nmse) or "
                                     "--prior none")
-        if p.posterior == "mcmc" and (m.groups or set(m.fit) != {"eps_r", "sigma"}):
-            raise SpecError("--posterior mcmc samples eps_r and sigma of every object (no --groups, --fit "
+        if p.posterior != "laplace" and (m.groups or set(m.fit) != {"eps_r", "sigma"}):
+            raise SpecError(f"--posterior {p.posterior} samples eps_r and sigma of every object (no --groups, --fit "
                             "eps_r,sigma)")
 
     # ---- files -------------------------------------------------------------------------------------------------

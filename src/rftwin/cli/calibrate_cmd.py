@@ -115,8 +115,9 @@ def register(app: typer.Typer) -> None:
                   images: list[Path] = typer.Option(None, "--images",
                                                     help="PNG scene image for --prior vlm (repeat for several)."),
                   posterior: str = typer.Option("laplace", "--posterior",
-                                                help="laplace (Gaussian at the optimum) | mcmc (MALA chains on the "
-                                                     "cached paths, R-hat / ESS; writes posterior.json)."),
+                                                help="laplace (Gaussian at the optimum) | mcmc (batched MALA chains "
+                                                     "on the cached paths; ArviZ R-hat / ESS; posterior.json) | nuts "
+                                                     "(Pyro's NUTS instead of MALA; slower here)."),
                   posterior_samples: int = typer.Option(2000, "--posterior-samples",
                                                         help="MCMC draws per chain after warm-up."),
                   prior_file: Path = typer.Option(None, "--prior-file",

@@ -12,7 +12,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 # Command modules; each defines ``register(app: typer.Typer) -> None``.
 COMMAND_MODULES = ["doctor", "demo", "calibrate_cmd", "predict_cmd", "bench", "plan_cmd", "import_cmd",
-                   "evaluate_cmd", "radiomap_cmd", "materials_map", "beams_cmd", "update_cmd"]
+                   "evaluate_cmd", "radiomap_cmd", "materials_map", "beams_cmd", "update_cmd", "ris_cmd",
+                   "dataset_cmd"]
 
 
 

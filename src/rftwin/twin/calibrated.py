@@ -138,7 +138,8 @@ class CalibratedTwin:
         return materials_document(self.scene, res.eps_r, res.sigma, self.frequency_hz,
                                   res.power_law if self.power_law else None, u.eps_std if u else None,
                                   u.sigma_std if u else None, self.labels,
-                                  scattering_std=u.scattering_std if u else None, xpd_std=u.xpd_std if u else None)
+                                  scattering_std=u.scattering_std if u else None, xpd_std=u.xpd_std if u else None,
+                                  scattering=res.scattering, xpd=res.xpd)
 
     def _summary(self) -> dict:
         if self.field is None:

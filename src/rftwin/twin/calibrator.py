@@ -141,7 +141,7 @@ class Calibrator:
         labels_out = oc.classes if setup is None else [c if c != "unlabelled" else None
                                                        for c in setup.priors.classes]
         samples = None
-        if spec.prior.posterior == "mcmc":
+        if spec.prior.posterior != "laplace":
             samples = posterior_samples(spec, res, ps, targets, setup, names, progress)
         return CalibratedTwin(spec=spec, scene=scene, result=res, pathset=ps, targets=targets,
                               measurements=sup.measurements, labels=labels_out, frequency_hz=f_ref, power_law=use_pl,
@@ -202,7 +202,9 @@ def make_field(kind: str, scene: TwinScene, prior, f_ref: float, seed: int, fit_
 
 def posterior_samples(spec: CalibrationSpec, res, ps, targets, setup, names: list[str], progress: bool):
     """MCMC draws of (eps_r, sigma) of every object around the calibrated optimum, under the same priors (class
-    priors at the chosen strength; the loop's weak prior with ``--prior none``) and noise as the fit."""
+    priors at the chosen strength; the loop's weak prior with ``--prior none``) and noise as the fit: batched MALA
+    chains (``--posterior mcmc``) or Pyro's NUTS (``--posterior nuts``; ~50x fewer effective draws per second
+    here, benchmarks/bench_mcmc.py)."""
     from rftwin.calibrate.posterior import sample_posterior  # noqa: PLC0415
 
     model = res.model
@@ -219,6 +221,7 @@ def posterior_samples(spec: CalibrationSpec, res, ps, targets, setup, names: lis
         kw = dict(prior_mean=np.concatenate([mu[n] for n in free]),
                   prior_log_std=np.maximum(np.concatenate([sd[n] for n in free]), 1e-3) / np.sqrt(lam))
     noise = None if res.uncertainty is None else res.uncertainty.noise_db
+    method = "mala" if spec.prior.posterior == "mcmc" else "nuts"
     return sample_posterior(ps, model, targets, noise_db=noise, estimate_offset=res.offset_mode != "none",
-                            num_chains=4, num_samples=spec.prior.posterior_samples, burn_in=500, seed=spec.solver.seed,
-                            object_names=names, progress=progress, **kw)
+                            method=method, num_chains=4, num_samples=spec.prior.posterior_samples, burn_in=500,
+                            seed=spec.solver.seed, object_names=names, progress=progress, **kw)
