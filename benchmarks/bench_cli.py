@@ -53,6 +53,9 @@ CASES: dict[str, list[str]] = {
     "bench wedt --scenes mars": ["bench", "wedt", "--scenes", "mars"],
     "bench validate --part nope": ["bench", "validate", "--part", "nope"],
     "doctor --bogus": ["doctor", "--bogus"],
+    "ris --bits 9": ["ris", "room", "--candidates", "c.csv", "--target", "0,1,0,1,1", "--tx", "1 1 1", "--bits", "9"],
+    "dataset --links-per-shard 0": ["dataset", "room", "--tx", "1,1,1", "--rx", "2,2,1", "--out", "ds",
+                                    "--links-per-shard", "0"],
 }
 REFERENCE = {"python -c 'import torch'": "import torch",
              "python -c 'import rftwin, sionna.rt'": "import rftwin, sionna.rt"}

@@ -84,6 +84,13 @@ CASES: list[tuple[str, list[str], str]] = [
     ("bench wedt", ["bench", "wedt", "--scenes", "mars"], "--scenes"),
     ("bench validate", ["bench", "validate", "--part", "nope"], "--part"),
     ("doctor", ["doctor", "--bogus"], "--bogus"),
+    ("ris", ["ris", "room", "--candidates", "c.csv", "--target", "0,1,0,1,1", "--tx", "1 1 1", "--bits", "9"],
+     "--bits"),
+    ("ris", ["ris", "room", "--candidates", "c.csv", "--target", "0,1,0,1,1", "--tx", "1 1 1"], "--candidates"),
+    ("dataset", ["dataset", "room", "--tx", "1,1,1", "--rx", "2,2,1", "--out", "ds", "--links-per-shard", "0"],
+     "--links-per-shard"),
+    ("dataset", ["dataset", "room", "--tx", "1,1,1", "--rx", "2,2,1", "--out", "ds", "--max-depth", "-1"],
+     "--max-depth"),
 ]
 
 
