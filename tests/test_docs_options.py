@@ -1,5 +1,7 @@
 """Every `rftwin CMD ... --option` that README.md and docs/*.md show (code spans, fenced and indented code blocks)
-names an option that CMD has, and every default a usage line states in brackets (`[--trials 3]`) is CMD's default.
+names an option that CMD has, and every default a usage line states in brackets (`[--trials 3]`) is CMD's default
+(placeholders such as N or FILE, choice lists a|b and file names state none). Options shown after
+`benchmarks/<script>.py` are read by that script; any other option shown in code exists somewhere.
 
 Options are read from the click command typer builds (``typer.main.get_command(app)``), so nothing is imported
 beyond the CLI itself.
