@@ -87,6 +87,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("ris", ["ris", "room", "--candidates", "c.csv", "--target", "0,1,0,1,1", "--tx", "1 1 1", "--bits", "9"],
      "--bits"),
     ("ris", ["ris", "room", "--candidates", "c.csv", "--target", "0,1,0,1,1", "--tx", "1 1 1"], "--candidates"),
+    ("ris", ["ris", "room", "--candidates", LINKS, "--target", "nope.csv", "--tx", "1 1 1"], "--target"),
     ("dataset", ["dataset", "room", "--tx", "1,1,1", "--rx", "2,2,1", "--out", "ds", "--links-per-shard", "0"],
      "--links-per-shard"),
     ("dataset", ["dataset", "room", "--tx", "1,1,1", "--rx", "2,2,1", "--out", "ds", "--max-depth", "-1"],

@@ -69,6 +69,13 @@ def register(app: typer.Typer) -> None:
         if len(txp) != 3 or not np.all(np.isfinite(txp)):
             fail(f"--tx: expected three numbers 'X Y Z' in m, found '{tx}'")
         check_input_file(candidates, "--candidates")
+        if not Path(target).exists():  # then a box X0,X1,Y0,Y1,Z (read_target checks it again)
+            try:
+                box_ok = len([float(v) for v in target.split(",")]) == 5
+            except ValueError:
+                box_ok = False
+            if not box_ok:
+                fail(f"--target: expected a file of points or a box 'X0,X1,Y0,Y1,Z' in m, found '{target}'")
         check_cache()  # argument errors above come back before torch and Sionna load
         import pandas as pd  # noqa: PLC0415
 
