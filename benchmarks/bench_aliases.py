@@ -26,6 +26,7 @@ from rftwin.materials import PerObjectMaterials, prior_from_labels
 from rftwin.scene import room
 from rftwin.scene.sampling import random_positions
 from rftwin.trace import trace
+from rftwin.trace.simulate import reference_path_gain_db
 
 SPEED_OF_LIGHT = 299_792_458.0
 
@@ -52,7 +53,7 @@ def main(extra: int) -> dict:
     t0 = time.perf_counter()
     ps = trace(twin, tx, rx, cfg.settings)
     L = ps.num_links
-    meas = 10 * np.log10(np.bincount(ps.link.numpy(), (ps.a_ref.abs() ** 2).mean(dim=(1, 2)).numpy(), minlength=L))
+    meas = reference_path_gain_db(ps)
     targets = Targets.build(np.arange(L), np.full(L, f), meas)
     out = {"objects": names, "links": L, "paths": ps.num_paths, "trace_seconds": time.perf_counter() - t0,
            "resonance_period_sqrt_eps": (SPEED_OF_LIGHT / f / (2 * th)).tolist(), "runs": []}

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import rftwin  # noqa: F401  (sets DRJIT_LIBLLVM_PATH)
-from rftwin.bench import run_core_benchmark
 from rftwin.io import write_json
+from rftwin.studies.core import run_core_benchmark
 
 if __name__ == "__main__":
     r = run_core_benchmark(demo="--no-demo" not in sys.argv)

@@ -53,9 +53,9 @@ def worker(path: str, chunk: int | None, threads: int) -> dict:
     """Load the PathSet (no Sionna import) and time one forward + backward step."""
     import torch  # noqa: PLC0415
 
+    from rftwin.pathset import PathSet  # noqa: PLC0415
     from rftwin.physics.channel import path_gain  # noqa: PLC0415
     from rftwin.physics.engine import MaterialValues, link_path_gain, path_coefficients  # noqa: PLC0415
-    from rftwin.trace.pathset import PathSet  # noqa: PLC0415
 
     torch.set_num_threads(threads)
     ps = PathSet.load(path)
@@ -98,8 +98,8 @@ def build(samples: int, interactions: int, num_rx: int, max_depth: int, out: str
     import numpy as np  # noqa: PLC0415
 
     import rftwin  # noqa: F401, PLC0415 - sets DRJIT_LIBLLVM_PATH
+    from rftwin.pathset import concat  # noqa: PLC0415
     from rftwin.scene.load import room  # noqa: PLC0415
-    from rftwin.trace.pathset import concat  # noqa: PLC0415
     from rftwin.trace.tracer import SolverSettings, trace  # noqa: PLC0415
 
     tw = room()

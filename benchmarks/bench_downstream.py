@@ -45,6 +45,7 @@ from rftwin.runtime import configure_torch_threads
 from rftwin.scene import room
 from rftwin.scene.sampling import closed_object_boxes, random_positions
 from rftwin.trace import SolverSettings, trace
+from rftwin.trace.simulate import reference_link_power
 
 RESULTS = Path(__file__).parent / "results"
 F = 28e9
@@ -99,7 +100,7 @@ def beam_study(n_train: int, n_test: int, st: SolverSettings, starts: int, seed:
     truth.set_materials(eps_t, sig_t)
     t0 = time.perf_counter()
     ps_tr = trace(truth, tr_tx, tr_rx, st, cache_dir=False, progress=False)
-    pg = np.bincount(ps_tr.link.numpy(), (ps_tr.a_ref.abs() ** 2).mean(dim=(1, 2)).numpy(), minlength=n_train)
+    pg = reference_link_power(ps_tr)
     ok = pg > 0
     pg_db = np.where(ok, 10 * np.log10(np.maximum(pg, 1e-300)), np.nan)
     g_truth = beam_pair_gains(truth, None, te_tx, te_rx, f_te, tx_arr, rx_arr, cb_tx, cb_rx, st, cache_dir=False,

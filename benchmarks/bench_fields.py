@@ -74,10 +74,10 @@ def main() -> None:
     )
     from rftwin.io import write_json
     from rftwin.materials import PerObjectMaterials, itu_power_law
-    from rftwin.physics.channel import path_gain, to_db
-    from rftwin.physics.engine import path_coefficients
+    from rftwin.physics.engine import link_gain_db
     from rftwin.runtime import configure_torch_threads
-    from rftwin.scene.split_wall import SPLIT_UNIT, SplitWallSpec, simulate_measurements, split_wall
+    from rftwin.scene.split_wall import SPLIT_UNIT, SplitWallSpec, split_wall
+    from rftwin.studies.split_wall import simulate_measurements
     from rftwin.trace import SolverSettings
 
     configure_torch_threads()
@@ -135,7 +135,7 @@ def main() -> None:
 
     def predict_db(mv) -> np.ndarray:
         with torch.no_grad():
-            return to_db(path_gain(path_coefficients(ps, mv, freqs), ps.link, ps.num_links))[0].numpy()
+            return link_gain_db(ps, mv, freqs)[0].numpy()
 
     results: dict = {"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
                      "config": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

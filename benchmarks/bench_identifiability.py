@@ -26,6 +26,7 @@ from rftwin.materials import PerObjectMaterials, prior_from_labels
 from rftwin.scene import room
 from rftwin.scene.sampling import random_positions
 from rftwin.trace import trace
+from rftwin.trace.simulate import reference_path_gain_db
 
 NOISE_DB = 0.1
 MAX_RX = 32
@@ -48,8 +49,7 @@ def main() -> dict:
     for n in (8, 32):
         ps = full.select_links(np.concatenate([np.arange(n) + k * MAX_RX for k in range(3)]))
         L = ps.num_links
-        pw = np.bincount(ps.link.numpy(), (ps.a_ref.abs() ** 2).mean(dim=(1, 2)).numpy(), minlength=L)
-        meas = 10 * np.log10(pw)
+        meas = reference_path_gain_db(ps)
         t = Targets.build(np.arange(L), np.full(L, cfg.frequency_hz), meas)
         truth_model = PerObjectMaterials(eps[None], sig[None], th, reference_frequency_hz=cfg.frequency_hz)
         # the loop's residuals are scaled so that their sum of squares is the mean loss: undo 1/sqrt(L) -> dB

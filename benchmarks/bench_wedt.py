@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import rftwin  # noqa: F401  (sets DRJIT_LIBLLVM_PATH)
-from rftwin.bcm.benchmark import WedtConfig, format_table, run_benchmark
 from rftwin.io import write_json
+from rftwin.studies.wedt import WedtConfig, format_table, run_benchmark
 
 if __name__ == "__main__":
     quick = "--quick" in sys.argv

@@ -154,7 +154,8 @@ def test_untrained_field_twin_predicts_like_the_labels(tmp_path):
 def test_hashgrid_model_trains_and_writes_maps(tmp_path):
     out = tmp_path / "hg"
     res = _cli("calibrate", "room", MEAS, "--out", out, "--model", "hashgrid", "--field-iterations", "150",
-               "--field-lbfgs", "10", "--max-depth", "2", "--samples-per-src", "20000", "--map-spacing", "0.5")
+               "--field-lbfgs", "10", "--max-depth", "2", "--samples-per-src", "20000", "--map-spacing", "0.5",
+               "--prior", "none")
     assert res.exit_code == 0, res.output
     assert (out / "field.json").is_file() and (out / "field.pt").is_file() and (out / "spec.json").is_file()
     for obj in ("floor", "wall_east", "box_wood"):
@@ -166,6 +167,26 @@ def test_hashgrid_model_trains_and_writes_maps(tmp_path):
     summary = json.loads((out / "calibration.json").read_text())
     assert summary["model"] == "hashgrid" and set(summary["objects"]) <= set(json.loads(
         (out / "field.json").read_text())["object_names"])
+
+
+def test_field_under_the_labels_prior_has_the_heldout_proof(tmp_path):
+    """A field trained as inference: prior strength by K-fold CV over the grid, held-out error of the label twin
+    and of the field, and the field kept at the labels when it predicts held-out links worse."""
+    from rftwin.fields.prior import STRENGTHS
+
+    out = tmp_path / "fp"
+    res = _cli("calibrate", "room", MEAS, "--out", out, "--model", "fourier", "--field-iterations", "60",
+               "--field-lbfgs", "5", "--max-depth", "2", "--samples-per-src", "20000", "--map-spacing", "0.5",
+               "--folds", "3")
+    assert res.exit_code == 0, res.output
+    inf = json.loads((out / "calibration.json").read_text())["inference"]
+    ho = inf["heldout"]
+    assert ho["folds"] == 3 and set(ho["strengths"]) == {str(x) for x in STRENGTHS}
+    assert inf["prior_strength"] in STRENGTHS
+    pg = ho["features"]["path_gain"]
+    assert pg["calibrated_rmse"] == pytest.approx(min(ho["strengths"].values()))
+    assert inf["verdict"] in ("improves", "no_difference", "worse") and "held-out path_gain" in res.output
+    assert inf["reverted_to_labels"] == (pg["calibrated_rmse"] > pg["label_rmse"])
 
 
 # ---- priors from text, MCMC posterior ---------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from rftwin.bcm import (
 )
 from rftwin.evaluate.metrics import male_db
 from rftwin.materials import PerObjectMaterials
-from rftwin.physics.channel import delay_moments
+from rftwin.physics.channel import path_power
+from rftwin.physics.features import delay_moments
 from rftwin.scene.indoor import IndoorLayout, free_grid, indoor
 from rftwin.trace import SolverSettings, trace
 
@@ -87,7 +88,7 @@ def indoor_case():
     ps_true, ps = ps_true.select_links(keep), ps.select_links(keep)
     p = (ps_true.a_ref.abs() ** 2).mean(dim=(1, 2))
     gain = 10 * np.log10(np.bincount(ps_true.link.numpy(), p.numpy(), minlength=ps.num_links))
-    _, ds = delay_moments(ps_true.a_ref, ps_true.tau_s, ps_true.link, ps.num_links)
+    _, ds = delay_moments(path_power(ps_true.a_ref), ps_true.tau_s, ps_true.link, ps.num_links, empty=0.0)
     labels = PerObjectMaterials(eps0[None], sig0[None], [o.thickness_m for o in twin.objects])
     return {"twin": twin, "ps": ps, "gain": gain, "ds_ns": ds.numpy() * 1e9, "eps0": eps0, "sig0": sig0,
             "labels": labels}

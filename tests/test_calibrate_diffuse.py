@@ -14,7 +14,8 @@ from rftwin.materials.per_object import (
     with_roughness,
     with_scattering,
 )
-from rftwin.physics.channel import delay_moments, path_gain
+from rftwin.physics.channel import path_gain, path_power
+from rftwin.physics.features import delay_moments
 from rftwin.scene import load
 from rftwin.trace import SolverSettings, trace
 
@@ -28,7 +29,7 @@ def _sionna_features(ps):
     """Path gain (dB) and RMS delay spread (s) per link from Sionna's own coefficients (paths.a)."""
     a = ps.a_ref[None, None]
     g = 10 * np.log10(path_gain(a, ps.link, ps.num_links)[0, 0].numpy())
-    _, ds = delay_moments(a, ps.tau_s, ps.link, ps.num_links)
+    _, ds = delay_moments(path_power(a), ps.tau_s, ps.link, ps.num_links, empty=0.0)
     return g, ds[0, 0].numpy()
 
 

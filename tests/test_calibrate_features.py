@@ -9,7 +9,8 @@ import _floor_wall as fw
 from rftwin.calibrate import CalibrationConfig, LossTerm, Targets, calibrate, parse_terms
 from rftwin.calibrate.problem import simulate_features
 from rftwin.materials.per_object import PerObjectMaterials, prior_from_labels
-from rftwin.physics.channel import cfr, delay_moments, path_gain, path_power
+from rftwin.physics.channel import path_gain, path_power
+from rftwin.physics.features import cfr_from_paths, delay_moments
 from rftwin.scene import load
 from rftwin.trace import SolverSettings, trace
 
@@ -29,8 +30,8 @@ def sionna(tmp_path_factory):
     ps = trace(twin, tx, rx, SETTINGS, cache_dir=tmp_path_factory.mktemp("cache"))
     a = ps.a_ref[None, None]  # Sionna's coefficients [1, 1, N, R, T]
     g = 10 * np.log10(path_gain(a, ps.link, ps.num_links)[0, 0].numpy())
-    md, ds = delay_moments(a, ps.tau_s, ps.link, ps.num_links)
-    H = cfr(a, ps.tau_s, ps.link, ps.num_links, F, BW, NSC)[0, 0, :, 0, 0].numpy()  # [L, K]
+    md, ds = delay_moments(path_power(a), ps.tau_s, ps.link, ps.num_links, empty=0.0)
+    H = cfr_from_paths(a[..., 0, 0], ps.tau_s, ps.link, ps.num_links, F, BW, NSC)[0, 0].numpy()  # [L, K]
     pw = 10 * np.log10(path_power(a)[0, 0].numpy())
     return dict(ps=ps, tx=tx, eps0=eps0, sig0=sig0, eps_t=eps_t, sig_t=sig_t, g=g, ds=ds[0, 0].numpy(),
                 md=md[0, 0].numpy(), H=H, pw=pw, thickness=[o.thickness_m for o in twin.objects],

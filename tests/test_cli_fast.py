@@ -148,8 +148,7 @@ def test_cli_copies_of_library_choices_agree():
 
     assert evaluate_cmd.METHODS == _library_constant(("rftwin.evaluate.run",), "METHODS")
     assert plan_cmd.TABLE_SUFFIXES == _library_constant(("rftwin.plan.workflow",), "TABLE_SUFFIXES")
-    assert bench_priors.OPTIMIZERS == _library_constant(("rftwin.studies.placement", "rftwin.plan.study"),
-                                                        "OPTIMIZERS")
+    assert bench_priors.OPTIMIZERS == _library_constant(("rftwin.studies.placement",), "OPTIMIZERS")
 
 
 def test_demo_table_fits_80_columns():

@@ -15,13 +15,13 @@ import torch
 
 import rftwin  # noqa: F401 - sets DRJIT_LIBLLVM_PATH before Sionna is imported
 from rftwin.materials.roughness import ROUGHNESS_CLASSES, roughness_class, roughness_class_from_ra, scattering_prior
+from rftwin.pathset import DIFFRACTION, DIFFUSE, REFRACTION, SPECULAR, PathSet, concat
 from rftwin.physics.channel import path_gain
 from rftwin.physics.diffuse import BACKSCATTERING, DIRECTIVE, LAMBERTIAN, backscattering_pattern
 from rftwin.physics.engine import MaterialValues, link_path_gain, path_coefficients
 from rftwin.runtime import sionna_rt
 from rftwin.scene.load import load, room
 from rftwin.trace import tracer as T
-from rftwin.trace.pathset import DIFFRACTION, DIFFUSE, REFRACTION, SPECULAR, PathSet, concat
 from rftwin.trace.tracer import SolverSettings, trace
 
 TOL = 1e-4  # max |a - a_sionna| / max |a_sionna| per link
@@ -54,7 +54,7 @@ class _CaptureBuffers:
         self.calls: list[dict] = []
 
     def __enter__(self) -> _CaptureBuffers:
-        self._solve, self._b2n = T._solve, T._buffer_to_numpy
+        self.solve_paths, self._b2n = T.solve_paths, T.buffer_to_numpy
 
         def b2n(buf, *args, **kw):
             self.calls[-1]["buf"] = buf
@@ -62,13 +62,13 @@ class _CaptureBuffers:
 
         def solve(twin, tx, rx, settings):
             self.calls.append(dict(tx=tx, rx=rx, settings=settings))
-            return self._solve(twin, tx, rx, settings)
+            return self.solve_paths(twin, tx, rx, settings)
 
-        T._solve, T._buffer_to_numpy = solve, b2n
+        T.solve_paths, T.buffer_to_numpy = solve, b2n
         return self
 
     def __exit__(self, *exc) -> None:
-        T._solve, T._buffer_to_numpy = self._solve, self._b2n
+        T.solve_paths, T.buffer_to_numpy = self.solve_paths, self._b2n
 
 
 def sionna_replay(case: dict) -> torch.Tensor:

@@ -8,7 +8,7 @@ import rftwin  # noqa: F401 - sets up LLVM before Sionna
 from rftwin.runtime import sionna_rt
 from rftwin.scene import load, room
 from rftwin.scene.export import export_scene
-from rftwin.scene.load import TwinScene, _object_table
+from rftwin.scene.load import TwinScene, object_table
 from rftwin.trace import SolverSettings, trace
 
 SETTINGS = SolverSettings(max_depth=3, samples_per_src=100_000)
@@ -91,7 +91,7 @@ def test_export_escapes_odd_object_names(tmp_path):
            '<shape type="rectangle" id="glass"><transform name="to_world"><translate z="1"/></transform>'
            '<ref id="glassy"/></shape></scene>')
     sc = rt.load_scene_from_string(xml, merge_shapes=False)
-    twin = TwinScene(scene=sc, source="odd", objects=_object_table(sc))
+    twin = TwinScene(scene=sc, source="odd", objects=object_table(sc))
     out = load(export_scene(twin, tmp_path / "odd", {"glass": {"eps_r": 4.0}}))
     assert out.names == twin.names == ["glass", 'wall "a"&b/c <x>']
     assert out.objects[0].relative_permittivity == pytest.approx(4.0)

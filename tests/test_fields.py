@@ -32,7 +32,8 @@ from rftwin.fields.screening import ScreeningConfig, cell_keys, screen_cells
 from rftwin.materials import PerObjectMaterials, itu_eps_sigma, itu_power_law
 from rftwin.physics.engine import MaterialValues, path_coefficients
 from rftwin.runtime import configure_torch_threads
-from rftwin.scene.split_wall import SPLIT_UNIT, SplitWallSpec, simulate_measurements, split_wall, split_wall_xml
+from rftwin.scene.split_wall import SPLIT_UNIT, SplitWallSpec, split_wall, split_wall_xml
+from rftwin.studies.split_wall import simulate_measurements
 from rftwin.trace import SolverSettings
 
 FREQS = np.array([2.4e9, 3.5e9, 4.6e9, 5.8e9])
@@ -279,7 +280,7 @@ def test_hash_encoding_interpolates_table_entries_at_grid_vertices():
         c = torch.tensor([[1, 2, 0], [res, res, res], [0, 1, res - 1]])
         xn = 2.0 * c.double() / res - 1.0
         got = enc(xn)[:, 2 * lv:2 * lv + 2]
-        want = enc.tables[lv][enc._index(c, res)] * enc.gates[lv]
+        want = enc.tables[lv][enc.hash_index(c, res)] * enc.gates[lv]
         torch.testing.assert_close(got, want)
     # between vertices: trilinear, continuous, differentiable in x
     x = torch.tensor([[0.1, -0.2, 0.3]], dtype=torch.float64, requires_grad=True)

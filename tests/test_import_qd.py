@@ -103,7 +103,7 @@ def test_mpc_json_padding_order_and_time_steps(tmp_path):
 def test_box_room_trace_matches_qd_rays(tmp_path):
     """Import Q-D's box lecture room, trace one of its links with rftwin (specular, depth 2) and match every Q-D
     ray of orders 0-2 by delay (0.2 ns) and angle (1 deg)."""
-    from rftwin.validate.qd_study import QdSettings, _match, _predict, ray_table
+    from rftwin.validate.qd_study import QdSettings, match_qd_rays, ray_table, trace_qd_rows
 
     box = QD / "box_lecture_room"
     xml = import_qd_scene(box / "BoxLectureRoom.xml", tmp_path / "scene")
@@ -115,8 +115,8 @@ def test_box_room_trace_matches_qd_rays(tmp_path):
     assert sorted(rt.order.value_counts().items()) == [(0, 1), (1, 6), (2, 18)]
     assert not rt.unknown_surface.any()
     qs = QdSettings(samples_per_src=20_000)
-    _, ps, row_link, _ = _predict(xml, rt.tx_pos.iloc[0][None], rt.rx_pos.iloc[0][None], qs, max_depth=2)
-    m = _match(rt, ps, row_link, [0] * len(rt), qs)
+    _, ps, row_link, _ = trace_qd_rows(xml, rt.tx_pos.iloc[0][None], rt.rx_pos.iloc[0][None], qs, max_depth=2)
+    m = match_qd_rays(rt, ps, row_link, [0] * len(rt), qs)
     assert len(m) == len(rt) == ps.num_paths  # one-to-one: no Q-D ray unmatched, no extra rftwin path
     assert np.abs(m.delay_error_s).max() < 1e-12
     assert max(m.aoa_error_deg.max(), m.aod_error_deg.max()) < 0.05

@@ -13,7 +13,8 @@ import _floor_wall as fw
 from rftwin.calibrate import CalibrationConfig, Targets
 from rftwin.calibrate.bayes import BayesConfig, ObjectPriors, prior_stats
 from rftwin.calibrate.inference import BayesSetup, calibrate_posterior
-from rftwin.calibrate.loop import jacobian, residuals
+from rftwin.calibrate.jacobians import jacobian
+from rftwin.calibrate.objectives import residuals
 from rftwin.cli.main import app
 from rftwin.materials import PerObjectMaterials, itu_eps_sigma
 from rftwin.materials.class_prior import PriorError, itu_table, library_document, read_library, read_prior_file

@@ -5,7 +5,8 @@ import torch
 
 import _floor_wall as fw
 from rftwin.calibrate import CalibrationConfig, Targets
-from rftwin.calibrate.loop import _flat, _forward_columns, _params, jacobian, residuals
+from rftwin.calibrate.jacobians import flat_params, forward_columns, jacobian, trainable_params
+from rftwin.calibrate.objectives import residuals
 from rftwin.calibrate.path_jacobian import supports
 from rftwin.materials import PerObjectMaterials
 from rftwin.scene import load
@@ -42,16 +43,16 @@ def test_one_pass_jacobian_matches_forward_mode(problem, offset, kind):
     cfg = CalibrationConfig(offset="closed_form" if offset == "closed_form" else "none")
     state = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64) if offset == "ema" else None
     assert supports(cfg, model)
-    params = _params(model)
+    params = trainable_params(model)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     r1, J1 = jacobian(ps, model, t, cfg, state)
-    r2, cols = _forward_columns(ps, model, t, cfg, state, None, names, [p.shape[1] for p in params], _flat(params))
+    r2, cols = forward_columns(ps, model, t, cfg, state, None, names, [p.shape[1] for p in params], flat_params(params))
     J2 = cols.permute(1, 2, 0)
-    assert J1.shape == J2.shape == (3, t.num, _flat(params).shape[1])
+    assert J1.shape == J2.shape == (3, t.num, flat_params(params).shape[1])
     assert float((J1 - J2).abs().max()) <= 1e-9 * float(J2.abs().max())
     torch.testing.assert_close(r1, r2, rtol=1e-12, atol=1e-12)
     # and central finite differences of the residuals for every parameter of start 0
-    theta = _flat(params)
+    theta = flat_params(params)
     h = 1e-6
     for p in range(theta.shape[1]):
         cols_fd = []

@@ -8,9 +8,10 @@ import torch
 from typer.testing import CliRunner
 
 from rftwin.cli.main import app
+from rftwin.pathset import PathSet
 from rftwin.scene import load
-from rftwin.trace import PathSet, SolverSettings, trace
-from rftwin.trace.tracer import _plan_calls
+from rftwin.trace import SolverSettings, trace
+from rftwin.trace.tracer import plan_calls
 
 ROOT = Path(__file__).resolve().parents[1]
 S = SolverSettings(max_depth=2, samples_per_src=50_000)
@@ -36,12 +37,12 @@ def test_pathset_cache_roundtrip_and_views(tmp_path):
 def test_device_to_device_traces_only_requested_pairs():
     tx = np.array([[0, 0, 1.0], [1, 0, 1.0], [2, 0, 1.0]], dtype=float)
     rx = np.array([[0, 1, 1.0], [1, 1, 1.0], [2, 1, 1.0]], dtype=float)
-    calls = _plan_calls(tx, rx)  # 3 pairs of a 3x3 grid: grouped by transmitter
+    calls = plan_calls(tx, rx)  # 3 pairs of a 3x3 grid: grouped by transmitter
     assert len(calls) == 3 and sum(int((g >= 0).sum()) for _, _, g in calls) == 3
     assert all(len(r) == 1 for _, r, _ in calls)
     full_tx, full_rx = np.repeat(tx, 3, 0), np.tile(rx, (3, 1))
-    assert len(_plan_calls(full_tx, full_rx)) == 1
-    split = _plan_calls(full_tx, full_rx, lanes_per_pair=10, max_lanes=40)  # 4 pairs per call at most
+    assert len(plan_calls(full_tx, full_rx)) == 1
+    split = plan_calls(full_tx, full_rx, lanes_per_pair=10, max_lanes=40)  # 4 pairs per call at most
     links = np.concatenate([g[g >= 0] for _, _, g in split])
     assert all(g.size <= 4 for _, _, g in split) and sorted(links.tolist()) == list(range(9))
     twin = load("room")
@@ -59,7 +60,7 @@ def test_large_link_sets_are_split_into_solver_calls(monkeypatch):
     txl, rxl = np.repeat(tx, 3, 0), np.tile(rx, (2, 1))
     whole = trace(twin, txl, rxl, S, cache_dir=False)
     monkeypatch.setattr(tracer, "MAX_SOLVER_LANES", S.max_depth * S.samples_per_src)  # one pair per call
-    assert len(_plan_calls(txl, rxl, S.max_depth * S.samples_per_src)) == 6
+    assert len(plan_calls(txl, rxl, S.max_depth * S.samples_per_src)) == 6
     parts = trace(twin, txl, rxl, S, cache_dir=False)
     for lk in range(6):
         a = np.sort(whole.a_ref[whole.link == lk].abs().flatten().numpy())

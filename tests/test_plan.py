@@ -8,20 +8,22 @@ import torch
 import rftwin  # noqa: F401 - LLVM set-up before anything imports Dr.Jit
 from rftwin.plan import (
     ParameterPrior,
-    SceneGeometry,
-    candidate_grid,
     evaluate_design,
-    farthest_point_subset,
     greedy_design,
     link_sensitivity,
     plan_links,
-    point_triangle_distance,
     random_designs,
     tx_groups,
-    winding_number,
 )
 from rftwin.plan.design import gain_db_function
 from rftwin.scene import room
+from rftwin.scene.candidates import (
+    SceneGeometry,
+    candidate_grid,
+    farthest_point_subset,
+    point_triangle_distance,
+    winding_number,
+)
 from rftwin.trace import SolverSettings, trace
 
 F = 3.5e9
@@ -257,7 +259,7 @@ def test_plan_cli_with_candidates_file(tmp_path):
 def test_study_expert_positions_placements_and_summary(setup):
     """The seed-004 study's fixed parts, without its long trace: expert receivers are valid positions in the room,
     placements pick the right number of links per trial, and the summary's ratios are baseline / ours."""
-    from rftwin.plan.study import (
+    from rftwin.studies.placement import (
         EXPERT_RX,
         StudyConfig,
         StudyData,

@@ -11,7 +11,8 @@ import _floor_wall as fw
 from rftwin.calibrate import CalibrationConfig, Targets, calibrate, parse_terms
 from rftwin.cli.main import app
 from rftwin.materials.per_object import PerObjectMaterials
-from rftwin.physics.channel import delay_moments, path_gain
+from rftwin.physics.channel import path_gain, path_power
+from rftwin.physics.features import delay_moments
 from rftwin.scene import load
 from rftwin.trace import SolverSettings, trace
 
@@ -29,7 +30,7 @@ def problem(tmp_path_factory):
                cache_dir=tmp_path_factory.mktemp("cache"))
     a = ps.a_ref[None, None]
     g = 10 * np.log10(path_gain(a, ps.link, ps.num_links)[0, 0].numpy())
-    _, ds = delay_moments(a, ps.tau_s, ps.link, ps.num_links)
+    _, ds = delay_moments(path_power(a), ps.tau_s, ps.link, ps.num_links, empty=0.0)
     t = Targets.build(np.arange(len(tx)), np.full(len(tx), 3.5e9), g + 3.0, delay_spread_s=ds[0, 0].numpy())
     starts_e = eps0[None] * np.array([[1.0, 1.0], [0.8, 1.3], [1.2, 0.9]])
     starts_s = sig0[None] * np.array([[1.0, 1.0], [2.0, 0.5], [0.7, 1.5]])

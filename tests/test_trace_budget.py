@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 import torch
 
+from rftwin.pathset import PathSet
 from rftwin.physics.channel import link_sum, path_power
 from rftwin.physics.engine import path_coefficients
 from rftwin.scene import load
-from rftwin.trace import PathSet, SolverSettings, trace, tracer
+from rftwin.trace import SolverSettings, trace, tracer
 from rftwin.trace import budget as B
 from rftwin.twin_io import material_values
 
@@ -50,13 +51,13 @@ def test_tiny_budget_splits_calls_same_paths_and_gains(tmp_path, monkeypatch):
     tx, rx = _links()
     whole = trace(twin, tx, rx, S, cache_dir=False, memory_budget=1 << 40)
     calls = []
-    real = tracer._solve
+    real = tracer.solve_paths
 
     def counting(tw, ut, ur, st):
         calls.append(len(ut) * len(ur))
         return real(tw, ut, ur, st)
 
-    monkeypatch.setattr(tracer, "_solve", counting)
+    monkeypatch.setattr(tracer, "solve_paths", counting)
     parts = trace(twin, tx, rx, S, cache_dir=tmp_path, memory_budget=_budget_for_pairs(3))
     assert len(calls) >= 3 and max(calls) <= 2  # 2 pairs per call at most
     assert parts.num_paths == whole.num_paths
@@ -72,7 +73,7 @@ def test_killed_trace_resumes_from_finished_shards(tmp_path, monkeypatch):
     twin = load("room")
     tx, rx = _links()
     budget = _budget_for_pairs(3)
-    real = tracer._solve
+    real = tracer.solve_paths
     pairs = []
 
     def dies_on_third(tw, ut, ur, st):
@@ -82,7 +83,7 @@ def test_killed_trace_resumes_from_finished_shards(tmp_path, monkeypatch):
         pairs.append(len(ut) * len(ur))
         return real(tw, ut, ur, st)
 
-    monkeypatch.setattr(tracer, "_solve", dies_on_third)
+    monkeypatch.setattr(tracer, "solve_paths", dies_on_third)
     with pytest.raises(KeyboardInterrupt):
         trace(twin, tx, rx, S, cache_dir=tmp_path, memory_budget=budget)
     shards = list(tmp_path.glob("*.shards/*.npz"))
@@ -90,14 +91,14 @@ def test_killed_trace_resumes_from_finished_shards(tmp_path, monkeypatch):
     done = sum(len(PathSet.load(f).meta["shard_links"]) for f in shards)
     pairs += [0]  # no more kills
     traced = []
-    real_call = tracer._trace_call
+    real_call = tracer.trace_call
 
     def counting(*args):
         shard = real_call(*args)
         traced.append(len(shard.links))
         return shard
 
-    monkeypatch.setattr(tracer, "_trace_call", counting)
+    monkeypatch.setattr(tracer, "trace_call", counting)
     ps = trace(twin, tx, rx, S, cache_dir=tmp_path, memory_budget=1 << 40)  # another budget: shards still reused
     assert done >= 2 and sum(traced) == len(tx) - done  # the resumed trace traced only the missing links
     whole = trace(twin, tx, rx, S, cache_dir=False, memory_budget=1 << 40)

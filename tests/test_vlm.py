@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import rftwin  # noqa: F401 - LLVM set-up before anything imports Dr.Jit
-from rftwin.plan.candidates import SceneGeometry
 from rftwin.priors.vlm import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL, VLMClient, VLMError, itu_rows, parse_json_reply
 from rftwin.scene import room
+from rftwin.scene.candidates import SceneGeometry
 
 KEY = "sk-test-5ecret-DO-NOT-LEAK-0123456789"
 F = 3.5e9

@@ -13,7 +13,8 @@ from rftwin.materials import prior_from_labels, with_relative_ranges
 from rftwin.runtime import configure_torch_threads
 from rftwin.scene import TwinScene, room
 from rftwin.scene.sampling import random_positions
-from rftwin.trace import SolverSettings, trace
+from rftwin.trace import SolverSettings
+from rftwin.trace.simulate import trace_path_gain_db
 
 # Transmitter positions of the three trials (m); receivers are drawn at random (seeded).
 DEMO_TX = np.array([[-1.0, 0.0, 1.5], [1.5, 1.0, 2.0], [0.0, -1.5, 1.0]])
@@ -95,10 +96,8 @@ def run_demo(cfg: DemoConfig = DemoConfig(), progress: bool = True, cache_dir=No
     eps_t, sig_t = true_materials(twin, cfg)
     twin.set_materials(eps_t, sig_t)
     t0 = time.perf_counter()
-    truth_ps = trace(twin, tx, rx, cfg.settings, cache_dir=cache_dir, progress=progress)
-    power = np.bincount(truth_ps.link.numpy(), (truth_ps.a_ref.abs() ** 2).mean(dim=(1, 2)).numpy(),
-                        minlength=truth_ps.num_links)
-    rss_dbm = cfg.tx_power_dbm + 10 * np.log10(power)
+    _, gain_db = trace_path_gain_db(twin, tx, rx, cfg.settings, cache_dir=cache_dir, progress=progress)
+    rss_dbm = cfg.tx_power_dbm + gain_db
     t_sim = time.perf_counter() - t0
     # 2) the twin as a user has it: label materials; trace once, calibrate on the cached paths, re-trace
     twin = room(cfg.frequency_hz)

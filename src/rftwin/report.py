@@ -10,9 +10,9 @@ import torch
 from rftwin.calibrate.loop import CalibrationConfig, CalibrationResult
 from rftwin.calibrate.problem import Targets, simulate_path_gain_db
 from rftwin.io import atomic_path, write_json, write_table, write_text
+from rftwin.pathset import PathSet
 from rftwin.scene.export import export_scene
 from rftwin.scene.load import TwinScene
-from rftwin.trace.pathset import PathSet
 from rftwin.twin_io import MATERIALS_FILE, materials_document
 
 

@@ -10,7 +10,10 @@ import os
 import re
 import sys
 from functools import lru_cache
+from pathlib import Path
 from types import ModuleType
+
+CACHE_ENV = "RFTWIN_CACHE"
 
 _SEARCH_GLOBS = (
     "/usr/lib/x86_64-linux-gnu/libLLVM-*.so*",
@@ -48,6 +51,11 @@ def ensure_llvm() -> str | None:
     if path:
         os.environ["DRJIT_LIBLLVM_PATH"] = path
     return path
+
+
+def default_cache_dir() -> Path:
+    """Folder of the path cache: ``$RFTWIN_CACHE`` or ``~/.cache/rftwin/paths`` (built scenes go beside it)."""
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "rftwin" / "paths"))
 
 
 @lru_cache(maxsize=1)

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rftwin.materials.itu import power_law_eval
 from rftwin.physics.engine import MaterialValues
 from rftwin.scene.load import TwinScene, load
 from rftwin.twin_schema import read_materials_document, validate_materials_document
@@ -74,14 +75,14 @@ def material_values(twin: TwinScene, doc: dict | None, frequencies_hz: np.ndarra
     F, K = len(frequencies_hz), len(twin.objects)
     eps, sig = np.empty((F, K)), np.empty((F, K))
     scat, xpd = np.zeros(K), np.zeros(K)
-    fg = np.asarray(frequencies_hz, dtype=np.float64) / 1e9
+    fh = np.asarray(frequencies_hz, dtype=np.float64)
     for k, o in enumerate(twin.objects):
         rec = (doc or {}).get("objects", {}).get(o.name)
         scat[k] = (rec or {}).get("scattering_coefficient", o.scattering_coefficient)
         xpd[k] = (rec or {}).get("xpd_coefficient", o.xpd_coefficient)
         if rec and all(x in rec for x in "abcd"):
-            eps[:, k] = np.maximum(rec["a"] * fg ** rec["b"], 1.0)
-            sig[:, k] = rec["c"] * fg ** rec["d"]
+            e, s = power_law_eval(rec["a"], rec["b"], rec["c"], rec["d"], fh)
+            eps[:, k], sig[:, k] = np.maximum(e, 1.0), s
         elif rec:
             eps[:, k], sig[:, k] = rec["relative_permittivity"], rec["conductivity"]
         else:

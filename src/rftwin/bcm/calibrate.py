@@ -18,10 +18,11 @@ import torch
 
 from rftwin.bcm.map import ChannelMap
 from rftwin.bcm.nll import EmaBias, batch_gain_bias, bcm_nll, gaussian_nll
-from rftwin.physics.channel import delay_moments, path_gain, to_db
+from rftwin.pathset import PathSet
+from rftwin.physics.channel import path_gain, path_power, to_db
 from rftwin.physics.engine import MaterialValues, path_coefficients
+from rftwin.physics.features import delay_moments
 from rftwin.progress import track
-from rftwin.trace.pathset import PathSet
 
 
 @dataclass
@@ -52,7 +53,7 @@ def link_channel_parameters(ps: PathSet, mv: MaterialValues, frequency_hz: float
     """Path gain (dB) and RMS delay spread (ns) of every link, [B, L] each, at one frequency."""
     a = path_coefficients(ps, mv, frequency_hz, check=False)[:, 0]  # [B, N, R, T]
     g = to_db(path_gain(a, ps.link, ps.num_links))
-    _, ds = delay_moments(a, ps.tau_s, ps.link, ps.num_links)
+    _, ds = delay_moments(path_power(a), ps.tau_s, ps.link, ps.num_links, empty=0.0)
     return g, ds * 1e9
 
 

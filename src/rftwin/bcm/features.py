@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rftwin.physics.channel import cfr, link_sum, path_power
+from rftwin.pathset import NONE, REFRACTION, PathSet
+from rftwin.physics.channel import link_sum, path_power
 from rftwin.physics.engine import MaterialValues, path_coefficients
-from rftwin.trace.pathset import NONE, REFRACTION, PathSet
+from rftwin.physics.features import cfr_from_paths
 
 PATH_FEATURES = ("los", "log_num_paths", "min_order", "mean_order", "min_transmissions")
 FADE_FEATURES = ("fade_std_db", "log_amount_of_fading")
@@ -92,8 +93,9 @@ def geometry_features(ps: PathSet, materials: MaterialValues, carrier_hz: float,
     for s in range(0, ps.num_links, chunk_links):  # bound the [N, K] memory of the CFR
         e = min(s + chunk_links, ps.num_links)
         sel = (link >= s) & (link < e)
-        H = cfr(a[sel], ps.tau_s[sel], link[sel] - s, e - s, carrier_hz, bandwidth_hz, num_subcarriers)
-        fade[s:e] = fading_statistics(H.mean(dim=(1, 2)))
+        H = cfr_from_paths(a[sel].movedim(0, -1), ps.tau_s[sel], link[sel] - s, e - s, carrier_hz, bandwidth_hz,
+                           num_subcarriers)  # [R, T, links, K]
+        fade[s:e] = fading_statistics(H.mean(dim=(0, 1)))
     has = torch.bincount(link, minlength=ps.num_links).numpy() > 0
     return GeometryFeatures(ps.rx_pos.numpy().copy(), ps.tx_pos.numpy().copy(), path_structure(ps, pw), fade, has)
 

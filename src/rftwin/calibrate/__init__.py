@@ -9,12 +9,14 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {
-    "rftwin.calibrate.loop": ("OFFSET_MODES", "OPTIMIZERS", "CalibrationConfig", "CalibrationResult", "PriorStats",
-                              "Uncertainty", "calibrate", "jacobian", "laplace", "objective"),
-    "rftwin.calibrate.losses": ("FEATURE_METRICS", "LOSSES", "LossTerm", "cfr_nmse", "db_offset", "mse_db", "nae",
-                                "parse_terms", "smape"),
+    "rftwin.calibrate.loop": ("OFFSET_MODES", "OPTIMIZERS", "CalibrationConfig", "CalibrationResult", "calibrate"),
+    "rftwin.calibrate.objectives": ("PriorStats", "objective"),
+    "rftwin.calibrate.jacobians": ("jacobian",),
+    "rftwin.calibrate.uncertainty": ("Uncertainty", "laplace"),
+    "rftwin.calibrate.losses": ("FEATURE_METRICS", "LOSSES", "LossTerm", "db_offset", "mse_db", "nae", "parse_terms",
+                                "smape"),
     "rftwin.calibrate.posterior": ("PosteriorSamples", "sample_posterior"),
-    "rftwin.calibrate.problem": ("FEATURES", "Features", "Targets", "simulate_features", "simulate_path_gain_db"),
+    "rftwin.calibrate.problem": ("Features", "Targets", "simulate_features", "simulate_path_gain_db"),
 }
 _MODULE_OF = {name: mod for mod, names in _WHERE.items() for name in names}
 __all__ = sorted(_MODULE_OF)

@@ -29,8 +29,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from rftwin.calibrate.loop import CalibrationConfig, PriorStats, calibrate, jacobian, objective
+from rftwin.calibrate.jacobians import jacobian
+from rftwin.calibrate.loop import CalibrationConfig, calibrate
 from rftwin.calibrate.losses import LossTerm
+from rftwin.calibrate.objectives import PriorStats, objective
 from rftwin.calibrate.problem import Targets, simulate_features
 from rftwin.materials.class_prior import (
     DEFAULT_LOGIT_STD,
@@ -39,7 +41,7 @@ from rftwin.materials.class_prior import (
     candidate_classes,
 )
 from rftwin.materials.per_object import DEFAULT_SCATTERING, DEFAULT_XPD, MaterialPrior, PerObjectMaterials, logit
-from rftwin.trace.pathset import PathSet
+from rftwin.pathset import PathSet
 
 GAUSSIAN_METRIC = {"path_gain": "mse_db", "mpc_power": "mse_db", "delay_spread": "mse", "mean_delay": "mse",
                    "cfr": "nmse"}
@@ -247,8 +249,8 @@ def raw_residuals(ps: PathSet, model, targets: Targets, cfg: CalibrationConfig, 
                   fit_targets: Targets | None = None) -> torch.Tensor:
     """Raw residuals [B, M] (or [B, Q] for MPCs; [B, M] RMS over subcarriers for the CFR) of ``feature`` on every
     row of ``targets``; the gain offset (if configured) is fitted on the rows of ``fit_targets``."""
-    from rftwin.calibrate.loop import closed_form_offset  # noqa: PLC0415
     from rftwin.calibrate.losses import DELAY_UNIT_S, cfr_relative_error  # noqa: PLC0415
+    from rftwin.calibrate.objectives import closed_form_offset  # noqa: PLC0415
 
     needed = {feature}
     with torch.no_grad():

@@ -11,13 +11,16 @@ previous checkpoint or the new one, never a partial or 0-byte file.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from rftwin.io import atomic_path
+from rftwin.pathset import PathSet
 
 FORMAT = "rftwin-checkpoint-1"
 _META_KEY = "rftwin_state"
@@ -106,4 +109,22 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
-__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
+def fingerprint(ps: PathSet, model, t, cfg) -> str:
+    """Hash of everything a calibration run's trajectory depends on: paths ``ps``, targets ``t``, configuration
+    ``cfg`` (a :class:`rftwin.calibrate.loop.CalibrationConfig`) and the starts of ``model``."""
+    h = hashlib.sha256()
+    c = replace(cfg, max_iter=0)  # the iteration limit may be raised when resuming
+    h.update(repr(c).encode())
+    for x in (ps.length_m, ps.obj.to(torch.float64), ps.cos_i):
+        h.update(x.detach().cpu().numpy().tobytes())
+    for name in ("link", "freq_index", "frequencies_hz", "path_gain_db", "weight", "delay_spread_s",
+                 "mean_delay_s", "cfr", "mpc_path", "mpc_power_db"):
+        v = getattr(t, name)
+        if v is not None:
+            h.update(name.encode() + v.detach().cpu().numpy().tobytes())
+    for name, v in model.state_dict().items():
+        h.update(name.encode() + v.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+__all__ = ["CheckpointError", "fingerprint", "load_checkpoint", "save_checkpoint"]

@@ -25,11 +25,13 @@ from rftwin.calibrate.bayes import (
     prior_stats,
     verdict,
 )
-from rftwin.calibrate.loop import CalibrationConfig, CalibrationResult, prior_block, uncertainty_from_cov
+from rftwin.calibrate.jacobians import prior_block
+from rftwin.calibrate.loop import CalibrationConfig, CalibrationResult
 from rftwin.calibrate.problem import Targets
+from rftwin.calibrate.uncertainty import uncertainty_from_cov
 from rftwin.materials.class_prior import PLAUSIBLE
 from rftwin.materials.per_object import PerObjectMaterials
-from rftwin.trace.pathset import PathSet
+from rftwin.pathset import PathSet
 
 
 @dataclass

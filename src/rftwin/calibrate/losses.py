@@ -118,11 +118,6 @@ def smape(sim: torch.Tensor, meas: torch.Tensor, weight: torch.Tensor | None = N
     return _wmean(e, weight)
 
 
-def cfr_nmse(sim: torch.Tensor, meas: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Complex CFR NMSE: mean over rows of ||H_sim - H_meas||^2 / ||H_meas||^2 (sim [B, M, K], meas [M, K])."""
-    return _wmean(cfr_relative_error(sim, meas, weight).abs().pow(2).sum(-1), weight)
-
-
 def cfr_relative_error(sim: torch.Tensor, meas: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """(H_sim - H_meas) / ||H_meas|| per row [B, M, K] (zero on rows with zero weight)."""
     ok = torch.ones(meas.shape[0], dtype=torch.bool) if weight is None else weight > 0

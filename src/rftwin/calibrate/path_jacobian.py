@@ -22,9 +22,9 @@ import torch.autograd.forward_ad as fwad
 from torch.func import functional_call
 
 from rftwin.calibrate.problem import Targets
+from rftwin.pathset import PathSet
 from rftwin.physics.channel import link_sum, path_power
 from rftwin.physics.engine import MaterialValues, path_coefficients
-from rftwin.trace.pathset import PathSet
 
 _QUANTITIES = ("eps_r", "sigma", "scattering", "xpd")
 

@@ -33,8 +33,8 @@ from torch.func import functional_call
 
 from rftwin.calibrate.problem import Targets, simulate_path_gain_db
 from rftwin.materials.per_object import PerObjectMaterials
+from rftwin.pathset import PathSet
 from rftwin.progress import track
-from rftwin.trace.pathset import PathSet
 
 METHODS = ("mala", "rwm", "nuts")
 _TARGET_ACCEPT = {"mala": 0.57, "rwm": 0.234}

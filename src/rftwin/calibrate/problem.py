@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from rftwin.physics.channel import cfr as cfr_fn
-from rftwin.physics.channel import link_sum, path_gain, path_power, to_db
-from rftwin.physics.engine import link_reduce, path_coefficients
-from rftwin.trace.pathset import PathSet
+from rftwin.pathset import PathSet
+from rftwin.physics.channel import link_sum, path_power, to_db
+from rftwin.physics.engine import link_gain_db, link_reduce, path_coefficients
+from rftwin.physics.features import cfr_from_paths, delay_reference, delay_sums, delays_from_sums
 
-FEATURES = ("path_gain", "delay_spread", "mean_delay", "cfr", "mpc_power")
 DEFAULT_CHUNK = 200_000  # paths per engine chunk (bounded memory; autograd by checkpointing)
 
 
@@ -180,9 +179,6 @@ class Features:
                 "mean_delay": self.mean_delay_s, "cfr": self.cfr, "mpc_power": self.mpc_power_db}[feature]
 
 
-_NS = 1e9  # delays are accumulated in ns (keeps p tau^2 far from float32 underflow)
-
-
 def simulate_features(ps: PathSet, model: torch.nn.Module, targets: Targets, features: set[str] | None = None,
                       chunk_size: int = DEFAULT_CHUNK) -> Features:
     """Simulated features of the target rows under ``model`` (materials -> engine -> per-link reductions).
@@ -199,24 +195,21 @@ def simulate_features(ps: PathSet, model: torch.nn.Module, targets: Targets, fea
         L = ps.num_links
         want_delay = bool(link_feats & {"delay_spread", "mean_delay"})
         K = targets.cfr_subcarriers if "cfr" in link_feats else 0
-        tmin = None
-        if K and targets.cfr_normalize_delays:
-            tmin = torch.full((L,), float("inf"), dtype=torch.float64).scatter_reduce(
-                0, ps.link, ps.tau_s.to(torch.float64), "amin")
+        ref = delay_reference(ps.tau_s, ps.link, L) if want_delay or targets.cfr_normalize_delays else None
+        tmin = ref if K and targets.cfr_normalize_delays else None
         fl = [float(x) for x in freqs]
 
         def reduce(a: torch.Tensor, p: PathSet) -> torch.Tensor:
             pw = path_power(a)  # [B, F, n]
-            cols = [link_sum(pw, p.link, L)]
             if want_delay:
-                tau = (p.tau_s * _NS).to(pw.dtype)
-                cols += [link_sum(pw * tau, p.link, L), link_sum(pw * tau * tau, p.link, L)]
-            res = torch.stack(cols, -1)  # [B, F, L, C]
+                res = delay_sums(pw, p.tau_s, p.link, L, ref)  # [B, F, L, 3]: power, delay sums
+            else:
+                res = link_sum(pw, p.link, L)[..., None]  # [B, F, L, 1]
             if K:
                 tau = p.tau_s if tmin is None else p.tau_s.to(torch.float64) - tmin[p.link]
-                H = torch.stack([cfr_fn(a[:, i, :, :1, :1], tau, p.link, L, fl[i], targets.cfr_bandwidth_hz, K)
-                                 for i in range(len(fl))], 1)  # [B, F, L, 1, 1, K]
-                H = torch.view_as_real(H[..., 0, 0, :]).flatten(-2).to(res.dtype)  # [B, F, L, 2K]
+                H = torch.stack([cfr_from_paths(a[:, i, :, 0, 0], tau, p.link, L, fl[i], targets.cfr_bandwidth_hz, K)
+                                 for i in range(len(fl))], 1)  # [B, F, L, K]
+                H = torch.view_as_real(H).flatten(-2).to(res.dtype)  # [B, F, L, 2K]
                 res = torch.cat([res, H], -1)
             return res
 
@@ -229,12 +222,8 @@ def simulate_features(ps: PathSet, model: torch.nn.Module, targets: Targets, fea
         rows = red[:, targets.freq_index, targets.link]  # [B, M, C]
         p0 = rows[..., 0]
         out.path_gain_db = to_db(p0)
-        if want_delay:
-            safe = torch.clamp(p0, min=1e-300)
-            mean = rows[..., 1] / safe
-            var = torch.clamp(rows[..., 2] / safe - mean * mean, min=0.0)
-            out.mean_delay_s = mean / _NS
-            out.delay_spread_s = torch.sqrt(var + 1e-30) / _NS
+        if want_delay:  # links without paths: 0 s (finite, like the -300 dB path-gain floor)
+            out.mean_delay_s, out.delay_spread_s = delays_from_sums(rows[..., :3], ref[targets.link], empty=0.0)
         if K:
             c = rows[..., -2 * K:].reshape(rows.shape[:-1] + (K, 2))
             out.cfr = torch.view_as_complex(c.contiguous())
@@ -250,7 +239,5 @@ def simulate_features(ps: PathSet, model: torch.nn.Module, targets: Targets, fea
 
 def simulate_path_gain_db(ps: PathSet, model: torch.nn.Module, targets: Targets) -> torch.Tensor:
     """Simulated path gain [B, M] (dB) of the target rows under ``model`` (materials -> engine -> links)."""
-    mv = model(targets.frequencies_hz)
-    a = path_coefficients(ps, mv, targets.frequencies_hz, check=False)
-    g = path_gain(a, ps.link, ps.num_links)  # [B, F, L]
-    return to_db(g[:, targets.freq_index, targets.link])
+    g = link_gain_db(ps, model(targets.frequencies_hz), targets.frequencies_hz, check=False)  # [B, F, L]
+    return g[:, targets.freq_index, targets.link]

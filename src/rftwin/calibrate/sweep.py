@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from rftwin.calibrate.losses import db_offset
+from rftwin.pathset import PathSet
 from rftwin.physics.channel import link_sum, path_power, to_db
 from rftwin.physics.engine import MaterialValues, path_coefficients
 from rftwin.progress import track
-from rftwin.trace.pathset import PathSet
 
 
 @dataclass

@@ -27,8 +27,8 @@ from rftwin.calibrate.problem import Targets
 from rftwin.calibrate.sweep import coordinate_sweep
 from rftwin.materials.groups import MaterialGroups, material_model
 from rftwin.materials.per_object import MaterialPrior, PerObjectMaterials, draw_start_values
+from rftwin.pathset import PathSet
 from rftwin.scene.load import TwinScene
-from rftwin.trace.pathset import PathSet
 from rftwin.trace.tracer import AntennaSpec, SolverSettings, trace
 
 MIN_TRACE_SCATTERING = 0.2  # trace-time S floor on objects whose S is calibrated (sampling density only)

@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
 
         check_at_least(reps, 1, "--reps")
         check_at_least(sionna_reps, 1, "--sionna-reps")
-        from rftwin.bench import run_core_benchmark  # noqa: PLC0415
+        from rftwin.studies.core import run_core_benchmark  # noqa: PLC0415
 
         print_result(run_core_benchmark(demo=demo, reps=reps, sionna_reps=sionna_reps, progress=not as_json), as_json)
 

@@ -45,7 +45,7 @@ def register_bench(bench_app: typer.Typer) -> None:
         check_at_least(reps, 1, "--reps")
         check_at_least(noise_db, 0, "--noise-db")
         from rftwin.io import write_json  # noqa: PLC0415
-        from rftwin.plan.study import StudyConfig, format_summary, plot_study, quick_config, run_study
+        from rftwin.studies.placement import StudyConfig, format_summary, plot_study, quick_config, run_study
 
         cfg = quick_config() if quick else StudyConfig()
         cfg = replace(cfg, noise_db=noise_db, fits=tuple(fits) if fits else cfg.fits,

@@ -60,7 +60,7 @@ def register_bench(bench_app: typer.Typer) -> None:
             check_at_least(value, 1, option)
         check_at_least(noise_db, 0, "--noise-db")
         check_solver(max_depth, samples)
-        from rftwin.bcm.benchmark import WedtConfig, format_table, run_benchmark
+        from rftwin.studies.wedt import WedtConfig, format_table, run_benchmark
         from rftwin.trace.tracer import SolverSettings
 
         cfg = WedtConfig.quick() if quick else WedtConfig()

@@ -67,7 +67,8 @@ def check_input_file(path: Path | None, option: str) -> None:
 
 def check_cache() -> None:
     """The path cache ($RFTWIN_CACHE or ~/.cache/rftwin/paths) must be a writable folder: checked up front."""
-    from rftwin.trace.cache import CacheError, check_cache_dir, default_cache_dir  # noqa: PLC0415
+    from rftwin.runtime import default_cache_dir  # noqa: PLC0415
+    from rftwin.trace.cache import CacheError, check_cache_dir  # noqa: PLC0415
 
     try:
         check_cache_dir(default_cache_dir())

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from rftwin.trace.pathset import NONE, SPEED_OF_LIGHT, PathSet
+from rftwin.pathset import NONE, SPEED_OF_LIGHT, PathSet
 
 
 def path_segments(ps: PathSet) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,11 +18,11 @@ import torch
 
 from rftwin.dynamic.proxy import ProxySpec, insert_proxy, move_proxy, proxy_half_size
 from rftwin.dynamic.region import affected_links
+from rftwin.pathset import _OPTIONAL_FIELDS, PathSet, concat
 from rftwin.physics.channel import link_sum, path_power
 from rftwin.physics.engine import path_coefficients
 from rftwin.predict.predict import channel_features
 from rftwin.scene.load import TwinScene
-from rftwin.trace.pathset import _OPTIONAL_FIELDS, PathSet, concat
 from rftwin.trace.tracer import SolverSettings, trace
 from rftwin.twin_io import material_values
 

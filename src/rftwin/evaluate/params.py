@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rftwin.evaluate.metrics import mre
-from rftwin.materials.itu import ITU_NAMES, itu_eps_sigma
+from rftwin.materials.itu import ITU_NAMES, itu_eps_sigma, power_law_eval
 
 _EPS = ("relative_permittivity", "eps_r", "epsilon_r", "permittivity")
 _SIG = ("conductivity", "sigma")
@@ -57,7 +57,6 @@ def read_true_materials(path: str | os.PathLike, object_names: Sequence[str], fr
     if not isinstance(data, Mapping) or not data:
         raise MaterialsFileError(f"{p}: expected a mapping of object name -> material parameters")
     names = set(object_names)
-    f_ghz = frequency_hz / 1e9
     out: dict[str, tuple[float, float]] = {}
     for name, rec in data.items():
         where = f"{p}, object '{name}'"
@@ -74,7 +73,7 @@ def read_true_materials(path: str | os.PathLike, object_names: Sequence[str], fr
         eps, sig = _first(rec, _EPS), _first(rec, _SIG)
         if all(k in rec for k in "abcd"):
             try:
-                eps, sig = float(rec["a"]) * f_ghz ** float(rec["b"]), float(rec["c"]) * f_ghz ** float(rec["d"])
+                eps, sig = power_law_eval(*(float(rec[k]) for k in "abcd"), frequency_hz)
             except (TypeError, ValueError):
                 raise MaterialsFileError(f"{where}: power-law coefficients a, b, c, d must be numbers") from None
         if eps is None or sig is None:

@@ -34,7 +34,6 @@ from rftwin.trace.tracer import SolverSettings
 METHODS = ("twin", "itu", "log_distance", "tr38901", "gp")
 METHOD_TITLES = {"twin": "twin", "itu": "uncalibrated twin (ITU labels)", "log_distance": "log-distance fit",
                  "tr38901": "3GPP TR 38.901", "gp": "GP interpolation"}
-RAY_METHODS = ("twin", "itu")
 UMI_MIN_HEIGHT_M = 8.0  # auto scenario: UMi when some antenna is this far above the scene's lowest point
 
 
@@ -86,7 +85,7 @@ def itu_document(twin: TwinScene, frequency_hz: float) -> tuple[dict, list[str]]
 
 
 def _row_los(ps, row_link: np.ndarray) -> np.ndarray:
-    from rftwin.trace.pathset import NONE  # noqa: PLC0415
+    from rftwin.pathset import NONE  # noqa: PLC0415
 
     los_path = (ps.itype == NONE).all(1).numpy()
     link_los = np.zeros(ps.num_links, dtype=bool)

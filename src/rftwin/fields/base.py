@@ -17,8 +17,8 @@ from torch import nn
 
 from rftwin.fields.readout import PointMaterials, Readout, make_readout
 from rftwin.fields.screening import CellPrior, cell_keys
+from rftwin.pathset import NONE, PathSet
 from rftwin.physics.engine import MaterialValues
-from rftwin.trace.pathset import NONE, PathSet
 
 
 class MaterialField(nn.Module):

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 from rftwin.fields.base import MaterialField
+from rftwin.pathset import NONE, PathSet
 from rftwin.physics.slab import EPSILON_0, SPEED_OF_LIGHT, complex_permittivity, slab_coefficients
-from rftwin.trace.pathset import NONE, PathSet
 
 
 @dataclass
@@ -42,12 +42,6 @@ def field_values(fld: MaterialField, points, obj, frequency_hz) -> tuple[np.ndar
         pm = fld.point_values(torch.as_tensor(points, dtype=fld.dtype_, device=dev),
                               torch.as_tensor(obj, dtype=torch.long, device=dev), frequency_hz)
     return pm.eps_r.cpu().numpy(), pm.sigma.cpu().numpy()
-
-
-def per_object_values(eps_k: np.ndarray, sigma_k: np.ndarray, obj) -> tuple[np.ndarray, np.ndarray]:
-    """Per-object values [F, K] gathered at points on objects ``obj`` [P] -> [F, P]."""
-    o = np.asarray(obj, dtype=np.int64)
-    return np.asarray(eps_k)[..., o], np.asarray(sigma_k)[..., o]
 
 
 def normal_reflection(eps_r, sigma, frequency_hz, thickness_m) -> np.ndarray:

@@ -38,7 +38,7 @@ class HashGridEncoding(nn.Module):
         self.gates = nn.Parameter(torch.ones(levels, dtype=dtype)) if gates else None
         self.out_dim = levels * features
 
-    def _index(self, corner: torch.Tensor, res: int) -> torch.Tensor:
+    def hash_index(self, corner: torch.Tensor, res: int) -> torch.Tensor:
         """Table indices of integer grid corners [..., 3]."""
         if (res + 1) ** 3 <= self.table_size:
             return corner[..., 0] + (res + 1) * (corner[..., 1] + (res + 1) * corner[..., 2])
@@ -57,7 +57,7 @@ class HashGridEncoding(nn.Module):
             w = pos - p0  # [P, 3]
             c = p0[:, None, :] + corners[None]  # [P, 8, 3]
             wts = torch.where(corners[None].bool(), w[:, None, :], 1.0 - w[:, None, :]).prod(-1)  # [P, 8]
-            emb = self.tables[lv][self._index(c, res)]  # [P, 8, F]
+            emb = self.tables[lv][self.hash_index(c, res)]  # [P, 8, F]
             f = (wts[..., None] * emb).sum(1)
             out.append(f * self.gates[lv] if self.gates is not None else f)
         return torch.cat(out, -1)

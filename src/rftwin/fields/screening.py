@@ -19,10 +19,9 @@ import torch
 
 from rftwin.calibrate.losses import db_offset
 from rftwin.calibrate.problem import Targets
-from rftwin.physics.channel import path_gain, to_db
-from rftwin.physics.engine import MaterialValues, path_coefficients
+from rftwin.pathset import NONE, PathSet
+from rftwin.physics.engine import MaterialValues, link_gain_db
 from rftwin.progress import track
-from rftwin.trace.pathset import NONE, PathSet
 
 
 @dataclass
@@ -95,7 +94,7 @@ def screen_cells(ps: PathSet, targets: Targets, thickness, prior_abcd: np.ndarra
         s_full = torch.zeros((J, F, N, D), dtype=dt, device=dev).masked_scatter(mask.expand(J, F, N, D), sig)
         mv = MaterialValues(e_full, s_full, thick, per_object=False)
         with torch.no_grad():
-            g = to_db(path_gain(path_coefficients(ps, mv, f, check=False), ps.link, ps.num_links))  # [J, F, L]
+            g = link_gain_db(ps, mv, f, check=False)  # [J, F, L]
         sim = g[:, targets.freq_index, targets.link][:, rows]
         if cfg.estimate_offset:
             sim = sim + db_offset(sim, meas[None].expand_as(sim))[:, None]

@@ -20,10 +20,13 @@ import torch
 from rftwin.calibrate.losses import db_offset
 from rftwin.calibrate.problem import Targets
 from rftwin.fields.base import MaterialField
-from rftwin.physics.channel import delay_moments, path_gain, path_power, to_db
+from rftwin.fields.evaluate import interaction_points
+from rftwin.fields.prior import FieldPrior
+from rftwin.pathset import PathSet
+from rftwin.physics.channel import path_gain, path_power, to_db
 from rftwin.physics.engine import path_coefficients
+from rftwin.physics.features import delay_moments
 from rftwin.progress import track
-from rftwin.trace.pathset import PathSet
 
 
 @dataclass
@@ -77,7 +80,7 @@ class FieldObjective:
     The reported data MSE is the path-gain term.
     """
 
-    def __init__(self, ps: PathSet, targets: Targets, cfg: FieldTrainConfig):
+    def __init__(self, ps: PathSet, targets: Targets, cfg: FieldTrainConfig, prior: FieldPrior | None = None):
         if targets.path_gain_db is None:
             raise ValueError("targets: a field is trained on path gain; 'path_gain_db' is missing")
         if targets.num == 0:
@@ -85,8 +88,11 @@ class FieldObjective:
         if int(targets.link.max()) >= ps.num_links or int(targets.link.min()) < 0:
             raise ValueError(f"targets: link indices must lie in [0, {ps.num_links}) (the traced links)")
         targets.check(ps)
-        self.ps, self.t, self.cfg = ps, targets, cfg
+        self.ps, self.t, self.cfg, self.prior = ps, targets, cfg, prior
         self.gain_rows = torch.isfinite(targets.path_gain_db)
+        if targets.weight is not None:
+            self.gain_rows &= targets.weight > 0
+        self.points = interaction_points(ps) if prior is not None else None
         if not bool(self.gain_rows.any()):
             raise ValueError("targets: no finite path_gain_db value")
         ds = getattr(targets, "delay_spread_s", None)
@@ -117,7 +123,7 @@ class FieldObjective:
             mpc = to_db(path_power(a[0]))[self.t.mpc_freq_index, self.t.mpc_path]
         if self.ds_rows is None:
             return sim, None, mpc
-        _, ds = delay_moments(a, self.ps.tau_s, self.ps.link, self.ps.num_links)
+        _, ds = delay_moments(path_power(a), self.ps.tau_s, self.ps.link, self.ps.num_links, empty=0.0)
         return sim, ds[0][self.t.freq_index, self.t.link], mpc
 
     def __call__(self, fld: MaterialField) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -130,6 +136,8 @@ class FieldObjective:
         r = sim_g + off - meas
         data = (r * r).mean() if w is None else (w * r * r).sum() / w.sum()
         total = data + fld.regularization(self.cfg.lambda_hash, self.cfg.lambda_gate)
+        if self.prior is not None:
+            total = total + self.prior.term(fld, *self.points, int(rows.sum()))
         if ds is not None:
             m = self.ds_rows
             total = total + self.cfg.delay_spread_weight * (((ds[m] - self.t.delay_spread_s[m]) / 1e-9) ** 2).mean()
@@ -147,13 +155,14 @@ class FieldObjective:
 
 
 def train_field(ps: PathSet, fld: MaterialField, targets: Targets, cfg: FieldTrainConfig = FieldTrainConfig(),
-                progress: bool = True,
-                monitor: Callable[[MaterialField], dict] | None = None) -> FieldTrainResult:
+                progress: bool = True, monitor: Callable[[MaterialField], dict] | None = None,
+                prior: FieldPrior | None = None) -> FieldTrainResult:
     """Fit ``fld`` in place to the measured path gains ``targets`` (rows of any links and frequencies of
     ``ps``). ``monitor(field) -> dict`` adds entries (e.g. material errors against known truth) to the history.
+    ``prior``: the labels' prior on the field (:class:`rftwin.fields.prior.FieldPrior`), added to the loss.
     """
     torch.manual_seed(cfg.seed)
-    obj = FieldObjective(ps, targets, cfg)
+    obj = FieldObjective(ps, targets, cfg, prior)
     t0 = time.perf_counter()
     history: list[dict] = []
     best = {"loss": math.inf, "state": None, "data": math.inf, "offset": 0.0}

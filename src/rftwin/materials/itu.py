@@ -42,6 +42,13 @@ ITU_NAMES = tuple(ITU_TABLE)
 DIELECTRIC_NAMES = tuple(n for n in ITU_NAMES if n not in ("vacuum", "metal"))
 
 
+def power_law_eval(a, b, c, d, frequency_hz):
+    """eps_r = a * f_GHz**b and sigma = c * f_GHz**d (S/m) at ``frequency_hz`` (Hz; a number or an array): the one
+    read-out of power-law coefficients (ITU rows, ``materials.json`` records with a, b, c, d)."""
+    f = frequency_hz / 1e9
+    return a * f**b, c * f**d
+
+
 @dataclass(frozen=True)
 class PowerLaw:
     """eps_r = a * f_GHz**b, sigma = c * f_GHz**d (S/m)."""
@@ -54,8 +61,7 @@ class PowerLaw:
     f_max_hz: float
 
     def eval(self, frequency_hz: float) -> tuple[float, float]:
-        f = frequency_hz / 1e9
-        return self.a * f**self.b, self.c * f**self.d
+        return power_law_eval(self.a, self.b, self.c, self.d, frequency_hz)
 
 
 def itu_power_law(name: str, frequency_hz: float) -> PowerLaw:

@@ -1,8 +1,5 @@
 """Pure-tensor physics: slab coefficients, the Jones-chain channel engine, channel quantities."""
 from rftwin.physics.channel import (
-           cfr,
-           cir,
-           delay_moments,
            link_sum,
            path_gain,
            path_power,
@@ -10,7 +7,8 @@ from rftwin.physics.channel import (
            to_db,
 )
 from rftwin.physics.engine import MaterialValues, path_coefficients
+from rftwin.physics.features import cfr_from_paths, delay_moments
 from rftwin.physics.slab import complex_permittivity, slab_coefficients
 
-__all__ = ["MaterialValues", "cfr", "cir", "complex_permittivity", "delay_moments", "link_sum", "path_coefficients",
+__all__ = ["MaterialValues", "cfr_from_paths", "complex_permittivity", "delay_moments", "link_sum", "path_coefficients",
            "path_gain", "path_power", "slab_coefficients", "subcarrier_frequencies", "to_db"]

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from rftwin.pathset import PathSet
 from rftwin.physics.slab import SPEED_OF_LIGHT
-from rftwin.trace.pathset import PathSet
 
 POLARIZATIONS = {"V": 1, "H": 1, "VH": 2, "cross": 2}
 PATTERNS = ("iso", "dipole", "hw_dipole", "tr38901")

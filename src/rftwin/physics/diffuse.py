@@ -20,14 +20,6 @@ PATTERN_CODES = {"lambertian": LAMBERTIAN, "directive": DIRECTIVE, "backscatteri
 SERIES_EXTRA_TERMS = 256
 
 
-def pattern_code(name: str) -> int:
-    """Integer code of a Sionna scattering-pattern name."""
-    try:
-        return PATTERN_CODES[name]
-    except KeyError:
-        raise ValueError(f"unknown scattering pattern '{name}', expected one of {sorted(PATTERN_CODES)}") from None
-
-
 def _binomials(alpha: torch.Tensor, num_terms: int) -> torch.Tensor:
     """Generalised binomial coefficients C(alpha, j), j = 0..num_terms-1: [..., num_terms] (differentiable).
 

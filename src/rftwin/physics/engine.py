@@ -20,10 +20,11 @@ from dataclasses import dataclass, fields, replace
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from rftwin.pathset import DIFFRACTION, DIFFUSE, NONE, REFRACTION, SPECULAR, PathSet
+from rftwin.physics.channel import path_gain, to_db
 from rftwin.physics.diffraction import diffraction_jones, utd_coefficients
 from rftwin.physics.diffuse import LAMBERTIAN, diffuse_field, scattering_pattern, series_terms
 from rftwin.physics.slab import SPEED_OF_LIGHT, complex_permittivity, slab_coefficients
-from rftwin.trace.pathset import DIFFRACTION, DIFFUSE, NONE, REFRACTION, SPECULAR, PathSet
 
 _FLOAT_FIELDS = ("eps_r", "sigma", "thickness", "scattering", "xpd", "alpha_r", "alpha_i", "lambda_")
 
@@ -136,17 +137,6 @@ def _coefficients(ps: PathSet, m: MaterialValues, f: torch.Tensor) -> tuple[torc
 def _specular_reduction(s: torch.Tensor) -> torch.Tensor:
     """sqrt(1 - S^2) (clamped away from 0 so that its gradient stays finite at S = 1)."""
     return torch.sqrt(torch.clamp(1.0 - s * s, min=torch.finfo(s.dtype).tiny))
-
-
-def interaction_coefficients(ps: PathSet, mat: MaterialValues, frequency_hz: torch.Tensor
-                             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Diagonal Jones terms (c_TE, c_TM) of every interaction: complex [B, F, N, D] (1 where no interaction).
-
-    Specular reflection: R x sqrt(1 - S^2); refraction: T; diffuse reflection: the specular R (which sets
-    gamma); diffraction: R of the intersected face (the UTD terms are applied by :func:`path_coefficients`).
-    """
-    f = torch.as_tensor(frequency_hz, dtype=ps.cos_i.dtype, device=ps.cos_i.device).reshape(-1)
-    return _coefficients(ps, mat.at_interactions(ps.obj), f)
 
 
 def _rotate(r: torch.Tensor, es: torch.Tensor, ep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -333,6 +323,12 @@ def link_reduce(ps: PathSet, mat: MaterialValues, frequency_hz: torch.Tensor | f
 def link_path_gain(ps: PathSet, mat: MaterialValues, frequency_hz: torch.Tensor | float,
                    chunk_size: int = 200_000) -> torch.Tensor:
     """Linear path gain per link [B, F, L] (incoherent sum of |a|^2 averaged over antenna pairs), chunked."""
-    from rftwin.physics.channel import path_gain  # noqa: PLC0415 - channel imports nothing from here
-
     return link_reduce(ps, mat, frequency_hz, lambda a, p: path_gain(a, p.link, p.num_links), chunk_size)
+
+
+def link_gain_db(ps: PathSet, mat: MaterialValues, frequency_hz: torch.Tensor | float, check: bool = True,
+                 floor: float = 1e-30) -> torch.Tensor:
+    """Engine path gain per link [B, F, L] (dB; ``floor`` (linear, default -300 dB) for links without paths): the
+    one composition engine -> :func:`rftwin.physics.channel.path_gain` -> dB, for callers that need nothing else
+    from the coefficients (unchunked; :func:`link_path_gain` bounds memory)."""
+    return to_db(path_gain(path_coefficients(ps, mat, frequency_hz, check=check), ps.link, ps.num_links), floor=floor)

@@ -28,6 +28,8 @@ from rftwin.physics.channel import link_sum, subcarrier_frequencies, to_db
 DEFAULT_BANDWIDTH_HZ = 200e6  # seed 003: W = 200 MHz
 DEFAULT_NUM_SUBCARRIERS = 256  # seed 003: N = 256
 _TINY = 1e-300
+_NS = 1e9  # delay sums are kept in ns (keeps p d^2 far from float32 underflow)
+_VAR_EPS_NS2 = 1e-22  # (1e-40 s^2) keeps the gradient of the spread finite where it is 0
 
 
 # ------------------------------------------------------------------------------------------------ basics
@@ -52,23 +54,52 @@ def path_gain_db(power: torch.Tensor, link: torch.Tensor, num_links: int) -> tor
     return to_db(link_power(power, link, num_links))
 
 
-def delay_moments(power: torch.Tensor, tau_s: torch.Tensor, link: torch.Tensor, num_links: int
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Power-weighted mean delay and RMS delay spread (s) per link, [..., L] each (NaN for links without paths).
+def delay_reference(tau_s: torch.Tensor, link: torch.Tensor, num_links: int) -> torch.Tensor:
+    """Earliest path delay of every link [L] (s, float64, no gradient; 0 for links without paths): the origin of
+    :func:`delay_sums`, so that microseconds of absolute delay do not swamp nanosecond spreads (float32 too)."""
+    tau = tau_s.detach().to(torch.float64)
+    ref = torch.full((num_links,), math.inf, dtype=torch.float64, device=tau.device)
+    ref = ref.scatter_reduce(0, link, tau, "amin")
+    return torch.where(torch.isfinite(ref), ref, torch.zeros((), dtype=torch.float64, device=ref.device))
 
-    tau_bar = sum p tau / sum p,  tau_rms = sqrt(sum p (tau - tau_bar)^2 / sum p) (two-pass, so absolute delays
-    of microseconds keep their nanosecond spreads in float32 too).
+
+def delay_sums(power: torch.Tensor, tau_s: torch.Tensor, link: torch.Tensor, num_links: int,
+               reference_s: torch.Tensor) -> torch.Tensor:
+    """Per-link sums [..., L, 3] of p, p d and p d^2, d = (tau - reference_s[link]) in ns (``reference_s`` [L]
+    from :func:`delay_reference`). Sums over chunks of paths add up, so links may be split across chunks."""
+    d = ((tau_s.to(torch.float64) - reference_s[link]) * _NS).to(power.dtype)
+    pd = power * d
+    return torch.stack([link_sum(power, link, num_links), link_sum(pd, link, num_links),
+                        link_sum(pd * d, link, num_links)], -1)
+
+
+def delays_from_sums(sums: torch.Tensor, reference_s: torch.Tensor, empty: float = math.nan
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean delay and RMS delay spread (s) [...] from :func:`delay_sums` [..., 3] and their ``reference_s`` [...]
+    (broadcast). Rows with no power (links without paths) get ``empty``: NaN (undefined) by default; an
+    objective that needs finite values passes 0.0."""
+    p0 = sums[..., 0]
+    safe = torch.clamp(p0, min=torch.finfo(p0.dtype).tiny)
+    m = sums[..., 1] / safe
+    var = torch.clamp(sums[..., 2] / safe - m * m, min=0.0)
+    mean = reference_s.to(p0.dtype) + m / _NS
+    rms = torch.sqrt(var + _VAR_EPS_NS2) / _NS
+    ok = p0 > 0
+    fill = torch.full((), empty, dtype=p0.dtype, device=p0.device)
+    return torch.where(ok, mean, fill), torch.where(ok, rms, fill)
+
+
+def delay_moments(power: torch.Tensor, tau_s: torch.Tensor, link: torch.Tensor, num_links: int,
+                  empty: float = math.nan) -> tuple[torch.Tensor, torch.Tensor]:
+    """Power-weighted mean delay and RMS delay spread (s) per link, [..., L] each (``empty``, NaN by default, for
+    links without paths). The one implementation of delay moments (calibration, prediction, evaluation, studies).
+
+    tau_bar = sum p tau / sum p,  tau_rms = sqrt(sum p (tau - tau_bar)^2 / sum p), accumulated relative to each
+    link's earliest path (:func:`delay_reference`), so absolute delays of microseconds keep their nanosecond
+    spreads in float32 too.
     """
-    tau = tau_s.to(power.dtype)
-    p0 = link_sum(power, link, num_links)
-    safe = torch.clamp(p0, min=_TINY)
-    mean = link_sum(power * tau, link, num_links) / safe
-    dev = tau - mean[..., link]
-    var = link_sum(power * dev * dev, link, num_links) / safe
-    rms = torch.sqrt(torch.clamp(var, min=0.0) + 1e-40)
-    ok = (p0 > 0) & _has_paths(link, num_links)
-    nan = torch.full_like(mean, math.nan)
-    return torch.where(ok, mean, nan), torch.where(ok, rms, nan)
+    ref = delay_reference(tau_s, link, num_links)
+    return delays_from_sums(delay_sums(power, tau_s, link, num_links, ref), ref, empty)
 
 
 def direction_angles(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -282,4 +313,5 @@ def cfr_nmse_db(predicted: torch.Tensor, measured: torch.Tensor) -> torch.Tensor
 
 __all__ = ["DEFAULT_BANDWIDTH_HZ", "DEFAULT_NUM_SUBCARRIERS", "angular_spread_deg", "baseband_taps",
            "cfr_delay_features", "cfr_from_paths", "cfr_nmse_db", "cir_from_cfr", "cir_lags", "delay_moments",
+           "delay_reference", "delay_sums", "delays_from_sums",
            "direction_angles", "k_factor_db", "link_power", "path_gain_db", "unit_vectors"]

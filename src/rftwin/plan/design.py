@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from rftwin.physics.channel import path_gain, to_db
-from rftwin.physics.engine import MaterialValues, path_coefficients
-from rftwin.trace.pathset import PathSet
+from rftwin.pathset import PathSet
+from rftwin.physics.engine import MaterialValues, link_gain_db
 
 EPS_KIND, SIGMA_KIND = "eps_r", "sigma"
 
@@ -120,7 +119,6 @@ def gain_db_function(ps: PathSet, prior: ParameterPrior, params: Sequence[tuple[
     isg = torch.tensor([k for k, kind in params if kind == SIGMA_KIND], dtype=torch.long)
     pe = torch.tensor([i for i, (_, kind) in enumerate(params) if kind == EPS_KIND], dtype=torch.long)
     psg = torch.tensor([i for i, (_, kind) in enumerate(params) if kind == SIGMA_KIND], dtype=torch.long)
-    L = ps.num_links
 
     def fn(theta: torch.Tensor) -> torch.Tensor:
         B = theta.shape[0]
@@ -129,8 +127,7 @@ def gain_db_function(ps: PathSet, prior: ParameterPrior, params: Sequence[tuple[
         mat = MaterialValues(eps[:, None, :], sig[:, None, :], thick.expand(B, 1, -1),
                              scattering=None if scat is None else scat.expand(B, 1, -1),
                              xpd=None if xpd is None else xpd.expand(B, 1, -1))
-        a = path_coefficients(ps64, mat, float(frequency_hz))  # [B, 1, N, R, T]
-        return to_db(path_gain(a, ps64.link, L), floor=1e-300)[:, 0, :]
+        return link_gain_db(ps64, mat, float(frequency_hz), floor=1e-300)[:, 0, :]
 
     return fn
 

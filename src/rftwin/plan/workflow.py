@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rftwin.plan.candidates import SceneGeometry, candidate_grid, farthest_point_subset
+from rftwin.pathset import PathSet
 from rftwin.plan.design import EPS_KIND, DesignResult, ParameterPrior, plan_links
-from rftwin.trace.pathset import PathSet
+from rftwin.scene.candidates import SceneGeometry, candidate_grid, farthest_point_subset
 
 PRIOR_KINDS = ("labels", "scene")
 TABLE_SUFFIXES = (".csv", ".txt", ".parquet", ".pq")

@@ -21,12 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rftwin.pathset import PathSet
 from rftwin.physics.arrays import ArraySpec, beam_gains
 from rftwin.physics.codebook import dft_weights, expand_patterns, normalize_weights, steering_weights, unit_vectors
 from rftwin.physics.engine import path_coefficients
 from rftwin.scene.load import TwinScene
 from rftwin.trace.arrays import array_geometry, with_arrays
-from rftwin.trace.pathset import PathSet
 from rftwin.trace.tracer import SolverSettings, trace
 from rftwin.twin_io import material_values, unique_links
 

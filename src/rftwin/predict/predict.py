@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rftwin.pathset import NONE, PathSet
 from rftwin.physics import features as F
 from rftwin.physics.channel import path_power
 from rftwin.physics.engine import path_coefficients
 from rftwin.scene.load import TwinScene
-from rftwin.trace.pathset import NONE, PathSet
 from rftwin.trace.tracer import SolverSettings, TraceShard, iter_trace, trace
 from rftwin.twin_io import material_values, unique_links
 

@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from rftwin.materials.itu import ITU_NAMES, ITU_TABLE
-from rftwin.plan.candidates import SceneGeometry, candidate_grid
 from rftwin.priors.labels import LabelPrior, label_priors, material_prior
+from rftwin.scene.candidates import SceneGeometry, candidate_grid
 
 log = logging.getLogger(__name__)
 

@@ -202,7 +202,7 @@ def write_indoor_scene(out_dir: str | os.PathLike | None = None, layout: IndoorL
         h.update(np.ascontiguousarray(v, dtype=np.float32).tobytes())
         h.update(np.ascontiguousarray(f, dtype=np.int64).tobytes())
     if out_dir is None:
-        from rftwin.trace.tracer import default_cache_dir
+        from rftwin.runtime import default_cache_dir  # noqa: PLC0415
 
         out_dir = default_cache_dir().parent / "scenes" / f"indoor-{h.hexdigest()[:16]}"
     out_dir = Path(out_dir)

@@ -122,7 +122,8 @@ def builtin_scene_names() -> list[str]:
     return [BUILTIN_ROOM] + sorted(n for n in names if getattr(rt.scene, n).endswith(".xml"))
 
 
-def _object_table(scene) -> list[SceneObjectInfo]:
+def object_table(scene) -> list[SceneObjectInfo]:
+    """One :class:`SceneObjectInfo` per object of the Sionna ``scene`` (name, radio material, ...)."""
     rt = sionna_rt()
     out = []
     for name in sorted(scene.objects):
@@ -196,7 +197,7 @@ def load(scene: str | os.PathLike, frequency_hz: float = 3.5e9, allow_external: 
     sc.frequency = float(frequency_hz)
     if not sc.objects:
         raise ValueError(f"scene '{ref}' has no objects")
-    return TwinScene(scene=sc, source=ref, objects=_object_table(sc))
+    return TwinScene(scene=sc, source=ref, objects=object_table(sc))
 
 
 def room(frequency_hz: float = 3.5e9) -> TwinScene:

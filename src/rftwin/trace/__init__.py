@@ -1,6 +1,4 @@
-"""Tracing with Sionna RT into cached PathSets."""
-from rftwin.trace.pathset import DIFFRACTION, DIFFUSE, NONE, REFRACTION, SPECULAR, PathSet, concat
+"""Tracing with Sionna RT into cached PathSets (:mod:`rftwin.pathset`)."""
 from rftwin.trace.tracer import AntennaSpec, SolverSettings, trace
 
-__all__ = ["AntennaSpec", "DIFFRACTION", "DIFFUSE", "NONE", "PathSet", "REFRACTION", "SPECULAR", "SolverSettings",
-           "concat", "trace"]
+__all__ = ["AntennaSpec", "SolverSettings", "trace"]

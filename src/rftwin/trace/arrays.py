@@ -13,10 +13,10 @@ from dataclasses import asdict, replace
 import numpy as np
 import torch
 
+from rftwin.pathset import PathSet
 from rftwin.physics.arrays import ArraySpec
 from rftwin.physics.slab import SPEED_OF_LIGHT
 from rftwin.runtime import sionna_rt
-from rftwin.trace.pathset import PathSet
 
 
 def planar_array(spec: ArraySpec):

@@ -11,17 +11,12 @@ import os
 import warnings
 from pathlib import Path
 
-from rftwin.trace.pathset import PathSet, PathSetFileError
-
-CACHE_ENV = "RFTWIN_CACHE"
+from rftwin.pathset import PathSet, PathSetFileError
+from rftwin.runtime import CACHE_ENV
 
 
 class CacheError(ValueError):
     """The cache location is unusable (named in the message, with the variable that set it)."""
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "rftwin" / "paths"))
 
 
 def check_cache_dir(root: str | os.PathLike) -> Path:
@@ -69,5 +64,4 @@ def write_entry(path: Path, ps: PathSet) -> None:
     ps.save(path)
 
 
-__all__ = ["CACHE_ENV", "CacheError", "check_cache_dir", "default_cache_dir", "entry_path", "read_entry",
-           "write_entry"]
+__all__ = ["CacheError", "check_cache_dir", "entry_path", "read_entry", "write_entry"]

@@ -20,9 +20,10 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from rftwin.runtime import default_cache_dir
 from rftwin.scene.load import TwinScene
 from rftwin.trace.budget import default_budget
-from rftwin.trace.tracer import AntennaSpec, SolverSettings, _prepare, default_cache_dir
+from rftwin.trace.tracer import AntennaSpec, SolverSettings, _prepare
 
 
 class FanoutError(RuntimeError):

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rftwin.runtime import sionna_rt
+from rftwin.pathset import DIFFRACTION, DIFFUSE, NONE, REFRACTION, PathSet, concat
+from rftwin.runtime import default_cache_dir, sionna_rt
 from rftwin.scene.load import TwinScene
 from rftwin.trace import budget as _budget
 from rftwin.trace import cache as _cache
 from rftwin.trace import geometry as g
-from rftwin.trace.pathset import DIFFRACTION, DIFFUSE, NONE, REFRACTION, PathSet, concat
 
 FORMAT_VERSION = 2  # 2: diffuse-reflection and diffraction records
 
@@ -100,7 +100,8 @@ def _antenna_vectors(scene, k_tx: np.ndarray, k_in_last: np.ndarray) -> tuple[np
     return f_tx, f_rx
 
 
-def _buffer_to_numpy(buf, patterns: tuple[int, int] = (1, 1)) -> dict[str, np.ndarray]:
+def buffer_to_numpy(buf, patterns: tuple[int, int] = (1, 1)) -> dict[str, np.ndarray]:
+    """Sionna's per-path solver buffer ``buf`` as numpy arrays (one entry per buffer field)."""
     n = buf.buffer_size
     dd = buf.depth_dim_size
 
@@ -284,7 +285,7 @@ _MECHANISM_FIELDS = {"tube_length_m": "tube_length", "k_out": "k_out", "cos_o": 
                      "utd_wide": "utd_wide"}
 
 
-def _solve(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: SolverSettings):
+def solve_paths(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: SolverSettings):
     """One PathSolver call with transmitters ``tx`` [T, 3] and receivers ``rx`` [R, 3]; returns the raw buffer."""
     rt = sionna_rt()
     sc = twin.scene
@@ -298,7 +299,7 @@ def _solve(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: SolverSett
     solver._candidate_generator = counter  # noqa: SLF001
     s = asdict(settings)
     paths = solver(sc, synthetic_array=True, **s)
-    raw = _buffer_to_numpy(paths._paths_buffer, (len(sc.rx_array.antenna_pattern.patterns),  # noqa: SLF001
+    raw = buffer_to_numpy(paths._paths_buffer, (len(sc.rx_array.antenna_pattern.patterns),  # noqa: SLF001
                                                   len(sc.tx_array.antenna_pattern.patterns)))
     raw["candidates_per_src"] = counter.per_source
     _clear_devices(sc)
@@ -352,7 +353,7 @@ def _split_call(ut: np.ndarray, ur: np.ndarray, grid: np.ndarray, lanes_per_pair
     return out
 
 
-def _plan_calls(tx_pos: np.ndarray, rx_pos: np.ndarray, lanes_per_pair: int = 1,
+def plan_calls(tx_pos: np.ndarray, rx_pos: np.ndarray, lanes_per_pair: int = 1,
                 max_lanes: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Group unique links into solver calls: (tx positions, rx positions, [T, R] link index or -1).
 
@@ -390,9 +391,6 @@ def cache_key(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, settings:
     return h.hexdigest()[:32]
 
 
-default_cache_dir = _cache.default_cache_dir
-
-
 @dataclass
 class TraceShard:
     """The paths of one solver call: ``links`` [l] global link indices (ascending) and their PathSet (links
@@ -415,10 +413,10 @@ def _trace_meta(twin: TwinScene, settings: SolverSettings, tx_antenna: AntennaSp
                                  for o in twin.objects])
 
 
-def _trace_call(twin: TwinScene, ut: np.ndarray, ur: np.ndarray, grid: np.ndarray, tx_pos: np.ndarray,
+def trace_call(twin: TwinScene, ut: np.ndarray, ur: np.ndarray, grid: np.ndarray, tx_pos: np.ndarray,
                 rx_pos: np.ndarray, settings: SolverSettings, meta: dict, id_to_index, meshes) -> TraceShard:
     """One solver call (transmitters ``ut`` x receivers ``ur``, ``grid`` [T, R] global link index or -1)."""
-    raw = _solve(twin, ut, ur, settings)
+    raw = solve_paths(twin, ut, ur, settings)
     cand = raw.pop("candidates_per_src")
     counts = np.bincount(raw["src"], minlength=len(ut)) if len(raw["src"]) else np.zeros(len(ut))
     if len(cand) == len(counts):
@@ -526,13 +524,13 @@ def _trace_links(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, links:
     lanes_per_pair = max(1, settings.max_depth) * settings.samples_per_src
     _set_arrays(twin.scene, tx_antenna, rx_antenna)
     id_to_index, meshes = twin.id_to_index(), twin.meshes()
-    calls = _plan_calls(tx_pos[links], rx_pos[links], lanes_per_pair, max_pairs * lanes_per_pair)
+    calls = plan_calls(tx_pos[links], rx_pos[links], lanes_per_pair, max_pairs * lanes_per_pair)
     meta = _trace_meta(twin, settings, tx_antenna, rx_antenna, key, 0)
     from rftwin.progress import track  # noqa: PLC0415
 
     for ut, ur, grid in track(calls, "tracing (Sionna RT)", enabled=progress and len(calls) > 1):
         grid = np.where(grid >= 0, links[np.maximum(grid, 0)], -1)
-        shard = _trace_call(twin, ut, ur, grid, tx_pos, rx_pos, settings, meta, id_to_index, meshes)
+        shard = trace_call(twin, ut, ur, grid, tx_pos, rx_pos, settings, meta, id_to_index, meshes)
         if sdir is not None:
             shard.pathset.save(sdir / _shard_name(shard.links))
         yield shard

@@ -84,6 +84,7 @@ class CalibratedTwin:
     classes: Any = None
     samples: Any = None  # PosteriorSamples of --posterior mcmc
     field: Any = None  # MaterialField of --model fourier / hashgrid
+    field_heldout: dict | None = None  # held-out check and prior strength of a field trained under the labels' prior
     document: dict | None = None  # materials.json of a loaded per-object twin
     summary_: dict | None = None
     history_: list[dict] = dc_field(default_factory=list)
@@ -168,7 +169,13 @@ class CalibratedTwin:
                                "relative_permittivity_range": [float(e[0][m].min()), float(e[0][m].max())],
                                "conductivity_range": [float(s[0][m].min()), float(s[0][m].max())],
                                "interaction_points": int(m.sum())}
+        inference = None
+        if self.field_heldout is not None:
+            inference = {"heldout": self.field_heldout, "verdict": self.field_heldout.get("verdict"),
+                         "prior_strength": self.field_heldout.get("prior_strength"),
+                         "reverted_to_labels": self.field_heldout["reverted_to_labels"]}
         return {"model": self.spec.model.kind, "loss": res.loss, "rmse_db": res.rmse_db, "offset_db": res.offset_db,
+                "inference": inference,
                 "adam_iterations": res.adam_iterations, "lbfgs_iterations": res.lbfgs_iterations,
                 "seconds": res.seconds, "interrupted": res.interrupted, "objects": objs,
                 "note": "field values per object: mean (and range) over the object's interaction points at "
@@ -212,7 +219,7 @@ class CalibratedTwin:
     # ---- files -----------------------------------------------------------------------------------------------
     def save(self, out: str | os.PathLike) -> Path:
         """Write every output into ``out`` through a staging folder (all files appear together, or none)."""
-        from rftwin.cli.outputs import staged_dir  # noqa: PLC0415
+        from rftwin.io import staged_dir  # noqa: PLC0415
 
         out = Path(out)
         with staged_dir(out) as stage:

@@ -165,17 +165,37 @@ class Calibrator:
             settings = replace(settings, diffuse_reflection=True)
         ps = trace_checked(scene, sup.tx, sup.rx, settings, AntennaSpec(), AntennaSpec(), cache_dir, progress)
         targets = sup.mpc(ps) if sup.mpc is not None else sup.targets
-        fld = make_field(m.kind, scene, mp, f_ref, spec.solver.seed, fit_scattering="scattering" in m.fit)
         feats = spec.supervision.term_features()
         cfg = FieldTrainConfig(adam_iterations=m.field_iterations, lbfgs_iterations=m.field_lbfgs,
                                lr_mlp=spec.optimiser.lr, estimate_offset=spec.supervision.estimate_offset
                                or spec.supervision.offset not in (None, "none"),
                                delay_spread_weight=1.0 if "delay_spread" in feats else 0.0,
                                mpc_weight=1.0 if "mpc_power" in feats else 0.0, seed=spec.solver.seed)
-        res = train_field(ps, fld, targets, cfg, progress=progress)
+        def new_field():
+            return make_field(m.kind, scene, mp, f_ref, spec.solver.seed, fit_scattering="scattering" in m.fit)
+
+        heldout = None
+        if spec.prior.bayesian:  # the labels' prior on the field, its strength by K-fold CV, the held-out proof
+            from rftwin.calibrate.bayes import BayesConfig  # noqa: PLC0415
+            from rftwin.fields.prior import FieldPrior, fit_field_posterior  # noqa: PLC0415
+            from rftwin.twin.priors import bayes_setup  # noqa: PLC0415
+
+            op = bayes_setup(spec, BayesConfig(folds=spec.prior.folds, seed=spec.solver.seed), scene, oc, f_ref).priors
+            prior = FieldPrior.from_centres(*op.centres(), f_ref, strength=spec.prior.strength or 1.0)
+            if spec.prior.strength is not None:  # a given strength: no search, only the held-out check
+                strengths = (spec.prior.strength,)
+            else:
+                from rftwin.fields.prior import STRENGTHS  # noqa: PLC0415
+
+                strengths = STRENGTHS
+            fld, res, heldout = fit_field_posterior(ps, new_field, targets, cfg, prior, spec.prior.folds,
+                                                    spec.solver.seed, strengths, progress)
+        else:
+            fld = new_field()
+            res = train_field(ps, fld, targets, cfg, progress=progress)
         return CalibratedTwin(spec=spec, scene=scene, result=res, pathset=ps, targets=targets,
                               measurements=sup.measurements, labels=oc.classes, frequency_hz=f_ref, power_law=False,
-                              config=cfg, field=fld, classes=oc, mpc=sup.mpc)
+                              config=cfg, field=fld, classes=oc, mpc=sup.mpc, field_heldout=heldout)
 
 
 def make_field(kind: str, scene: TwinScene, prior, f_ref: float, seed: int, fit_scattering: bool = False):

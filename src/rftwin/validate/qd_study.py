@@ -122,7 +122,7 @@ def _incidence_deg(v: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ tracing
-def _predict(scene_xml: Path, tx: np.ndarray, rx: np.ndarray, qs: QdSettings, max_depth: int,
+def trace_qd_rows(scene_xml: Path, tx: np.ndarray, rx: np.ndarray, qs: QdSettings, max_depth: int,
              materials: dict[str, tuple[float, float]] | None = None):
     """Trace + engine via the public prediction API; returns (pathset, {row: PathSet link}, per-row taps)."""
     from rftwin.predict.predict import WidebandGrid, predict_channels  # noqa: PLC0415
@@ -157,7 +157,8 @@ def _path_power_db(ps, wb, row_link: dict[int, int], path_index: np.ndarray, row
     return out
 
 
-def _match(rt: pd.DataFrame, ps, row_link: dict[int, int], row_ids: list[int], qs: QdSettings):
+def match_qd_rays(rt: pd.DataFrame, ps, row_link: dict[int, int], row_ids: list[int], qs: QdSettings):
+    """Match the Q-D rays ``rt`` of rows ``row_ids`` to the traced paths ``ps`` (``row_link``: row -> link)."""
     from rftwin.data.mpc import match_mpcs, mpcs_from_arrays  # noqa: PLC0415
 
     mp = mpcs_from_arrays([str(x) for x in row_ids], rt["delay_s"], rt["rule_gain_db"],
@@ -205,8 +206,8 @@ def box_room(data: Path, qs: QdSettings, work: Path, progress: bool) -> dict:
     tx, rx = np.stack(first.tx_pos.to_numpy()), np.stack(first.rx_pos.to_numpy())
     xml = import_qd_scene(box / "BoxLectureRoom.xml", work / "box_scene")
     obj_mat = qd_material_of_objects(work / "box_scene")
-    twin, ps, row_link, wb = _predict(xml, tx, rx, qs, max_depth=2)
-    m = _match(rt, ps, row_link, rt["row"].tolist(), qs)
+    twin, ps, row_link, wb = trace_qd_rows(xml, tx, rx, qs, max_depth=2)
+    m = match_qd_rays(rt, ps, row_link, rt["row"].tolist(), qs)
     row_of_link = {v: k for k, v in row_link.items()}
     rt["matched"] = False
     rt.loc[m.mpc_row, "matched"] = True
@@ -343,8 +344,8 @@ def lecture_room(data: Path, qs: QdSettings, work: Path, box_materials: dict[str
         per_obj = None
         if mats is not None:  # every lecture-room object takes the box surface of its Q-D material
             per_obj = {o: (mats[m]["relative_permittivity"], mats[m]["conductivity"]) for o, m in obj_mat.items()}
-        twin, ps, row_link, wb = _predict(xml, tx, rx, qs, max_depth=1, materials=per_obj)
-        m = _match(rt, ps, row_link, [0] * len(rt), qs)
+        twin, ps, row_link, wb = trace_qd_rows(xml, tx, rx, qs, max_depth=1, materials=per_obj)
+        m = match_qd_rays(rt, ps, row_link, [0] * len(rt), qs)
         pw = np.full(len(rt), np.nan)
         pw[m.mpc_row] = _path_power_db(ps, wb, row_link, m.path_index, {0: 0})
         rt[f"{tag}_power_db"] = pw

@@ -7,6 +7,11 @@ import numpy as np
 
 from rftwin.io import atomic_path
 
+METHOD_LABELS = {"itu": "ITU labels", "diff_rt": "Diff-RT (per obj)", "bcm_map": "BCM map only",
+                 "bcm_nll": "BCM+NLL (per obj)", "bcm_nll_nobias": "BCM+NLL, beta=0",
+                 "diff_rt_field": "Diff-RT (field)",
+                 "bcm_nll_field": "WEDT (field)", "gp_pu": "GP-PU", "nerf2": "NeRF2-style"}
+
 
 def _plt():
     import matplotlib
@@ -19,7 +24,6 @@ def _plt():
 
 def plot_gain_maps(path: Path, grid, truth_db: np.ndarray, maps: dict, tx: np.ndarray, m: int, title: str) -> Path:
     """Ground truth and every method's B2D gain map (dB) on the grid; measured receivers and tx marked."""
-    from rftwin.bcm.benchmark import METHOD_LABELS
 
     plt = _plt()
     names = [k for k in METHOD_LABELS if k in maps]
@@ -52,7 +56,6 @@ def plot_gain_maps(path: Path, grid, truth_db: np.ndarray, maps: dict, tx: np.nd
 
 def plot_male_vs_m(path: Path, res: dict) -> Path:
     """MALE (dB) vs M for B2D and D2D, one row per scene (random sampling)."""
-    from rftwin.bcm.benchmark import METHOD_LABELS
 
     plt = _plt()
     scenes = list(res["scenes"])

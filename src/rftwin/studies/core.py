@@ -8,13 +8,13 @@ import numpy as np
 import torch
 
 from rftwin.calibrate import CalibrationConfig, Targets
-from rftwin.calibrate.loop import _residual_loss
+from rftwin.calibrate.objectives import path_gain_loss
 from rftwin.calibrate.problem import simulate_path_gain_db
 from rftwin.demo import DemoConfig, demo_links
 from rftwin.materials import PerObjectMaterials
 from rftwin.runtime import sionna_rt
 from rftwin.scene import room
-from rftwin.trace import trace
+from rftwin.trace.simulate import trace_path_gain_db
 from rftwin.trace.tracer import reset_devices
 
 
@@ -40,7 +40,7 @@ def engine_step_seconds(ps, twin, targets, dtype=torch.float64, reps: int = 20, 
 
     def step():
         opt.zero_grad()
-        loss, _ = _residual_loss(simulate_path_gain_db(p, model, t), t, cfg)
+        loss, _ = path_gain_loss(simulate_path_gain_db(p, model, t), t, cfg)
         loss.sum().backward()
         opt.step()
 
@@ -50,7 +50,7 @@ def engine_step_seconds(ps, twin, targets, dtype=torch.float64, reps: int = 20, 
 def lm_jacobian_seconds(ps, twin, targets, starts: int = 1, reps: int = 5) -> dict[str, float]:
     """Time of one LM Jacobian (all 18 columns, ``starts`` starts) by the one-pass per-interaction reverse mode
     (:mod:`rftwin.calibrate.path_jacobian`) and by batched forward-mode AD (the general fallback)."""
-    from rftwin.calibrate.loop import _flat, _forward_columns, _params, jacobian  # noqa: PLC0415
+    from rftwin.calibrate.jacobians import flat_params, forward_columns, jacobian, trainable_params  # noqa: PLC0415
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -59,12 +59,12 @@ def lm_jacobian_seconds(ps, twin, targets, starts: int = 1, reps: int = 5) -> di
     model = PerObjectMaterials(e, s, [o.thickness_m for o in twin.objects])
     p64 = ps.to(dtype=torch.float64)
     cfg = CalibrationConfig()
-    params = _params(model)
+    params = trainable_params(model)
     names = [n for n, q in model.named_parameters() if q.requires_grad]
     sizes = [q.shape[1] for q in params]
     return {"one_pass_s": _median_time(lambda: jacobian(p64, model, targets, cfg), reps),
-            "forward_mode_s": _median_time(lambda: _forward_columns(p64, model, targets, cfg, None, None, names,
-                                                                    sizes, _flat(params)), reps)}
+            "forward_mode_s": _median_time(lambda: forward_columns(p64, model, targets, cfg, None, None, names,
+                                                                    sizes, flat_params(params)), reps)}
 
 
 def sionna_step_seconds(twin, tx, rx, meas_db: np.ndarray, settings, reps: int = 3) -> float:
@@ -116,10 +116,8 @@ def run_core_benchmark(demo: bool = True, reps: int = 20, sionna_reps: int = 3, 
     twin = room(cfg.frequency_hz)
     tx, rx = demo_links(twin, cfg)
     t = time.perf_counter()
-    ps = trace(twin, tx, rx, cfg.settings, cache_dir=False, progress=progress)
+    ps, meas = trace_path_gain_db(twin, tx, rx, cfg.settings, cache_dir=False, progress=progress)
     trace_s = time.perf_counter() - t
-    meas = 10 * np.log10(np.bincount(ps.link.numpy(), (ps.a_ref.abs() ** 2).mean(dim=(1, 2)).numpy(),
-                                     minlength=ps.num_links))
     targets = Targets.build(np.arange(len(tx)), np.full(len(tx), cfg.frequency_hz), meas)
     threads_default = torch.get_num_threads()
     out = dict(num_links=len(tx), num_paths=ps.num_paths, trace_seconds=trace_s,

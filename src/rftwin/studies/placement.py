@@ -103,9 +103,9 @@ class StudyData:
 def build_pool(cfg: StudyConfig, progress: bool = True, cache_dir=None) -> StudyData:
     """Trace every candidate receiver (grid + expert) of every trial's transmitter once at the true materials."""
     from rftwin.demo import DEMO_TX, DemoConfig, true_materials  # noqa: PLC0415
-    from rftwin.plan.candidates import candidate_grid  # noqa: PLC0415
     from rftwin.scene import room  # noqa: PLC0415
-    from rftwin.trace import trace  # noqa: PLC0415
+    from rftwin.scene.candidates import candidate_grid  # noqa: PLC0415
+    from rftwin.trace.simulate import trace_path_gain_db  # noqa: PLC0415
 
     if not 1 <= cfg.trials <= len(DEMO_TX):
         raise ValueError(f"trials must be in 1..{len(DEMO_TX)}, got {cfg.trials}")
@@ -117,11 +117,8 @@ def build_pool(cfg: StudyConfig, progress: bool = True, cache_dir=None) -> Study
     T, R = np.repeat(tx, len(pool), 0), np.tile(pool, (len(tx), 1))
     twin.set_materials(eps_t, sig_t)
     t0 = time.perf_counter()
-    ps = trace(twin, T, R, cfg.settings, cache_dir=cache_dir, progress=progress)
+    ps, meas = trace_path_gain_db(twin, T, R, cfg.settings, cache_dir=cache_dir, progress=progress)
     t_trace = time.perf_counter() - t0
-    power = np.bincount(ps.link.numpy(), (ps.a_ref.abs() ** 2).mean(dim=(1, 2)).numpy(), minlength=ps.num_links)
-    with np.errstate(divide="ignore"):
-        meas = 10 * np.log10(power)
     ok = np.isfinite(meas)
     n = len(pool)
     grid_links = [m * n + np.arange(len(grid)) for m in range(len(tx))]

@@ -24,18 +24,16 @@ from rftwin.bcm.calibrate import NllConfig, calibrate_nll, materials_for
 from rftwin.bcm.features import FeatureScaler, GeometryFeatures, geometry_features
 from rftwin.bcm.map import BayesianChannelMap, BcmConfig, ChannelMap
 from rftwin.bcm.sampling import SAMPLING_MODES, sample_measurements
-from rftwin.physics.channel import cfr, delay_moments, path_power
+from rftwin.pathset import PathSet, concat
+from rftwin.physics.channel import path_power
 from rftwin.physics.engine import path_coefficients
+from rftwin.physics.features import cfr_from_paths, delay_moments
 from rftwin.progress import track
-from rftwin.trace.pathset import PathSet, concat
+from rftwin.studies.wedt_plots import METHOD_LABELS, plot_gain_maps, plot_male_vs_m
 from rftwin.trace.tracer import SolverSettings, trace
 
 METHODS = ("itu", "diff_rt", "bcm_map", "bcm_nll", "bcm_nll_nobias", "diff_rt_field", "bcm_nll_field", "gp_pu",
            "nerf2")
-METHOD_LABELS = {"itu": "ITU labels", "diff_rt": "Diff-RT (per obj)", "bcm_map": "BCM map only",
-                 "bcm_nll": "BCM+NLL (per obj)", "bcm_nll_nobias": "BCM+NLL, beta=0",
-                 "diff_rt_field": "Diff-RT (field)",
-                 "bcm_nll_field": "WEDT (field)", "gp_pu": "GP-PU", "nerf2": "NeRF2-style"}
 # Seed 003 (Table I, Sec. V-A), M = 30, for the write-up; their scenes/materials differ from ours.
 SEED_REFERENCE = {
     "b2d_male_db": {"WEDT": [1.56, 1.77, 2.43]},
@@ -177,9 +175,9 @@ def _cfr_rows(ps: PathSet, a: torch.Tensor, links: np.ndarray, cfg: WedtConfig) 
         remap = torch.full((ps.num_links,), -1, dtype=torch.long)
         remap[sub] = torch.arange(len(sub))
         sel = remap[ps.link] >= 0
-        H = cfr(a[sel], ps.tau_s[sel], remap[ps.link[sel]], len(sub), cfg.frequency_hz, cfg.bandwidth_hz,
-                cfg.num_subcarriers)
-        out[s:s + len(sub)] = H.mean(dim=(1, 2)).numpy()
+        H = cfr_from_paths(a[sel].movedim(0, -1), ps.tau_s[sel], remap[ps.link[sel]], len(sub), cfg.frequency_hz,
+                           cfg.bandwidth_hz, cfg.num_subcarriers)  # [R, T, links, K]
+        out[s:s + len(sub)] = H.mean(dim=(0, 1)).numpy()
     return out
 
 
@@ -191,7 +189,7 @@ def link_data(ps: PathSet, a: torch.Tensor, cfg: WedtConfig, cfr_links: np.ndarr
     g = torch.zeros(L, dtype=p.dtype).index_add(0, ps.link, p).numpy()
     with np.errstate(divide="ignore"):
         gain = np.where(g > 0, 10 * np.log10(np.maximum(g, 1e-300)), np.nan)
-    _, ds = delay_moments(a, ps.tau_s, ps.link, L)
+    _, ds = delay_moments(path_power(a), ps.tau_s, ps.link, L, empty=0.0)
     H = _cfr_rows(ps, a, cfr_links, cfg) if cfr_links is not None else None
     return LinkData(gain, ds.numpy() * 1e9, H, cfr_links)
 
@@ -503,8 +501,6 @@ def run_scene(case: SceneCase, cfg: WedtConfig, out_dir: Path | None = None, pro
         "rows": rows,
     }
     if out_dir is not None and maps_at:
-        from rftwin.bcm.plots import plot_gain_maps
-
         truth = np.where(sd.valid, sd.truth_b2d.gain_db, np.nan)
         result["gain_map_png"] = str(plot_gain_maps(out_dir / f"wedt_maps_{case.name}.png", case.grid, truth,
                                                     maps_at, case.tx, cfg.sampling_size, case.name))
@@ -544,8 +540,6 @@ def run_benchmark(cfg: WedtConfig, out_dir: str | Path | None = None, progress: 
         if results_path is not None:
             write_json(results_path, res)
     if out_dir is not None:
-        from rftwin.bcm.plots import plot_male_vs_m
-
         res["male_vs_m_png"] = str(plot_male_vs_m(out_dir / "wedt_male_vs_m.png", res))
     res["seconds"] = time.perf_counter() - t0
     if results_path is not None:

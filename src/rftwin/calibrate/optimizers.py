@@ -1,0 +1,101 @@
+"""Optimiser steps of the calibration loop: multi-start screening, the batched Levenberg-Marquardt step (with a
+box projection), and the torch optimisers (Adam, L-BFGS)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+
+from rftwin.calibrate.jacobians import flat_params, jacobian, set_flat_params
+from rftwin.calibrate.objectives import PriorStats, objective
+from rftwin.calibrate.problem import Targets
+from rftwin.materials.per_object import PerObjectMaterials
+from rftwin.pathset import PathSet
+
+if TYPE_CHECKING:
+    from rftwin.calibrate.loop import CalibrationConfig
+
+
+def screen_starts(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: CalibrationConfig,
+                  keep: int, prior: PriorStats | None = None) -> PerObjectMaterials:
+    """Evaluate all B starts in one batched forward pass and keep the ``keep`` lowest-loss ones (start 0, the
+    prior itself, is always kept)."""
+    if model.num_starts <= keep:
+        return model
+    with torch.no_grad():
+        loss, _, _ = objective(ps, model, targets, cfg, prior=prior)
+    loss = torch.nan_to_num(loss, nan=math.inf)
+    order = [0] + [int(i) for i in torch.argsort(loss) if int(i) != 0][: keep - 1]
+    model.reorder_starts(order)
+    return model
+
+
+def projected_step(A: torch.Tensor, g: torch.Tensor, theta: torch.Tensor, step: torch.Tensor, params,
+                   project: Callable[[], None]) -> torch.Tensor:
+    """LM step [B, P] under a box (``project`` clips the parameters in place): components the box clipped are
+    fixed at their clipped value and the free ones re-solved from the reduced normal equations
+    A_ff s_f = -(g_f + A_fc s_c). Leaves the parameters at ``theta`` + the returned step."""
+    project()
+    clipped_step = flat_params(params) - theta
+    c = ((clipped_step - step).abs() > 1e-12).to(A.dtype)  # [B, P] clipped components
+    if not bool(c.any()):
+        return clipped_step
+    free = 1.0 - c
+    A2 = A * free[:, :, None] * free[:, None, :] + torch.diag_embed(c)
+    rhs = torch.where(c > 0, clipped_step, -(g + (A @ (clipped_step * c)[..., None]).squeeze(-1)))
+    step = torch.nan_to_num(torch.linalg.solve(A2, rhs[..., None]).squeeze(-1)).clamp(-2.0, 2.0)
+    set_flat_params(params, theta + step)
+    project()
+    return flat_params(params) - theta
+
+
+def make_optimizer(cfg: CalibrationConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer | None:
+    """The torch optimiser of ``cfg.optimizer`` over ``params`` (Adam with ``cfg.lr``, or L-BFGS with a strong
+    Wolfe line search); None for Levenberg-Marquardt (:func:`lm_step`)."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr)
+    if cfg.optimizer == "lbfgs":
+        return torch.optim.LBFGS(params, lr=1.0, max_iter=20, history_size=20, line_search_fn="strong_wolfe")
+    return None
+
+
+def lm_step(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: CalibrationConfig,
+            params: list[torch.nn.Parameter], mu: torch.Tensor, beta: torch.Tensor | None,
+            pstats: PriorStats | None, num_res: int | None, project: Callable[[], None] | None,
+            evaluate: Callable) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """One batched Levenberg-Marquardt iteration on the stacked residuals of all B starts (Marquardt-scaled
+    damping ``mu`` [B]; ``project`` clips to a box, :func:`projected_step`). ``evaluate(beta)`` returns the
+    objective's (loss [B], offset [B], _). Leaves the parameters at the accepted steps; returns the loss [B], the
+    offset [B] (dB), the new damping [B] and the residual count."""
+    r, J = jacobian(ps, model, targets, cfg, beta, pstats, num_res)
+    num_res = r.shape[1]
+    with torch.no_grad():  # the current loss by the same computation as the trial's (Jacobian passes
+        cost, cur_off, _ = evaluate(beta)  # round differently; comparing across them never settles)
+    JtJ = J.transpose(1, 2) @ J
+    g = J.transpose(1, 2) @ r.unsqueeze(-1)
+    theta = flat_params(params)
+    diag = torch.diagonal(JtJ, dim1=1, dim2=2)
+    # Marquardt scaling with a floor: a parameter the data do not see (J column ~ 0) gets damped like a
+    # weakly seen one instead of taking unregularised steps across its range
+    diag = torch.maximum(diag, 1e-9 * diag.amax(-1, keepdim=True)).clamp_min(1e-12)
+    A = JtJ + torch.diag_embed(mu[:, None] * diag)
+    step = torch.nan_to_num(-torch.linalg.solve(A, g).squeeze(-1)).clamp(-2.0, 2.0)
+    set_flat_params(params, theta + step)
+    if project is not None:  # box: clipped components stop at the bound, the others are re-solved
+        step = projected_step(A, g.squeeze(-1), theta, step, params, project)
+    with torch.no_grad():
+        trial, trial_off, _ = evaluate(beta)
+    # per start: accept a strict improvement and trust the model more, or reject and damp more (accepting
+    # equal losses would let a converged start alternate between both forever)
+    better = trial < cost
+    mu = torch.where(better, mu / 3.0, mu * 4.0).clamp(1e-9, 1e9)
+    set_flat_params(params, theta + step * better[:, None].to(theta.dtype))
+    # the trial evaluation is the new state where accepted; rejected starts keep their current one
+    loss = torch.where(better, trial, cost)
+    off = torch.where(better, trial_off, cur_off)
+    return loss, off, mu, num_res
+
+
+__all__ = ["lm_step", "make_optimizer", "projected_step", "screen_starts"]

@@ -1,0 +1,1 @@
+"""Studies and paper reproductions: built on the library layers, never imported by them."""
