@@ -16,10 +16,10 @@ class OptionError(ValueError):
     """A malformed option value (message names the option)."""
 
 
-def parse_array(text: str, option: str):
-    """``ROWSxCOLS[,key=value...]`` -> :class:`rftwin.physics.arrays.ArraySpec`."""
-    from rftwin.physics.arrays import ArraySpec  # noqa: PLC0415
-
+def array_fields(text: str, option: str) -> dict:
+    """``ROWSxCOLS[,key=value...]`` -> the keyword arguments of :class:`rftwin.physics.arrays.ArraySpec`, with
+    the checks that need no torch (syntax, at least one row and column, positive spacings): a malformed option
+    comes back before the engine loads."""
     parts = [p.strip() for p in str(text).split(",") if p.strip()]
     if not parts:
         raise OptionError(f"{option}: empty value; expected 'ROWSxCOLS[,key=value...]'")
@@ -58,6 +58,20 @@ def parse_array(text: str, option: str):
             raise
         except ValueError:
             raise OptionError(f"{option}: bad value '{v}' for '{k}'") from None
+    if rows < 1 or cols < 1:
+        raise OptionError(f"{option}: '{parts[0]}' needs at least one row and one column (e.g. 4x8)")
+    for k in ("vertical_spacing", "horizontal_spacing", "spacing_frequency_hz"):
+        if k in kw and not (math.isfinite(kw[k]) and kw[k] > 0):
+            raise OptionError(f"{option}: {k} must be a positive number, got {kw[k]:g}")
+    return kw
+
+
+def parse_array(text: str, option: str):
+    """``ROWSxCOLS[,key=value...]`` -> :class:`rftwin.physics.arrays.ArraySpec` (pattern and polarization names
+    are checked here, by the spec)."""
+    kw = array_fields(text, option)
+    from rftwin.physics.arrays import ArraySpec  # noqa: PLC0415
+
     try:
         return ArraySpec(**kw)
     except ValueError as exc:
@@ -66,26 +80,33 @@ def parse_array(text: str, option: str):
 
 def parse_codebook(text: str, option: str, num_ports: int):
     """Codebook option -> :class:`rftwin.predict.beams.CodebookSpec` (files are read and validated here)."""
+    t = check_codebook(text, option)
     from rftwin.data.beam_files import read_directions, read_weights  # noqa: PLC0415
     from rftwin.predict.beams import CodebookSpec  # noqa: PLC0415
 
-    t = str(text).strip()
     if t.lower() == "dft" or t.lower().startswith("dft:"):
-        o = t.split(":", 1)[1] if ":" in t else "1"
-        try:
-            osr = int(o)
-            if osr < 1:
-                raise ValueError
-        except ValueError:
-            raise OptionError(f"{option}: DFT oversampling must be an integer >= 1, found '{o}'") from None
-        return CodebookSpec("dft", oversampling=osr)
+        return CodebookSpec("dft", oversampling=int(t.split(":", 1)[1]) if ":" in t else 1)
     if t.lower().startswith("directions:"):
         path = Path(t.split(":", 1)[1])
         az, el = read_directions(path)
         return CodebookSpec("directions", azimuth_rad=tuple(az.tolist()), elevation_rad=tuple(el.tolist()),
                             source=str(path))
     path = Path(t)
-    if path.suffix.lower() not in (".csv", ".parquet", ".pq", ".npz"):
+    return CodebookSpec("weights", weights=read_weights(path, num_ports), source=str(path))
+
+
+def check_codebook(text: str, option: str) -> str:
+    """The checks of a codebook option that read no file and need no torch; returns the stripped text."""
+    t = str(text).strip()
+    if t.lower() == "dft" or t.lower().startswith("dft:"):
+        o = t.split(":", 1)[1] if ":" in t else "1"
+        try:
+            if int(o) < 1:
+                raise ValueError
+        except ValueError:
+            raise OptionError(f"{option}: DFT oversampling must be an integer >= 1, found '{o}'") from None
+    elif not t.lower().startswith("directions:") and Path(t).suffix.lower() not in (".csv", ".parquet", ".pq",
+                                                                                     ".npz"):
         raise OptionError(f"{option}: '{t}' is neither dft[:N], directions:FILE nor a .csv/.parquet/.npz weights "
                           "file")
-    return CodebookSpec("weights", weights=read_weights(path, num_ports), source=str(path))
+    return t

@@ -6,7 +6,19 @@ from pathlib import Path
 import typer
 
 from rftwin.cli.array_options import ARRAY_HELP, CODEBOOK_HELP
-from rftwin.cli.common import Los, MaxDepth, Refraction, Samples, Seed, Specular, console, fail, settings
+from rftwin.cli.common import (
+    Los,
+    MaxDepth,
+    Refraction,
+    Samples,
+    Seed,
+    Specular,
+    check_at_least,
+    check_solver,
+    console,
+    fail,
+    settings,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -35,20 +47,36 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Choose the best (tx, rx) beam pair of every link from the twin's cached paths and report SNR, MCS,
         PHY rate and throughput."""
+        from rftwin.cli.array_options import OptionError, array_fields, check_codebook  # noqa: PLC0415
+        from rftwin.cli.outputs import check_cache, check_input_file, check_output_file  # noqa: PLC0415
+
+        check_output_file(out, "--out", (".csv", ".parquet", ".pq"))  # destinations first: no tracing wasted
+        check_output_file(gains, "--gains", (".npz",))
+        if combine not in ("incoherent", "coherent"):
+            fail(f"--combine must be incoherent or coherent, not '{combine}'")
+        check_at_least(noise_bandwidth_hz, 0, "--noise-bandwidth-hz", strict=True)
+        if not 0 < mac_efficiency <= 1:
+            fail(f"--mac-efficiency: MAC efficiency must lie in (0, 1], got {mac_efficiency:g}")
+        check_solver(max_depth, samples_per_src)
+        check_input_file(links, "LINKS")
+        check_input_file(mcs_table, "--mcs-table")
+        try:  # option syntax before torch loads; pattern names and files are checked below
+            array_fields(tx_array, "--tx-array")
+            array_fields(rx_array, "--rx-array")
+            check_codebook(codebook, "--codebook")
+            if rx_codebook is not None:
+                check_codebook(rx_codebook, "--rx-codebook")
+        except OptionError as exc:
+            fail(str(exc))
+        check_cache()
         import numpy as np  # noqa: PLC0415
 
-        from rftwin.cli.array_options import OptionError, parse_array, parse_codebook  # noqa: PLC0415
-        from rftwin.cli.outputs import check_cache, check_output_file  # noqa: PLC0415
+        from rftwin.cli.array_options import parse_array, parse_codebook  # noqa: PLC0415
         from rftwin.data import MeasurementError, read_links  # noqa: PLC0415
         from rftwin.io import atomic_path, write_table  # noqa: PLC0415
         from rftwin.predict.beams import LinkBudget, McsTable, beam_pair_gains, select_beams  # noqa: PLC0415
         from rftwin.twin_io import load_twin  # noqa: PLC0415
 
-        check_output_file(out, "--out", (".csv", ".parquet", ".pq"))  # destinations first: no tracing wasted
-        check_output_file(gains, "--gains", (".npz",))
-        check_cache()
-        if combine not in ("incoherent", "coherent"):
-            fail(f"--combine must be incoherent or coherent, not '{combine}'")
         try:
             ta, ra = parse_array(tx_array, "--tx-array"), parse_array(rx_array, "--rx-array")
             tcb = parse_codebook(codebook, "--codebook", ta.num_ports)

@@ -32,6 +32,10 @@ def register(app: typer.Typer) -> None:
         """Time one calibration step on cached paths against one Sionna RT re-trace gradient step."""
         if ctx.invoked_subcommand is not None:
             return
+        from rftwin.cli.common import check_at_least  # noqa: PLC0415
+
+        check_at_least(reps, 1, "--reps")
+        check_at_least(sionna_reps, 1, "--sionna-reps")
         from rftwin.studies.core import run_core_benchmark  # noqa: PLC0415
 
         print_result(run_core_benchmark(demo=demo, reps=reps, sionna_reps=sionna_reps, progress=not as_json), as_json)

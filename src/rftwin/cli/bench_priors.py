@@ -6,6 +6,7 @@ from pathlib import Path
 import typer
 
 DEFAULT_OUT = Path("benchmarks/results/priors.json")
+OPTIMIZERS = ("adam", "lm")  # the study's, checked before it loads torch (tests/test_cli_fast.py keeps them equal)
 
 
 def register_bench(bench_app: typer.Typer) -> None:
@@ -26,18 +27,10 @@ def register_bench(bench_app: typer.Typer) -> None:
         import json  # noqa: PLC0415
         from dataclasses import replace  # noqa: PLC0415
 
-        from rftwin.cli.common import fail  # noqa: PLC0415
-        from rftwin.io import write_json  # noqa: PLC0415
-        from rftwin.studies.placement import (
-            OPTIMIZERS,
-            StudyConfig,
-            format_summary,
-            plot_study,
-            quick_config,
-            run_study,
-        )
+        from rftwin.cli.common import check_at_least, fail  # noqa: PLC0415
+        from rftwin.cli.outputs import check_output_file  # noqa: PLC0415
 
-        cfg = quick_config() if quick else StudyConfig()
+        check_output_file(out, "--out", (".json",))
         fits = []
         for f in fit or ():
             fitted = tuple(x.strip() for x in f.split(",") if x.strip())
@@ -49,6 +42,12 @@ def register_bench(bench_app: typer.Typer) -> None:
             fail(f"--optimizer {sorted(bad)}: expected adam or lm")
         if receivers and min(receivers) < 1:
             fail("--receivers: values must be >= 1")
+        check_at_least(reps, 1, "--reps")
+        check_at_least(noise_db, 0, "--noise-db")
+        from rftwin.io import write_json  # noqa: PLC0415
+        from rftwin.studies.placement import StudyConfig, format_summary, plot_study, quick_config, run_study
+
+        cfg = quick_config() if quick else StudyConfig()
         cfg = replace(cfg, noise_db=noise_db, fits=tuple(fits) if fits else cfg.fits,
                       optimizers=tuple(optimizer) if optimizer else cfg.optimizers,
                       n_receivers=tuple(sorted(set(receivers))) if receivers else cfg.n_receivers,

@@ -25,6 +25,7 @@ def register_bench(bench_app: typer.Typer) -> None:
         import os  # noqa: PLC0415
 
         from rftwin.cli.common import fail  # noqa: PLC0415
+        from rftwin.cli.outputs import check_output_file  # noqa: PLC0415
         from rftwin.io import write_json, write_text  # noqa: PLC0415
         from rftwin.validate.report import (  # noqa: PLC0415
             PARTS,
@@ -34,6 +35,8 @@ def register_bench(bench_app: typer.Typer) -> None:
             run_validation,
         )
 
+        check_output_file(out, "--out", (".json",))
+        check_output_file(doc, "--doc", (".md",))
         parts = list(part) if part else list(PARTS)
         bad = sorted(set(parts) - set(PARTS))
         if bad:

@@ -26,10 +26,12 @@ def register_bench(bench_app: typer.Typer) -> None:
              scenes: str = typer.Option("simple_street_canyon,indoor", help="Comma-separated scenes."),
              sizes: str | None = typer.Option(None, help="Comma-separated numbers of measured receivers M "
                                                             "(default 10,30,100,300; quick 10,30,100)."),
-             d2d_tx: int | None = typer.Option(None, help="New transmitter positions for D2D (default 100)."),
-             d2d_rx: int | None = typer.Option(None, help="Receivers per D2D transmitter (default 30)."),
-             iterations: int | None = typer.Option(None, help="Adam iterations of the NLL and Diff-RT calibrations."),
-             noise_db: float | None = typer.Option(None, help="Noise std on the measured path gains (dB)."),
+             d2d_tx: int | None = typer.Option(None, help="New transmitter positions for D2D (default 100; quick 20)."),
+             d2d_rx: int | None = typer.Option(None, help="Receivers per D2D transmitter (default 30; quick 36)."),
+             iterations: int | None = typer.Option(None, help="Adam iterations of the NLL and Diff-RT calibrations "
+                                                              "(default 300)."),
+             noise_db: float | None = typer.Option(None, help="Noise std on the measured path gains [dB] "
+                                                              "(default 1.0)."),
              samples: int = typer.Option(100_000, "--samples-per-src", help="Rays per transmitter."),
              max_depth: int = typer.Option(3, "--max-depth", help="Maximum interactions per path."),
              seed: int = typer.Option(7, help="Seed of materials, sampling, noise and the solver."),
@@ -41,19 +43,31 @@ def register_bench(bench_app: typer.Typer) -> None:
         from dataclasses import replace
         from pathlib import Path
 
-        from rftwin.cli.common import fail
-        from rftwin.studies.wedt import WedtConfig, format_table, run_benchmark
-        from rftwin.trace.tracer import SolverSettings
+        from rftwin.cli.common import check_at_least, check_solver, fail
+        from rftwin.cli.outputs import check_output_file
 
-        cfg = WedtConfig.quick() if quick else WedtConfig()
+        check_output_file(Path(results), "--results", (".json",))
         names = tuple(s.strip() for s in scenes.split(",") if s.strip())
         bad = [s for s in names if s not in ("simple_street_canyon", "indoor")]
         if bad or not names:
             fail(f"--scenes: unknown scene(s) {bad or names}; choose from simple_street_canyon, indoor")
+        if sizes is not None:
+            try:
+                sizes_m = _ints(sizes, "--sizes")
+            except typer.BadParameter as exc:
+                fail(str(exc))
+        for option, value in (("--d2d-tx", d2d_tx), ("--d2d-rx", d2d_rx), ("--iterations", iterations)):
+            check_at_least(value, 1, option)
+        check_at_least(noise_db, 0, "--noise-db")
+        check_solver(max_depth, samples)
+        from rftwin.studies.wedt import WedtConfig, format_table, run_benchmark
+        from rftwin.trace.tracer import SolverSettings
+
+        cfg = WedtConfig.quick() if quick else WedtConfig()
         kw = {"scenes": names, "seed": seed,
               "settings": SolverSettings(max_depth=max_depth, samples_per_src=samples, seed=seed)}
         if sizes is not None:
-            kw["sizes"] = _ints(sizes, "--sizes")
+            kw["sizes"] = sizes_m
         if d2d_tx is not None:
             kw["d2d_tx"] = d2d_tx
         if d2d_rx is not None:

@@ -71,3 +71,21 @@ def check_spread(value: float | None, option: str = "--prior-spread") -> None:
     """Relative prior half-width: must lie in (0, 1) (error names the option)."""
     if value is not None and not 0.0 < value < 1.0:
         fail(f"{option} must lie in (0, 1) (prior range = label x [1 - s, 1 + s]), got {value}")
+
+
+def check_solver(max_depth: int, samples_per_src: int) -> None:
+    """``--max-depth`` >= 0 and ``--samples-per-src`` >= 1, checked by the calibration spec (no torch needed)."""
+    from rftwin.calibrate.spec import SolverSpec, SpecError  # noqa: PLC0415
+
+    try:
+        SolverSpec(max_depth=max_depth, samples_per_src=samples_per_src).check()
+    except SpecError as exc:
+        fail(str(exc))
+
+
+def check_at_least(value: float | None, low: float, option: str, strict: bool = False) -> None:
+    """``option`` must be >= ``low`` (> with ``strict``); None passes (an unset optional value)."""
+    if value is None:
+        return
+    if (value <= low) if strict else (value < low):
+        fail(f"{option} must be {'>' if strict else '>='} {low:g}, got {value:g}")

@@ -13,6 +13,7 @@ from rftwin.cli.common import (
     Refraction,
     Specular,
     Workers,
+    check_solver,
     console,
     fail,
     memory_budget,
@@ -49,6 +50,19 @@ def register(app: typer.Typer) -> None:
                 ray_address: str | None = RayAddress) -> None:
         """Export path gain, delays, delay spread, K-factor, angles, CFR/CIR of every tx x rx link as sharded
         Parquet with schema.json (resumable; load with rftwin.dataset.LinkDataset)."""
+        check_output_dir(out, "--out", owned=("schema.json",))  # new, empty, or a dataset (spec checked later)
+        if workers < 1:
+            fail(f"--workers must be at least 1, got {workers}")
+        if not frequency_hz > 0:  # DatasetSpec.check says the same once torch has loaded
+            fail(f"--frequency-hz must be positive (Hz), got {frequency_hz}")
+        if links_per_shard < 1:
+            fail(f"--links-per-shard must be at least 1, got {links_per_shard}")
+        if not bandwidth_hz > 0 or subcarriers < 1:
+            fail("--bandwidth-hz must be positive and --subcarriers at least 1")
+        if radio_map and not radio_map_cell > 0:
+            fail(f"--radio-map-cell must be positive (m), got {radio_map_cell}")
+        check_solver(max_depth, samples_per_src)
+        check_cache()  # argument errors above come back before torch and Sionna load
         from rftwin.dataset import DatasetError, DatasetSpec, export_dataset
         from rftwin.dataset.schema import DEFAULT_FIELDS, check_fields
         from rftwin.trace.budget import BudgetError, use_budget
@@ -56,10 +70,6 @@ def register(app: typer.Typer) -> None:
         from rftwin.trace.tracer import SolverSettings
         from rftwin.twin_io import load_twin
 
-        check_output_dir(out, "--out", owned=("schema.json",))  # new, empty, or a dataset (spec checked later)
-        check_cache()
-        if workers < 1:
-            fail(f"--workers must be at least 1, got {workers}")
         budget_bytes = memory_budget(budget)
         use_budget(budget_bytes)
         try:

@@ -2,11 +2,26 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import typer
 
-from rftwin.cli.common import MaxDepth, MemoryBudget, Samples, Seed, check_spread, console, memory_budget, settings
+from rftwin.cli.common import (
+    MaxDepth,
+    MemoryBudget,
+    Samples,
+    Seed,
+    check_at_least,
+    check_solver,
+    check_spread,
+    fail,
+    memory_budget,
+    settings,
+)
+from rftwin.cli.outputs import check_cache, check_output_dir
+
+WIDTH = 80  # the demo's table and summary fit an 80-column terminal
 
 
 def register(app: typer.Typer) -> None:
@@ -34,13 +49,25 @@ def register(app: typer.Typer) -> None:
              budget: str | None = MemoryBudget) -> None:
         """Build the room, simulate RSS with Sionna for perturbed true materials, calibrate eps_r and sigma of all
         9 objects from their labels, and report the errors."""
+        check_output_dir(out, "--out", owned=("convergence.png",))  # destinations and options before any import
+        check_at_least(trials, 1, "--trials")
+        check_at_least(receivers, 1, "--receivers")
+        check_spread(prior_spread)
+        from rftwin.calibrate.spec import ModelSpec, OptimiserSpec, SpecError  # noqa: PLC0415 - torch-free
+
+        try:
+            ModelSpec(init=init, starts=starts, sweeps=sweeps).check()
+            OptimiserSpec(optimizer=optimizer, max_iter=max_iter, retrace=retrace).check()
+        except SpecError as exc:
+            fail(str(exc))
+        check_solver(max_depth, samples_per_src)
+        check_cache()  # argument errors above come back before torch and Sionna load
+        budget_bytes = memory_budget(budget)
         from rftwin.calibrate import CalibrationConfig  # noqa: PLC0415
         from rftwin.demo import DemoConfig, convergence_plot, demo_json, run_demo  # noqa: PLC0415
-
-        check_spread(prior_spread)
         from rftwin.trace.budget import use_budget  # noqa: PLC0415
 
-        use_budget(memory_budget(budget))
+        use_budget(budget_bytes)
         cfg = DemoConfig(trials=trials, receivers=receivers, settings=settings(max_depth, samples_per_src, seed),
                          init=init, num_starts=starts, retrace=retrace, sweeps=sweeps, seed=seed,
                          prior_spread=prior_spread, bounded=bounded,
@@ -54,18 +81,42 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print(json.dumps(j, indent=2))
             return
-        from rich.table import Table  # noqa: PLC0415
+        print("\n".join(demo_table(j)))
 
-        t = Table(title="rftwin demo: calibrated materials at 3.5 GHz (± = Laplace std at "
-                        f"{j['noise_db_for_uncertainty']:.2g} dB noise)")
-        for c in ("object", "label", "ε_r true", "init", "estimate", "rel.err", "± std",
-                  "σ true [S/m]", "init", "estimate", "rel.err", "± std"):
-            t.add_column(c, justify="right")
-        for o in j["objects"]:
-            t.add_row(o["object"], o["label"] or "-", f"{o['eps_true']:.4f}", f"{o['eps_init']:.4f}",
-                      f"{o['eps_est']:.4f}", f"{o['eps_rel_error']:.1e}", f"{o['eps_std']:.2g}",
-                      f"{o['sigma_true']:.5f}", f"{o['sigma_init']:.5f}", f"{o['sigma_est']:.5f}",
-                      f"{o['sigma_rel_error']:.1e}", f"{o['sigma_std']:.2g}")
-        console.print(t)
-        console.print(f"MRE ε_r = {j['mre_eps']:.2e}, MRE σ = {j['mre_sigma']:.2e}; {j['iterations']} iterations; "
-                      f"calibration {j['calibration_seconds']:.1f} s, total {j['seconds']:.1f} s; plot: {png}")
+
+def _num(v: float | None, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def demo_table(j: dict, width: int = WIDTH) -> list[str]:
+    """The demo's result (``rftwin.demo.demo_json``) as plain-text lines of at most ``width`` characters: one
+    block for eps_r and one for sigma [S/m] (true value, start, estimate, relative error, Laplace std per object),
+    then the summary, wrapped. An object whose name or label is longer than its column gets a line of its own."""
+    objs = j["objects"]
+    name_w = min(max([len("object")] + [len(o["object"]) for o in objs]), 18)
+    label_w = min(max([len("label")] + [len(o["label"] or "-") for o in objs]), 12)
+    cols = ("true", "start", "estimate", "rel.err", "± std")
+    num_w = (9, 9, 9, 8, 8)
+    noise = j.get("noise_db_for_uncertainty")
+    lines = textwrap.wrap("rftwin demo: calibrated materials at 3.5 GHz (± std: Laplace"
+                          + (f", {noise:.2g} dB noise)" if noise is not None else ", not computed)"), width)
+
+    def row(cells: tuple[str, ...]) -> str:
+        head = f"{cells[0]:<{name_w}} {cells[1]:<{label_w}}"
+        return head + "".join(f" {c:>{w}}" for c, w in zip(cells[2:], num_w))  # <= 18 + 12 + 49 = 79 chars
+
+    for key, title, fmt in (("eps", "relative permittivity ε_r", ".4f"), ("sigma", "conductivity σ [S/m]", ".5f")):
+        lines += ["", title, row(("object", "label") + cols)]
+        lines.append("-" * len(lines[-1]))
+        for o in objs:
+            name, label = o["object"], o["label"] or "-"
+            if len(name) > name_w or len(label) > label_w:  # a long name gets a line of its own, wrapped
+                lines += textwrap.wrap(f"{name} ({label}):", width, break_on_hyphens=False)
+                name = label = ""
+            lines.append(row((name, label, _num(o[f"{key}_true"], fmt),
+                              _num(o[f"{key}_init"], fmt), _num(o[f"{key}_est"], fmt),
+                              _num(o[f"{key}_rel_error"], ".1e"), _num(o[f"{key}_std"], ".2g"))))
+    summary = (f"MRE ε_r = {j['mre_eps']:.2e}, MRE σ = {j['mre_sigma']:.2e}; {j['iterations']} iterations; "
+               f"calibration {j['calibration_seconds']:.1f} s, total {j['seconds']:.1f} s"
+               + (f"; plot: {j['plot']}" if j.get("plot") else ""))
+    return lines + [""] + textwrap.wrap(summary, width, break_on_hyphens=False)

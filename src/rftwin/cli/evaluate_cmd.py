@@ -12,11 +12,17 @@ from rftwin.cli.common import (
     Samples,
     Seed,
     Specular,
+    check_at_least,
+    check_solver,
     console,
     fail,
     settings,
 )
-from rftwin.cli.outputs import check_cache, check_output_dir, staged_dir
+from rftwin.cli.outputs import check_cache, check_input_file, check_output_dir, staged_dir
+
+#: the methods of ``rftwin.evaluate.run.METHODS``, here so that --methods is checked before torch loads
+#: (tests/test_cli_fast.py keeps the two equal)
+METHODS = ("twin", "itu", "log_distance", "tr38901", "gp")
 
 
 def register(app: typer.Typer) -> None:
@@ -59,27 +65,43 @@ def register(app: typer.Typer) -> None:
         los: bool = Los, specular: bool = Specular, refraction: bool = Refraction,
     ) -> None:
         """Score the twin and baselines: per-link CSV, metrics.json, error CDF and maps (PNG), report.md."""
-        from rftwin.baselines.pathloss import scenario_name  # noqa: PLC0415
-        from rftwin.data import MeasurementError, read_measurements  # noqa: PLC0415
-        from rftwin.evaluate.clusters import ClusterConfig  # noqa: PLC0415
-        from rftwin.evaluate.params import MaterialsFileError  # noqa: PLC0415
-        from rftwin.evaluate.report import write_evaluation  # noqa: PLC0415
-        from rftwin.evaluate.run import METHODS, EvaluationConfig, evaluate_twin  # noqa: PLC0415
-        from rftwin.runtime import configure_torch_threads  # noqa: PLC0415
-        from rftwin.twin_io import load_twin  # noqa: PLC0415
-
-        configure_torch_threads()
         check_output_dir(out, "--out", owned=("report.md", "metrics.json"))  # before any work
-        check_cache()
         chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
         bad = [m for m in chosen if m not in METHODS]
         if bad or not chosen:
             fail(f"--methods: unknown method(s) {bad}; expected a comma-separated subset of {', '.join(METHODS)}")
         if grid_cell is not None and not grid_cell > 0:
             fail(f"--grid-cell must be > 0 m, found {grid_cell}")
-        try:
-            if scenario != "auto":
+        if scenario != "auto":
+            from rftwin.baselines.pathloss import scenario_name  # noqa: PLC0415 - numpy and scikit-learn only
+
+            try:
                 scenario = scenario_name(scenario)
+            except ValueError as exc:
+                fail(f"--scenario: {exc}")
+        if mpc_delay_reference not in ("absolute", "first"):
+            fail(f"--mpc-delay-reference must be absolute or first, got '{mpc_delay_reference}'")
+        for option, value in (("--mpc-dynamic-range", mpc_dynamic_range),
+                              ("--cluster-delay-scale", cluster_delay_scale),
+                              ("--cluster-angle-scale", cluster_angle_scale),
+                              ("--cluster-delay-gate", cluster_delay_gate),
+                              ("--cluster-angle-gate", cluster_angle_gate)):
+            check_at_least(value, 0, option, strict=True)
+        check_solver(max_depth, samples_per_src)
+        for option, path in (("TRUTH", truth), ("--train", train), ("--true-materials", true_materials),
+                             ("--wideband", wideband), ("--mpcs", mpcs)):
+            check_input_file(path, option)
+        check_cache()  # argument errors above come back before torch and Sionna load
+        from rftwin.data import MeasurementError, read_measurements  # noqa: PLC0415
+        from rftwin.evaluate.clusters import ClusterConfig  # noqa: PLC0415
+        from rftwin.evaluate.params import MaterialsFileError  # noqa: PLC0415
+        from rftwin.evaluate.report import write_evaluation  # noqa: PLC0415
+        from rftwin.evaluate.run import EvaluationConfig, evaluate_twin  # noqa: PLC0415
+        from rftwin.runtime import configure_torch_threads  # noqa: PLC0415
+        from rftwin.twin_io import load_twin  # noqa: PLC0415
+
+        configure_torch_threads()
+        try:
             tw, doc = load_twin(twin)
             meas = read_measurements(truth, tw)
             tr = read_measurements(train, tw) if train is not None else None

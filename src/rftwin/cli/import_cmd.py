@@ -1,11 +1,13 @@
 """``rftwin import-scene``: meshes and point clouds + a material-label file -> a Sionna scene folder."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
 
 from rftwin.cli.common import console, fail
+from rftwin.cli.outputs import check_input_file
 
 
 def register(app: typer.Typer) -> None:
@@ -40,6 +42,13 @@ def register(app: typer.Typer) -> None:
         check: bool = typer.Option(True, "--check/--no-check", help="Load the written scene with Sionna RT."),
     ) -> None:
         """Import meshes / point clouds with a label file into a Sionna scene (one radio material per object)."""
+        check_import_options(scale=scale, up=up, orient=orient, voxel_size=voxel_size, outlier_std=outlier_std,
+                             outlier_neighbors=outlier_neighbors, poisson_depth=poisson_depth,
+                             density_quantile=density_quantile, smooth_iterations=smooth_iterations,
+                             max_triangles=max_triangles)  # before the mesh libraries (and torch) load
+        for p in inputs:
+            check_input_file(p, "INPUTS")
+        check_input_file(labels, "--labels")
         from rftwin.progress import track  # noqa: PLC0415
         from rftwin.scene.import_mesh import (  # noqa: PLC0415
             LabelFileError,
@@ -94,3 +103,29 @@ def register(app: typer.Typer) -> None:
         for name, rec in res.objects.items():
             console.print(f"  {name}: {rec['material']} ({rec['num_faces']} triangles, {rec['thickness']:g} m)")
         console.print(f"wrote {len(res.objects)} objects to {res.scene_xml}")
+
+
+def check_import_options(*, scale: float, up: str, orient: str, voxel_size: float | None, outlier_std: float,
+                         outlier_neighbors: int, poisson_depth: int, density_quantile: float,
+                         smooth_iterations: int, max_triangles: int) -> None:
+    """Option ranges of ``import-scene`` (errors name the option); the library checks them again."""
+    if not (math.isfinite(scale) and scale > 0):
+        fail(f"--scale must be a positive number, got {scale:g}")
+    if up not in ("z", "y"):
+        fail(f"--up must be z or y, got '{up}'")
+    if orient not in ("tangent", "centroid", "none"):
+        fail(f"--orient must be tangent, centroid or none, got '{orient}'")
+    if voxel_size is not None and not voxel_size > 0:
+        fail(f"--voxel-size must be > 0 m, got {voxel_size:g}")
+    if not outlier_std > 0:
+        fail(f"--outlier-std must be > 0, got {outlier_std:g}")
+    if outlier_neighbors < 1:
+        fail(f"--outlier-neighbors must be >= 1, got {outlier_neighbors}")
+    if not 1 <= poisson_depth <= 14:
+        fail(f"--poisson-depth must lie in 1..14, got {poisson_depth}")
+    if not 0.0 <= density_quantile < 1.0:
+        fail(f"--density-quantile must lie in [0, 1), got {density_quantile:g}")
+    if smooth_iterations < 0:
+        fail(f"--smooth-iterations must be >= 0, got {smooth_iterations}")
+    if max_triangles != 0 and max_triangles < 4:
+        fail(f"--max-triangles must be 0 (no decimation) or >= 4, got {max_triangles}")

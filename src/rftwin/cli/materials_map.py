@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rftwin.cli.common import console, fail
+from rftwin.cli.common import check_at_least, console, fail
 from rftwin.cli.outputs import check_output_dir, staged_dir
 
 
@@ -28,11 +28,11 @@ def register(app: typer.Typer) -> None:
         """Sample a grid on the object's (largest or chosen) planar face and map its materials."""
         import numpy as np  # noqa: PLC0415
 
-        from rftwin.fields.io import is_field_folder, load_field  # noqa: PLC0415
-        from rftwin.fields.maps import build_map, object_mesh, write_map  # noqa: PLC0415
-        from rftwin.fields.surface import surface_grid  # noqa: PLC0415
-
         check_output_dir(out, "--out", owned=("material_map.csv", "eps_r.png"))  # before any work
+        check_at_least(spacing_m, 0, "--spacing", strict=True)
+        check_at_least(frequency_hz, 0, "--frequency", strict=True)
+        if not 0 <= angle_deg < 90:
+            fail(f"--angle must lie in [0, 90) degrees from the normal, got {angle_deg:g}")
         nvec = None
         if normal:
             try:
@@ -40,6 +40,10 @@ def register(app: typer.Typer) -> None:
                 assert nvec.shape == (3,) and np.linalg.norm(nvec) > 0
             except (ValueError, AssertionError):
                 fail(f"--normal: expected three comma-separated numbers 'x,y,z', got '{normal}'")
+        from rftwin.fields.io import is_field_folder, load_field  # noqa: PLC0415 - torch from here on
+        from rftwin.fields.maps import build_map, object_mesh, write_map  # noqa: PLC0415
+        from rftwin.fields.surface import surface_grid  # noqa: PLC0415
+
         try:
             if is_field_folder(source):
                 import torch  # noqa: PLC0415

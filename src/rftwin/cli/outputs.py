@@ -59,6 +59,12 @@ def check_output_dir(path: Path, option: str = "--out", owned: Iterable[str] = (
     _check_parent(path, option)
 
 
+def check_input_file(path: Path | None, option: str) -> None:
+    """An input file named by ``option`` must exist (a typo costs no loading); its content is checked later."""
+    if path is not None and not Path(path).exists():
+        fail(f"{option} {path}: no such file")
+
+
 def check_cache() -> None:
     """The path cache ($RFTWIN_CACHE or ~/.cache/rftwin/paths) must be a writable folder: checked up front."""
     from rftwin.runtime import default_cache_dir  # noqa: PLC0415
@@ -70,4 +76,4 @@ def check_cache() -> None:
         fail(str(exc))
 
 
-__all__ = ["check_cache", "check_output_dir", "check_output_file", "staged_dir"]
+__all__ = ["check_cache", "check_input_file", "check_output_dir", "check_output_file", "staged_dir"]

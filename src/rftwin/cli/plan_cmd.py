@@ -5,8 +5,10 @@ from pathlib import Path
 
 import typer
 
-from rftwin.cli.common import Los, Refraction, Specular, console, fail, settings
-from rftwin.cli.outputs import check_cache, check_output_file
+from rftwin.cli.common import Los, Refraction, Specular, check_at_least, check_solver, console, fail, settings
+from rftwin.cli.outputs import check_cache, check_input_file, check_output_file
+
+TABLE_SUFFIXES = (".csv", ".txt", ".parquet", ".pq")  # the links files plan writes (rftwin.plan.workflow's)
 
 
 def register(app: typer.Typer) -> None:
@@ -47,6 +49,27 @@ def register(app: typer.Typer) -> None:
              seed: int = typer.Option(0, "--seed", help="Seed of the path solver, candidate choice and prior draws."),
              los: bool = Los, specular: bool = Specular, refraction: bool = Refraction) -> None:
         """Choose the links that teach the most about the materials; print the per-parameter std before/after."""
+        check_output_file(out, "--out")  # destinations and option ranges before any import
+        if out.suffix.lower() not in TABLE_SUFFIXES:
+            fail(f"--out {out}: expected a .csv or .parquet links file (the JSON report goes to --report)")
+        check_output_file(report or out.with_suffix(".json"), "--report")
+        check_at_least(budget, 1, "--budget")
+        check_at_least(noise_db, 0, "--noise-db", strict=True)
+        check_at_least(offset_std_db, 0, "--offset-std-db", strict=True)
+        check_at_least(prior_samples, 0, "--prior-samples")
+        check_at_least(frequency, 0, "--frequency", strict=True)
+        for option, value in (("--n-tx", n_tx), ("--n-rx", n_rx)):
+            check_at_least(value, 1, option)
+        check_at_least(spacing, 0, "--spacing", strict=True)
+        check_at_least(clearance, 0, "--clearance")
+        check_solver(max_depth, samples_per_src)
+        if candidates != "auto":
+            check_input_file(Path(candidates), "--candidates")
+        if prior not in ("labels", "scene"):
+            if Path(prior).suffix.lower() not in (".yaml", ".yml", ".json"):
+                fail(f"--prior: unknown prior '{prior}': expected labels, scene or a .yaml/.yml/.json labels file")
+            check_input_file(Path(prior), "--prior")
+        check_cache()  # argument errors above come back before torch and Sionna load
         from rich.console import Console  # noqa: PLC0415
         from rich.table import Table  # noqa: PLC0415
 
@@ -56,9 +79,6 @@ def register(app: typer.Typer) -> None:
         from rftwin.runtime import configure_torch_threads  # noqa: PLC0415
 
         configure_torch_threads()
-        check_output_file(out, "--out")  # destinations before any tracing
-        check_output_file(report or out.with_suffix(".json"), "--report")
-        check_cache()
         try:
             d = plan_command(scene, budget, out, candidates=candidates, frequency_hz=frequency, prior=prior,
                              by_transmitter=by_transmitter, noise_db=noise_db, offset_std_db=offset_std_db,

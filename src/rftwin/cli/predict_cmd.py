@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from rftwin.cli.array_options import ARRAY_HELP
+from rftwin.cli.array_options import ARRAY_HELP, OptionError, array_fields
 from rftwin.cli.common import (
     Device,
     Diffraction,
@@ -19,13 +19,15 @@ from rftwin.cli.common import (
     Seed,
     Specular,
     Workers,
+    check_solver,
     console,
     fail,
     memory_budget,
     settings,
     torch_device,
 )
-from rftwin.cli.outputs import check_cache, check_output_file
+from rftwin.cli.outputs import check_cache, check_input_file, check_output_file
+from rftwin.runtime import DEVICE_CHOICES
 
 SCENE = typer.Argument(..., help="Sionna XML scene, built-in name, or calibration output folder.")
 LINKS = typer.Argument(..., help="CSV/Parquet: link_id, tx_x..rx_z, frequency_hz[, tx_power_dbm].")
@@ -74,6 +76,16 @@ def register(app: typer.Typer) -> None:
             fail(f"--mimo {mimo}: needs --tx-array and/or --rx-array")
         if workers < 1:
             fail(f"--workers must be at least 1, got {workers}")
+        if device not in DEVICE_CHOICES:
+            fail(f"--device must be one of {', '.join(DEVICE_CHOICES)}, not '{device}'")
+        check_solver(max_depth, samples_per_src)
+        check_input_file(links, "LINKS")
+        try:  # array syntax before torch loads (pattern names are checked by the spec below)
+            for option, text in (("--tx-array", tx_array), ("--rx-array", rx_array)):
+                if text is not None:
+                    array_fields(text, option)
+        except OptionError as exc:
+            fail(str(exc))
         check_cache()  # argument errors above come back before torch and Sionna load
         from rftwin.cli.array_options import parse_array  # noqa: PLC0415
         from rftwin.data import MeasurementError, read_links, write_wideband

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from rftwin.cli.common import Diffraction, Refraction, Seed, Specular, console, fail
+from rftwin.cli.common import Diffraction, Refraction, Seed, Specular, check_at_least, console, fail
 from rftwin.cli.outputs import check_output_dir, staged_dir
 
 
@@ -31,14 +31,6 @@ def register(app: typer.Typer) -> None:
         """Path-gain coverage map of the twin on a horizontal plane (PNG + NPZ)."""
         import numpy as np  # noqa: PLC0415
 
-        from rftwin.evaluate.radiomap import (  # noqa: PLC0415
-            compute_radio_map,
-            plot_radio_map,
-            write_npz,
-        )
-        from rftwin.trace.tracer import SolverSettings  # noqa: PLC0415
-        from rftwin.twin_io import load_twin  # noqa: PLC0415
-
         check_output_dir(out, "--out", owned=("radiomap.npz", "radiomap.png"))  # before any work
         pos = []
         for i, t in enumerate(tx, 1):
@@ -54,6 +46,18 @@ def register(app: typer.Typer) -> None:
             fail(f"--cell must be > 0 m, found {cell}")
         if samples_per_tx < 1 or max_depth < 0:
             fail("--samples-per-tx must be >= 1 and --max-depth >= 0")
+        check_at_least(frequency, 0, "--frequency", strict=True)
+        for option, lim in (("--xlim", xlim), ("--ylim", ylim)):
+            if lim and not lim[0] < lim[1]:
+                fail(f"{option}: expected MIN MAX with MIN < MAX, got {lim[0]:g} {lim[1]:g}")
+        from rftwin.evaluate.radiomap import (  # noqa: PLC0415 - torch and Sionna from here on
+            compute_radio_map,
+            plot_radio_map,
+            write_npz,
+        )
+        from rftwin.trace.tracer import SolverSettings  # noqa: PLC0415
+        from rftwin.twin_io import load_twin  # noqa: PLC0415
+
         try:
             tw, doc = load_twin(twin)
             f = frequency or float((doc or {}).get("reference_frequency_hz") or 3.5e9)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from rftwin.cli.common import Seed, console, fail
+from rftwin.cli.common import Seed, check_at_least, console, fail
 
 OWNED = ("ris_ranking.csv", "ris.json", "ris_gain_maps.png", "ris_target_points.csv")
 
@@ -36,19 +36,10 @@ def register(app: typer.Typer) -> None:
         """Configure an RIS at each candidate pose to focus on the target area (Tang et al. 2021 model, visibility
         from the twin's geometry); mean gain over the area with vs without the RIS; ranking (CSV, JSON, PNG)."""
         import numpy as np  # noqa: PLC0415
-        import pandas as pd  # noqa: PLC0415
 
-        from rftwin.cli.outputs import check_cache, check_output_dir, staged_dir  # noqa: PLC0415
-        from rftwin.data import MeasurementError  # noqa: PLC0415
-        from rftwin.io import write_json, write_table  # noqa: PLC0415
-        from rftwin.ris.inputs import read_candidates, read_target  # noqa: PLC0415
-        from rftwin.ris.physics import RisSpec  # noqa: PLC0415
-        from rftwin.ris.workflow import plot_gain_maps, run_ris  # noqa: PLC0415
-        from rftwin.trace.tracer import SolverSettings  # noqa: PLC0415
-        from rftwin.twin_io import load_twin  # noqa: PLC0415
+        from rftwin.cli.outputs import check_cache, check_input_file, check_output_dir, staged_dir  # noqa: PLC0415
 
         check_output_dir(out, "--out", owned=OWNED)
-        check_cache()
 
         def pair(text: str, option: str, conv):
             parts = text.lower().split("x")
@@ -68,12 +59,34 @@ def register(app: typer.Typer) -> None:
             fail(f"--focus must be 'center' or 'best', found '{focus}'")
         if samples < 1 or max_depth < 0:
             fail("--samples-per-src must be >= 1 and --max-depth >= 0")
+        if frequency is not None and not frequency > 0:
+            fail(f"--frequency must be > 0 Hz, found {frequency}")
+        check_at_least(spacing, 0, "--spacing", strict=True)
         try:
             txp = [float(p) for p in tx.replace(",", " ").split()]
         except ValueError:
             txp = []
         if len(txp) != 3 or not np.all(np.isfinite(txp)):
             fail(f"--tx: expected three numbers 'X Y Z' in m, found '{tx}'")
+        check_input_file(candidates, "--candidates")
+        if not Path(target).exists():  # then a box X0,X1,Y0,Y1,Z (read_target checks it again)
+            try:
+                box_ok = len([float(v) for v in target.split(",")]) == 5
+            except ValueError:
+                box_ok = False
+            if not box_ok:
+                fail(f"--target: expected a file of points or a box 'X0,X1,Y0,Y1,Z' in m, found '{target}'")
+        check_cache()  # argument errors above come back before torch and Sionna load
+        import pandas as pd  # noqa: PLC0415
+
+        from rftwin.data import MeasurementError  # noqa: PLC0415
+        from rftwin.io import write_json, write_table  # noqa: PLC0415
+        from rftwin.ris.inputs import read_candidates, read_target  # noqa: PLC0415
+        from rftwin.ris.physics import RisSpec  # noqa: PLC0415
+        from rftwin.ris.workflow import plot_gain_maps, run_ris  # noqa: PLC0415
+        from rftwin.trace.tracer import SolverSettings  # noqa: PLC0415
+        from rftwin.twin_io import load_twin  # noqa: PLC0415
+
         try:
             spec = RisSpec(rows, cols, width, height, bits or None)
             tw, doc = load_twin(twin)

@@ -5,7 +5,18 @@ from pathlib import Path
 
 import typer
 
-from rftwin.cli.common import Los, MaxDepth, Refraction, Samples, Seed, Specular, console, fail, settings
+from rftwin.cli.common import (
+    Los,
+    MaxDepth,
+    Refraction,
+    Samples,
+    Seed,
+    Specular,
+    check_solver,
+    console,
+    fail,
+    settings,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -35,11 +46,25 @@ def register(app: typer.Typer) -> None:
         """Insert a proxy (a person, a box, any labelled mesh) and move it along a trajectory; at every step
         re-trace only the links whose paths or first Fresnel zones meet its old or new place, and write the time
         series of path gain, delay spread and shadow loss per link."""
+        from rftwin.cli.outputs import check_cache, check_input_file, check_output_dir, staged_dir  # noqa: PLC0415
+
+        owned = ("timeseries.csv", "steps.csv", "summary.json")
+        check_output_dir(out, "--out", owned)  # destinations and options first: no import, no tracing wasted
+        if margin_m < 0 or ignore_below_db <= 0:
+            fail("--margin-m must be >= 0 and --ignore-below-db > 0")
+        if new_path_tolerance_db is not None and new_path_tolerance_db <= 0:
+            fail("--new-path-tolerance-db must be > 0")
+        check_solver(max_depth, samples_per_src)
+        m = mesh.strip()
+        if not m.lower().startswith(("box:", "cylinder:")) and not Path(m).is_file():
+            fail(f"--mesh: mesh '{m}': no such file (expected a mesh file, box:WxDxH or cylinder:RxH)")
+        check_input_file(trajectory, "--trajectory")
+        check_input_file(links, "--links")
+        check_cache()  # argument errors above come back before torch and Sionna load
         from dataclasses import replace  # noqa: PLC0415
 
         import numpy as np  # noqa: PLC0415
 
-        from rftwin.cli.outputs import check_cache, check_output_dir, staged_dir  # noqa: PLC0415
         from rftwin.data import MeasurementError, read_links  # noqa: PLC0415
         from rftwin.data.trajectory import read_trajectory  # noqa: PLC0415
         from rftwin.dynamic.proxy import ProxyError, ProxySpec, proxy_half_size  # noqa: PLC0415
@@ -47,13 +72,6 @@ def register(app: typer.Typer) -> None:
         from rftwin.io import write_json, write_table  # noqa: PLC0415
         from rftwin.twin_io import load_twin  # noqa: PLC0415
 
-        owned = ("timeseries.csv", "steps.csv", "summary.json")
-        check_output_dir(out, "--out", owned)  # destinations first: no tracing wasted
-        check_cache()
-        if margin_m < 0 or ignore_below_db <= 0:
-            fail("--margin-m must be >= 0 and --ignore-below-db > 0")
-        if new_path_tolerance_db is not None and new_path_tolerance_db <= 0:
-            fail("--new-path-tolerance-db must be > 0")
         spec = ProxySpec(mesh=mesh, label=label)
         try:
             half = proxy_half_size(spec)
