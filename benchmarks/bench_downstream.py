@@ -7,7 +7,8 @@ from the access point (no line of sight: reflections off the walls serve them). 
 DFT beam pair (4x8 tr38901 array at the AP, 2x2 iso at the receivers): the truth (Sionna at the true materials),
 the label twin (ITU values of the labels), a geometry-only twin (every surface concrete, seed 002's baseline) and
 the twin calibrated by ``rftwin.twin.Calibrator`` (label priors with label correction) from the wrong labels and
-Sionna-simulated single-antenna path gains of 64 training links (1 dB noise). Choices are scored on the truth:
+Sionna-simulated single-antenna path gains of 64 training links (1 dB noise) from four transmitters, half of
+the receivers low behind a box as seen from their transmitter. Choices are scored on the truth:
 share of correct picks, gain lost, throughput (802.11ad table, 2.16 GHz, NF 10 dB, MAC efficiency 0.65).
 
 Part ``dynamic`` (seed 002 section 6.7): a person (0.4 x 0.3 x 1.8 m box, skin-like material) walks across a
@@ -18,7 +19,7 @@ time per step of both and their difference in dB per link and step; shadow-loss 
 
 Run: .venv/bin/python benchmarks/bench_downstream.py --part beams [--quick] [--seeds 3,4,5]
      for m in full local local_new_paths_0.1db geometric geometric_order2 geometric_order1 d2d_full d2d_local \
-              d2d_geometric compare; do
+              d2d_geometric noise compare; do
          .venv/bin/python benchmarks/bench_downstream.py --part dynamic --mode $m; done
 (each walk in its own process: a crash in one walk loses only that walk; the Dr.Jit "jit_var: unknown variable"
 abort seen first came from solver calls without any path and is fixed in the tracer)
@@ -49,7 +50,7 @@ from rftwin.trace import SolverSettings, trace
 RESULTS = Path(__file__).parent / "results"
 F = 28e9
 AP = np.array([-4.6, 0.3, 2.5])
-TRAIN_TX = np.array([[-4.6, 0.3, 2.5], [2.0, -3.0, 2.2]])
+TRAIN_TX = np.array([[-4.6, 0.3, 2.5], [2.0, -3.0, 2.2], [0.0, 4.0, 1.5], [4.0, 1.0, 2.0]])
 # materials decide the beam: the north and south walls are metal (e.g. foil-backed panels / low-e glass) but
 # labelled plasterboard; the east wall is plasterboard but labelled metal; floor, west wall and boxes are right
 TRUE_CLASS = {"floor": "concrete", "wall_north": "metal", "wall_south": "metal", "wall_east": "plasterboard",
@@ -72,12 +73,22 @@ def _scenario(seed: int, n_train: int, n_nlos: int, n_los: int):
     itu = np.array([itu_eps_sigma(c, F) for c in true_cls])
     lam = np.clip(rng.normal(1.0, 0.1, (len(itu), 2)), 0.8, 1.2)
     eps_t, sig_t = np.maximum(itu[:, 0] * lam[:, 0], 1.0), itu[:, 1] * lam[:, 1]
-    tr_tx = TRAIN_TX[np.arange(n_train) % len(TRAIN_TX)]
-    tr_rx = random_positions(base, n_train, rng, (0.5, 2.5))
-    # test receivers: n_nlos behind the 1 m boxes as seen from the AP (direct line blocked), n_los in the open
     boxes = closed_object_boxes(base)
     lo_b = torch.tensor(np.array([b[0] for b in boxes]))
     hi_b = torch.tensor(np.array([b[1] for b in boxes]))
+    # training links (single antennas): TRAIN_TX in turn; half the receivers anywhere (0.5-2.5 m high), half low
+    # (0.3-0.8 m) behind a box as seen from their transmitter, where the walls' reflections carry the power
+    tr_tx = TRAIN_TX[np.arange(n_train) % len(TRAIN_TX)]
+    tr_rx = random_positions(base, n_train, rng, (0.5, 2.5))
+    cand_tr = random_positions(base, 4000, rng, (0.3, 0.8))
+    for i in range(len(TRAIN_TX)):  # a handful of transmitters, not a loop over links
+        rows = np.nonzero(np.arange(n_train) % len(TRAIN_TX) == i)[0][::2]
+        hid = segments_hit_boxes(torch.tensor(np.repeat(TRAIN_TX[i][None], len(cand_tr), 0)), torch.tensor(cand_tr),
+                                 lo_b, hi_b).any(-1).numpy()
+        pick = cand_tr[hid][: len(rows)]
+        tr_rx[rows[: len(pick)]] = pick
+        cand_tr = cand_tr[~np.isin(np.arange(len(cand_tr)), np.nonzero(hid)[0][: len(rows)])]
+    # test receivers: n_nlos behind the 1 m boxes as seen from the AP (direct line blocked), n_los in the open
     cand = random_positions(base, 6000, rng, (0.3, 0.8))
     blocked = segments_hit_boxes(torch.tensor(np.repeat(AP[None], len(cand), 0)), torch.tensor(cand), lo_b,
                                  hi_b).any(-1).numpy()
@@ -260,6 +271,31 @@ def dynamic_mode(mode: str, quick: bool = False) -> dict:
             "links": len(tx), "steps": len(ys), "step_m": float(ys[1] - ys[0]), "peak_rss_gib": _peak_gib()}
 
 
+def sampling_noise(samples: tuple[int, ...] = (100_000, 200_000, 400_000)) -> dict:
+    """The tracer's own sampling noise on the walk's links: path gains with the person in the middle of the walk,
+    traced at 1e5 rays per source (the walks' setting) against 2e5 and 4e5."""
+    from rftwin.dynamic.proxy import ProxySpec, insert_proxy  # noqa: PLC0415
+    from rftwin.physics.engine import path_coefficients  # noqa: PLC0415
+    from rftwin.predict.predict import channel_features  # noqa: PLC0415
+    from rftwin.twin_io import material_values  # noqa: PLC0415
+
+    _, tx, rx, _, pos, _, base = _walk_setup(False)
+    insert_proxy(base, ProxySpec(), pos[len(pos) // 2])
+    mv = material_values(base, None, np.array([F]))
+    g = {}
+    for n in samples:
+        ps = trace(base, tx, rx, SolverSettings(max_depth=3, samples_per_src=n), cache_dir=False, progress=False)
+        with torch.no_grad():
+            g[n] = channel_features(ps, path_coefficients(ps, mv, torch.tensor([F]))[0])["path_gain_db"].numpy()[0]
+    out = {"links": len(tx), "position": pos[len(pos) // 2].tolist()}
+    for n in samples[1:]:
+        d = np.abs(g[samples[0]] - g[n])
+        out[f"{samples[0]}_vs_{n}"] = {"max_abs_diff_db": float(d.max()),
+                                       "p99_abs_diff_db": float(np.quantile(d, 0.99)),
+                                       "links_above_0.01db": int((d > 0.01).sum())}
+    return out
+
+
 def dynamic_compare(doc: dict) -> None:
     """Differences to the full re-trace and the figure, from the modes' NPZ files."""
     runs = {m: dict(np.load(RESULTS / f".dyn_{m}.npz")) for m in DYN_MODES if (RESULTS / f".dyn_{m}.npz").is_file()}
@@ -351,7 +387,7 @@ def _cdf_png(curves: dict[str, np.ndarray], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--part", default="all", choices=["beams", "dynamic", "all"])
-    ap.add_argument("--mode", default=None, choices=[*DYN_MODES, *D2D_MODES, "compare"],
+    ap.add_argument("--mode", default=None, choices=[*DYN_MODES, *D2D_MODES, "noise", "compare"],
                     help="dynamic part: run one walk (each in its own process) or compare the saved walks")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=3)
@@ -382,6 +418,8 @@ def main() -> None:
         dyn.setdefault("modes", {})
         if args.mode in (None, "compare"):
             dynamic_compare(doc)
+        elif args.mode == "noise":
+            dyn["sampling_noise"] = sampling_noise()
         elif args.mode.startswith("d2d"):
             dyn.setdefault("d2d", {})[args.mode[4:]] = dynamic_mode(args.mode, args.quick)
         else:

@@ -27,11 +27,11 @@ def register(app: typer.Typer) -> None:
                                                     help="Also re-trace links that a path via the proxy could "
                                                          "change by more than this (dB) (conservative)."),
         full: bool = typer.Option(False, "--full/--local", help="Re-trace every link at every step (reference)."),
-        method: str = typer.Option("auto", "--method",
-                                   help="Local update: geometric (static paths minus those the proxy blocks; "
-                                        "Sionna only for links a reflection off the proxy can reach), region "
-                                        "(re-trace links whose paths / Fresnel zones meet the proxy), auto "
-                                        "(geometric unless --diffraction)."),
+        method: str = typer.Option("region", "--method",
+                                   help="Local update: region (re-trace links whose paths / Fresnel zones meet "
+                                        "the proxy) or geometric (static paths minus those the proxy blocks; "
+                                        "Sionna only for links a path via the proxy can reach; no "
+                                        "--diffraction)."),
         geometric_tolerance_db: float = typer.Option(0.01, "--geometric-tolerance-db",
                                                      help="geometric: re-trace links that a first-order "
                                                           "reflection off the proxy could change by more than "
@@ -68,16 +68,15 @@ def register(app: typer.Typer) -> None:
             fail("--margin-m must be >= 0 and --ignore-below-db > 0")
         if new_path_tolerance_db is not None and new_path_tolerance_db <= 0:
             fail("--new-path-tolerance-db must be > 0")
-        if method not in ("auto", "geometric", "region"):
-            fail(f"--method '{method}': expected auto, geometric or region")
+        if method not in ("geometric", "region"):
+            fail(f"--method '{method}': expected geometric or region")
         if method == "geometric" and diffraction:
             fail("--method geometric needs a trace without diffraction (near misses change diffracted paths); "
-                 "use --method region or auto")
+                 "use --method region")
         if geometric_tolerance_db <= 0:
             fail("--geometric-tolerance-db must be > 0")
         if geometric_order is not None and geometric_order < 1:
             fail(f"--geometric-order must be >= 1, got {geometric_order}")
-        method = ("region" if diffraction else "geometric") if method == "auto" else method
         spec = ProxySpec(mesh=mesh, label=label)
         try:
             half = proxy_half_size(spec)
