@@ -57,7 +57,8 @@ def test_segment_triangles_and_first_order_reflection():
 @pytest.fixture(scope="module")
 def walks():
     out = {}
-    for key, kw in ((False, {}), (True, {"full_retrace": True}), ("geometric", {"method": "geometric"})):
+    for key, kw in ((False, {}), (True, {"full_retrace": True}), ("geometric", {"method": "geometric"}),
+                    ("geometric1", {"method": "geometric", "geometric_order": 1})):
         tw = room(F)
         out[key] = run_update(tw, None, TX, RX, np.full(len(TX), F), ProxySpec(), np.arange(len(YS), dtype=float),
                               POS, SETTINGS, progress=False, cache_dir=False, **kw)
@@ -66,13 +67,17 @@ def walks():
 
 def test_geometric_update_equals_full_retrace(walks):
     """Links without a path via the person keep the static twin's paths minus those the person blocks (exact
-    segment / triangle test); only links a reflection off the person can reach are re-traced."""
+    segment / triangle test); only links a path via the person can reach are re-traced (all orders by default:
+    conservative; first order only: fewer links, the crossed link still exact)."""
     geo, full = walks["geometric"], walks[True]
     a = geo.series.pivot(index="step", columns="link", values="path_gain_db").to_numpy()
     b = full.series.pivot(index="step", columns="link", values="path_gain_db").to_numpy()
     assert np.abs(a - b).max() < 0.05
     assert geo.series.loc[geo.series.link == 0, "retraced"].all()  # the crossed link has paths via the person
-    assert geo.steps["links_retraced"].iloc[1:].sum() < walks[False].steps["links_retraced"].iloc[1:].sum()
+    g1 = walks["geometric1"]
+    assert g1.steps["links_retraced"].iloc[1:].sum() < walks[False].steps["links_retraced"].iloc[1:].sum()
+    a1 = g1.series.pivot(index="step", columns="link", values="path_gain_db").to_numpy()
+    np.testing.assert_allclose(a1[:, 0], b[:, 0], atol=1e-9)
     with pytest.raises(ValueError, match="method 'geometric' needs a trace without diffraction"):
         run_update(room(F), None, TX[:1], RX[:1], np.full(1, F), ProxySpec(), np.arange(2.0), POS[:2],
                    SolverSettings(max_depth=1, samples_per_src=1000, diffraction=True), progress=False,
@@ -186,3 +191,13 @@ def test_trace_of_links_without_any_path():
     ps = trace(room(F), np.array([[2.0, 3.0, 0.5]]), np.array([[4.0, 3.0, 0.5]]), st, cache_dir=False,
                progress=False)
     assert ps.num_paths == 0 and ps.num_links == 1 and ps.f_tx.shape == (0, 1, 2)
+
+
+def test_update_cli_geometric_needs_no_diffraction(tmp_path):
+    links, traj = _files(tmp_path)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["update", "room", "--trajectory", str(traj), "--links", str(links), "--out",
+                                 str(out), "--method", "geometric", "--diffraction"])
+    assert r.exit_code == 2, r.output
+    assert "--method geometric needs a trace without diffraction" in " ".join(r.output.split())
+    assert not out.exists()
