@@ -1,12 +1,15 @@
 """Using the twin (issue 14): beam selection on label / calibrated / truth twins, and dynamic-scene updates.
 
-Part ``beams`` (seed 002 section 6.8): the built-in room at 28 GHz whose walls and floor are brick (truth: ITU
-values x seeded factors) but *labelled glass* (wrong-label prior). The calibrated twin is fitted by
-``rftwin.calibrate.workflow.calibrate_scene`` from Sionna-simulated RSS of single-antenna training links
-(starting from the wrong labels). On held-out links from an access point with an 4x8 tr38901 array (+x
-broadside) to 2x2 iso receivers, every twin chooses its best (tx, rx) DFT beam pair; the choice is scored on the
-truth twin (Sionna trace at the true materials): share of correct picks, gain lost, throughput (802.11ad table,
-2.16 GHz, NF 10 dB, MAC efficiency 0.65).
+Part ``beams`` (seed 002 section 6.8), a room where materials decide the best beam: the built-in room at 28 GHz
+whose north and south walls are metal but labelled plasterboard and whose east wall is plasterboard but labelled
+metal (truth: ITU values of the true classes x seeded factors). Test receivers mostly behind the 1 m boxes as seen
+from the access point (no line of sight: reflections off the walls serve them). Four twins choose the best (tx, rx)
+DFT beam pair (4x8 tr38901 array at the AP, 2x2 iso at the receivers): the truth (Sionna at the true materials),
+the label twin (ITU values of the labels), a geometry-only twin (every surface concrete, seed 002's baseline) and
+the twin calibrated by ``rftwin.twin.Calibrator`` (label priors with label correction) from the wrong labels and
+Sionna-simulated single-antenna path gains of 64 training links (1 dB noise) from four transmitters, half of
+the receivers low behind a box as seen from their transmitter. Choices are scored on the truth:
+share of correct picks, gain lost, throughput (802.11ad table, 2.16 GHz, NF 10 dB, MAC efficiency 0.65).
 
 Part ``dynamic`` (seed 002 section 6.7): a person (0.4 x 0.3 x 1.8 m box, skin-like material) walks across a
 4 m link in the room at 28 GHz while 99 more links (three access points, random receivers) are tracked; at every
@@ -14,8 +17,9 @@ step ``rftwin.dynamic.update.run_update`` re-traces only the links whose paths o
 person's old or new place, and the same walk is repeated with a full re-trace of every link at every step:
 time per step of both and their difference in dB per link and step; shadow-loss time series of the 4 m link.
 
-Run: .venv/bin/python benchmarks/bench_downstream.py --part beams [--quick]
-     for m in local full local_new_paths_0.1db d2d_local d2d_full compare; do
+Run: .venv/bin/python benchmarks/bench_downstream.py --part beams [--quick] [--seeds 3,4,5]
+     for m in full local local_new_paths_0.1db geometric geometric_order2 geometric_order1 d2d_full d2d_local \
+              d2d_geometric noise compare; do
          .venv/bin/python benchmarks/bench_downstream.py --part dynamic --mode $m; done
 (each walk in its own process: a crash in one walk loses only that walk; the Dr.Jit "jit_var: unknown variable"
 abort seen first came from solver calls without any path and is fixed in the tracer)
@@ -33,11 +37,8 @@ import numpy as np
 import torch
 
 import rftwin  # noqa: F401  (sets DRJIT_LIBLLVM_PATH)
-from rftwin.calibrate import CalibrationConfig, Targets
-from rftwin.calibrate.workflow import calibrate_scene
 from rftwin.dynamic.region import segments_hit_boxes
 from rftwin.io import atomic_path, write_json
-from rftwin.materials import prior_from_labels
 from rftwin.materials.itu import itu_eps_sigma
 from rftwin.physics.arrays import ArraySpec
 from rftwin.predict.beams import CodebookSpec, LinkBudget, beam_pair_gains, select_beams, throughput_of_choice
@@ -50,37 +51,84 @@ from rftwin.trace.simulate import reference_link_power
 RESULTS = Path(__file__).parent / "results"
 F = 28e9
 AP = np.array([-4.6, 0.3, 2.5])
-TRAIN_TX = np.array([[-4.6, 0.3, 2.5], [2.0, -3.0, 2.2]])
-WRONG = {"floor": "glass", "wall_east": "glass", "wall_north": "glass", "wall_south": "glass", "wall_west": "glass"}
+TRAIN_TX = np.array([[-4.6, 0.3, 2.5], [2.0, -3.0, 2.2], [0.0, 4.0, 1.5], [4.0, 1.0, 2.0]])
+# materials decide the beam: the north and south walls are metal (e.g. foil-backed panels / low-e glass) but
+# labelled plasterboard; the east wall is plasterboard but labelled metal; floor, west wall and boxes are right
+TRUE_CLASS = {"floor": "concrete", "wall_north": "metal", "wall_south": "metal", "wall_east": "plasterboard",
+              "wall_west": "brick"}
+LABELS = {"wall_north": "plasterboard", "wall_south": "plasterboard", "wall_east": "metal"}
+GEOMETRY_MATERIAL = "concrete"  # the geometry-only twin: every surface the same default material
 
 
 def _peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def beam_study(n_train: int, n_test: int, st: SolverSettings, starts: int, seed: int, tx_power_dbm: float) -> dict:
+def _scenario(seed: int, n_train: int, n_nlos: int, n_los: int):
+    """Truth, label and geometry-only materials of the room and the training / test links of one seeded draw."""
     rng = np.random.default_rng(seed)
     base = room(F)
     names = base.names
-    true_labels = [o.label for o in base.objects]
-    itu = np.array([itu_eps_sigma(lab, F) for lab in true_labels])
+    true_cls = [TRUE_CLASS.get(n, o.label) for n, o in zip(names, base.objects)]
+    labels = [LABELS.get(n, c) for n, c in zip(names, true_cls)]
+    itu = np.array([itu_eps_sigma(c, F) for c in true_cls])
     lam = np.clip(rng.normal(1.0, 0.1, (len(itu), 2)), 0.8, 1.2)
     eps_t, sig_t = np.maximum(itu[:, 0] * lam[:, 0], 1.0), itu[:, 1] * lam[:, 1]
-    wrong = [WRONG.get(n, lab) for n, lab in zip(names, true_labels)]
-    itu_w = np.array([itu_eps_sigma(lab, F) for lab in wrong])
-    # links
-    tr_tx = TRAIN_TX[np.arange(n_train) % len(TRAIN_TX)]
-    tr_rx = random_positions(base, n_train, rng, (0.5, 2.5))
-    # half the test receivers in line of sight of the AP, half behind the 1 m boxes (direct line blocked)
-    te_los = random_positions(base, n_test - n_test // 2, rng, (0.8, 2.0))
     boxes = closed_object_boxes(base)
     lo_b = torch.tensor(np.array([b[0] for b in boxes]))
     hi_b = torch.tensor(np.array([b[1] for b in boxes]))
-    cand = random_positions(base, 4000, rng, (0.3, 0.8))
+    # training links (single antennas): TRAIN_TX in turn; half the receivers anywhere (0.5-2.5 m high), half low
+    # (0.3-0.8 m) behind a box as seen from their transmitter, where the walls' reflections carry the power
+    tr_tx = TRAIN_TX[np.arange(n_train) % len(TRAIN_TX)]
+    tr_rx = random_positions(base, n_train, rng, (0.5, 2.5))
+    cand_tr = random_positions(base, 4000, rng, (0.3, 0.8))
+    for i in range(len(TRAIN_TX)):  # a handful of transmitters, not a loop over links
+        rows = np.nonzero(np.arange(n_train) % len(TRAIN_TX) == i)[0][::2]
+        hid = segments_hit_boxes(torch.tensor(np.repeat(TRAIN_TX[i][None], len(cand_tr), 0)), torch.tensor(cand_tr),
+                                 lo_b, hi_b).any(-1).numpy()
+        pick = cand_tr[hid][: len(rows)]
+        tr_rx[rows[: len(pick)]] = pick
+        cand_tr = cand_tr[~np.isin(np.arange(len(cand_tr)), np.nonzero(hid)[0][: len(rows)])]
+    # test receivers: n_nlos behind the 1 m boxes as seen from the AP (direct line blocked), n_los in the open
+    cand = random_positions(base, 6000, rng, (0.3, 0.8))
     blocked = segments_hit_boxes(torch.tensor(np.repeat(AP[None], len(cand), 0)), torch.tensor(cand), lo_b,
                                  hi_b).any(-1).numpy()
-    te_rx = np.concatenate([te_los, cand[blocked][: n_test // 2]])
-    nlos = np.arange(len(te_rx)) >= len(te_los)
+    te_rx = np.concatenate([cand[blocked][:n_nlos], random_positions(base, n_los, rng, (0.8, 2.0))])
+    nlos = np.arange(len(te_rx)) < min(n_nlos, int(blocked.sum()))
+    return names, true_cls, labels, eps_t, sig_t, tr_tx, tr_rx, te_rx, nlos, rng
+
+
+def _calibrate(names: list[str], labels: list[str], tr_tx: np.ndarray, tr_rx: np.ndarray, pg_db: np.ndarray,
+               st: SolverSettings, starts: int, seed: int) -> tuple[np.ndarray, np.ndarray, list]:
+    """The product's calibration (``Calibrator``, label priors with label correction, ``rftwin calibrate``'s
+    defaults except no K-fold check) from the wrong labels and the single-antenna path gains; returns
+    (eps_r, sigma, classes after label correction)."""
+    import tempfile  # noqa: PLC0415
+
+    import pandas as pd  # noqa: PLC0415
+
+    from rftwin.calibrate.spec import CalibrationSpec, ModelSpec, OptimiserSpec, PriorSpec, SolverSpec  # noqa: PLC0415
+    from rftwin.twin import Calibrator  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="rftwin-beams-") as tmp:
+        lab = Path(tmp) / "labels.json"
+        lab.write_text(json.dumps(dict(zip(names, labels))))
+        meas = Path(tmp) / "train.csv"
+        pd.DataFrame({"tx_x": tr_tx[:, 0], "tx_y": tr_tx[:, 1], "tx_z": tr_tx[:, 2], "rx_x": tr_rx[:, 0],
+                      "rx_y": tr_rx[:, 1], "rx_z": tr_rx[:, 2], "frequency_hz": F, "path_gain_db": pg_db}
+                     ).to_csv(meas, index=False)
+        spec = CalibrationSpec(prior=PriorSpec(labels=str(lab), folds=0), model=ModelSpec(starts=starts, sweeps=1),
+                               optimiser=OptimiserSpec(retrace=1),
+                               solver=SolverSpec(max_depth=st.max_depth, samples_per_src=st.samples_per_src,
+                                                 seed=seed))
+        twin = room(F)
+        ct = Calibrator(spec).fit(twin, str(meas), progress=False, cache_dir=False)
+    return np.asarray(ct.result.eps_r, float), np.asarray(ct.result.sigma, float), list(ct.labels)
+
+
+def beam_study(n_train: int, n_nlos: int, n_los: int, st: SolverSettings, starts: int, seed: int,
+               tx_power_dbm: float, noise_db: float = 1.0, figure: bool = True) -> dict:
+    names, true_cls, labels, eps_t, sig_t, tr_tx, tr_rx, te_rx, nlos, rng = _scenario(seed, n_train, n_nlos, n_los)
     n_test = len(te_rx)
     te_tx = np.repeat(AP[None], n_test, 0)
     f_te = np.full(n_test, F)
@@ -88,92 +136,101 @@ def beam_study(n_train: int, n_test: int, st: SolverSettings, starts: int, seed:
     rx_arr = ArraySpec(num_rows=2, num_cols=2, pattern="iso", polarization="V")
     cb_tx, cb_rx = CodebookSpec("dft", oversampling=2), CodebookSpec("dft", oversampling=1)
     budget = LinkBudget(tx_power_dbm=tx_power_dbm)
-    out: dict = {"test_receivers": "half in line of sight of the AP (0.8-2 m high), half behind the 1 m boxes",
-                 "frequency_hz": F, "objects": names, "true_labels": true_labels, "wrong_labels": wrong,
-                 "eps_true": eps_t.tolist(), "sigma_true": sig_t.tolist(), "n_train": n_train, "n_test": n_test,
+    itu_l = np.array([itu_eps_sigma(c, F) for c in labels])
+    out: dict = {"seed": seed, "frequency_hz": F, "objects": names, "true_classes": true_cls, "labels": labels,
+                 "geometry_only_material": GEOMETRY_MATERIAL, "eps_true": eps_t.tolist(),
+                 "sigma_true": sig_t.tolist(), "n_train": n_train, "train_noise_db": noise_db, "n_test": n_test,
+                 "n_nlos": int(nlos.sum()),
                  "tx_array": "4x8 tr38901 V, broadside +x, DFT x2 oversampled (8 x 16 = 128 beams)",
                  "rx_array": "2x2 iso V, DFT (4 beams)", "tx_power_dbm": tx_power_dbm,
                  "noise_power_dbm": budget.noise_power_dbm, "mac_efficiency": budget.mac_efficiency,
                  "solver": {"max_depth": st.max_depth, "samples_per_src": st.samples_per_src}}
-    # truth: Sionna trace at the true materials; training RSS from its coefficients (single iso antennas)
+
+    def gains(eps, sig):
+        tw = room(F)
+        tw.set_materials(eps, sig)
+        return beam_pair_gains(tw, None, te_tx, te_rx, f_te, tx_arr, rx_arr, cb_tx, cb_rx, st, cache_dir=False,
+                               progress=False).gain_db
+
+    # truth: Sionna at the true materials; training path gains (single iso antennas) with noise_db dB noise
     truth = room(F)
     truth.set_materials(eps_t, sig_t)
-    t0 = time.perf_counter()
     ps_tr = trace(truth, tr_tx, tr_rx, st, cache_dir=False, progress=False)
     pg = reference_link_power(ps_tr)
     ok = pg > 0
-    pg_db = np.where(ok, 10 * np.log10(np.maximum(pg, 1e-300)), np.nan)
-    g_truth = beam_pair_gains(truth, None, te_tx, te_rx, f_te, tx_arr, rx_arr, cb_tx, cb_rx, st, cache_dir=False,
-                              progress=False)
-    out["truth_seconds"] = time.perf_counter() - t0
-    # label twin: wrong labels' ITU values
-    label = room(F)
-    label.set_materials(itu_w[:, 0], itu_w[:, 1])
-    g_label = beam_pair_gains(label, None, te_tx, te_rx, f_te, tx_arr, rx_arr, cb_tx, cb_rx, st, cache_dir=False,
-                              progress=False)
-    # calibrated twin: from the wrong labels, fitted to the training RSS
-    cal = room(F)
-    cal.set_materials(itu_w[:, 0], itu_w[:, 1])
-    prior = prior_from_labels(wrong, F)
-    targets = Targets.build(np.arange(n_train)[ok], np.full(int(ok.sum()), F), pg_db[ok])
+    pg_db = 10 * np.log10(pg[ok]) + rng.normal(0.0, noise_db, int(ok.sum()))
+    g = {"truth": gains(eps_t, sig_t), "label": gains(itu_l[:, 0], itu_l[:, 1])}
+    geo = itu_eps_sigma(GEOMETRY_MATERIAL, F)
+    g["geometry-only"] = gains(np.full(len(names), geo[0]), np.full(len(names), geo[1]))
     t0 = time.perf_counter()
-    res, _ = calibrate_scene(cal, tr_tx, tr_rx, targets, prior, CalibrationConfig(), st, num_starts=starts,
-                             retrace=1, seed=seed, truth=(eps_t, sig_t), progress=False, cache_dir=False,
-                             global_sweeps=1, bounded=True)
+    eps_c, sig_c, cls_c = _calibrate(names, labels, tr_tx[ok], tr_rx[ok], pg_db, st, starts, seed)
     out["calibration_seconds"] = time.perf_counter() - t0
-    out["calibration"] = {"eps_r": res.eps_r.tolist(), "sigma": res.sigma.tolist(),
-                          "mre_eps": res.mre(eps_t, sig_t)[0], "mre_sigma": res.mre(eps_t, sig_t)[1],
-                          "mre_eps_label": float(np.mean(np.abs(itu_w[:, 0] - eps_t) / eps_t)),
-                          "mre_sigma_label": float(np.mean(np.abs(itu_w[:, 1] - sig_t) / sig_t))}
-    cal.set_materials(res.eps_r, res.sigma)
-    g_cal = beam_pair_gains(cal, None, te_tx, te_rx, f_te, tx_arr, rx_arr, cb_tx, cb_rx, st, cache_dir=False,
-                            progress=False)
-    # scoring on the truth
-    gt = g_truth.gain_db
+    mre = {k: (float(np.mean(np.abs(e - eps_t) / eps_t)), float(np.mean(np.abs(s - sig_t) / sig_t)))
+           for k, (e, s) in {"calibrated": (eps_c, sig_c), "label": (itu_l[:, 0], itu_l[:, 1])}.items()}
+    out["calibration"] = {"eps_r": eps_c.tolist(), "sigma": sig_c.tolist(), "classes": cls_c,
+                          "mre_eps": mre["calibrated"][0], "mre_sigma": mre["calibrated"][1],
+                          "mre_eps_label": mre["label"][0], "mre_sigma_label": mre["label"][1]}
+    g["calibrated"] = gains(eps_c, sig_c)
+    gt = g["truth"]
     valid = np.isfinite(gt.reshape(n_test, -1).max(1))
     best_t = select_beams(gt, None, budget)
     ideal = best_t["throughput_bps"].to_numpy()
     twins = {}
-    curves = {"truth (oracle)": ideal[valid]}
-    for name, g in (("label", g_label.gain_db), ("calibrated", g_cal.gain_db)):
-        sel = select_beams(g, None, budget)
+    curves = {"truth (oracle)": ideal[valid & nlos]}
+    for name in ("geometry-only", "label", "calibrated"):
+        sel = select_beams(g[name], None, budget)
         real = throughput_of_choice(gt, sel["tx_beam"].to_numpy(), sel["rx_beam"].to_numpy(), None, budget)
         correct = (sel["tx_beam"].to_numpy() == best_t["tx_beam"].to_numpy()) & \
                   (sel["rx_beam"].to_numpy() == best_t["rx_beam"].to_numpy())
         loss_db = best_t["beam_gain_db"].to_numpy() - (real["rx_power_dbm"] - tx_power_dbm)
         thr = real["throughput_bps"]
+        err = np.abs(sel["beam_gain_db"].to_numpy() - best_t["beam_gain_db"].to_numpy())
         twins[name] = {
-            "correct_pick_share": float(correct[valid].mean()),
-            "correct_pick_share_los": float(correct[valid & ~nlos].mean()),
             "correct_pick_share_nlos": float(correct[valid & nlos].mean()),
-            "median_throughput_mbps_nlos": float(np.median(thr[valid & nlos]) / 1e6),
+            "correct_pick_share_los": float(correct[valid & ~nlos].mean()) if (valid & ~nlos).any() else None,
+            "within_1db_share_nlos": float((loss_db[valid & nlos] <= 1.0).mean()),
             "median_gain_loss_db_nlos": float(np.median(loss_db[valid & nlos])),
             "mean_gain_loss_db_nlos": float(np.mean(loss_db[valid & nlos])),
-            "within_1db_share": float((loss_db[valid] <= 1.0).mean()),
-            "median_gain_loss_db": float(np.median(loss_db[valid])),
-            "p90_gain_loss_db": float(np.quantile(loss_db[valid], 0.9)),
-            "median_throughput_mbps": float(np.median(thr[valid]) / 1e6),
-            "mean_throughput_mbps": float(np.mean(thr[valid]) / 1e6),
-            "median_throughput_loss_mbps": float(np.median((ideal - thr)[valid]) / 1e6),
-            "mean_throughput_loss_mbps": float(np.mean((ideal - thr)[valid]) / 1e6),
-            "median_predicted_gain_error_db": float(np.median(np.abs(sel["beam_gain_db"].to_numpy()
-                                                                     - best_t["beam_gain_db"].to_numpy())[valid])),
+            "median_throughput_mbps_nlos": float(np.median(thr[valid & nlos]) / 1e6),
+            "mean_throughput_mbps_nlos": float(np.mean(thr[valid & nlos]) / 1e6),
+            "mean_throughput_loss_mbps_nlos": float(np.mean((ideal - thr)[valid & nlos]) / 1e6),
+            "median_throughput_mbps_los": float(np.median(thr[valid & ~nlos]) / 1e6) if (valid & ~nlos).any()
+            else None,
+            "median_predicted_gain_error_db_nlos": float(np.median(err[valid & nlos])),
         }
-        curves[name] = thr[valid]
-    twins["truth"] = {"median_throughput_mbps": float(np.median(ideal[valid]) / 1e6),
-                      "median_throughput_mbps_nlos": float(np.median(ideal[valid & nlos]) / 1e6),
-                      "mean_throughput_mbps": float(np.mean(ideal[valid]) / 1e6)}
+        curves[name] = thr[valid & nlos]
+    twins["truth"] = {"median_throughput_mbps_nlos": float(np.median(ideal[valid & nlos]) / 1e6),
+                      "mean_throughput_mbps_nlos": float(np.mean(ideal[valid & nlos]) / 1e6),
+                      "median_throughput_mbps_los": float(np.median(ideal[valid & ~nlos]) / 1e6)
+                      if (valid & ~nlos).any() else None}
     out["twins"] = twins
     out["links_with_paths"] = int(valid.sum())
-    out["nlos_links"] = int(nlos.sum())
-    lab, calm = twins["label"]["median_throughput_mbps"], twins["calibrated"]["median_throughput_mbps"]
-    out["median_throughput_gain_calibrated_vs_label"] = (calm / lab - 1.0) if lab > 0 else None
+    for ref in ("label", "geometry-only"):
+        r, c = twins[ref]["median_throughput_mbps_nlos"], twins["calibrated"]["median_throughput_mbps_nlos"]
+        out[f"median_throughput_gain_nlos_calibrated_vs_{ref}"] = (c / r - 1.0) if r > 0 else None
     out["peak_rss_gib"] = _peak_gib()
-    _cdf_png(curves, RESULTS / "downstream_throughput_cdf.png")
+    if figure:
+        _cdf_png(curves, RESULTS / "downstream_throughput_cdf.png")
     return out
 
 
-DYN_MODES = {"local": {}, "full": {"full_retrace": True}, "local_new_paths_0.1db": {"new_path_tolerance_db": 0.1}}
+def beam_summary(runs: list[dict]) -> dict:
+    """Per twin, the NLoS figures of every seed and their mean."""
+    keys = ("correct_pick_share_nlos", "median_throughput_mbps_nlos", "mean_gain_loss_db_nlos",
+            "mean_throughput_loss_mbps_nlos")
+    out = {}
+    for name in ("geometry-only", "label", "calibrated"):
+        out[name] = {k: {"per_seed": [r["twins"][name][k] for r in runs],
+                         "mean": float(np.mean([r["twins"][name][k] for r in runs]))} for k in keys}
+    out["truth_median_throughput_mbps_nlos"] = [r["twins"]["truth"]["median_throughput_mbps_nlos"] for r in runs]
+    out["seeds"] = [r["seed"] for r in runs]
+    return out
+
+
+DYN_MODES = {"local": {}, "full": {"full_retrace": True}, "local_new_paths_0.1db": {"new_path_tolerance_db": 0.1},
+             "geometric": {"method": "geometric"}, "geometric_order2": {"method": "geometric", "geometric_order": 2},
+             "geometric_order1": {"method": "geometric", "geometric_order": 1}}
+D2D_MODES = {"d2d_local": {}, "d2d_full": {"full_retrace": True}, "d2d_geometric": {"method": "geometric"}}
 
 
 def _walk_setup(quick: bool, seed: int = 5):
@@ -197,7 +254,7 @@ def dynamic_mode(mode: str, quick: bool = False) -> dict:
     st = SolverSettings(max_depth=3, samples_per_src=100_000)
     rng, tx, rx, ys, pos, t, base = _walk_setup(quick)
     if mode.startswith("d2d"):
-        return _d2d(rng, st, pos[::2], t[::2], mode == "d2d_full", base)  # one Sionna scene per process
+        return _d2d(rng, st, pos[::2], t[::2], mode, base)  # one Sionna scene per process
     t0 = time.perf_counter()
     r = run_update(base, None, tx, rx, np.full(len(tx), F), ProxySpec(), t, pos, st, progress=False,
                    cache_dir=False, **DYN_MODES[mode])
@@ -208,9 +265,36 @@ def dynamic_mode(mode: str, quick: bool = False) -> dict:
                  sec=r.steps["seconds"].to_numpy(), n=r.steps["links_retraced"].to_numpy(), ys=ys)
     sec = r.steps["seconds"].to_numpy()[1:]
     return {"median_step_seconds": float(np.median(sec)), "max_step_seconds": float(sec.max()),
+            "p90_step_seconds": float(np.quantile(sec, 0.9)),
+            "median_trace_seconds": float(np.median(r.steps["trace_seconds"].to_numpy()[1:])),
             "first_step_seconds": float(r.steps["seconds"].iloc[0]),
             "mean_links_retraced": float(r.steps["links_retraced"].iloc[1:].mean()), "wall_seconds": wall,
             "links": len(tx), "steps": len(ys), "step_m": float(ys[1] - ys[0]), "peak_rss_gib": _peak_gib()}
+
+
+def sampling_noise(samples: tuple[int, ...] = (100_000, 200_000, 400_000)) -> dict:
+    """The tracer's own sampling noise on the walk's links: path gains with the person in the middle of the walk,
+    traced at 1e5 rays per source (the walks' setting) against 2e5 and 4e5."""
+    from rftwin.dynamic.proxy import ProxySpec, insert_proxy  # noqa: PLC0415
+    from rftwin.physics.engine import path_coefficients  # noqa: PLC0415
+    from rftwin.predict.predict import channel_features  # noqa: PLC0415
+    from rftwin.twin_io import material_values  # noqa: PLC0415
+
+    _, tx, rx, _, pos, _, base = _walk_setup(False)
+    insert_proxy(base, ProxySpec(), pos[len(pos) // 2])
+    mv = material_values(base, None, np.array([F]))
+    g = {}
+    for n in samples:
+        ps = trace(base, tx, rx, SolverSettings(max_depth=3, samples_per_src=n), cache_dir=False, progress=False)
+        with torch.no_grad():
+            g[n] = channel_features(ps, path_coefficients(ps, mv, torch.tensor([F]))[0])["path_gain_db"].numpy()[0]
+    out = {"links": len(tx), "position": pos[len(pos) // 2].tolist()}
+    for n in samples[1:]:
+        d = np.abs(g[samples[0]] - g[n])
+        out[f"{samples[0]}_vs_{n}"] = {"max_abs_diff_db": float(d.max()),
+                                       "p99_abs_diff_db": float(np.quantile(d, 0.99)),
+                                       "links_above_0.01db": int((d > 0.01).sum())}
+    return out
 
 
 def dynamic_compare(doc: dict) -> None:
@@ -224,19 +308,19 @@ def dynamic_compare(doc: dict) -> None:
         doc["dynamic"]["modes"].setdefault(m, {}).update(
             median_abs_diff_db=float(np.nanmedian(d)), p99_abs_diff_db=float(np.nanquantile(d, 0.99)),
             max_abs_diff_db=float(np.nanmax(d)), max_abs_diff_db_4m_link=float(np.nanmax(d[:, 0])))
-    d2d = {m: np.load(RESULTS / f".dyn_d2d_{m}.npz")["g"] for m in ("local", "full")
-           if (RESULTS / f".dyn_d2d_{m}.npz").is_file()}
-    if len(d2d) == 2:
-        d = np.abs(d2d["local"] - d2d["full"])[1:]
-        doc["dynamic"].setdefault("d2d", {})["local_vs_full"] = {
-            "max_abs_diff_db": float(np.nanmax(d)), "p99_abs_diff_db": float(np.nanquantile(d, 0.99))}
+    d2d = {m[4:]: np.load(RESULTS / f".dyn_{m}.npz")["g"] for m in D2D_MODES if (RESULTS / f".dyn_{m}.npz").is_file()}
+    for m in ("local", "geometric"):
+        if m in d2d and "full" in d2d:
+            d = np.abs(d2d[m] - d2d["full"])[1:]
+            doc["dynamic"].setdefault("d2d", {})[f"{m}_vs_full"] = {
+                "max_abs_diff_db": float(np.nanmax(d)), "p99_abs_diff_db": float(np.nanquantile(d, 0.99))}
     ys = runs["full"]["ys"]
     doc["dynamic"]["shadow_loss_db_4m_link"] = {"y_m": ys.tolist(), **{m: r["sl"].tolist() for m, r in runs.items()}}
     _dynamic_png(ys, {m: r["sl"] for m, r in runs.items()}, {m: r["sec"] for m, r in runs.items()},
                  int(full.shape[1]), RESULTS / "downstream_dynamic.png")
 
 
-def _d2d(rng: np.random.Generator, st: SolverSettings, pos: np.ndarray, t: np.ndarray, full: bool, base,
+def _d2d(rng: np.random.Generator, st: SolverSettings, pos: np.ndarray, t: np.ndarray, mode: str, base,
          n: int = 30) -> dict:
     """Device-to-device links (every link its own transmitter): Sionna's cost is per transmitter, so here the
     local update skips whole solver calls."""
@@ -246,9 +330,9 @@ def _d2d(rng: np.random.Generator, st: SolverSettings, pos: np.ndarray, t: np.nd
     tx = np.concatenate([[[-2.0, -1.0, 1.2]], random_positions(base, n - 1, rng, (0.8, 2.0))])
     rx = np.concatenate([[[2.0, -1.0, 1.2]], random_positions(base, n - 1, rng, (0.8, 2.0))])
     r = run_update(base, None, tx, rx, np.full(n, F), ProxySpec(), t, pos, st, progress=False, cache_dir=False,
-                   full_retrace=full)
+                   **D2D_MODES[mode])
     g = r.series.pivot(index="step", columns="link", values="path_gain_db").to_numpy()
-    with atomic_path(RESULTS / f".dyn_d2d_{'full' if full else 'local'}.npz") as tmp, open(tmp, "wb") as fh:
+    with atomic_path(RESULTS / f".dyn_{mode}.npz") as tmp, open(tmp, "wb") as fh:
         np.savez(fh, g=g)
     return {"links": n, "steps": len(pos), "median_step_seconds": float(np.median(r.steps["seconds"][1:])),
             "mean_links_retraced": float(r.steps["links_retraced"].iloc[1:].mean())}
@@ -291,8 +375,8 @@ def _cdf_png(curves: dict[str, np.ndarray], path: Path) -> None:
         x = np.sort(v) / 1e6
         ax.step(x, np.arange(1, len(x) + 1) / len(x), where="post", label=name)
     ax.set_xlabel("throughput on the truth twin [Mbit/s]")
-    ax.set_ylabel("CDF over held-out links")
-    ax.set_title("Beam selection at 28 GHz: label vs calibrated twin")
+    ax.set_ylabel("CDF over held-out NLoS links")
+    ax.set_title("Beam selection at 28 GHz (NLoS, walls mislabelled)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -304,10 +388,11 @@ def _cdf_png(curves: dict[str, np.ndarray], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--part", default="all", choices=["beams", "dynamic", "all"])
-    ap.add_argument("--mode", default=None, choices=[*DYN_MODES, "d2d_local", "d2d_full", "compare"],
+    ap.add_argument("--mode", default=None, choices=[*DYN_MODES, *D2D_MODES, "noise", "compare"],
                     help="dynamic part: run one walk (each in its own process) or compare the saved walks")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--seeds", default=None, help="beam study: comma-separated seeds (default: --seed)")
     ap.add_argument("--tx-power-dbm", type=float, default=0.0)
     args = ap.parse_args()
     configure_torch_threads()
@@ -315,16 +400,27 @@ def main() -> None:
     path = RESULTS / "downstream.json"
     doc = json.loads(path.read_text()) if path.is_file() else {}
     if args.part in ("beams", "all"):
+        from rftwin.progress import track  # noqa: PLC0415
+
         st = SolverSettings(max_depth=3, samples_per_src=100_000)  # 3e5 peaked at 6.6 GiB
-        n_train, n_test = (24, 16) if args.quick else (64, 60)
-        doc["beams"] = beam_study(n_train, n_test, st, 4 if args.quick else 12, args.seed, args.tx_power_dbm)
-        print(json.dumps(doc["beams"]["twins"], indent=1))
+        n_train, n_nlos, n_los = (24, 12, 4) if args.quick else (64, 40, 20)
+        seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
+        runs = []
+        t0 = time.perf_counter()
+        for i, sd in enumerate(track(seeds, "beam study seeds", enabled=len(seeds) > 1)):
+            runs.append(beam_study(n_train, n_nlos, n_los, st, 4 if args.quick else 8, sd, args.tx_power_dbm,
+                                   figure=i == 0))
+            print(f"seed {sd}:", json.dumps(runs[-1]["twins"], indent=1), flush=True)
+        doc["beams"] = {"runs": runs, "summary": beam_summary(runs), "seconds": time.perf_counter() - t0}
+        print(json.dumps(doc["beams"]["summary"], indent=1))
         write_json(path, doc)
     if args.part in ("dynamic", "all"):
         dyn = doc.setdefault("dynamic", {})
         dyn.setdefault("modes", {})
         if args.mode in (None, "compare"):
             dynamic_compare(doc)
+        elif args.mode == "noise":
+            dyn["sampling_noise"] = sampling_noise()
         elif args.mode.startswith("d2d"):
             dyn.setdefault("d2d", {})[args.mode[4:]] = dynamic_mode(args.mode, args.quick)
         else:

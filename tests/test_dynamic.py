@@ -9,8 +9,14 @@ import torch
 from typer.testing import CliRunner
 
 from rftwin.cli.main import app
-from rftwin.dynamic.proxy import ProxySpec
-from rftwin.dynamic.region import affected_links, new_path_bound, segments_hit_boxes
+from rftwin.dynamic.proxy import ProxySpec, proxy_triangles
+from rftwin.dynamic.region import (
+    affected_links,
+    first_order_reflection_length,
+    new_path_bound,
+    segments_hit_boxes,
+    segments_hit_triangles,
+)
 from rftwin.dynamic.update import run_update
 from rftwin.scene import room
 from rftwin.trace import SolverSettings
@@ -35,14 +41,47 @@ def test_segment_box_and_new_path_bound():
     assert float(b) == pytest.approx((299_792_458.0 / F / (4 * np.pi * 3.6)) ** 2)
 
 
+def test_segment_triangles_and_first_order_reflection():
+    tri = torch.as_tensor(proxy_triangles(ProxySpec(mesh="box:0.4x0.4x1.8")))  # centred at the origin
+    p0 = torch.tensor([[-2.0, 0.0, 0.0], [-2.0, 0.5, 0.0], [-2.0, 0.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    p1 = torch.tensor([[2.0, 0.0, 0.0], [2.0, 0.5, 0.0], [-0.3, 0.0, 0.0], [0.0, 0.0, 2.0]], dtype=torch.float64)
+    assert segments_hit_triangles(p0, p1, tri).tolist() == [True, False, False, True]
+    # the x = -0.2 face mirrors tx = (-2, -1, 0) to (1.6, -1, 0): the image-rx line crosses it at y = 0
+    tx = torch.tensor([[-2.0, -1.0, 0.0], [-2.0, -1.0, 0.0]], dtype=torch.float64)
+    rx = torch.tensor([[-2.0, 1.0, 0.0], [-2.0, 5.0, 0.0]], dtype=torch.float64)
+    length = first_order_reflection_length(tx, rx, tri)
+    assert float(length[0]) == pytest.approx(float(np.hypot(3.6, 2.0)))
+    assert float(length[1]) == np.inf  # the specular point (y = 1) lies beside the 0.4 m face
+
+
 @pytest.fixture(scope="module")
 def walks():
     out = {}
-    for full in (False, True):
+    for key, kw in ((False, {}), (True, {"full_retrace": True}), ("geometric", {"method": "geometric"}),
+                    ("geometric1", {"method": "geometric", "geometric_order": 1})):
         tw = room(F)
-        out[full] = run_update(tw, None, TX, RX, np.full(len(TX), F), ProxySpec(), np.arange(len(YS), dtype=float),
-                               POS, SETTINGS, full_retrace=full, progress=False, cache_dir=False)
+        out[key] = run_update(tw, None, TX, RX, np.full(len(TX), F), ProxySpec(), np.arange(len(YS), dtype=float),
+                              POS, SETTINGS, progress=False, cache_dir=False, **kw)
     return out
+
+
+def test_geometric_update_equals_full_retrace(walks):
+    """Links without a path via the person keep the static twin's paths minus those the person blocks (exact
+    segment / triangle test); only links a path via the person can reach are re-traced (all orders by default:
+    conservative; first order only: fewer links, the crossed link still exact)."""
+    geo, full = walks["geometric"], walks[True]
+    a = geo.series.pivot(index="step", columns="link", values="path_gain_db").to_numpy()
+    b = full.series.pivot(index="step", columns="link", values="path_gain_db").to_numpy()
+    assert np.abs(a - b).max() < 0.05
+    assert geo.series.loc[geo.series.link == 0, "retraced"].all()  # the crossed link has paths via the person
+    g1 = walks["geometric1"]
+    assert g1.steps["links_retraced"].iloc[1:].sum() < walks[False].steps["links_retraced"].iloc[1:].sum()
+    a1 = g1.series.pivot(index="step", columns="link", values="path_gain_db").to_numpy()
+    np.testing.assert_allclose(a1[:, 0], b[:, 0], atol=1e-9)
+    with pytest.raises(ValueError, match="method 'geometric' needs a trace without diffraction"):
+        run_update(room(F), None, TX[:1], RX[:1], np.full(1, F), ProxySpec(), np.arange(2.0), POS[:2],
+                   SolverSettings(max_depth=1, samples_per_src=1000, diffraction=True), progress=False,
+                   cache_dir=False, method="geometric")
 
 
 def test_person_crossing_a_4m_link_local_equals_full_retrace(walks):
@@ -152,3 +191,13 @@ def test_trace_of_links_without_any_path():
     ps = trace(room(F), np.array([[2.0, 3.0, 0.5]]), np.array([[4.0, 3.0, 0.5]]), st, cache_dir=False,
                progress=False)
     assert ps.num_paths == 0 and ps.num_links == 1 and ps.f_tx.shape == (0, 1, 2)
+
+
+def test_update_cli_geometric_needs_no_diffraction(tmp_path):
+    links, traj = _files(tmp_path)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["update", "room", "--trajectory", str(traj), "--links", str(links), "--out",
+                                 str(out), "--method", "geometric", "--diffraction"])
+    assert r.exit_code == 2, r.output
+    assert "--method geometric needs a trace without diffraction" in " ".join(r.output.split())
+    assert not out.exists()

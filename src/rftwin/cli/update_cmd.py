@@ -38,14 +38,28 @@ def register(app: typer.Typer) -> None:
                                                     help="Also re-trace links that a path via the proxy could "
                                                          "change by more than this (dB) (conservative)."),
         full: bool = typer.Option(False, "--full/--local", help="Re-trace every link at every step (reference)."),
+        method: str = typer.Option("region", "--method",
+                                   help="Local update: region (re-trace links whose paths / Fresnel zones meet "
+                                        "the proxy) or geometric (static paths minus those the proxy blocks; "
+                                        "Sionna only for links a path via the proxy can reach; no "
+                                        "--diffraction)."),
+        geometric_tolerance_db: float = typer.Option(0.01, "--geometric-tolerance-db",
+                                                     help="geometric: re-trace links that a first-order "
+                                                          "reflection off the proxy could change by more than "
+                                                          "this (dB)."),
+        geometric_order: int = typer.Option(None, "--geometric-order",
+                                            help="geometric: reflections counted in paths via the proxy "
+                                                 "(default: --max-depth, conservative; lower is faster and "
+                                                 "may miss weak paths)."),
         diffraction: bool = typer.Option(False, "--diffraction/--no-diffraction",
                                          help="Trace first-order diffraction too (around the proxy's edges)."),
         max_depth: int = MaxDepth, samples_per_src: int = Samples, seed: int = Seed,
         los: bool = Los, specular: bool = Specular, refraction: bool = Refraction,
     ) -> None:
         """Insert a proxy (a person, a box, any labelled mesh) and move it along a trajectory; at every step
-        re-trace only the links whose paths or first Fresnel zones meet its old or new place, and write the time
-        series of path gain, delay spread and shadow loss per link."""
+        update every link locally (geometric: the static paths the proxy does not block, Sionna only for links a
+        path via the proxy can reach; region: re-trace links whose paths or first Fresnel zones meet its old or
+        new place), and write the time series of path gain, delay spread and shadow loss per link."""
         from rftwin.cli.outputs import check_cache, check_input_file, check_output_dir, staged_dir  # noqa: PLC0415
 
         owned = ("timeseries.csv", "steps.csv", "summary.json")
@@ -54,6 +68,15 @@ def register(app: typer.Typer) -> None:
             fail("--margin-m must be >= 0 and --ignore-below-db > 0")
         if new_path_tolerance_db is not None and new_path_tolerance_db <= 0:
             fail("--new-path-tolerance-db must be > 0")
+        if method not in ("geometric", "region"):
+            fail(f"--method '{method}': expected geometric or region")
+        if method == "geometric" and diffraction:
+            fail("--method geometric needs a trace without diffraction (near misses change diffracted paths); "
+                 "use --method region")
+        if geometric_tolerance_db <= 0:
+            fail("--geometric-tolerance-db must be > 0")
+        if geometric_order is not None and geometric_order < 1:
+            fail(f"--geometric-order must be >= 1, got {geometric_order}")
         check_solver(max_depth, samples_per_src)
         m = mesh.strip()
         if not m.lower().startswith(("box:", "cylinder:")) and not Path(m).is_file():
@@ -87,7 +110,8 @@ def register(app: typer.Typer) -> None:
             st = replace(settings(max_depth, samples_per_src, seed, los, specular, refraction), diffraction=diffraction)
             res = run_update(tw, doc, lk.tx_pos, lk.rx_pos, lk.frequency_hz, spec, times, pos, st,
                              margin_m=margin_m, full_retrace=full, ignore_below_db=ignore_below_db,
-                             new_path_tolerance_db=new_path_tolerance_db)
+                             new_path_tolerance_db=new_path_tolerance_db, method=method,
+                             geometric_tolerance_db=geometric_tolerance_db, geometric_order=geometric_order)
         except ProxyError as exc:  # e.g. an ITU label not defined at the links' frequency
             fail(str(exc))
         ids = np.array([str(x) for x in lk.link_id])
@@ -99,7 +123,8 @@ def register(app: typer.Typer) -> None:
             write_table(stage / "timeseries.csv", series)
             write_table(stage / "steps.csv", res.steps)
             write_json(stage / "summary.json", {
-                "links": len(ids), "steps": len(st), "mode": "full" if full else "local", "proxy": mesh,
+                "links": len(ids), "steps": len(st), "mode": "full" if full else "local",
+                "method": None if full else method, "proxy": mesh,
                 "label": label,
                 "median_step_seconds": float(st["seconds"].iloc[1:].median()) if len(st) > 1 else None,
                 "mean_links_retraced": float(st["links_retraced"].iloc[1:].mean()) if len(st) > 1 else None,

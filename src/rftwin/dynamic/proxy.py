@@ -131,3 +131,9 @@ def proxy_half_size(spec: ProxySpec) -> np.ndarray:
     """Half the bounding-box extent [3] (m) of the proxy."""
     lo, hi = proxy_trimesh(spec).bounds
     return (hi - lo) / 2
+
+
+def proxy_triangles(spec: ProxySpec) -> np.ndarray:
+    """Triangles [M, 3, 3] (m) of the proxy centred on its bounding box (add the position to place it)."""
+    mesh = proxy_trimesh(spec)
+    return np.asarray(mesh.vertices, dtype=np.float64)[np.asarray(mesh.faces)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from rftwin.pathset import NONE, SPEED_OF_LIGHT, PathSet
@@ -45,6 +46,98 @@ def segments_hit_boxes(p0: torch.Tensor, p1: torch.Tensor, lo: torch.Tensor, hi:
     enter = t_lo.amax(-1).clamp_min(0.0)
     leave = t_hi.amin(-1).clamp_max(1.0)
     return inside.all(-1) & (enter <= leave)
+
+
+def _segment_triangle(p0: torch.Tensor, p1: torch.Tensor, tri: torch.Tensor, eps: float) -> torch.Tensor:
+    """Moeller-Trumbore, element-wise: segments p0 -> p1 [..., M, 3] against triangles ``tri`` [M, 3, 3]:
+    bool [..., M], True when the segment's interior (``eps`` of its length from either end) crosses it."""
+    v0, e1, e2 = tri[:, 0], tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]  # [M, 3]
+    d = p1 - p0
+    e1, e2 = e1.expand_as(d), e2.expand_as(d)
+    pv = torch.linalg.cross(d, e2)
+    det = (e1 * pv).sum(-1)
+    ok = det.abs() > 1e-15
+    inv = 1.0 / torch.where(ok, det, torch.ones_like(det))
+    s = p0 - v0
+    u = (s * pv).sum(-1) * inv
+    q = torch.linalg.cross(s, e1)
+    v = (d * q).sum(-1) * inv
+    t = (e2 * q).sum(-1) * inv
+    return ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > eps) & (t < 1 - eps)
+
+
+def segments_hit_triangles(p0: torch.Tensor, p1: torch.Tensor, tri: torch.Tensor, eps: float = 1e-9
+                           ) -> torch.Tensor:
+    """Exact segment / triangle-mesh intersection of segments p0 -> p1 [..., 3] with triangles ``tri``
+    [M, 3, 3]: bool [...], True when the segment's interior crosses any triangle."""
+    tri = tri.to(p0.dtype)
+    shape = (*p0.shape[:-1], len(tri), 3)
+    return _segment_triangle(p0[..., None, :].expand(shape), p1[..., None, :].expand(shape), tri, eps).any(-1)
+
+
+def first_order_reflection_length(tx: torch.Tensor, rx: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
+    """Length [L] (m) of the shortest specular reflection tx -> triangle -> rx over the triangles ``tri``
+    [M, 3, 3] by the image method (tx [L, 3] mirrored in each triangle's plane; the image-to-rx segment must
+    cross the triangle and both ends must lie on the same side of it); inf where no triangle gives one.
+    Occlusion by other objects is ignored (the existence test is conservative)."""
+    tri = tri.to(tx.dtype)
+    n = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    n = n / torch.linalg.norm(n, dim=-1, keepdim=True).clamp_min(1e-15)  # [M, 3]
+    dt = ((tx[:, None, :] - tri[None, :, 0]) * n).sum(-1)  # [L, M] signed distances to the planes
+    dr = ((rx[:, None, :] - tri[None, :, 0]) * n).sum(-1)
+    img = tx[:, None, :] - 2.0 * dt[..., None] * n  # [L, M, 3]
+    r = rx[:, None, :].expand_as(img)
+    ok = (dt * dr > 0) & _segment_triangle(img, r, tri, 0.0)
+    length = torch.linalg.norm(r - img, dim=-1)
+    return torch.where(ok, length, torch.full_like(length, math.inf)).amin(-1)
+
+
+def scene_planes(triangles: torch.Tensor, decimals: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct planes of triangles [M, 3, 3]: unit normals [P, 3] and offsets [P] (n . x = offset)."""
+    n = torch.linalg.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
+    n = n / torch.linalg.norm(n, dim=-1, keepdim=True).clamp_min(1e-15)
+    # one orientation per plane: the first non-zero component positive
+    first = torch.gather(n, 1, (n.abs() > 1e-9).to(torch.int64).argmax(1, keepdim=True))
+    n = torch.where(first < 0, -n, n)
+    off = (n * triangles[:, 0]).sum(-1)
+    key = torch.round(torch.cat([n, off[:, None]], 1) * 10**decimals)
+    _, idx = np.unique(key.numpy(), axis=0, return_index=True)
+    idx = torch.as_tensor(np.sort(idx))
+    return n[idx], off[idx]
+
+
+def mirror_images(p: torch.Tensor, normals: torch.Tensor, offsets: torch.Tensor, order: int) -> list[torch.Tensor]:
+    """Images of points p [L, 3] in the planes, for every sequence of up to ``order`` planes (no plane twice in
+    a row): a list over orders 0..order of [L, P^k, 3]."""
+    out = [p[:, None, :]]
+    for _ in range(order):
+        q = out[-1]  # [L, K, 3]
+        d = (q[:, :, None, :] * normals).sum(-1) - offsets  # [L, K, P]
+        img = q[:, :, None, :] - 2.0 * d[..., None] * normals  # [L, K, P, 3]
+        out.append(img.reshape(len(p), -1, 3))
+    return out
+
+
+def body_path_length(tx: torch.Tensor, rx: torch.Tensor, tri: torch.Tensor, normals: torch.Tensor,
+                     offsets: torch.Tensor, max_depth: int) -> torch.Tensor:
+    """Lower bound [L] (m) on the length of any specular path tx -> ... -> proxy -> ... -> rx of at most
+    ``max_depth`` reflections with exactly one on the proxy (triangles ``tri`` [M, 3, 3]) and the others on the
+    scene's planes (``normals`` [P, 3], ``offsets`` [P]): the unfolded (image) path must cross a proxy triangle.
+    Plane extents and occlusion are ignored, so every such path that exists is counted (conservative)."""
+    if max_depth < 1:
+        return torch.full((len(tx),), math.inf, dtype=tx.dtype)
+    k = max_depth - 1
+    it, ir = mirror_images(tx, normals, offsets, k), mirror_images(rx, normals, offsets, k)
+    best = torch.full((len(tx),), math.inf, dtype=tx.dtype)
+    for a in range(k + 1):
+        for b in range(k + 1 - a):
+            s, t = it[a], ir[b]  # [L, Ka, 3], [L, Kb, 3]
+            Ka, Kb = s.shape[1], t.shape[1]
+            s2 = s[:, :, None, :].expand(-1, Ka, Kb, 3).reshape(-1, 3)
+            t2 = t[:, None, :, :].expand(-1, Ka, Kb, 3).reshape(-1, 3)
+            length = first_order_reflection_length(s2, t2, tri).reshape(len(tx), -1)
+            best = torch.minimum(best, length.amin(-1))
+    return best
 
 
 def fresnel_radius(length_m: torch.Tensor, frequency_hz: float) -> torch.Tensor:

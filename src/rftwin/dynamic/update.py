@@ -9,6 +9,7 @@ every link at every step come from the engine on the current paths.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, fields, replace
 
@@ -16,9 +17,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rftwin.dynamic.proxy import ProxySpec, insert_proxy, move_proxy, proxy_half_size
-from rftwin.dynamic.region import affected_links
-from rftwin.pathset import _OPTIONAL_FIELDS, PathSet, concat
+from rftwin.dynamic.proxy import ProxySpec, insert_proxy, move_proxy, proxy_half_size, proxy_triangles
+from rftwin.dynamic.region import (
+    affected_links,
+    body_path_length,
+    path_segments,
+    scene_planes,
+    segments_hit_triangles,
+)
+from rftwin.pathset import _OPTIONAL_FIELDS, NONE, SPEED_OF_LIGHT, PathSet, concat
 from rftwin.physics.channel import link_sum, path_power
 from rftwin.physics.engine import path_coefficients
 from rftwin.predict.predict import channel_features
@@ -74,6 +81,38 @@ def _bucketed(tx: np.ndarray, affected: np.ndarray) -> list[np.ndarray]:
     return groups
 
 
+def unblocked_paths(ps0: PathSet, tri: torch.Tensor) -> torch.Tensor:
+    """Paths [N] of ``ps0`` (traced without the proxy) none of whose segments crosses the proxy's triangles
+    ``tri`` [M, 3, 3] (placed): exactly the paths a specular / refraction trace keeps with the proxy there
+    (a 0.2 m body slab transmits nothing)."""
+    if ps0.num_paths == 0:
+        return torch.zeros(0, dtype=torch.bool)
+    p0, p1 = path_segments(ps0)
+    return ~segments_hit_triangles(p0, p1, tri).any(-1)
+
+
+def _proxy_paths(strong: PathSet, proxy_index: int) -> torch.Tensor:
+    """Links [L] that have a (non-negligible) path interacting with the proxy."""
+    per_path = ((strong.obj == proxy_index) & (strong.itype != NONE)).any(-1)
+    return torch.zeros(strong.num_links, dtype=torch.long).index_add_(0, strong.link, per_path.long()) > 0
+
+
+def geometric_retrace_set(tx: torch.Tensor, rx: torch.Tensor, tri: torch.Tensor, link_power: torch.Tensor,
+                          frequency_hz: float, tolerance_db: float, strong: PathSet | None, proxy_index: int,
+                          planes: tuple[torch.Tensor, torch.Tensor], order: int) -> torch.Tensor:
+    """Links [L] the geometric update cannot serve: a specular path of up to ``order`` reflections, one of them
+    off the proxy (placed triangles ``tri``) and the others off the scene's ``planes`` (normals, offsets), of
+    power <= (lambda / 4 pi L)^2 could change their linear ``link_power`` [L] by more than ``tolerance_db``
+    (:func:`rftwin.dynamic.region.body_path_length`), or their last trace has a path via the proxy (it moves
+    with it)."""
+    lam = SPEED_OF_LIGHT / frequency_hz
+    bound = (lam / (4.0 * math.pi * body_path_length(tx, rx, tri, *planes, order))) ** 2
+    need = bound > (10.0 ** (tolerance_db / 10.0) - 1.0) * link_power
+    if strong is not None and strong.num_paths:
+        need |= _proxy_paths(strong, proxy_index)
+    return need
+
+
 @dataclass
 class UpdateResult:
     """``series``: one row per (step, link): ``step``, ``t_s``, ``link``, ``path_gain_db``, ``delay_spread_s``,
@@ -110,17 +149,31 @@ def run_update(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np
                proxy: ProxySpec, times_s: np.ndarray, positions: np.ndarray, settings: SolverSettings | None = None,
                margin_m: float = 0.05, full_retrace: bool = False, progress: bool = True,
                cache_dir=None, ignore_below_db: float | None = 30.0,
-               new_path_tolerance_db: float | None = None) -> UpdateResult:
+               new_path_tolerance_db: float | None = None, method: str = "region",
+               geometric_tolerance_db: float = 0.01, geometric_order: int | None = None) -> UpdateResult:
     """Move ``proxy`` through ``positions`` [T, 3] (bounding-box centres at ``times_s`` [T]) in ``twin`` and track
     links ``tx_pos[i] -> rx_pos[i]`` at ``frequency_hz[i]``. ``full_retrace``: re-trace every link at every step
     (the reference). Paths more than ``ignore_below_db`` below their link's total power (None: no path) are left
     out of the region test: blocking them changes the link's gain by less than 10^(-ignore_below_db / 10)
     (4e-3 dB at 30 dB). ``new_path_tolerance_db``: also re-trace links that a path via the proxy could change
     by more than that (:func:`rftwin.dynamic.region.new_path_bound`). The twin's scene keeps the proxy at the last
-    point afterwards."""
+    point afterwards.
+
+    ``method="geometric"`` (specular / refraction traces only, no diffraction or diffuse reflection): every
+    link's paths are the static twin's paths that do not cross the proxy's triangles at its new place
+    (:func:`unblocked_paths`, exact), except for the links that :func:`geometric_retrace_set` sends to Sionna
+    (a specular path via the proxy of up to ``geometric_order`` reflections (default: the trace's max depth)
+    could change them by more than ``geometric_tolerance_db``, or their last trace had a path via the proxy).
+    With the default order the test is conservative (plane extents and occlusion ignored, |R| <= 1); a lower
+    order is faster and misses paths via the proxy with more reflections for the links it does not flag."""
     from rftwin.progress import track  # noqa: PLC0415
 
     settings = settings or SolverSettings()
+    if method not in ("region", "geometric"):
+        raise ValueError(f"method '{method}': expected 'region' or 'geometric'")
+    if method == "geometric" and (settings.diffraction or settings.diffuse_reflection):
+        raise ValueError("method 'geometric' needs a trace without diffraction and diffuse reflection "
+                         "(near misses change those paths); use method 'region'")
     tx = np.asarray(tx_pos, dtype=np.float64).reshape(-1, 3)
     rx = np.asarray(rx_pos, dtype=np.float64).reshape(-1, 3)
     positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
@@ -131,7 +184,13 @@ def run_update(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np
     ps0 = trace(twin, tx, rx, settings, cache_dir=cache_dir, progress=False)
     g0, ds0, strong0 = _features(ps0, material_values(twin, doc, uf), uf, row_f, ignore_below_db)
     half = proxy_half_size(proxy)
+    order = settings.max_depth if geometric_order is None else int(geometric_order)
+    planes = scene_planes(torch.as_tensor(np.concatenate([v[f] for v, f in twin.meshes()]))) \
+        if method == "geometric" else None
     insert_proxy(twin, proxy, positions[0])
+    proxy_index = len(twin.objects) - 1
+    tri0 = torch.as_tensor(proxy_triangles(proxy))
+    tx_t, rx_t = torch.as_tensor(tx), torch.as_tensor(rx)
     mv = material_values(twin, doc, uf)
     series, steps = [], []
     ps = strong = None
@@ -141,8 +200,15 @@ def run_update(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np
         t0 = time.perf_counter()
         if k > 0:
             move_proxy(twin, proxy.name, positions[k])
+        geo = None
         if k == 0 or full_retrace:
             aff = torch.ones(L, dtype=torch.bool)
+        elif method == "geometric":
+            tri = tri0 + torch.as_tensor(positions[k])
+            power = torch.as_tensor(10.0 ** (np.nan_to_num(np.minimum(g, g0), nan=-300.0) / 10.0))
+            aff = geometric_retrace_set(tx_t, rx_t, tri, power, f_min, geometric_tolerance_db, strong, proxy_index,
+                                        planes, order)
+            geo = ps0.select_paths(unblocked_paths(ps0, tri))
         else:
             lo = torch.as_tensor(np.stack([positions[k - 1], positions[k]]) - half)
             hi = torch.as_tensor(np.stack([positions[k - 1], positions[k]]) + half)
@@ -157,7 +223,9 @@ def run_update(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np
             idx = torch.as_tensor(np.concatenate(groups))
             aff = torch.zeros(L, dtype=torch.bool)
             aff[idx] = True
-            ps = splice(ps, idx, concat(parts))
+            ps = splice(ps if geo is None else geo, idx, concat(parts))
+        elif geo is not None:
+            ps = geo
         t_trace = time.perf_counter() - t1
         g, ds, strong = _features(ps, mv, uf, row_f, ignore_below_db)
         secs = time.perf_counter() - t0
