@@ -24,12 +24,18 @@ Run: .venv/bin/python benchmarks/bench_downstream.py --part beams [--quick] [--s
 (each walk in its own process: a crash in one walk loses only that walk; the Dr.Jit "jit_var: unknown variable"
 abort seen first came from solver calls without any path and is fixed in the tracer)
 (writes benchmarks/results/downstream.json and downstream_*.png)
+
+Part 2 (issue 15): ``--part datasets`` runs benchmarks/downstream_dataset.py (dataset export rate, turbo-learning
+table and CDF; results downstream_dataset.json) and ``--part ris`` benchmarks/downstream_ris.py (RIS validation
+and the candidate ranking of label / calibrated / truth twins; results downstream_ris.json); ``--quick`` is
+passed on.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -387,7 +393,8 @@ def _cdf_png(curves: dict[str, np.ndarray], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--part", default="all", choices=["beams", "dynamic", "all"])
+    ap.add_argument("--part", default="all", choices=["beams", "dynamic", "datasets", "ris", "all"],
+                    help="part 1: beams, dynamic; part 2: datasets, ris; all: every part")
     ap.add_argument("--mode", default=None, choices=[*DYN_MODES, *D2D_MODES, "noise", "compare"],
                     help="dynamic part: run one walk (each in its own process) or compare the saved walks")
     ap.add_argument("--quick", action="store_true")
@@ -395,6 +402,19 @@ def main() -> None:
     ap.add_argument("--seeds", default=None, help="beam study: comma-separated seeds (default: --seed)")
     ap.add_argument("--tx-power-dbm", type=float, default=0.0)
     args = ap.parse_args()
+    if args.part in ("datasets", "ris", "all"):  # part 2 lives in its own scripts (each its own results file)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        quick = ["--quick"] if args.quick else []
+        if args.part in ("datasets", "all"):
+            import downstream_dataset  # noqa: PLC0415
+
+            downstream_dataset.main(quick)
+        if args.part in ("ris", "all"):
+            import downstream_ris  # noqa: PLC0415
+
+            downstream_ris.main(quick)
+        if args.part != "all":
+            return
     configure_torch_threads()
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "downstream.json"
