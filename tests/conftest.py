@@ -20,3 +20,50 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# Tests that take more than ~8 s each on the 2-core machine (``--durations`` of the full suite): marked ``slow`` so
+# that ``pytest -m "not slow"`` is a quick check (a few minutes) beside the full suite. Node-id prefixes: a file,
+# a test, or a parametrised case.
+SLOW = (
+    "tests/test_calibrate_cli_wideband.py::test_calibrate_with_wideband_sidecar",
+    "tests/test_dynamic.py::test_person_crossing_a_4m_link_local_equals_full_retrace",
+    "tests/test_dynamic.py::test_update_cli_end_to_end",
+    "tests/test_dynamic.py::test_geometric_update_equals_full_retrace",
+    "tests/test_engine_mechanisms.py::test_gradients_match_finite_differences",
+    "tests/test_engine_mechanisms.py::test_parity_with_sionna",
+    "tests/test_engine_mechanisms.py::test_diffraction_shadow_region_only",
+    "tests/test_fields.py",
+    "tests/test_posterior.py::test_nuts_sampler_agrees_on_the_identified_parameter",
+    "tests/test_fanout.py::test_two_local_ray_workers_equal_serial",
+    "tests/test_api.py::test_field_under_the_labels_prior_has_the_heldout_proof",
+    "tests/test_api.py::test_hashgrid_model_trains_and_writes_maps",
+    "tests/test_api.py::test_text_prior_and_mcmc_posterior",
+    "tests/test_api.py::test_calibrator_api_equals_cli",
+    "tests/test_api.py::test_spec_rerun_reproduces_and_options_override",
+    "tests/test_dataset.py::test_two_ray_workers_equal_serial",
+    "tests/test_dataset.py::test_killed_export_resumes_to_the_uninterrupted_dataset",
+    "tests/test_dataset.py::test_export_load_equals_predict",
+    "tests/test_noharm.py",
+    "tests/test_engine_parity.py::test_parity_with_sionna",
+    "tests/test_calibrate_diffuse.py",
+    "tests/test_export.py::test_export_reloads_with_same_objects_materials_and_gains",
+    "tests/test_mpc_cli.py::test_calibrate_from_mpc_powers_recovers_materials",
+    "tests/test_hierarchical.py::test_shrinkage_pools_the_objects_of_a_class",
+    "tests/test_resume.py::test_cli_checkpoint_every_and_resume",
+    "tests/test_streaming.py::test_predict_peak_memory_flat_when_links_double",
+    "tests/test_validate_closed_forms.py::test_knife_edge_near_shadow_boundary",
+    "tests/test_multiband.py",
+    "tests/test_pathset_cli.py::test_cli_doctor_predict_calibrate",
+    "tests/test_posterior.py",
+)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than a few seconds (deselect with -m 'not slow')")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
