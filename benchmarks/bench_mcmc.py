@@ -25,8 +25,6 @@ import rftwin  # noqa: E402,F401 - LLVM set-up first
 from rftwin.calibrate import CalibrationConfig, Targets, calibrate  # noqa: E402
 from rftwin.calibrate.posterior import sample_posterior  # noqa: E402
 from rftwin.materials import PerObjectMaterials  # noqa: E402
-from rftwin.scene import load  # noqa: E402
-from rftwin.trace import SolverSettings, trace  # noqa: E402
 
 F = 3.5e9
 
@@ -34,12 +32,7 @@ F = 3.5e9
 def problem():
     import _floor_wall as fw
 
-    twin = load("floor_wall")
-    tx, rx = fw.links(10, seed=3)
-    eps0, sig0 = fw.itu_materials(twin)
-    twin.set_materials(eps0 * 1.05, sig0 * 0.95)
-    ps = trace(twin, tx, rx, SolverSettings(max_depth=2, samples_per_src=100_000), cache_dir=False, progress=False)
-    return ps, fw.sionna_gain_db(ps), eps0, sig0, [o.thickness_m for o in twin.objects]
+    return fw.traced_at_truth()
 
 
 def case(prob, noise_db: float, fit: tuple[str, ...]):

@@ -25,3 +25,17 @@ def itu_materials(twin) -> tuple[np.ndarray, np.ndarray]:
 def sionna_gain_db(ps) -> np.ndarray:
     """Path gain [L] (dB) per link from Sionna's coefficients (paths.a) kept in the PathSet."""
     return 10 * np.log10(path_gain(ps.a_ref[None, None], ps.link, ps.num_links)[0, 0].numpy())
+
+
+def traced_at_truth(links_per_tx: int = 10, seed: int = 3, scale: tuple[float, float] = (1.05, 0.95)):
+    """floor_wall with 2 x ``links_per_tx`` links traced once at true materials (ITU eps_r, sigma x ``scale``):
+    (PathSet, measured gain [L] dB = Sionna's, ITU eps_r [K], ITU sigma [K], thickness [K])."""
+    from rftwin.scene import load
+    from rftwin.trace import SolverSettings, trace
+
+    twin = load("floor_wall")
+    tx, rx = links(links_per_tx, seed=seed)
+    eps0, sig0 = itu_materials(twin)
+    twin.set_materials(eps0 * scale[0], sig0 * scale[1])
+    ps = trace(twin, tx, rx, SolverSettings(max_depth=2, samples_per_src=100_000), cache_dir=False, progress=False)
+    return ps, sionna_gain_db(ps), eps0, sig0, [o.thickness_m for o in twin.objects]

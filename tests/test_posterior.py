@@ -8,8 +8,6 @@ import rftwin  # noqa: F401 - LLVM set-up before anything imports Dr.Jit
 from rftwin.calibrate import CalibrationConfig, Targets, calibrate
 from rftwin.calibrate.posterior import effective_sample_size, path_gain_residuals, sample_posterior, split_rhat
 from rftwin.materials import PerObjectMaterials
-from rftwin.scene import load
-from rftwin.trace import SolverSettings, trace
 
 F = 3.5e9
 
@@ -17,12 +15,7 @@ F = 3.5e9
 @pytest.fixture(scope="module")
 def problem():
     """floor_wall scene, 20 links traced once at true materials (ITU x 1.05 / 0.95); measured gain = Sionna's."""
-    twin = load("floor_wall")
-    tx, rx = fw.links(10, seed=3)
-    eps0, sig0 = fw.itu_materials(twin)
-    twin.set_materials(eps0 * 1.05, sig0 * 0.95)
-    ps = trace(twin, tx, rx, SolverSettings(max_depth=2, samples_per_src=100_000), cache_dir=False, progress=False)
-    return ps, fw.sionna_gain_db(ps), eps0, sig0, [o.thickness_m for o in twin.objects]
+    return fw.traced_at_truth()
 
 
 def _fit(problem, links, noise_db):
