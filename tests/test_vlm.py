@@ -319,3 +319,38 @@ def test_failed_position_request_falls_back_to_grid(server, twin):
     assert set(np.round(pts[:, 2], 6)) <= {1.0, 2.0}
     assert SceneGeometry.from_twin(twin).check(pts, 0.3) == [""] * len(pts)
     _no_key(res.message)
+
+
+def test_calibrate_with_the_vlm_prior(monkeypatch, server, tmp_path):
+    """``rftwin calibrate --prior vlm``: the VLM's classes (from the scene images) become the objects' priors; an
+    unusable reply falls back to the text prior per object; an unconfigured endpoint is an error naming the
+    variables, before anything is written."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from rftwin.cli.main import app
+
+    meas = Path(__file__).resolve().parents[1] / "examples" / "measurements_v1.csv"
+    img = tmp_path / "room.png"
+    img.write_bytes(_png())
+    small = ["--max-depth", "2", "--samples-per-src", "20000", "--retrace", "0", "--starts", "4", "--sweeps", "0",
+             "--folds", "0", "--no-label-correction"]
+    monkeypatch.setenv(ENV_BASE_URL, f"http://127.0.0.1:{server.server_address[1]}/v1")
+    monkeypatch.setenv(ENV_API_KEY, KEY)
+    for model, source in (("good-materials", "vlm"), ("not-json", "text")):
+        monkeypatch.setenv(ENV_MODEL, model)
+        out = tmp_path / model
+        res = CliRunner().invoke(app, ["calibrate", "room", str(meas), "--out", str(out), "--prior", "vlm",
+                                       "--images", str(img), *small])
+        assert res.exit_code == 0, res.output
+        summary = json.loads((out / "calibration.json").read_text())
+        classes = summary["prior_classes"]
+        assert {v["source"] for v in classes.values()} == {source}
+        if source == "vlm":  # the reply's classes, not the scene's brick walls
+            assert classes["wall_east"]["class"] == "plasterboard" and classes["floor"]["class"] == "concrete"
+        _no_key(res.output, (out / "calibration.json").read_text(), (out / "spec.json").read_text())
+    monkeypatch.delenv(ENV_MODEL)
+    res = CliRunner().invoke(app, ["calibrate", "room", str(meas), "--out", str(tmp_path / "x"), "--prior", "vlm",
+                                   *small])
+    assert res.exit_code == 2 and ENV_MODEL in res.output and not (tmp_path / "x").exists()

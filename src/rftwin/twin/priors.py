@@ -92,10 +92,20 @@ def object_classes(spec: CalibrationSpec, twin: TwinScene, labels: list[str | No
                 raise ValueError(f"--images: {p}: no such file")
         prop = client.propose_materials(twin, f_ref, images=images)
         lps, src, notes = prop.priors, list(prop.source), prop.message.splitlines()
+    from rftwin.materials.class_prior import PriorError, itu_class_prior  # noqa: PLC0415
+
     classes: list[str | None] = []
     priors: list[ClassPrior | None] = []
-    for lp in lps:
-        if not lp.matched:
+    for name, lp in zip(twin.names, lps):
+        defined = lp.matched
+        if defined:
+            try:
+                itu_class_prior(lp.material, f_ref)
+            except (PriorError, ValueError) as exc:  # e.g. ITU floorboard exists only above 50 GHz
+                notes.append(f"{name}: {kind} prior '{lp.material}' is not usable at {f_ref / 1e9:g} GHz ({exc}); "
+                             "left unlabelled")
+                defined = False
+        if not defined:
             classes.append(None)
             priors.append(None)
             continue
