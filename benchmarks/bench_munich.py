@@ -4,13 +4,15 @@
    "Measurements": Sionna's own path coefficients traced at true materials = ITU label values x a per-class factor
    (marble, brick, wood, concrete; metal unchanged), with diffraction, depth 2, 1e5 rays.
 2. ``rftwin calibrate munich MEAS --groups label --diffraction`` (5 classes instead of 2 367 objects).
-3. ``rftwin predict CALIBRATED LINKS`` on 2 000 links (10^4 took ~40 min here: see docs/scale.md), and on the
-   held-out links (error against the truth).
+3. ``rftwin predict CALIBRATED LINKS`` on ``--links`` links (fresh trace; ``--src`` runs it with another
+   source tree, e.g. an older checkout, stored under ``predict_N{--label}``), and on the held-out links
+   (error against the truth).
 4. ``rftwin radiomap CALIBRATED --diffraction`` around the base station.
 Every step runs in a child process whose peak RSS is polled from here (psutil). Results go into
 ``benchmarks/results/scale.json`` under "munich".
 
-    .venv/bin/python benchmarks/bench_munich.py [--links 2000] [--calib 300]
+    .venv/bin/python benchmarks/bench_munich.py [--links 2000] [--calib 300] [--work DIR]
+    .venv/bin/python benchmarks/bench_munich.py --work DIR --links 10000 --skip heldout,radiomap
 """
 from __future__ import annotations
 
