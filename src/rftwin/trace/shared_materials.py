@@ -72,7 +72,12 @@ def share_materials(twin: TwinScene) -> Iterator[int]:
     used = {objs[o.name].radio_material.name for o in twin.objects}
     unused = [m for m in old if m not in used]
     snapshot = {m: old[m] for m in unused}
-    scene.remove(unused)
+    registry = getattr(scene, "_radio_materials", None)
+    if isinstance(registry, dict):  # known unused: Scene.remove checks each against every object (quadratic)
+        for m in unused:
+            registry.pop(m)._detach_from_scene()  # noqa: SLF001 - what Scene.remove does for a material
+    else:
+        scene.remove(unused)
     # the Mitsuba scene loaded from XML lists every declared material among its children: rebuild it (the shapes
     # carry over as the same objects, so object ids and geometry are unchanged) so the dropped ones are freed
     scene.edit()
