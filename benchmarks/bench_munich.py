@@ -4,13 +4,15 @@
    "Measurements": Sionna's own path coefficients traced at true materials = ITU label values x a per-class factor
    (marble, brick, wood, concrete; metal unchanged), with diffraction, depth 2, 1e5 rays.
 2. ``rftwin calibrate munich MEAS --groups label --diffraction`` (5 classes instead of 2 367 objects).
-3. ``rftwin predict CALIBRATED LINKS`` on 2 000 links (10^4 took ~40 min here: see docs/scale.md), and on the
-   held-out links (error against the truth).
+3. ``rftwin predict CALIBRATED LINKS`` on ``--links`` links (fresh trace; ``--src`` runs it with another
+   source tree, e.g. an older checkout, stored under ``predict_N{--label}``), and on the held-out links
+   (error against the truth).
 4. ``rftwin radiomap CALIBRATED --diffraction`` around the base station.
 Every step runs in a child process whose peak RSS is polled from here (psutil). Results go into
 ``benchmarks/results/scale.json`` under "munich".
 
-    .venv/bin/python benchmarks/bench_munich.py [--links 2000] [--calib 300]
+    .venv/bin/python benchmarks/bench_munich.py [--links 2000] [--calib 300] [--work DIR]
+    .venv/bin/python benchmarks/bench_munich.py --work DIR --links 10000 --skip heldout,radiomap
 """
 from __future__ import annotations
 
@@ -64,7 +66,10 @@ def main() -> None:
     ap.add_argument("--heldout", type=int, default=100)
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--out", default=str(HERE / "results" / "scale.json"))
-    ap.add_argument("--skip", default="", help="steps to skip: predict,radiomap")
+    ap.add_argument("--skip", default="", help="steps to skip: heldout,predict,radiomap")
+    ap.add_argument("--src", default=str(ROOT / "src"),
+                    help="rftwin source tree for the big predict (e.g. an older checkout, for before/after)")
+    ap.add_argument("--label", default="", help="suffix of the big predict's result name (e.g. _before)")
     a = ap.parse_args()
     work = Path(a.work or tempfile.mkdtemp(prefix="rftwin_munich_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -83,7 +88,7 @@ def main() -> None:
     def save():
         out = Path(a.out)
         doc = json.loads(out.read_text()) if out.is_file() else {}
-        doc["munich"] = res
+        doc["munich"] = {**doc.get("munich", {}), **res}  # runs with other --links / --skip add to it
         out.write_text(json.dumps(doc, indent=1) + "\n")
 
     n_all = a.calib + a.heldout
@@ -119,27 +124,28 @@ def main() -> None:
     res["calibrated_classes"] = per_class
     res["truth_factors"] = TRUTH_FACTORS
     # held-out links: prediction of the calibrated twin and of the ITU (label) twin against the truth
-    step("predict_heldout", [cli, "predict", str(cal), str(work / "links_held.csv"), "--out",
-                             str(work / "pred_held.csv")] + SOLVER)
-    step("predict_heldout_itu", [cli, "predict", "munich", str(work / "links_held.csv"), "--out",
-                                 str(work / "pred_held_itu.csv")] + SOLVER)
-    for name, f in (("calibrated", "pred_held.csv"), ("itu", "pred_held_itu.csv")):
-        p = pd.read_csv(work / f)["path_gain_db"].to_numpy()
-        e = p - held["path_gain_db"].to_numpy()
-        e = e[np.isfinite(e)]
-        res[f"heldout_mae_db_{name}"] = float(np.mean(np.abs(e))) if len(e) else None
-    print(f"held-out MAE: calibrated {res['heldout_mae_db_calibrated']}, ITU {res['heldout_mae_db_itu']} dB")
-    save()
+    if "heldout" not in a.skip:
+        heldout(step, cli, work, cal, held, res, save)
     if "predict" not in a.skip:
+        import shutil
         import subprocess
 
-        subprocess.run([py, str(HERE / "munich_links.py"), str(a.links), str(work / "links_big.csv"), "--seed",
-                        "2", "--radius", "250"], env=env, check=True)
-        step(f"predict_{a.links}", [cli, "predict", str(cal), str(work / "links_big.csv"), "--out",
-                                    str(work / "pred_big.csv")] + SOLVER)
-        pb = pd.read_csv(work / "pred_big.csv")
-        res["predict_links_with_paths"] = float(pb["path_gain_db"].notna().mean())
-        res["predict_paths_per_link"] = float(pb["num_paths"].mean())
+        big = work / f"links_{a.links}.csv"
+        if not big.is_file():
+            subprocess.run([py, str(HERE / "munich_links.py"), str(a.links), str(big), "--seed", "2", "--radius",
+                            "250"], env=env, check=True)
+        cache = work / f"cache_predict{a.label}_{a.links}"  # a fresh trace every time
+        shutil.rmtree(cache, ignore_errors=True)
+        env_big = dict(env, RFTWIN_CACHE=str(cache), PYTHONPATH=os.pathsep.join([a.src, str(HERE)]))
+        r = run_child([cli, "predict", str(cal), str(big), "--out", str(work / f"pred_{a.links}.csv")] + SOLVER,
+                      env_big)
+        res[f"predict_{a.links}{a.label}"] = dict(r, src=a.src)
+        print(f"predict_{a.links}{a.label} {r['seconds']:7.1f} s  peak {r['peak_rss_bytes'] / 2**30:5.2f} GiB",
+              flush=True)
+        pb = pd.read_csv(work / f"pred_{a.links}.csv")
+        res[f"predict_{a.links}_links_with_paths"] = float(pb["path_gain_db"].notna().mean())
+        res[f"predict_{a.links}_paths_per_link"] = float(pb["num_paths"].mean())
+        shutil.rmtree(cache, ignore_errors=True)
         save()
     if "radiomap" not in a.skip:
         from munich_links import rooftop_bs
@@ -151,6 +157,21 @@ def main() -> None:
                           str(work / "radiomap"), "--cell", "4", "--xlim", str(bs[0] - 250), str(bs[0] + 250),
                           "--ylim", str(bs[1] - 250), str(bs[1] + 250), "--max-depth", "2", "--samples-per-tx",
                           "1000000", "--diffraction"])
+    save()
+
+
+def heldout(step, cli: str, work: Path, cal: Path, held: pd.DataFrame, res: dict, save) -> None:
+    """Predict the held-out links with the calibrated and the ITU twin; MAE against the truth."""
+    step("predict_heldout", [cli, "predict", str(cal), str(work / "links_held.csv"), "--out",
+                             str(work / "pred_held.csv")] + SOLVER)
+    step("predict_heldout_itu", [cli, "predict", "munich", str(work / "links_held.csv"), "--out",
+                                 str(work / "pred_held_itu.csv")] + SOLVER)
+    for name, f in (("calibrated", "pred_held.csv"), ("itu", "pred_held_itu.csv")):
+        p = pd.read_csv(work / f)["path_gain_db"].to_numpy()
+        e = p - held["path_gain_db"].to_numpy()
+        e = e[np.isfinite(e)]
+        res[f"heldout_mae_db_{name}"] = float(np.mean(np.abs(e))) if len(e) else None
+    print(f"held-out MAE: calibrated {res['heldout_mae_db_calibrated']}, ITU {res['heldout_mae_db_itu']} dB")
     save()
 
 

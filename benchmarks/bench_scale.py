@@ -151,12 +151,19 @@ def plot(rows: list[dict], path: Path, munich: dict | None = None) -> None:
         ax[1].semilogx(n, [r["trace"]["peak_rss_bytes"] / 2**30 for r in rs], "o-", label=f"{scene}: trace")
         ax[1].semilogx(n, [r["cached"]["peak_rss_bytes"] / 2**30 for r in rs], "s--", label=f"{scene}: cached")
     if munich:  # bench_munich.py: traced predicts of the calibrated munich twin (diffraction on)
-        pts = [(43, munich.get("predict_heldout_first_run")), (2000, munich.get("predict_2000"))]
-        pts = [(n, r) for n, r in pts if r]
-        if pts:
-            ax[0].loglog([n for n, _ in pts], [r["seconds"] for _, r in pts], "^-", label="munich: trace + predict")
-            ax[1].semilogx([n for n, _ in pts], [r["peak_rss_bytes"] / 2**30 for _, r in pts], "^-",
-                           label="munich: trace")
+        n_held = munich.get("heldout_links", 43)
+        for tag, pts in (("", [(n_held, munich.get("predict_heldout"))] + [
+                             (n, munich.get(f"predict_{n}")) for n in (512, 2000, 10000)]),
+                         (" (before shared materials)", [(n_held, munich.get("predict_heldout_first_run")),
+                                                         (512, munich.get("predict_512_before")),
+                                                         (2000, munich.get("predict_2000_earlier_run"))])):
+            pts = [(n, r) for n, r in pts if isinstance(r, dict)]
+            if pts:
+                st = "^-" if not tag else "v:"
+                ax[0].loglog([n for n, _ in pts], [r["seconds"] for _, r in pts], st,
+                             label=f"munich: trace + predict{tag}")
+                ax[1].semilogx([n for n, _ in pts], [r["peak_rss_bytes"] / 2**30 for _, r in pts], st,
+                               label=f"munich: trace{tag}")
     ax[1].axhline(4.0, color="k", lw=0.8, ls=":", label="4 GiB target")
     ax[0].set(xlabel="links", ylabel="wall time of rftwin predict [s]")
     ax[1].set(xlabel="links", ylabel="peak RSS [GiB] (measured from outside)")

@@ -124,3 +124,53 @@ def test_iter_trace_streams_a_cached_whole_pathset_in_budget_sized_shards(tmp_pa
         sub = whole.select_links(s.links)
         torch.testing.assert_close(s.pathset.a_ref, sub.a_ref)
         torch.testing.assert_close(s.pathset.link, sub.link)
+
+
+def test_equal_materials_share_one_instance_while_tracing_same_paths(tmp_path, monkeypatch):
+    """A twin exported with one material per object (as calibration writes it) traces with one instance per
+    distinct value set, gives the same PathSet as without sharing, and gets its per-object materials back."""
+    from contextlib import contextmanager
+
+    from rftwin.scene.export import export_scene
+    from rftwin.trace import shared_materials
+
+    room = load("room")
+    values = {n: {"eps_r": 3.0 + 2.0 * (i % 2), "sigma": 0.01 * (1 + i % 2)} for i, n in enumerate(room.names)}
+    twin = load(str(export_scene(room, tmp_path / "twin", values)))
+    objs = twin.scene.objects
+    assert len({objs[n].radio_material.name for n in twin.names}) == len(twin.names)
+    ids = twin.id_to_index()
+    tx, rx = _links()
+    seen = []
+    real = tracer.solve_paths
+
+    def looking(tw, ut, ur, st):
+        seen.append(len({id(objs[n].radio_material) for n in tw.names}))
+        return real(tw, ut, ur, st)
+
+    monkeypatch.setattr(tracer, "solve_paths", looking)
+    shared = trace(twin, tx, rx, S, cache_dir=False, memory_budget=1 << 40)
+    assert seen == [2]  # one call, two material instances for the nine objects
+    after = [objs[n].radio_material for n in twin.names]
+    assert len({id(m) for m in after}) == len(twin.names) and twin.id_to_index() == ids
+    for n, m in zip(twin.names, after):
+        assert float(m.relative_permittivity[0]) == pytest.approx(values[n]["eps_r"])
+        assert float(m.conductivity[0]) == pytest.approx(values[n]["sigma"])
+    # per-object edits still touch one object
+    twin.set_materials(eps_r=[7.0] + [values[n]["eps_r"] for n in twin.names[1:]])
+    n2 = twin.names[2]  # had the same values as names[0], so shared its instance while tracing
+    assert float(objs[n2].radio_material.relative_permittivity[0]) == pytest.approx(values[n2]["eps_r"])
+    twin.set_materials(eps_r=[values[n]["eps_r"] for n in twin.names])
+
+    @contextmanager
+    def no_sharing(tw):
+        yield 0
+
+    monkeypatch.setattr(tracer, "share_materials", no_sharing)
+    seen.clear()
+    alone = trace(twin, tx, rx, S, cache_dir=False, memory_budget=1 << 40)
+    assert seen == [len(twin.names)]
+    assert shared.num_paths == alone.num_paths > 0
+    for name, t in alone.tensor_fields().items():
+        assert torch.equal(torch.nan_to_num(t), torch.nan_to_num(getattr(shared, name))), name
+    assert shared_materials.material_key(objs[twin.names[0]].radio_material) is not None

@@ -19,6 +19,7 @@ from rftwin.scene.load import TwinScene
 from rftwin.trace import budget as _budget
 from rftwin.trace import cache as _cache
 from rftwin.trace import geometry as g
+from rftwin.trace.shared_materials import share_materials
 
 FORMAT_VERSION = 2  # 2: diffuse-reflection and diffraction records
 
@@ -523,17 +524,19 @@ def _trace_links(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, links:
         return
     lanes_per_pair = max(1, settings.max_depth) * settings.samples_per_src
     _set_arrays(twin.scene, tx_antenna, rx_antenna)
-    id_to_index, meshes = twin.id_to_index(), twin.meshes()
     calls = plan_calls(tx_pos[links], rx_pos[links], lanes_per_pair, max_pairs * lanes_per_pair)
     meta = _trace_meta(twin, settings, tx_antenna, rx_antenna, key, 0)
     from rftwin.progress import track  # noqa: PLC0415
 
-    for ut, ur, grid in track(calls, "tracing (Sionna RT)", enabled=progress and len(calls) > 1):
-        grid = np.where(grid >= 0, links[np.maximum(grid, 0)], -1)
-        shard = trace_call(twin, ut, ur, grid, tx_pos, rx_pos, settings, meta, id_to_index, meshes)
-        if sdir is not None:
-            shard.pathset.save(sdir / _shard_name(shard.links))
-        yield shard
+    # objects with equal materials share one instance while tracing: Sionna's cost grows with the instances
+    with share_materials(twin):
+        id_to_index, meshes = twin.id_to_index(), twin.meshes()
+        for ut, ur, grid in track(calls, "tracing (Sionna RT)", enabled=progress and len(calls) > 1):
+            grid = np.where(grid >= 0, links[np.maximum(grid, 0)], -1)
+            shard = trace_call(twin, ut, ur, grid, tx_pos, rx_pos, settings, meta, id_to_index, meshes)
+            if sdir is not None:
+                shard.pathset.save(sdir / _shard_name(shard.links))
+            yield shard
 
 
 def trace_into_cache(twin: TwinScene, tx_pos, rx_pos, links, settings: SolverSettings, tx_antenna: AntennaSpec,
