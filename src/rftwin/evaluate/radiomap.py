@@ -111,19 +111,22 @@ def compute_radio_map(twin: TwinScene, doc: dict | None, tx_pos, frequency_hz: f
         kw = {} if tx_power_dbm is None else {"power_dbm": float(tx_power_dbm)}
         sc.add(rt.Transmitter(name=f"tx{i}", position=[float(v) for v in p], **kw))
     try:
+        from rftwin.trace.shared_materials import share_materials  # noqa: PLC0415
+
         solver = rt.RadioMapSolver()
         # LoS is added exactly below: Sionna scores a ray only where it crosses the plane, so a transmitter in (or
-        # near) the plane gets no (or a very noisy) LoS term
-        rm = solver(sc, center=mi.Point3f((x0 + x1) / 2, (y0 + y1) / 2, float(height_m)),
+        # near) the plane gets no (or a very noisy) LoS term; equal materials share one instance while it runs
+        with share_materials(twin):
+            rm = solver(sc, center=mi.Point3f((x0 + x1) / 2, (y0 + y1) / 2, float(height_m)),
                     orientation=mi.Point3f(0.0, 0.0, 0.0), size=mi.Point2f(x1 - x0, y1 - y0),
-                    cell_size=mi.Point2f(cell_m, cell_m), samples_per_tx=int(settings.samples_per_src),
-                    max_depth=int(settings.max_depth), los=False,
-                    specular_reflection=settings.specular_reflection,
-                    diffuse_reflection=settings.diffuse_reflection, refraction=settings.refraction,
-                    diffraction=settings.diffraction, edge_diffraction=settings.edge_diffraction,
-                    seed=int(settings.seed))
-        pg = np.array(rm.path_gain.numpy(), dtype=np.float64)
-        centres = np.array(rm.cell_centers.numpy(), dtype=np.float64)
+                        cell_size=mi.Point2f(cell_m, cell_m), samples_per_tx=int(settings.samples_per_src),
+                        max_depth=int(settings.max_depth), los=False,
+                        specular_reflection=settings.specular_reflection,
+                        diffuse_reflection=settings.diffuse_reflection, refraction=settings.refraction,
+                        diffraction=settings.diffraction, edge_diffraction=settings.edge_diffraction,
+                        seed=int(settings.seed))
+            pg = np.array(rm.path_gain.numpy(), dtype=np.float64)
+            centres = np.array(rm.cell_centers.numpy(), dtype=np.float64)
         if settings.los:
             pg = pg + los_path_gain(twin, tx, centres, frequency_hz)
     finally:

@@ -197,6 +197,9 @@ def load(scene: str | os.PathLike, frequency_hz: float = 3.5e9, allow_external: 
     sc.frequency = float(frequency_hz)
     if not sc.objects:
         raise ValueError(f"scene '{ref}' has no objects")
+    from rftwin.scene.materials import own_materials  # noqa: PLC0415
+
+    own_materials(sc)  # per-object values must not overwrite each other through a shared instance
     return TwinScene(scene=sc, source=ref, objects=object_table(sc))
 
 

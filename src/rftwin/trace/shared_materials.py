@@ -19,15 +19,8 @@ from contextlib import contextmanager
 
 from rftwin.runtime import sionna_rt
 from rftwin.scene.load import TwinScene
-
-_PATTERN_ATTRS = ("alpha_r", "alpha_i", "lambda_")
-
-
-def _scalar(x) -> float:
-    try:
-        return float(x[0])
-    except (TypeError, IndexError):
-        return float(x)
+from rftwin.scene.materials import PATTERN_ATTRS, from_snapshot, scalar
+from rftwin.scene.materials import snapshot as material_snapshot
 
 
 def material_key(rm) -> tuple | None:
@@ -40,10 +33,10 @@ def material_key(rm) -> tuple | None:
     if rm.frequency_update_callback is not None and itu is None:
         return None
     sp = rm.scattering_pattern
-    pattern = (type(sp).__name__,) + tuple(_scalar(getattr(sp, a)) for a in _PATTERN_ATTRS if hasattr(sp, a))
-    return (type(rm).__name__, itu, rm.frequency_update_callback is not None, _scalar(rm.relative_permittivity),
-            _scalar(rm.conductivity), _scalar(rm.thickness), _scalar(rm.scattering_coefficient),
-            _scalar(rm.xpd_coefficient), pattern)
+    pattern = (type(sp).__name__,) + tuple(scalar(getattr(sp, a)) for a in PATTERN_ATTRS if hasattr(sp, a))
+    return (type(rm).__name__, itu, rm.frequency_update_callback is not None, scalar(rm.relative_permittivity),
+            scalar(rm.conductivity), scalar(rm.thickness), scalar(rm.scattering_coefficient),
+            scalar(rm.xpd_coefficient), pattern)
 
 
 @contextmanager
@@ -71,7 +64,7 @@ def share_materials(twin: TwinScene) -> Iterator[int]:
         objs[name].radio_material = first[material_key(old[mname])]
     used = {objs[o.name].radio_material.name for o in twin.objects}
     unused = [m for m in old if m not in used]
-    snapshot = {m: old[m] for m in unused}
+    snapshot_ = {m: old[m] for m in unused}
     registry = getattr(scene, "_radio_materials", None)
     if isinstance(registry, dict):  # known unused: Scene.remove checks each against every object (quadratic)
         for m in unused:
@@ -83,43 +76,16 @@ def share_materials(twin: TwinScene) -> Iterator[int]:
     scene.edit()
     old.clear()
     # keep only plain values of the dropped materials: a live reference would keep them in Dr.Jit's registry
-    values = {m: _detached(rm) for m, rm in snapshot.items()}
-    snapshot.clear()
+    values = {m: material_snapshot(rm) for m, rm in snapshot_.items()}
+    snapshot_.clear()
     del rm, keep
     try:
         yield len(unused)
     finally:
-        rt = sionna_rt()
         for name, mname in moved:
             if scene.get(mname) is None:
-                scene.add(_from_values(rt, mname, values[mname]))
+                scene.add(from_snapshot(mname, values[mname]))
             objs[name].radio_material = scene.get(mname)
-
-
-def _detached(rm) -> dict:
-    sp = rm.scattering_pattern
-    return dict(cls=type(rm).__name__, itu=getattr(rm, "itu_type", None), thickness=_scalar(rm.thickness),
-                relative_permittivity=_scalar(rm.relative_permittivity), conductivity=_scalar(rm.conductivity),
-                scattering_coefficient=_scalar(rm.scattering_coefficient), xpd_coefficient=_scalar(rm.xpd_coefficient),
-                color=tuple(float(c) for c in rm.color), pattern=type(sp),
-                callback=rm.frequency_update_callback is not None,
-                pattern_kw={a: getattr(sp, a) for a in _PATTERN_ATTRS if hasattr(sp, a)})
-
-
-def _from_values(rt, name: str, v: dict):
-    kw = dict(thickness=v["thickness"], scattering_coefficient=v["scattering_coefficient"],
-              xpd_coefficient=v["xpd_coefficient"], color=v["color"])
-    if v["cls"] == "ITURadioMaterial":
-        new = rt.ITURadioMaterial(name=name, itu_type=v["itu"], **kw)
-        if not v["callback"]:  # values set by hand (TwinScene.set_materials removes the ITU callback)
-            new.frequency_update_callback = None
-            new.relative_permittivity = v["relative_permittivity"]
-            new.conductivity = v["conductivity"]
-    else:
-        new = rt.RadioMaterial(name=name, relative_permittivity=v["relative_permittivity"],
-                               conductivity=v["conductivity"], **kw)
-    new.scattering_pattern = v["pattern"](**v["pattern_kw"])
-    return new
 
 
 __all__ = ["material_key", "share_materials"]
