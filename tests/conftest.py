@@ -41,6 +41,7 @@ SLOW = (
     "tests/test_api.py::test_text_prior_and_mcmc_posterior",
     "tests/test_api.py::test_calibrator_api_equals_cli",
     "tests/test_api.py::test_spec_rerun_reproduces_and_options_override",
+    "tests/test_api.py::test_downstream_uses_start_from_the_calibrated_twin",
     "tests/test_dataset.py::test_two_ray_workers_equal_serial",
     "tests/test_dataset.py::test_killed_export_resumes_to_the_uninterrupted_dataset",
     "tests/test_dataset.py::test_export_load_equals_predict",

@@ -201,3 +201,31 @@ def test_text_prior_and_mcmc_posterior(tmp_path):
     post = json.loads((out / "posterior.json").read_text())
     assert post["samples_per_chain"] == 100 and all(np.isfinite(p["rhat"]) for p in post["parameters"])
     assert {m["object"] for m in post["materials"]} == set(summary["objects"])
+
+
+def test_downstream_uses_start_from_the_calibrated_twin(per_object, tmp_path):
+    """CalibratedTwin.beam_gains equals the library call on the twin folder's scene and materials; a field twin
+    refuses per-object uses with a clear message."""
+    from rftwin.physics.arrays import ArraySpec
+    from rftwin.predict.beams import CodebookSpec, beam_pair_gains
+    from rftwin.twin import CalibratedTwin
+    from rftwin.twin_io import load_twin
+
+    cal = CalibratedTwin.load(per_object / "cli")
+    tx = np.array([[0.0, 0.0, 2.5], [0.0, 0.0, 2.5]])
+    rx = np.array([[2.0, -1.0, 1.5], [-3.0, 2.0, 1.2]])
+    f = np.full(2, 3.5e9)
+    args = (ArraySpec(2, 2), ArraySpec(1, 2), CodebookSpec("dft"), CodebookSpec("dft"))
+    got = cal.beam_gains(tx, rx, f, *args, progress=False)
+    scene, doc = load_twin(per_object / "cli")
+    ref = beam_pair_gains(scene, doc, tx, rx, f, *args, settings=cal.spec.solver.settings(), progress=False)
+    np.testing.assert_allclose(got.gain_db, ref.gain_db, atol=1e-9)
+    res = _cli("calibrate", "room", MEAS, "--out", tmp_path / "f", "--model", "fourier", "--field-iterations", "0",
+               "--field-lbfgs", "0", "--max-depth", "2", "--samples-per-src", "20000", "--map-spacing", "0.5",
+               "--prior", "none")
+    assert res.exit_code == 0, res.output
+    fld = CalibratedTwin.load(tmp_path / "f")
+    with pytest.raises(ValueError, match="per-object materials"):
+        fld.beam_gains(tx, rx, f, *args)
+    with pytest.raises(ValueError, match="per-object materials"):
+        fld.radio_map([0.0, 0.0, 2.5])

@@ -3,8 +3,9 @@
 Attributes (scikit-learn style, trailing underscore = learnt): ``materials_`` (per object: eps_r, sigma [S/m],
 S, K_xpd), ``uncertainty_`` (per object: posterior stds, or MCMC summaries with ``--posterior mcmc``),
 ``history_`` (optimiser history), ``heldout_`` (the held-out check of calibration as inference). Methods:
-``predict(links)``, ``radio_map(tx)``, ``save(dir)`` (all outputs through a staging folder, with ``spec.json``
-beside them) and ``CalibratedTwin.load(dir)``.
+``predict(links)``, ``radio_map(tx)``, the downstream uses ``beam_gains``, ``update`` (dynamic scenes),
+``export_dataset`` and ``ris``, ``save(dir)`` (all outputs through a staging folder, with ``spec.json`` beside
+them) and ``CalibratedTwin.load(dir)``.
 
 Folder layout: per-object models write ``scene.xml`` (+ meshes) with the calibrated materials, ``materials.json``,
 ``calibration.json``, ``report.md``, ``fit.csv``, ``history.csv``, ``convergence.png`` (+ ``library.json`` for
@@ -216,6 +217,44 @@ class CalibratedTwin:
         return compute_radio_map(self.scene, self.materials_document(), tx_pos,
                                  frequency_hz or self.frequency_hz, **kw)
 
+    def _per_object(self, use: str) -> dict | None:
+        """The materials document for a use that needs one material per object (refused for a field)."""
+        if self.field is not None:
+            raise ValueError(f"{use} needs per-object materials; this twin is a {self.spec.model.kind} field")
+        return self.materials_document()
+
+    def beam_gains(self, tx_pos, rx_pos, frequency_hz, tx_array, rx_array, tx_codebook, rx_codebook, **kw):
+        """Every beam pair's gain per link (:func:`rftwin.predict.beams.beam_pair_gains`) at the calibrated
+        materials; pick beams and throughput with :func:`rftwin.predict.beams.select_beams`."""
+        from rftwin.predict.beams import beam_pair_gains  # noqa: PLC0415
+
+        kw.setdefault("settings", self.spec.solver.settings())
+        return beam_pair_gains(self.scene, self._per_object("beam selection"), np.asarray(tx_pos),
+                               np.asarray(rx_pos), np.asarray(frequency_hz), tx_array, rx_array, tx_codebook,
+                               rx_codebook, **kw)
+
+    def update(self, tx_pos, rx_pos, frequency_hz, proxy, times_s, positions, **kw):
+        """Move a proxy mesh through the twin and track links (:func:`rftwin.dynamic.update.run_update`)."""
+        from rftwin.dynamic.update import run_update  # noqa: PLC0415
+
+        kw.setdefault("settings", self.spec.solver.settings())
+        return run_update(self.scene, self._per_object("a dynamic update"), np.asarray(tx_pos), np.asarray(rx_pos),
+                          np.asarray(frequency_hz), proxy, np.asarray(times_s), np.asarray(positions), **kw)
+
+    def export_dataset(self, spec, out: str | os.PathLike, **kw):
+        """A synthetic dataset from the twin (:func:`rftwin.dataset.export.export_dataset`)."""
+        from rftwin.dataset.export import export_dataset  # noqa: PLC0415
+
+        kw.setdefault("twin_ref", str(self.source or ""))
+        return export_dataset(self.scene, self._per_object("dataset export"), spec, out, **kw)
+
+    def ris(self, tx, ids, poses, points, ris_spec, frequency_hz: float | None = None, **kw):
+        """Rank RIS candidates focused on a target area (:func:`rftwin.ris.workflow.run_ris`)."""
+        from rftwin.ris.workflow import run_ris  # noqa: PLC0415
+
+        return run_ris(self.scene, self._per_object("RIS planning"), np.asarray(tx), ids, poses, points, ris_spec,
+                       frequency_hz or self.frequency_hz, kw.pop("settings", self.spec.solver.settings()), **kw)
+
     # ---- files -----------------------------------------------------------------------------------------------
     def save(self, out: str | os.PathLike) -> Path:
         """Write every output into ``out`` through a staging folder (all files appear together, or none)."""
@@ -306,7 +345,12 @@ class CalibratedTwin:
                 summary = json.loads((folder / SUMMARY_FILE).read_text())
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{folder / SUMMARY_FILE}: invalid JSON: {exc}") from None
-        hist = pd.read_csv(folder / "history.csv").to_dict("records") if (folder / "history.csv").is_file() else []
+        hist: list[dict] = []
+        if (folder / "history.csv").is_file():
+            try:
+                hist = pd.read_csv(folder / "history.csv").to_dict("records")
+            except pd.errors.EmptyDataError:  # no iteration (e.g. an untrained field)
+                hist = []
         scene, doc = load_twin(folder)
         fld = None
         f_ref = float((doc or {}).get("reference_frequency_hz", 3.5e9))
