@@ -22,7 +22,7 @@ def _one_torch_thread():
     torch.set_num_threads(n)
 
 
-# Tests that take more than ~8 s each on the 2-core machine (``--durations`` of the full suite): marked ``slow`` so
+# Tests that take more than ~3 s each on the 2-core machine (``--durations`` of the full suite): marked ``slow`` so
 # that ``pytest -m "not slow"`` is a quick check (a few minutes) beside the full suite. Node-id prefixes: a file,
 # a test, or a parametrised case.
 SLOW = (
@@ -57,6 +57,15 @@ SLOW = (
     "tests/test_multiband.py",
     "tests/test_pathset_cli.py::test_cli_doctor_predict_calibrate",
     "tests/test_posterior.py",
+    "tests/test_api.py::test_untrained_field_twin_predicts_like_the_labels",
+    "tests/test_trust.py::test_meshes_resolve_against_the_scene_folder_not_the_working_folder",
+    "tests/test_demo.py::test_demo_json_plot_and_bounded_estimates",
+    "tests/test_engine_mechanisms.py::test_calibrate_scattering_coefficients",
+    "tests/test_groups.py::test_cli_calibrate_with_label_groups_and_bad_groups_file",
+    "tests/test_groups.py::test_label_groups_tie_parameters_and_recover_class_values",
+    "tests/test_import.py::test_point_cloud_room_reconstructs_and_traces",
+    "tests/test_streaming.py::test_streamed_prediction_equals_whole_pathset_prediction",
+    "tests/test_vlm.py::test_calibrate_with_the_vlm_prior",
 )
 
 
