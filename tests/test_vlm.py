@@ -350,6 +350,11 @@ def test_calibrate_with_the_vlm_prior(monkeypatch, server, tmp_path):
         if source == "vlm":  # the reply's classes, not the scene's brick walls
             assert classes["wall_east"]["class"] == "plasterboard" and classes["floor"]["class"] == "concrete"
         _no_key(res.output, (out / "calibration.json").read_text(), (out / "spec.json").read_text())
+    bad = tmp_path / "room.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not a png")
+    res = CliRunner().invoke(app, ["calibrate", "room", str(meas), "--out", str(tmp_path / "x"), "--prior", "vlm",
+                                   "--images", str(bad), *small])
+    assert res.exit_code == 2 and "--images" in res.output and "room.jpg" in res.output, res.output
     monkeypatch.delenv(ENV_MODEL)
     res = CliRunner().invoke(app, ["calibrate", "room", str(meas), "--out", str(tmp_path / "x"), "--prior", "vlm",
                                    *small])

@@ -397,11 +397,12 @@ class VLMClient:
     def _user_message(text: str, images: Sequence[bytes | str | os.PathLike]) -> dict:
         parts: list[dict] = [{"type": "text", "text": text}]
         for img in images:
+            name = f"{img}: " if isinstance(img, (str, os.PathLike)) else ""
             data = Path(img).read_bytes() if isinstance(img, (str, os.PathLike)) else bytes(img)
             if not data.startswith(PNG_SIGNATURE):
-                raise ValueError("scene images must be PNG files or PNG bytes")
+                raise ValueError(f"{name}scene images must be PNG files or PNG bytes")
             if len(data) > MAX_IMAGE_BYTES:
-                raise ValueError(f"scene image larger than {MAX_IMAGE_BYTES} bytes")
+                raise ValueError(f"{name}scene image larger than {MAX_IMAGE_BYTES} bytes")
             url = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
             parts.append({"type": "image_url", "image_url": {"url": url}})
         return {"role": "user", "content": parts}

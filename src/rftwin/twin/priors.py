@@ -80,7 +80,7 @@ def object_classes(spec: CalibrationSpec, twin: TwinScene, labels: list[str | No
         lps = label_priors([lab or n for lab, n in zip(labels, twin.names)], f_ref)
         src, notes = ["text"] * K, []
     else:
-        from rftwin.priors.vlm import VLMClient, VLMError  # noqa: PLC0415
+        from rftwin.priors.vlm import PNG_SIGNATURE, VLMClient, VLMError  # noqa: PLC0415
 
         try:
             client = VLMClient()
@@ -90,6 +90,9 @@ def object_classes(spec: CalibrationSpec, twin: TwinScene, labels: list[str | No
         for p in images:
             if not p.is_file():
                 raise ValueError(f"--images: {p}: no such file")
+            with open(p, "rb") as fh:
+                if fh.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+                    raise ValueError(f"--images: {p}: not a PNG file (expected a PNG scene image)")
         prop = client.propose_materials(twin, f_ref, images=images)
         lps, src, notes = prop.priors, list(prop.source), prop.message.splitlines()
     from rftwin.materials.class_prior import PriorError, itu_class_prior  # noqa: PLC0415
