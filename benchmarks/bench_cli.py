@@ -9,7 +9,6 @@ Run: .venv/bin/python benchmarks/bench_cli.py [--reps 3] [--compare /path/to/oth
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -20,16 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-HEAVY = ("torch", "sionna", "mitsuba", "drjit")
-MARK = "RFTWIN_HEAVY_MODULES="
-WRAPPER = f"""
-import atexit, json, sys
-atexit.register(lambda: print({MARK!r} + json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)),
-                              file=sys.stderr))
-sys.argv = ["rftwin"] + sys.argv[1:]
-from rftwin.cli.main import app
-app()
-"""
+sys.path.insert(0, str(ROOT / "tests"))
+from _cli_probe import WRAPPER, heavy_modules  # noqa: E402 - the wrapper the tests use
+
 LINKS = str(ROOT / "examples" / "links.csv")
 MEAS = str(ROOT / "examples" / "measurements_v1.csv")
 # one bad argument per command (the cases of the issue and tests/test_cli_fast.py)
@@ -68,8 +60,7 @@ def timed(cmd: list[str], src: Path, work: Path) -> tuple[float, int, list[str]]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=work, env=env, timeout=300)
     dt = time.perf_counter() - t0
-    marks = [ln for ln in p.stderr.splitlines() if ln.startswith(MARK)]
-    return dt, p.returncode, json.loads(marks[-1][len(MARK):]) if marks else []
+    return dt, p.returncode, heavy_modules(p.stderr.splitlines()) or []
 
 
 def measure(src: Path, reps: int) -> dict:

@@ -16,19 +16,10 @@ from pathlib import Path
 import pytest
 import typer
 
+from _cli_probe import MARK, WRAPPER, heavy_modules
 from rftwin.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "sionna", "mitsuba", "drjit")
-MARK = "RFTWIN_HEAVY_MODULES="
-WRAPPER = f"""
-import atexit, json, sys
-atexit.register(lambda: print({MARK!r} + json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)),
-                              file=sys.stderr))
-sys.argv = ["rftwin"] + sys.argv[1:]
-from rftwin.cli.main import app
-app()
-"""
 LINKS = str(ROOT / "examples" / "links.csv")
 MEAS = str(ROOT / "examples" / "measurements_v1.csv")
 
@@ -40,9 +31,9 @@ def run_cli(args: list[str], tmp: Path) -> tuple[int, str, list[str]]:
     p = subprocess.run([sys.executable, "-c", WRAPPER, *args], capture_output=True, text=True, cwd=tmp, env=env,
                        timeout=120)
     lines = (p.stdout + p.stderr).splitlines()
-    marks = [ln for ln in lines if ln.startswith(MARK)]
-    assert marks, f"no marker line: rftwin {' '.join(args)}\n{p.stdout}\n{p.stderr}"
-    return p.returncode, "\n".join(ln for ln in lines if not ln.startswith(MARK)), json.loads(marks[-1][len(MARK):])
+    heavy = heavy_modules(lines)
+    assert heavy is not None, f"no marker line: rftwin {' '.join(args)}\n{p.stdout}\n{p.stderr}"
+    return p.returncode, "\n".join(ln for ln in lines if not ln.startswith(MARK)), heavy
 
 
 # (command path, arguments with one bad value, text the error must contain: the option or argument it names)

@@ -375,8 +375,8 @@ def _nuts_chains(log_post_batch, init: torch.Tensor, num_samples: int, warmup: i
         acc.append(float(next(iter(diag.get("acceptance rate", {"c": float("nan")}).values()))))
         steps.append(float(kernel.step_size))
     th = torch.stack(draws)
-    with torch.no_grad():
-        lp = torch.stack([log_post_batch(th[c]) for c in range(C)])
+    with torch.no_grad():  # in chunks of draws: one engine call over all draws would hold [S, paths] at once
+        lp = torch.stack([torch.cat([log_post_batch(x) for x in torch.split(th[c], 64)]) for c in range(C)])
     return th, lp, torch.tensor(acc, dtype=th.dtype), float(np.mean(steps))
 
 

@@ -52,8 +52,14 @@ class FieldPrior:
         if not len(obj):
             return torch.zeros((), dtype=self.mu_u.dtype)
         pm = fld.point_values(points, obj, [self.frequency_hz])
-        u = torch.log(torch.clamp(pm.eps_r[0] - 1.0, min=1e-12))
-        v = torch.log(torch.clamp(pm.sigma[0], min=1e-30))
+        return self.term_of_values(pm.eps_r[0], pm.sigma[0], obj, rows)
+
+    def term_of_values(self, eps_r: torch.Tensor, sigma: torch.Tensor, obj: torch.Tensor, rows: int) -> torch.Tensor:
+        """:meth:`term` from the field's values eps_r, sigma [P] (at ``frequency_hz``) on objects [P]."""
+        if not len(obj):
+            return torch.zeros((), dtype=self.mu_u.dtype)
+        u = torch.log(torch.clamp(eps_r - 1.0, min=1e-12))
+        v = torch.log(torch.clamp(sigma, min=1e-30))
         obj = obj.to(torch.long)
         z2 = ((u - self.mu_u[obj]) / self.sd_u[obj]) ** 2 + ((v - self.mu_v[obj]) / self.sd_v[obj]) ** 2
         K = self.mu_u.shape[0]

@@ -22,7 +22,7 @@ from rftwin.calibrate.problem import Targets
 from rftwin.fields.base import MaterialField
 from rftwin.fields.evaluate import interaction_points
 from rftwin.fields.prior import FieldPrior
-from rftwin.pathset import PathSet
+from rftwin.pathset import NONE, PathSet
 from rftwin.physics.channel import path_gain, path_power, to_db
 from rftwin.physics.engine import path_coefficients
 from rftwin.physics.features import delay_moments
@@ -114,20 +114,35 @@ class FieldObjective:
     def simulate(self, fld: MaterialField) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Simulated path gain [M] (dB), RMS delay spread [M] (s, when delay spreads are fitted) and MPC powers
         [Q] (dB, when MPC powers are fitted)."""
+        return self._simulate(fld)[:3]
+
+    def _simulate(self, fld: MaterialField):
+        """:meth:`simulate` plus the field's per-interaction MaterialValues [1, F, N, D] it used."""
         f = self.t.frequencies_hz
-        a = path_coefficients(self.ps, fld(self.ps, f), f, check=False)  # [1, F, N, R, T]
+        mv = fld(self.ps, f)
+        a = path_coefficients(self.ps, mv, f, check=False)  # [1, F, N, R, T]
         g = to_db(path_gain(a, self.ps.link, self.ps.num_links))[0]  # [F, L]
         sim = g[self.t.freq_index, self.t.link]
         mpc = None
         if self.mpc_fit is not None:
             mpc = to_db(path_power(a[0]))[self.t.mpc_freq_index, self.t.mpc_path]
         if self.ds_rows is None:
-            return sim, None, mpc
+            return sim, None, mpc, mv
         _, ds = delay_moments(path_power(a), self.ps.tau_s, self.ps.link, self.ps.num_links, empty=0.0)
-        return sim, ds[0][self.t.freq_index, self.t.link], mpc
+        return sim, ds[0][self.t.freq_index, self.t.link], mpc, mv
+
+    def _prior_term(self, fld: MaterialField, mv, rows: int) -> torch.Tensor:
+        """The prior term, from the values the engine just used when the prior's frequency is a target frequency
+        (no second pass of the network), else from the field at the interaction points."""
+        hit = torch.nonzero(torch.isclose(self.t.frequencies_hz, torch.tensor(self.prior.frequency_hz,
+                                                                              dtype=self.t.frequencies_hz.dtype)))
+        if not len(hit):
+            return self.prior.term(fld, *self.points, rows)
+        fi, mask = int(hit[0, 0]), self.ps.itype != NONE
+        return self.prior.term_of_values(mv.eps_r[0, fi][mask], mv.sigma[0, fi][mask], self.ps.obj[mask], rows)
 
     def __call__(self, fld: MaterialField) -> tuple[torch.Tensor, torch.Tensor, float]:
-        sim, ds, mpc = self.simulate(fld)
+        sim, ds, mpc, mv = self._simulate(fld)
         rows = self.gain_rows
         sim_g, meas = sim[rows], self.t.path_gain_db[rows]
         w = None if self.t.weight is None else self.t.weight[rows]
@@ -137,7 +152,7 @@ class FieldObjective:
         data = (r * r).mean() if w is None else (w * r * r).sum() / w.sum()
         total = data + fld.regularization(self.cfg.lambda_hash, self.cfg.lambda_gate)
         if self.prior is not None:
-            total = total + self.prior.term(fld, *self.points, int(rows.sum()))
+            total = total + self._prior_term(fld, mv, int(rows.sum()))
         if ds is not None:
             m = self.ds_rows
             total = total + self.cfg.delay_spread_weight * (((ds[m] - self.t.delay_spread_s[m]) / 1e-9) ** 2).mean()
