@@ -160,7 +160,11 @@ def test_field_recovers_both_halves_and_metal_patch_that_per_object_cannot(data,
 def test_mpc_term_fits_finite_powers_and_bounds_blocked_paths(data):
     """Per-path powers in the field loss: squared dB error on measured MPCs, and for the twin's paths that the
     measurement lacks (through the metal patch: -inf) a one-sided penalty above the detection floor."""
-    from rftwin.fields.train import FieldObjective
+    from rftwin.calibrate.objectives import objective
+    from rftwin.fields.train import field_problem
+
+    def total(cfg):  # the loop's loss of the untrained field under the field's settings
+        return objective(ps, fld, *field_problem(ps, t, cfg))[0][0]
     from rftwin.physics.channel import path_power, to_db
 
     d = data
@@ -179,15 +183,15 @@ def test_mpc_term_fits_finite_powers_and_bounds_blocked_paths(data):
         a = path_coefficients(ps, fld(ps, FREQS), FREQS)
         sim = to_db(path_power(a[0]))[t.mpc_freq_index, t.mpc_path]
         cfg0 = FieldTrainConfig(mpc_weight=0.0, mpc_floor_db=MPC_FLOOR_DB)
-        base = FieldObjective(ps, t, cfg0)(fld)[0]
+        base = total(cfg0)
         fin = torch.isfinite(t.mpc_power_db)
         below = torch.isneginf(t.mpc_power_db)
         sq = torch.where(fin, (sim - torch.where(fin, t.mpc_power_db, 0.0)) ** 2, torch.relu(sim - MPC_FLOOR_DB) ** 2)
         want = sq[fin | below].mean()
-        got = FieldObjective(ps, t, FieldTrainConfig(mpc_weight=2.0, mpc_floor_db=MPC_FLOOR_DB))(fld)[0] - base
+        got = total(FieldTrainConfig(mpc_weight=2.0, mpc_floor_db=MPC_FLOOR_DB)) - base
         torch.testing.assert_close(got, 2.0 * want)
         assert float(torch.relu(sim[below] - MPC_FLOOR_DB).min()) > 0  # the untrained (wood) patch lets them pass
-        no_floor = FieldObjective(ps, t, FieldTrainConfig(mpc_weight=1.0))(fld)[0] - base  # -inf rows ignored
+        no_floor = total(FieldTrainConfig(mpc_weight=1.0)) - base  # -inf rows ignored
         torch.testing.assert_close(no_floor, ((sim[fin] - t.mpc_power_db[fin]) ** 2).mean())
 
 

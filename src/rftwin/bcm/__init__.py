@@ -3,7 +3,6 @@
 features -> trend + GP residual (the BCM) -> NLL calibration of any material model against it.
 """
 from rftwin.bcm.calibrate import (
-           LinkBatcher,
            NllConfig,
            NllResult,
            calibrate_nll,
@@ -38,7 +37,6 @@ __all__ = [
            "FeatureScaler",
            "GeometryFeatures",
            "GpConfig",
-           "LinkBatcher",
            "LogDistanceTrend",
            "NllConfig",
            "NllResult",

@@ -122,6 +122,9 @@ def fingerprint(ps: PathSet, model, t, cfg) -> str:
         v = getattr(t, name)
         if v is not None:
             h.update(name.encode() + v.detach().cpu().numpy().tobytes())
+    h.update(repr(t.mpc_floor_db).encode())
+    for name, v in sorted((t.feature_weight or {}).items()):
+        h.update(name.encode() + v.detach().cpu().numpy().tobytes())
     for name, v in model.state_dict().items():
         h.update(name.encode() + v.detach().cpu().numpy().tobytes())
     return h.hexdigest()

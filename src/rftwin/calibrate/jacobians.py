@@ -26,8 +26,11 @@ def trainable_params(model) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def flat_params(params) -> torch.Tensor:
-    """Parameters ``params`` (each [B, K_i]) concatenated into one detached [B, sum K_i] tensor."""
+def flat_params(params, num_starts: int | None = None) -> torch.Tensor:
+    """Parameters ``params`` (each [B, K_i]) concatenated into one detached [B, sum K_i] tensor; with
+    ``num_starts`` B, parameters of any shape (a field's layers, B = 1) are flattened to [B, -1] first."""
+    if num_starts is not None:
+        return torch.cat([p.detach().reshape(num_starts, -1) for p in params], dim=1)
     return torch.cat([p.detach() for p in params], dim=1)
 
 
@@ -59,7 +62,7 @@ def forward_columns(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offs
         state = None if offset_state is None else offset_state.repeat(g)
         with fwad.dual_level():
             d = path_jacobian.dual_state(model, names, sizes, theta, eye[g0:g0 + g])
-            out = residuals(ps, lambda fr, d=d: functional_call(model, d, (fr,)), t, cfg, state, prior)
+            out = residuals(ps, lambda *a, d=d: functional_call(model, d, a), t, cfg, state, prior)
             primal, tangent = fwad.unpack_dual(out)
         r0 = primal[:B].detach() if r0 is None else r0
         cols.append(tangent.reshape(g, B, -1))

@@ -18,15 +18,17 @@ from rftwin.calibrate.checkpoint import fingerprint, load_checkpoint, save_check
 from rftwin.calibrate.jacobians import flat_params, trainable_params
 from rftwin.calibrate.losses import FEATURE_METRICS, LossTerm
 from rftwin.calibrate.objectives import PriorStats, closed_form_offset, needed_features, objective
-from rftwin.calibrate.optimizers import lm_step, make_optimizer, screen_starts
+from rftwin.calibrate.optimizers import lm_step, make_optimizer, make_scheduler, polish_lbfgs, screen_starts
 from rftwin.calibrate.problem import DEFAULT_CHUNK, Targets, simulate_features
 from rftwin.calibrate.uncertainty import Uncertainty, laplace
 from rftwin.materials.per_object import MaterialPrior, PerObjectMaterials
+from rftwin.materials.protocol import MaterialModel
 from rftwin.pathset import PathSet
 from rftwin.progress import track
 
 OPTIMIZERS = ("lm", "adam", "lbfgs")
 OFFSET_MODES = ("none", "closed_form", "ema")
+SCHEDULES = ("none", "plateau")
 
 
 @dataclass
@@ -48,6 +50,15 @@ class CalibrationConfig:
     chunk_size: int = DEFAULT_CHUNK  # engine path chunk (memory bound for 1e6+ diffuse paths)
     lm_damping: float = 1.0  # initial Levenberg-Marquardt damping (x diag(J^T J)); small values overshoot basins
     prune_every: int = 0  # LM multi-start: every this many iterations keep the better half of the starts (0: off)
+    lr_hash: float | None = None  # Adam rate of a field's hash tables (None: ``lr``)
+    schedule: str = "none"  # none | plateau (Adam: ReduceLROnPlateau on the loss)
+    plateau_factor: float = 0.5
+    plateau_patience: int = 50
+    min_lr: float = 1e-6
+    polish_lbfgs: int = 0  # after the main loop, one L-BFGS run of at most this many iterations (seed 000 Opt-B)
+    polish_lr: float = 1.0
+    keep_best: bool = False  # restore the lowest-loss state seen (Adam on a field wanders after its best)
+    stop_on_interrupt: bool = False  # Ctrl-C ends the run and keeps its state (else it propagates)
 
     def __post_init__(self):
         if self.terms is None:
@@ -74,6 +85,12 @@ class CalibrationConfig:
             raise ValueError(f"prior_weight must be >= 0, got {self.prior_weight}")
         if self.prune_every < 0:
             raise ValueError(f"prune_every must be >= 0, got {self.prune_every}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule '{self.schedule}', expected one of {SCHEDULES}")
+        if self.polish_lbfgs < 0:
+            raise ValueError(f"polish_lbfgs must be >= 0, got {self.polish_lbfgs}")
+        if self.lr <= 0 or (self.lr_hash is not None and self.lr_hash <= 0):
+            raise ValueError("learning rates must be positive")
 
     @property
     def effective_patience(self) -> int:
@@ -90,9 +107,9 @@ class CalibrationConfig:
 
 @dataclass
 class CalibrationResult:
-    eps_r: np.ndarray  # [K] at reference frequency
-    sigma: np.ndarray  # [K] S/m
-    power_law: np.ndarray  # [K, 4]
+    eps_r: np.ndarray | None  # [K] at reference frequency (None: a field, whose read-outs are maps)
+    sigma: np.ndarray | None  # [K] S/m
+    power_law: np.ndarray | None  # [K, 4]
     loss: float
     iterations: int
     seconds: float
@@ -111,6 +128,9 @@ class CalibrationResult:
     resumed_at: int | None = None  # iteration a resumed run continued from
     converged: bool = True  # False: the round ended at the iteration cap, not by the stopping rule
     inference: dict | None = None  # posterior calibration report (noise, prior strength, labels, held-out check)
+    rmse_db: float | None = None  # path-gain RMSE of the kept state (dB, offset applied; an mse_db path-gain term)
+    interrupted: bool = False  # Ctrl-C ended the run (``stop_on_interrupt``)
+    polish_iterations: int = 0  # L-BFGS iterations after the main loop
 
     def mre(self, eps_true: np.ndarray, sigma_true: np.ndarray) -> tuple[float, float]:
         return (float(np.mean(np.abs(self.eps_r - eps_true) / eps_true)),
@@ -125,31 +145,39 @@ def _truth_dict(truth) -> dict[str, np.ndarray] | None:
     return {"eps_r": np.asarray(truth[0], dtype=np.float64), "sigma": np.asarray(truth[1], dtype=np.float64)}
 
 
-def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: CalibrationConfig | None = None,
+def calibrate(ps: PathSet, model: MaterialModel, targets: Targets, cfg: CalibrationConfig | None = None,
               truth: tuple[np.ndarray, np.ndarray] | dict | None = None, progress: bool = True,
-              uncertainty: bool = True, *, prior: MaterialPrior | PriorStats | None = None,
+              uncertainty: bool = True, *, prior=None,
               checkpoint: str | Path | None = None,
               checkpoint_every: int = 0, resume: bool = False,
               callback: Callable[[int, dict], None] | None = None) -> CalibrationResult:
     """Fit the free parameters of ``model`` (all B starts at once) to ``targets``; keep the best start.
 
+    ``model``: any material model of :mod:`rftwin.materials.protocol` (per-object, grouped, or a neural field;
+    a field trains with Adam and/or L-BFGS, not Levenberg-Marquardt, and has no Laplace report).
     ``truth``: true (eps_r, sigma) or a dict with any of eps_r, sigma, scattering, xpd [K] (history gets errors).
-    ``prior``: the MaterialPrior (or ready PriorStats) of the MAP term (used when ``cfg.prior_weight > 0``).
+    ``prior``: the model's prior (a MaterialPrior or ready PriorStats for per-object models, a
+    :class:`rftwin.fields.prior.FieldPrior` for fields), weighted by ``cfg.prior_weight`` (0: off).
     ``checkpoint``: file written atomically every ``checkpoint_every`` iterations and at the end; with ``resume``
     an existing checkpoint of the same problem is continued (bit-identical trajectory). ``callback(it, row)`` is
-    called after every iteration (after the checkpoint).
+    called after every iteration (after the checkpoint); it may add entries to ``row`` (the history row).
     """
     t0 = time.perf_counter()
     cfg = CalibrationConfig() if cfg is None else cfg
     targets.check(ps)
     truth = _truth_dict(truth)
-    if isinstance(prior, PriorStats):
-        pstats = prior if cfg.prior_weight > 0 else None
-    else:
+    per_object = isinstance(model, PerObjectMaterials)
+    if cfg.optimizer == "lm" and not per_object:
+        raise ValueError(f"{type(model).__name__}: Levenberg-Marquardt needs a per-object model (a field has too "
+                         "many parameters for normal equations); use optimizer adam or lbfgs")
+    if isinstance(prior, MaterialPrior):
         pstats = PriorStats.from_prior(prior, model.fit, targets.frequencies_hz.dtype) \
-            if (prior is not None and cfg.prior_weight > 0) else None
+            if cfg.prior_weight > 0 else None
+    else:
+        pstats = prior if cfg.prior_weight > 0 else None
     if cfg.prior_weight > 0 and pstats is None:
-        raise ValueError("prior_weight > 0 needs the MaterialPrior (calibrate(..., prior=...))")
+        raise ValueError("prior_weight > 0 needs the model's prior: a MaterialPrior or PriorStats (a FieldPrior for "
+                         "a field), calibrate(..., prior=...)")
     model = screen_starts(ps, model, targets, cfg, cfg.refine_starts, pstats)
     params = trainable_params(model)
     if not params:
@@ -161,9 +189,12 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
     lam = cfg.offset_ema
     ckpt = Path(checkpoint) if checkpoint is not None else None
     fp = fingerprint(ps, model, targets, cfg) if ckpt is not None else None
+    parts: dict = {}
+    gain_rmse = any(t.feature == "path_gain" and t.metric == "mse_db" for t in cfg.loss_terms)
 
     def evaluate(state=None, need_res=False):
-        return objective(ps, model, targets, cfg, state, pstats, residuals=need_res)
+        parts.clear()
+        return objective(ps, model, targets, cfg, state, pstats, residuals=need_res, parts=parts)
 
     def offset_hat() -> torch.Tensor:
         with torch.no_grad():
@@ -171,11 +202,15 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
             feats = simulate_features(ps, model, targets, needed_features(targets, c), cfg.chunk_size)
             return closed_form_offset(feats, targets, c)
 
-    def record(it: int, loss: torch.Tensor, off: torch.Tensor) -> dict:
+    def record(it: int, loss: torch.Tensor, off: torch.Tensor, phase: str) -> dict:
         b = int(torch.argmin(torch.nan_to_num(loss, nan=math.inf)))
         v = model.values()
-        row = {"iteration": it, "loss": float(loss[b]), "best_start": b,
+        row = {"iteration": it, "phase": phase, "loss": float(loss[b]), "best_start": b,
                "seconds": time.perf_counter() - t0 + elapsed0, "offset_db": float(off[b])}
+        if gain_rmse and "path_gain" in parts:
+            row["rmse_db"] = math.sqrt(max(float(parts["path_gain"][b]), 0.0))
+        if opt is not None and cfg.optimizer == "adam":
+            row["lr"] = opt.param_groups[0]["lr"]
         for k, arr in v.items():
             row[k] = arr[b].tolist()
         if truth is not None:
@@ -187,16 +222,22 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
                     else:
                         row[f"mae_{k}"] = float(np.mean(np.abs(est - tv)))
         history.append(row)
+        if cfg.keep_best and row["loss"] < best_seen["loss"]:
+            best_seen.update(loss=row["loss"], state={k: x.detach().clone() for k, x in model.state_dict().items()},
+                             off=off.detach().clone(), all_loss=loss.detach().clone(), row=row)
         return row
 
-    opt = make_optimizer(cfg, params)
+    best_seen: dict = {"loss": math.inf}
+    opt = make_optimizer(cfg, params, model)
+    sched = make_scheduler(cfg, opt)
     mu = torch.full((B,), cfg.lm_damping, dtype=params[0].dtype)
     project = model.project_ if getattr(model, "bounded", False) else None
     elapsed0 = 0.0
     start_it, done, calm, resumed_at = 1, False, 0, None
-    prev_loss, prev_theta = None, flat_params(params)
+    prev_loss, prev_theta = None, flat_params(params, B)
     beta = offset_hat() if ema else None
     num_res = None
+    pending = None  # Adam: the loss of the current state with its graph (the last evaluation), for the next step
 
     if ckpt is not None and resume and ckpt.exists():  # a folder in its place is an error, not a fresh start
         st = load_checkpoint(ckpt)  # never unpickles: a tampered file cannot run code
@@ -204,7 +245,7 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
             raise ValueError(f"{ckpt}: the checkpoint belongs to a different calibration problem or configuration "
                              "(scene, links, measurements, starts or options changed); remove it or drop --resume")
         kept = next(iter(st["model"].values())).shape[0] if st["model"] else B
-        if kept < model.num_starts:  # the run had pruned starts: same shapes before loading
+        if per_object and kept < model.num_starts:  # the run had pruned starts: same shapes before loading
             model.reorder_starts(range(kept))
             params = trainable_params(model)
             B = kept
@@ -219,9 +260,14 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
         loss, off = st["loss"], st["off"]
         resumed_at = st["iteration"]
     else:
-        with torch.no_grad():
+        if cfg.optimizer == "adam" and not ema:
             loss, off, _ = evaluate(beta)
-        record(0, loss, off)
+            pending = loss
+            loss, off = loss.detach(), off.detach()
+        else:
+            with torch.no_grad():
+                loss, off, _ = evaluate(beta)
+        record(0, loss, off, "start")
 
     def save(it: int, finished: bool) -> None:
         if ckpt is None:
@@ -235,75 +281,109 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
 
     it = start_it - 1
     stop = bool(done)
+    interrupted = False
     iters = range(start_it, cfg.max_iter + 1) if not done else range(0)
-    for it in track(iters, f"calibrating ({cfg.optimizer}, {B} starts)", enabled=progress):
-        if ema:  # seed 003 eq. 27: beta_t = lambda beta_{t-1} + (1 - lambda) beta_hat_t, fixed during the step
-            beta = lam * beta + (1.0 - lam) * offset_hat()
-        if cfg.optimizer == "adam":
-            opt.zero_grad()
-            lo, _, _ = evaluate(beta)
-            lo.sum().backward()
-            opt.step()
-            if project is not None:
-                project()
-        elif cfg.optimizer == "lbfgs":
-            def closure(state=beta):
-                opt.zero_grad()
-                lo, _, _ = evaluate(state)
-                tot = lo.sum()
-                tot.backward()
-                return tot
-            opt.step(closure)
-            if project is not None:
-                project()
-        else:  # batched Levenberg-Marquardt on the stacked residuals
-            loss, off, mu, num_res = lm_step(ps, model, targets, cfg, params, mu, beta, pstats, num_res, project,
-                                             evaluate)
-        if cfg.optimizer != "lm":
+    try:
+        for it in track(iters, f"calibrating ({cfg.optimizer}, {B} starts)", enabled=progress):
+            if ema:  # seed 003 eq. 27: beta_t = lambda beta_{t-1} + (1 - lambda) beta_hat_t, fixed during the step
+                beta = lam * beta + (1.0 - lam) * offset_hat()
+            if cfg.optimizer == "adam":
+                opt.zero_grad(set_to_none=True)
+                lo = pending if pending is not None else evaluate(beta)[0]
+                lo.sum().backward()
+                opt.step()
+                if project is not None:
+                    project()
+                if ema:
+                    pending = None
+                    with torch.no_grad():
+                        loss, off, _ = evaluate(beta)
+                else:  # the new state's loss, graph kept: the next iteration steps on it (one pass per step)
+                    pending, off, _ = evaluate(beta)
+                    loss, off = pending.detach(), off.detach()
+                if sched is not None:
+                    sched.step(float(loss.sum()))
+            elif cfg.optimizer == "lbfgs":
+                def closure(state=beta):
+                    opt.zero_grad()
+                    lo, _, _ = evaluate(state)
+                    tot = lo.sum()
+                    tot.backward()
+                    return tot
+                opt.step(closure)
+                if project is not None:
+                    project()
+                with torch.no_grad():
+                    loss, off, _ = evaluate(beta)
+            else:  # batched Levenberg-Marquardt on the stacked residuals
+                loss, off, mu, num_res = lm_step(ps, model, targets, cfg, params, mu, beta, pstats, num_res,
+                                                 project, evaluate)
+            if cfg.prune_every and cfg.optimizer == "lm" and it % cfg.prune_every == 0 and model.num_starts > 1:
+                keep = torch.argsort(torch.nan_to_num(loss, nan=math.inf))[: (model.num_starts + 1) // 2]
+                model.reorder_starts(keep.tolist())
+                params = trainable_params(model)
+                mu, loss, off = mu[keep], loss[keep], off[keep]
+                beta = None if beta is None else beta[keep]
+                prev_theta = prev_theta[keep]
+                prev_loss = None if prev_loss is None else prev_loss[keep]
+                B = model.num_starts
+            row = record(it, loss, off, cfg.optimizer)
+            theta_now = flat_params(params, B)
+            best = int(torch.argmin(torch.nan_to_num(loss, nan=math.inf)))
+            dl = abs(float(loss[best]) - float(prev_loss[best])) if prev_loss is not None else math.inf
+            dp = float((theta_now[best] - prev_theta[best]).abs().max())
+            stop = False
+            if cfg.optimizer == "lm" and dp == 0.0:  # a rejected LM step is no evidence of convergence
+                stop = float(mu[best]) >= 1e8
+            else:
+                calm = calm + 1 if (dl < cfg.alpha and dp < cfg.beta) else 0
+                prev_loss, prev_theta = loss.detach().clone(), theta_now
+                stop = calm >= patience
+            if stop or it == cfg.max_iter:  # 'done' only when converged: a larger max_iter can continue a run
+                save(it, stop)
+            elif checkpoint_every and it % checkpoint_every == 0:
+                save(it, False)
+            if callback is not None:
+                callback(it, row)
+            if stop:
+                break
+        pending = None
+        polished = 0
+        if cfg.polish_lbfgs and not done:
+            polished = polish_lbfgs(cfg, params, lambda: evaluate(beta)[0].sum())
             with torch.no_grad():
                 loss, off, _ = evaluate(beta)
-        if cfg.prune_every and cfg.optimizer == "lm" and it % cfg.prune_every == 0 and model.num_starts > 1:
-            keep = torch.argsort(torch.nan_to_num(loss, nan=math.inf))[: (model.num_starts + 1) // 2]
-            model.reorder_starts(keep.tolist())
-            params = trainable_params(model)
-            mu, loss, off = mu[keep], loss[keep], off[keep]
-            beta = None if beta is None else beta[keep]
-            prev_theta = prev_theta[keep]
-            prev_loss = None if prev_loss is None else prev_loss[keep]
-            B = model.num_starts
-        row = record(it, loss, off)
-        theta_now = flat_params(params)
-        best = int(torch.argmin(torch.nan_to_num(loss, nan=math.inf)))
-        dl = abs(float(loss[best]) - float(prev_loss[best])) if prev_loss is not None else math.inf
-        dp = float((theta_now[best] - prev_theta[best]).abs().max())
-        stop = False
-        if cfg.optimizer == "lm" and dp == 0.0:  # a rejected LM step is no evidence of convergence
-            stop = float(mu[best]) >= 1e8
-        else:
-            calm = calm + 1 if (dl < cfg.alpha and dp < cfg.beta) else 0
-            prev_loss, prev_theta = loss.detach().clone(), theta_now
-            stop = calm >= patience
-        if stop or it == cfg.max_iter:  # 'done' only when converged: a larger max_iter can continue a run
-            save(it, stop)
-        elif checkpoint_every and it % checkpoint_every == 0:
-            save(it, False)
-        if callback is not None:
-            callback(it, row)
-        if stop:
-            break
+            row = record(it + polished, loss, off, "lbfgs")
+            if callback is not None:
+                callback(it + polished, row)
+    except KeyboardInterrupt:
+        if not cfg.stop_on_interrupt:
+            raise
+        interrupted, pending, polished = True, None, 0
+    if cfg.keep_best and best_seen.get("state") is not None and best_seen["loss"] < float(
+            torch.nan_to_num(loss, nan=math.inf).min()):
+        model.load_state_dict(best_seen["state"])
+        loss, off = best_seen["all_loss"], best_seen["off"]
+        parts.clear()
+        if "rmse_db" in best_seen["row"]:
+            parts["path_gain"] = torch.full_like(loss, best_seen["row"]["rmse_db"] ** 2)
     best = int(torch.argmin(torch.nan_to_num(loss, nan=math.inf)))
+    rmse = math.sqrt(max(float(parts["path_gain"][best]), 0.0)) if gain_rmse and "path_gain" in parts else None
+    common = dict(loss=float(loss[best]), iterations=it, seconds=time.perf_counter() - t0 + elapsed0,
+                  best_start=best, offset_db=float(off[best]), start_losses=loss.detach().cpu().numpy(),
+                  history=history, offset_mode=cfg.offset_mode, terms=[str(x) for x in cfg.loss_terms],
+                  resumed_at=resumed_at, converged=bool(stop), rmse_db=rmse, interrupted=interrupted,
+                  polish_iterations=polished)
+    if not per_object:  # a field: its read-outs are maps (rftwin.fields.maps), its uncertainty is not Laplace's
+        return CalibrationResult(eps_r=None, sigma=None, power_law=None, model=model, fit=("eps_r", "sigma"),
+                                 **common)
     single = model.select(best)
-    pl = single.power_law_coefficients()[0]
     v = single.values()
     unc = laplace(ps, single, targets, cfg) if uncertainty else None
-    return CalibrationResult(eps_r=v["eps_r"][0], sigma=v["sigma"][0], power_law=pl,
-                             loss=float(loss[best]), iterations=it, seconds=time.perf_counter() - t0 + elapsed0,
-                             best_start=best, offset_db=float(off[best]), start_losses=loss.detach().cpu().numpy(),
-                             history=history, uncertainty=unc, model=single,
+    return CalibrationResult(eps_r=v["eps_r"][0], sigma=v["sigma"][0], power_law=single.power_law_coefficients()[0],
+                             uncertainty=unc, model=single,
                              scattering=v["scattering"][0] if "scattering" in v else None,
-                             xpd=v["xpd"][0] if "xpd" in v else None, offset_mode=cfg.offset_mode,
-                             terms=[str(x) for x in cfg.loss_terms], fit=tuple(model.fit), resumed_at=resumed_at,
-                             converged=bool(stop))
+                             xpd=v["xpd"][0] if "xpd" in v else None, fit=tuple(model.fit), **common)
 
 
-__all__ = ["OFFSET_MODES", "OPTIMIZERS", "CalibrationConfig", "CalibrationResult", "calibrate"]
+__all__ = ["OFFSET_MODES", "OPTIMIZERS", "SCHEDULES", "CalibrationConfig", "CalibrationResult", "calibrate"]

@@ -12,6 +12,7 @@ import torch
 from rftwin.calibrate.losses import DELAY_UNIT_S, LossTerm, cfr_relative_error, db_offset, mse_db, nae, smape
 from rftwin.calibrate.problem import Features, Targets, simulate_features
 from rftwin.materials.per_object import MaterialPrior, logit, unit_range
+from rftwin.materials.protocol import penalty
 from rftwin.pathset import PathSet
 
 if TYPE_CHECKING:
@@ -78,6 +79,14 @@ def _term(term: LossTerm, feats: Features, t: Targets, off: torch.Tensor
         return (raw * raw).sum(-1) * scale ** 2, raw, scale
     if f in ("path_gain", "mpc_power"):
         sim = sim + off[:, None]
+        below = t.below_floor() if f == "mpc_power" else None
+        if below is not None:  # measured below the detection floor: only a simulated power above it is an error
+            if metric != "mse_db":
+                raise ValueError(f"an MPC detection floor needs the mse_db metric on mpc_power, got '{metric}'")
+            r = torch.where(below, torch.relu(sim - t.mpc_floor_db), sim - torch.where(ok & ~below, meas, 0.0))
+            raw = torch.where(ok, r, torch.zeros((), dtype=r.dtype)) * torch.sqrt(w)
+            scale = 1.0 / torch.sqrt(w.sum().clamp_min(1e-30))
+            return mse_db(r, torch.zeros((), dtype=r.dtype), w), raw, scale
         meas = torch.where(ok, meas, torch.zeros((), dtype=meas.dtype))
         if metric == "nae":
             return nae(10 ** (sim / 10), 10 ** (meas / 10), w), None, None
@@ -131,6 +140,14 @@ class PriorStats:
                 r = unit_range(v) if r is None else np.asarray(r)
                 put(q, logit(v), logit(r[:, 0]), logit(r[:, 1]))
         return cls(mu, sd, float(prior.frequency_hz))
+
+    def penalty(self, model, ps: PathSet, feats: Features, rows: int, weight: float, residuals: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The prior's share of the loss [B], ``weight`` x the mean squared standardised residual, and (with
+        ``residuals``) its least-squares block [B, P] whose squares sum to it (the prior protocol of
+        :mod:`rftwin.materials.protocol`; ``ps``, ``feats`` and ``rows`` are not needed here)."""
+        rp = self.residuals(model)
+        return weight * (rp * rp).mean(-1), (rp * math.sqrt(weight / rp.shape[-1]) if residuals else None)
 
     def residuals(self, model) -> torch.Tensor:
         """Standardised prior residuals [B, P_prior] of ``model`` (any callable frequency -> MaterialValues).
@@ -192,11 +209,14 @@ class PriorStats:
 
 
 def objective(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_state: torch.Tensor | None = None,
-              prior: PriorStats | None = None, residuals: bool = False
+              prior=None, residuals: bool = False, parts: dict | None = None
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Loss [B], gain offset [B] (dB) and (with ``residuals``) the stacked scaled residuals [B, R] whose squares sum
-    to the loss (least-squares terms only). ``offset_state`` fixes the offset (EMA mode); else it follows
-    ``cfg.offset_mode``."""
+    to the loss (least-squares terms only). ``model``: any material model (:mod:`rftwin.materials.protocol`);
+    ``prior``: its prior (:class:`PriorStats`, :class:`rftwin.fields.prior.FieldPrior`), weighted by
+    ``cfg.prior_weight``; the model's own regularisation (``penalty``) is added. ``offset_state`` fixes the offset
+    (EMA mode); else it follows ``cfg.offset_mode``. ``parts`` (a dict) receives each term's unweighted loss [B]
+    by feature, and ``prior`` / ``penalty``."""
     feats = simulate_features(ps, model, t, needed_features(t, cfg), cfg.chunk_size)
     B = next(v for v in (feats.path_gain_db, feats.delay_spread_s, feats.cfr, feats.mpc_power_db)
              if v is not None).shape[0]
@@ -212,13 +232,23 @@ def objective(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_sta
     for term in cfg.loss_terms:
         lt, raw, scale = _term(term, feats, t, off)
         loss = loss + term.weight * lt
+        if parts is not None:
+            parts[term.feature] = lt.detach()
         if residuals:
             blocks.append(raw * (math.sqrt(term.weight) * scale))
     if prior is not None and cfg.prior_weight > 0:
-        rp = prior.residuals(model)
-        loss = loss + cfg.prior_weight * (rp * rp).mean(-1)
+        rows = int((t.row_weight("path_gain") > 0).sum()) if t.path_gain_db is not None else t.num
+        lp, block = prior.penalty(model, ps, feats, rows, cfg.prior_weight, residuals)
+        loss = loss + lp
+        if parts is not None:
+            parts["prior"] = lp.detach()
         if residuals:
-            blocks.append(rp * math.sqrt(cfg.prior_weight / rp.shape[-1]))
+            blocks.append(block)
+    reg = penalty(model, B, dtype)
+    if reg is not None:
+        loss = loss + reg
+        if parts is not None:
+            parts["penalty"] = reg.detach()
     return loss, off, (torch.cat(blocks, -1) if residuals else None)
 
 

@@ -51,14 +51,44 @@ def projected_step(A: torch.Tensor, g: torch.Tensor, theta: torch.Tensor, step: 
     return flat_params(params) - theta
 
 
-def make_optimizer(cfg: CalibrationConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer | None:
-    """The torch optimiser of ``cfg.optimizer`` over ``params`` (Adam with ``cfg.lr``, or L-BFGS with a strong
-    Wolfe line search); None for Levenberg-Marquardt (:func:`lm_step`)."""
+def make_optimizer(cfg: CalibrationConfig, params: list[torch.nn.Parameter], model=None
+                   ) -> torch.optim.Optimizer | None:
+    """The torch optimiser of ``cfg.optimizer`` over ``params`` (Adam with ``cfg.lr``, over the model's
+    ``param_groups(cfg.lr, cfg.lr_hash)`` when it has them (a field's hash tables learn at their own rate), or
+    L-BFGS with a strong Wolfe line search); None for Levenberg-Marquardt (:func:`lm_step`)."""
     if cfg.optimizer == "adam":
+        groups = getattr(model, "param_groups", None)
+        if groups is not None:
+            return torch.optim.Adam(groups(cfg.lr, cfg.lr if cfg.lr_hash is None else cfg.lr_hash))
         return torch.optim.Adam(params, lr=cfg.lr)
     if cfg.optimizer == "lbfgs":
         return torch.optim.LBFGS(params, lr=1.0, max_iter=20, history_size=20, line_search_fn="strong_wolfe")
     return None
+
+
+def make_scheduler(cfg: CalibrationConfig, opt: torch.optim.Optimizer | None):
+    """ReduceLROnPlateau on the loss for ``cfg.schedule == "plateau"`` (Adam), else None."""
+    if cfg.schedule != "plateau" or opt is None or cfg.optimizer != "adam":
+        return None
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor,
+                                                      patience=cfg.plateau_patience, min_lr=cfg.min_lr)
+
+
+def polish_lbfgs(cfg: CalibrationConfig, params: list[torch.nn.Parameter], total: Callable[[], torch.Tensor]
+                 ) -> int:
+    """Seed 000's Opt-B: one L-BFGS run (strong Wolfe line search) of at most ``cfg.polish_lbfgs`` iterations on
+    the summed loss ``total()``; returns the iterations it took."""
+    opt = torch.optim.LBFGS(params, lr=cfg.polish_lr, max_iter=cfg.polish_lbfgs, history_size=20,
+                            line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-14)
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        lo = total()
+        lo.backward()
+        return lo
+
+    opt.step(closure)
+    return int(opt.state[opt.param_groups[0]["params"][0]].get("n_iter", 0))
 
 
 def lm_step(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: CalibrationConfig,
@@ -98,4 +128,4 @@ def lm_step(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Calib
     return loss, off, mu, num_res
 
 
-__all__ = ["lm_step", "make_optimizer", "projected_step", "screen_starts"]
+__all__ = ["lm_step", "make_optimizer", "make_scheduler", "polish_lbfgs", "projected_step", "screen_starts"]

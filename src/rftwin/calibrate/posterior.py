@@ -204,7 +204,7 @@ def sample_posterior(ps: PathSet, model: PerObjectMaterials, targets: Targets, *
 
     def resid(theta: torch.Tensor, m: PerObjectMaterials) -> torch.Tensor:
         d = dict(zip(names, torch.split(theta, sizes, 1)))
-        return path_gain_residuals(ps, lambda fr: functional_call(m, d, (fr,)), targets, estimate_offset)
+        return path_gain_residuals(ps, lambda *a: functional_call(m, d, a), targets, estimate_offset)
 
     with torch.no_grad():
         r0 = resid(th_map[None], rep1)[0]

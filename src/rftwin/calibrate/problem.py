@@ -13,7 +13,7 @@ import torch
 
 from rftwin.pathset import PathSet
 from rftwin.physics.channel import link_sum, path_power, to_db
-from rftwin.physics.engine import link_gain_db, link_reduce, path_coefficients
+from rftwin.physics.engine import MaterialValues, link_gain_db, link_reduce, path_coefficients
 from rftwin.physics.features import cfr_from_paths, delay_reference, delay_sums, delays_from_sums
 
 DEFAULT_CHUNK = 200_000  # paths per engine chunk (bounded memory; autograd by checkpointing)
@@ -29,7 +29,11 @@ class Targets:
     carrier (Sionna's convention, antenna pair (0, 0)), rows with any non-finite entry are skipped; with
     ``cfr_normalize_delays`` the earliest traced path of each link is at delay 0 (sounders without absolute timing).
     MPC features: ``mpc_path`` [Q] path indices into the PathSet, ``mpc_power_db`` [Q] measured powers,
-    ``mpc_freq_index`` [Q] (default 0). ``weight`` [M] / ``mpc_weight`` [Q] optional per-row weights.
+    ``mpc_freq_index`` [Q] (default 0). ``weight`` [M] / ``mpc_weight`` [Q] optional per-row weights;
+    ``feature_weight`` optional per-row weights of single features (e.g. 1 / variance of a channel-map target,
+    ``{"delay_spread": w [M]}``), used instead of ``weight`` for those features. With ``mpc_floor_db`` a measured
+    MPC power below it (e.g. -inf: traced by the twin but not detected) is an upper bound: only a simulated power
+    above the floor is penalised.
     """
 
     link: torch.Tensor
@@ -46,6 +50,8 @@ class Targets:
     mpc_power_db: torch.Tensor | None = None
     mpc_freq_index: torch.Tensor | None = None
     mpc_weight: torch.Tensor | None = None
+    mpc_floor_db: float | None = None
+    feature_weight: dict[str, torch.Tensor] | None = None
     _masks: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -70,6 +76,12 @@ class Targets:
         return {"path_gain": self.path_gain_db, "delay_spread": self.delay_spread_s,
                 "mean_delay": self.mean_delay_s, "cfr": self.cfr, "mpc_power": self.mpc_power_db}[feature]
 
+    def below_floor(self) -> torch.Tensor | None:
+        """MPCs [Q] measured below ``mpc_floor_db`` (upper bounds), None without a floor."""
+        if self.mpc_floor_db is None or self.mpc_power_db is None:
+            return None
+        return ~torch.isnan(self.mpc_power_db) & (self.mpc_power_db < self.mpc_floor_db)
+
     def mask(self, feature: str) -> torch.Tensor:
         """Rows [M] (or MPCs [Q]) where ``feature`` is measured."""
         if feature not in self._masks:
@@ -79,6 +91,8 @@ class Targets:
                 m = torch.zeros(n, dtype=torch.bool)
             elif feature == "cfr":
                 m = torch.isfinite(torch.view_as_real(v)).all(-1).all(-1)
+            elif feature == "mpc_power" and self.mpc_floor_db is not None:
+                m = torch.isfinite(v) | (~torch.isnan(v) & (v < self.mpc_floor_db))
             else:
                 m = torch.isfinite(v)
             self._masks[feature] = m
@@ -87,7 +101,9 @@ class Targets:
     def row_weight(self, feature: str) -> torch.Tensor:
         """Per-row weights [M] (or [Q]) of ``feature``, zero where it is not measured."""
         m = self.mask(feature)
-        w = self.mpc_weight if feature == "mpc_power" else self.weight
+        w = (self.feature_weight or {}).get(feature)
+        if w is None:
+            w = self.mpc_weight if feature == "mpc_power" else self.weight
         dtype = self.frequencies_hz.dtype
         base = torch.ones(m.shape, dtype=dtype) if w is None else w.to(dtype)
         return torch.where(m, base, torch.zeros((), dtype=dtype))
@@ -166,13 +182,16 @@ class Targets:
 @dataclass
 class Features:
     """Simulated features per start: ``path_gain_db`` [B, M], ``delay_spread_s`` / ``mean_delay_s`` [B, M],
-    ``cfr`` complex [B, M, K], ``mpc_power_db`` [B, Q] (None when not requested)."""
+    ``cfr`` complex [B, M, K], ``mpc_power_db`` [B, Q] (None when not requested); ``materials`` the model's
+    MaterialValues they were computed with."""
 
     path_gain_db: torch.Tensor | None = None
     delay_spread_s: torch.Tensor | None = None
     mean_delay_s: torch.Tensor | None = None
     cfr: torch.Tensor | None = None
     mpc_power_db: torch.Tensor | None = None
+    materials: MaterialValues | None = None
+    frequencies_hz: torch.Tensor | None = None  # [F] the frequencies of ``materials``
 
     def get(self, feature: str) -> torch.Tensor | None:
         return {"path_gain": self.path_gain_db, "delay_spread": self.delay_spread_s,
@@ -181,15 +200,16 @@ class Features:
 
 def simulate_features(ps: PathSet, model: torch.nn.Module, targets: Targets, features: set[str] | None = None,
                       chunk_size: int = DEFAULT_CHUNK) -> Features:
-    """Simulated features of the target rows under ``model`` (materials -> engine -> per-link reductions).
+    """Simulated features of the target rows under ``model`` (any material model of
+    :mod:`rftwin.materials.protocol`: materials -> engine -> per-link reductions).
 
     Link quantities are accumulated over path chunks of ``chunk_size`` (only per-link sums are kept); the engine is
     run once for all requested features. Per-MPC powers evaluate the engine on the referenced paths only.
     """
     features = set(targets.available()) if features is None else set(features)
     freqs = targets.frequencies_hz
-    mv = model(freqs)
-    out = Features()
+    mv = model(ps, freqs)
+    out = Features(materials=mv, frequencies_hz=freqs)
     link_feats = features & {"path_gain", "delay_spread", "mean_delay", "cfr"}
     if link_feats:
         L = ps.num_links
@@ -239,5 +259,5 @@ def simulate_features(ps: PathSet, model: torch.nn.Module, targets: Targets, fea
 
 def simulate_path_gain_db(ps: PathSet, model: torch.nn.Module, targets: Targets) -> torch.Tensor:
     """Simulated path gain [B, M] (dB) of the target rows under ``model`` (materials -> engine -> links)."""
-    g = link_gain_db(ps, model(targets.frequencies_hz), targets.frequencies_hz, check=False)  # [B, F, L]
+    g = link_gain_db(ps, model(ps, targets.frequencies_hz), targets.frequencies_hz, check=False)  # [B, F, L]
     return g[:, targets.freq_index, targets.link]

@@ -80,6 +80,19 @@ class MaterialField(nn.Module):
             nn.init.normal_(self.embedding.weight, std=0.01)
         self.head: nn.Linear | None = None
 
+    # ------------------------------------------------------------ material-model protocol
+    num_starts = 1  # one parameter set (rftwin.materials.protocol)
+    lambda_hash = 1e-6  # weights of :meth:`penalty` (seed 000 eq. 13)
+    lambda_gate = 1e-6
+
+    def values(self) -> dict[str, np.ndarray]:
+        """No per-object read-outs: a field's read-outs are maps (:mod:`rftwin.fields.maps`)."""
+        return {}
+
+    def penalty(self) -> torch.Tensor:
+        """The field's regularisation [] with its ``lambda_hash`` / ``lambda_gate``."""
+        return self.regularization(self.lambda_hash, self.lambda_gate)
+
     # ------------------------------------------------------------ subclass API
     encoding_dim = 0
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from rftwin.calibrate.problem import Targets
-from rftwin.pathset import PathSet
+from rftwin.pathset import NONE, PathSet
 
 STRENGTHS = (0.1, 1.0, 10.0, 100.0)  # lambda grid [dB^2]: noise std ~0.3 .. 10 dB at unit prior strength
 
@@ -47,6 +47,38 @@ class FieldPrior:
                    t(np.maximum(log_std_eps, 1e-3)), t(np.maximum(log_std_sigma, 1e-3)), float(frequency_hz),
                    float(strength))
 
+    def penalty(self, fld, ps: PathSet, feats, rows: int, weight: float = 1.0, residuals: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The prior's share of the loss [1] at strength ``weight`` x ``strength`` and (with ``residuals``) its
+        least-squares block [1, 2P] (the prior protocol of :mod:`rftwin.materials.protocol`). The field's values
+        are those the engine just used (``feats.materials``) when the prior's frequency is a target frequency (no
+        second pass of the network), else the field is queried at the interaction points of ``ps``."""
+        mask = ps.itype != NONE
+        obj = ps.obj[mask].to(torch.long)
+        mv = getattr(feats, "materials", None)
+        hit = [] if mv is None or mv.per_object else [
+            i for i, f in enumerate(feats.frequencies_hz.tolist()) if abs(f - self.frequency_hz) <= 1e-6 * f]
+        if hit:
+            eps, sig = mv.eps_r[0, hit[0]][mask], mv.sigma[0, hit[0]][mask]
+        else:
+            pm = fld.point_values(ps.point[mask], obj, [self.frequency_hz])
+            eps, sig = pm.eps_r[0], pm.sigma[0]
+        lam = self.strength * weight
+        loss = replace(self, strength=lam).term_of_values(eps, sig, obj, rows).reshape(1)
+        if not residuals:
+            return loss, None
+        zu, zv = self.standardised(eps, sig, obj)
+        n = torch.zeros(self.mu_u.shape[0], dtype=zu.dtype).index_add_(0, obj, torch.ones_like(zu))[obj]
+        scale = torch.sqrt(lam / (max(rows, 1) * n))
+        return loss, torch.cat([zu * scale, zv * scale])[None]
+
+    def standardised(self, eps_r: torch.Tensor, sigma: torch.Tensor, obj: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """z of log(eps_r - 1) and of log sigma [P] against the class prior of each point's object."""
+        u = torch.log(torch.clamp(eps_r - 1.0, min=1e-12))
+        v = torch.log(torch.clamp(sigma, min=1e-30))
+        return (u - self.mu_u[obj]) / self.sd_u[obj], (v - self.mu_v[obj]) / self.sd_v[obj]
+
     def term(self, fld, points: torch.Tensor, obj: torch.Tensor, rows: int) -> torch.Tensor:
         """(lambda / rows) * sum over objects of the mean z^2 over their points [P, 3] on objects [P]."""
         if not len(obj):
@@ -58,10 +90,9 @@ class FieldPrior:
         """:meth:`term` from the field's values eps_r, sigma [P] (at ``frequency_hz``) on objects [P]."""
         if not len(obj):
             return torch.zeros((), dtype=self.mu_u.dtype)
-        u = torch.log(torch.clamp(eps_r - 1.0, min=1e-12))
-        v = torch.log(torch.clamp(sigma, min=1e-30))
         obj = obj.to(torch.long)
-        z2 = ((u - self.mu_u[obj]) / self.sd_u[obj]) ** 2 + ((v - self.mu_v[obj]) / self.sd_v[obj]) ** 2
+        zu, zv = self.standardised(eps_r, sigma, obj)
+        z2 = zu ** 2 + zv ** 2
         K = self.mu_u.shape[0]
         total = torch.zeros(K, dtype=z2.dtype).index_add_(0, obj, z2)
         count = torch.zeros(K, dtype=z2.dtype).index_add_(0, obj, torch.ones_like(z2))
@@ -85,10 +116,10 @@ def _without(ps: PathSet, targets: Targets, test: torch.Tensor) -> Targets:
 
 def _gain_residuals(ps: PathSet, fld, targets: Targets, cfg, offset_db: float) -> np.ndarray:
     """Path-gain residuals [M] (dB, NaN where the row has no measured or no predicted gain)."""
-    from rftwin.fields.train import FieldObjective  # noqa: PLC0415
+    from rftwin.calibrate.problem import simulate_features  # noqa: PLC0415
 
     with torch.no_grad():
-        sim, _, _ = FieldObjective(ps, targets, replace(cfg, delay_spread_weight=0.0, mpc_weight=0.0)).simulate(fld)
+        sim = simulate_features(ps, fld, targets, {"path_gain"}).path_gain_db[0]
     r = (sim + offset_db - targets.path_gain_db).numpy()
     return np.where(np.isfinite(r), r, np.nan)
 

@@ -355,7 +355,12 @@ class PerObjectMaterials(nn.Module):
         return (None if self.w_s is None else torch.sigmoid(self.w_s),
                 None if self.w_x is None else torch.sigmoid(self.w_x))
 
-    def forward(self, frequency_hz: torch.Tensor | float) -> MaterialValues:
+    def forward(self, ps_or_frequency, frequency_hz: torch.Tensor | float | None = None) -> MaterialValues:
+        """Per-object MaterialValues [B, F, K] at ``frequency_hz`` [F] (Hz). The material-model protocol
+        (:mod:`rftwin.materials.protocol`) calls ``model(pathset, frequency_hz)``; per-object values do not depend
+        on the paths, so ``model(frequency_hz)`` is the same."""
+        if frequency_hz is None:
+            frequency_hz = ps_or_frequency
         eps, sig = self.eps_sigma(frequency_hz)
         s, k = self.scattering_xpd()
         return MaterialValues(eps, sig, self.thickness.reshape(1, 1, -1),

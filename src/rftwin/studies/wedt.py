@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rftwin.bcm.calibrate import NllConfig, calibrate_nll, materials_for
+from rftwin.bcm.calibrate import NllConfig, calibrate_nll
 from rftwin.bcm.features import FeatureScaler, GeometryFeatures, geometry_features
 from rftwin.bcm.map import BayesianChannelMap, BcmConfig, ChannelMap
 from rftwin.bcm.sampling import SAMPLING_MODES, sample_measurements
@@ -198,7 +198,8 @@ def engine_link_data(ps: PathSet, model: torch.nn.Module, cfg: WedtConfig, cfr_l
                      bias_db: float = 0.0) -> LinkData:
     """Twin prediction with a material model; ``bias_db`` (global gain bias) is added to gains and CFR power."""
     with torch.no_grad():
-        a = path_coefficients(ps, materials_for(model, ps, cfg.frequency_hz), cfg.frequency_hz, check=False)[0, 0]
+        f = torch.tensor([cfg.frequency_hz], dtype=torch.float64)
+        a = path_coefficients(ps, model(ps, f), cfg.frequency_hz, check=False)[0, 0]
     d = link_data(ps, a, cfg, cfr_links)
     d.gain_db = d.gain_db + bias_db
     if d.cfr is not None:
@@ -404,7 +405,7 @@ def run_methods(sd: SceneData, measured: np.ndarray, cfg: WedtConfig, methods: t
         ps_m = sd.ps_b2d.select_links(torch.as_tensor(measured))
         direct = ChannelMap(case.grid.points[measured], meas_gain, np.full(len(measured), max(cfg.noise_db, 0.1) ** 2),
                             meas_ds, np.ones(len(measured)))
-        dcfg = replace(cfg.nll, lr=cfg.field_lr, batch_size=None, gain_bias=False, balance=False, eta_delay=0.0)
+        dcfg = replace(cfg.nll, lr=cfg.field_lr, gain_bias=False, balance=False, eta_delay=0.0)
         calibrate_nll(ps_m, fld, direct, f, dcfg, progress=progress)
         record("diff_rt_field", *engine_eval(fld), t0)
     if "bcm_nll_field" in methods:
