@@ -126,6 +126,13 @@ def inference_lines(inf: dict | None, f_ref: float) -> list[str]:
     from their prior or at a plausibility bound."""
     if not inf:
         return ["Calibration without priors (--prior none): values are fitted to the data alone.", ""]
+    if inf.get("supervision") == "bcm":
+        gp = ", ".join(sorted(inf["bcm"]["gp"]))
+        lines = ["## Supervision: Bayesian channel map (seed 003)", "",
+                 f"- map of {gp} from {inf['measured_links']} measured links (log-distance trend + GP residual), "
+                 f"queried at {inf['targets_per_transmitter']} target receivers per transmitter; materials fitted "
+                 f"by the map's NLL (final {inf['nll']:.4g}); gain bias {inf['bias_db']:.2f} dB", ""]
+        return lines + heldout_lines(inf)
     lines = ["## Calibration as inference", ""]
     units = inf.get("noise_units", {})
     noise = ", ".join(f"{f} {v:.3g} {units.get(f, '')}" + (" (estimated)" if f in inf.get("noise_estimated", [])
@@ -144,6 +151,20 @@ def inference_lines(inf: dict | None, f_ref: float) -> list[str]:
         lines.append("")
     else:
         lines += ["No label was switched (the evidence was not decisive against any label).", ""]
+    lines += heldout_lines(inf)
+    far = [(o, q, z) for o, d in inf.get("prior_z", {}).items() for q, z in d.items() if abs(z) > 3]
+    if far:
+        lines += ["Values more than 3 prior standard deviations from their label (the data demand it): "
+                  + ", ".join(f"{o} {q} ({z:+.1f} sd)" for o, q, z in far), ""]
+    for b in inf.get("at_plausible_bound", []):
+        lines.append(f"- {b['object']}: {b['quantity']} = {b['value']:.4g} sits at the plausible range "
+                     f"{b['range']}; the data push beyond it (check the geometry and the label).")
+    return lines
+
+
+def heldout_lines(inf: dict) -> list[str]:
+    """Markdown of the held-out check and its verdict."""
+    lines: list[str] = []
     ho = inf.get("heldout")
     if ho and ho.get("features"):
         lines += [f"Held-out check ({ho['folds']}-fold by {ho['by']}; the label twin against the calibrated twin on "
@@ -162,12 +183,4 @@ def inference_lines(inf: dict | None, f_ref: float) -> list[str]:
            "worse": "The calibration predicts held-out links worse than the labels."
                     + (" **The exported twin keeps the label values.**" if inf.get("reverted_to_labels") else ""),
            "not_checked": "No held-out check was run (--folds 0)."}.get(verdict, "")
-    lines += [f"**Verdict:** {msg}", ""]
-    far = [(o, q, z) for o, d in inf.get("prior_z", {}).items() for q, z in d.items() if abs(z) > 3]
-    if far:
-        lines += ["Values more than 3 prior standard deviations from their label (the data demand it): "
-                  + ", ".join(f"{o} {q} ({z:+.1f} sd)" for o, q, z in far), ""]
-    for b in inf.get("at_plausible_bound", []):
-        lines.append(f"- {b['object']}: {b['quantity']} = {b['value']:.4g} sits at the plausible range "
-                     f"{b['range']}; the data push beyond it (check the geometry and the label).")
-    return lines
+    return lines + [f"**Verdict:** {msg}", ""]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from rftwin.bcm.map import ChannelMap
-from rftwin.bcm.nll import bcm_nll, gaussian_nll
+from rftwin.bcm.nll import gaussian_nll
 from rftwin.pathset import PathSet
 from rftwin.physics.channel import path_gain, path_power, to_db
 from rftwin.physics.engine import MaterialValues, path_coefficients
@@ -47,6 +47,8 @@ class NllResult:
     seconds: float
     loss: float  # final eq.-25 loss (mean over the usable targets)
     history: list[dict] = field(default_factory=list)
+    result: object = None  # the calibration loop's CalibrationResult (materials of a per-object model)
+    config: object = None  # the CalibrationConfig it ran with
 
 
 def link_channel_parameters(ps: PathSet, mv: MaterialValues, frequency_hz: float
@@ -70,7 +72,8 @@ def bcm_targets(ps: PathSet, bcm: ChannelMap, frequency_hz: float, model: torch.
         raise ValueError("no target link has a traced path")
     L = ps.num_links
     wg = np.where(usable, 1.0 / np.asarray(bcm.gain_var, dtype=np.float64), 0.0)
-    wd = np.where(usable, 1.0 / np.asarray(bcm.delay_spread_var, dtype=np.float64), 0.0)
+    wd = np.where(usable & np.isfinite(bcm.delay_spread_ns), 1.0 / np.asarray(bcm.delay_spread_var,
+                                                                               dtype=np.float64), 0.0)
     def f64(x):
         return torch.as_tensor(np.asarray(x, dtype=np.float64))
 
@@ -85,7 +88,7 @@ def bcm_targets(ps: PathSet, bcm: ChannelMap, frequency_hz: float, model: torch.
     eta = {"gain_db": cfg.eta_gain, "delay_spread_ns": cfg.eta_delay}
     if cfg.balance:
         zg = float(np.mean((g0 + beta0 - bcm.gain_db[usable]) ** 2 * wg[usable]))
-        zd = float(np.mean((d0 - bcm.delay_spread_ns[usable]) ** 2 * wd[usable]))
+        zd = float(np.mean(np.nan_to_num(d0 - bcm.delay_spread_ns[usable]) ** 2 * wd[usable]))
         eta = {"gain_db": cfg.eta_gain / max(zg, 1e-6), "delay_spread_ns": cfg.eta_delay / max(zd, 1e-6)}
     n = float(usable.sum())
     weights = {"path_gain": eta["gain_db"] * wg.sum() / n, "delay_spread": eta["delay_spread_ns"] * wd.sum() / n}
@@ -104,20 +107,23 @@ def calibrate_nll(ps: PathSet, model: torch.nn.Module, bcm: ChannelMap, frequenc
     t, eta, w = bcm_targets(ps, bcm, frequency_hz, model, cfg)
     terms = tuple(LossTerm(f, "mse_db" if f == "path_gain" else "mse", w[f]) for f in ("path_gain", "delay_spread")
                   if w[f] > 0)
-    loop = CalibrationConfig(optimizer=cfg.optimizer, lr=cfg.lr, max_iter=cfg.iterations,
-                             patience=cfg.iterations, terms=terms, offset="ema" if cfg.gain_bias else "none",
-                             offset_ema=cfg.ema, refine_starts=1)
+    loop = CalibrationConfig(optimizer=cfg.optimizer, lr=cfg.lr, max_iter=cfg.iterations, terms=terms,
+                             patience=cfg.iterations if cfg.optimizer == "adam" else None,  # adam: fixed budget
+                             offset="ema" if cfg.gain_bias else "none", offset_ema=cfg.ema, refine_starts=1)
     res = calibrate(ps, model, t, loop, progress=progress, uncertainty=False)
     with torch.no_grad():
         g, d = link_channel_parameters(ps, model(ps, torch.tensor([float(frequency_hz)])), frequency_hz)
-        ok = torch.as_tensor(t.feature_weight["path_gain"] > 0)
+        ok = t.feature_weight["path_gain"] > 0
+        has_d = t.feature_weight["delay_spread"] > 0
         bias = res.offset_db if cfg.gain_bias else 0.0
-        final = float(bcm_nll(g[0, ok], d[0, ok], *(torch.as_tensor(x)[ok] for x in (
-            bcm.gain_db, bcm.gain_var, bcm.delay_spread_ns, bcm.delay_spread_var)), eta["gain_db"],
-            eta["delay_spread_ns"], bias))
+        gm, gv, dm, dv = (torch.as_tensor(np.asarray(x, dtype=np.float64)) for x in (
+            bcm.gain_db, bcm.gain_var, bcm.delay_spread_ns, bcm.delay_spread_var))
+        nll = eta["gain_db"] * gaussian_nll(g[0] + bias, gm, gv) + eta["delay_spread_ns"] * torch.where(
+            has_d, gaussian_nll(d[0], torch.nan_to_num(dm), torch.where(has_d, dv, 1.0)), 0.0)
+        final = float(nll[ok].mean())
     history = [{"iteration": r["iteration"], "loss": r["loss"], "bias_db": r["offset_db"]} for r in res.history[1:]]
     return NllResult(bias_db=float(bias), eta=eta, iterations=res.iterations, seconds=res.seconds, loss=final,
-                     history=history)
+                     history=history, result=res, config=loop)
 
 
 def nll_per_target(gain_db: np.ndarray, delay_ns: np.ndarray, bcm: ChannelMap) -> np.ndarray:

@@ -62,14 +62,17 @@ class BayesianChannelMap:
             parts.append(f.fade)
         return np.concatenate(parts, 1)
 
-    def fit(self, measured: GeometryFeatures, gain_db: np.ndarray, delay_spread_ns: np.ndarray,
+    def fit(self, measured: GeometryFeatures, gain_db: np.ndarray, delay_spread_ns: np.ndarray | None,
             reference: GeometryFeatures | None = None) -> BayesianChannelMap:
-        """``measured``: features of the M measured links; ``gain_db``, ``delay_spread_ns`` [M] measured values.
+        """``measured``: features of the M measured links; ``gain_db``, ``delay_spread_ns`` [M] measured values
+        (``delay_spread_ns`` None: a map of path gain only; its delay spreads are NaN with infinite variance).
         ``reference`` (e.g. the target links): features whose spread defines the normalisation (default: the
         measured ones)."""
-        gain_db, delay_spread_ns = np.asarray(gain_db, np.float64), np.asarray(delay_spread_ns, np.float64)
+        values = {"gain_db": np.asarray(gain_db, np.float64)}
+        if delay_spread_ns is not None:
+            values["delay_spread_ns"] = np.asarray(delay_spread_ns, np.float64)
         M = len(measured.position)
-        for name, v in (("gain_db", gain_db), ("delay_spread_ns", delay_spread_ns)):
+        for name, v in values.items():
             if v.shape != (M,):
                 raise ValueError(f"{name}: expected {M} values (one per measured link), got shape {v.shape}")
             if not np.all(np.isfinite(v)):
@@ -79,10 +82,9 @@ class BayesianChannelMap:
         self.scaler.fit(self._features(ref))
         X = self.scaler.transform(self._features(measured))
         d, los = measured.distance_m, measured.los
-        self.trends = {"gain_db": fit_log_distance(d, gain_db, los),
-                       "delay_spread_ns": fit_power_law(d, delay_spread_ns, los)}
-        for name, v in (("gain_db", gain_db), ("delay_spread_ns", delay_spread_ns)):
-            self.gps[name] = ResidualGp(self.cfg.gp).fit(X, v - self.trends[name](d))
+        fit_trend = {"gain_db": fit_log_distance, "delay_spread_ns": fit_power_law}
+        self.trends = {name: fit_trend[name](d, v, los) for name, v in values.items()}
+        self.gps = {name: ResidualGp(self.cfg.gp).fit(X, v - self.trends[name](d)) for name, v in values.items()}
         return self
 
     def predict(self, target: GeometryFeatures) -> ChannelMap:
@@ -91,8 +93,8 @@ class BayesianChannelMap:
             raise RuntimeError("fit the channel map first")
         X = self.scaler.transform(self._features(target))
         d = target.distance_m
-        out = {}
-        for name in PARAMETERS:
+        out = {"delay_spread_ns": (np.full(len(d), np.nan), np.full(len(d), np.inf))}
+        for name in self.gps:
             m, v = self.gps[name].predict(X)
             out[name] = (self.trends[name](d) + m, np.maximum(v, self.cfg.min_variance[name]))
         return ChannelMap(target.position.copy(), out["gain_db"][0], out["gain_db"][1],

@@ -611,15 +611,23 @@ def heldout(ps: PathSet, targets: Targets, cfg: CalibrationConfig, fit: Posterio
             d = b[ok] ** 2 - a[ok] ** 2
         if not np.isfinite(a).any() or not np.isfinite(b).any():
             continue
-        out["features"][f] = {
-            "rows": int(np.isfinite(b).sum()), "label_rows": int(np.isfinite(a).sum()), "unit": NOISE_UNITS[f],
-            "rows_without_prediction": {"label": int((~np.isfinite(a)).sum()),
-                                        "calibrated": int((~np.isfinite(b)).sum())},
-            "label_rmse": float(np.sqrt(np.nanmean(a**2))), "calibrated_rmse": float(np.sqrt(np.nanmean(b**2))),
-            "label_mean_abs": float(np.nanmean(np.abs(a))), "calibrated_mean_abs": float(np.nanmean(np.abs(b))),
-            "mse_difference": float(np.mean(d)), "mse_difference_se": float(np.std(d) / math.sqrt(max(len(d), 1))),
-        }
+        out["features"][f] = heldout_feature(a, b, d, NOISE_UNITS[f])
     return out
+
+
+def heldout_feature(a: np.ndarray, b: np.ndarray, d: np.ndarray | None = None, unit: str = "dB") -> dict:
+    """The held-out section of one feature from the label twin's residuals ``a`` and the calibrated twin's ``b``
+    (NaN: no prediction) and their paired differences of squares ``d`` (default: over the rows both predict)."""
+    if d is None:
+        ok = np.isfinite(a) & np.isfinite(b)
+        d = b[ok] ** 2 - a[ok] ** 2
+    return {
+        "rows": int(np.isfinite(b).sum()), "label_rows": int(np.isfinite(a).sum()), "unit": unit,
+        "rows_without_prediction": {"label": int((~np.isfinite(a)).sum()), "calibrated": int((~np.isfinite(b)).sum())},
+        "label_rmse": float(np.sqrt(np.nanmean(a**2))), "calibrated_rmse": float(np.sqrt(np.nanmean(b**2))),
+        "label_mean_abs": float(np.nanmean(np.abs(a))), "calibrated_mean_abs": float(np.nanmean(np.abs(b))),
+        "mse_difference": float(np.mean(d)), "mse_difference_se": float(np.std(d) / math.sqrt(max(len(d), 1))),
+    }
 
 
 def verdict(ho: dict, primary: str) -> str:
@@ -635,5 +643,5 @@ def verdict(ho: dict, primary: str) -> str:
 
 
 __all__ = ["BayesConfig", "GAUSSIAN_METRIC", "Hyper", "LIKELIHOODS", "LaplaceStats", "NOISE_UNITS", "ObjectPriors",
-           "PosteriorFit", "correct_labels", "estimate_hyper", "fit_map", "heldout", "initial_noise",
+           "PosteriorFit", "correct_labels", "estimate_hyper", "fit_map", "heldout", "heldout_feature", "initial_noise",
            "irls_weights", "laplace_stats", "posterior_config", "prior_stats", "verdict"]

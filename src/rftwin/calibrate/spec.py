@@ -116,7 +116,13 @@ class SupervisionSpec:
     estimate_offset: bool = False
     offset: str | None = None
     offset_ema: float = 0.9
+    bcm_targets: int = 200  # --terms bcm: channel-map target receivers per transmitter
     FILES = _paths("wideband", "mpcs")
+
+    @property
+    def bcm(self) -> bool:
+        """True when the supervision is seed 003's Bayesian channel map (``--terms bcm``)."""
+        return self.terms is not None and any(p.split(":")[0].strip() == "bcm" for p in self.terms.split(","))
 
     def check(self) -> None:
         if self.loss not in LOSSES:
@@ -130,7 +136,15 @@ class SupervisionSpec:
         for name in ("mpc_delay_gate", "mpc_angle_gate"):
             if not getattr(self, name) > 0:
                 raise SpecError(f"{option_name('supervision', name)} must be > 0, got {getattr(self, name)}")
-        if self.terms is not None:
+        if self.bcm_targets < 1:
+            raise SpecError(f"--bcm-targets must be >= 1, got {self.bcm_targets}")
+        if self.bcm:
+            if self.terms.strip() != "bcm":
+                raise SpecError(f"--terms: 'bcm' stands alone (the channel map is built from the measured path gains "
+                                f"and delay spreads, so it replaces the direct terms), got '{self.terms}'")
+            if self.mpcs or self.wideband:
+                raise SpecError("--terms bcm: the channel map uses path gain and delay spread; drop --mpcs/--wideband")
+        elif self.terms is not None:
             from rftwin.calibrate.losses import parse_terms  # noqa: PLC0415
 
             try:
@@ -142,6 +156,8 @@ class SupervisionSpec:
         """Features of ``terms`` (path gain alone without terms; an MPC table adds mpc_power)."""
         if self.terms is None:
             return {"path_gain", "mpc_power"} if self.mpcs else {"path_gain"}
+        if self.bcm:
+            return {"path_gain", "delay_spread"}
         from rftwin.calibrate.losses import parse_terms  # noqa: PLC0415
 
         return {t.feature for t in parse_terms(self.terms)}
@@ -300,6 +316,13 @@ class CalibrationSpec:
         if s.wideband and "cfr" not in feats:
             raise SpecError(f"--wideband {s.wideband} is given but --terms has no cfr term (e.g. "
                             "'--terms path_gain,cfr:nmse:1'); it would be ignored")
+        if s.bcm:
+            if m.is_field:
+                raise SpecError(f"--terms bcm calibrates per-object or grouped materials; --model {m.kind} is not "
+                                "supported from the command line (rftwin.bcm.calibrate_nll takes a field in Python)")
+            if p.posterior != "laplace" or m.shrinkage or m.power_law:
+                raise SpecError("--terms bcm: no --posterior mcmc/nuts, --shrinkage or --power-law (the map is fitted "
+                                "at one frequency and the fit is not a Bayesian posterior over the materials)")
         if m.is_field:
             if feats - {"path_gain", "delay_spread", "mpc_power"}:
                 raise SpecError(f"--model {m.kind}: a field is trained on path gain, delay spread and MPC powers; "
@@ -310,7 +333,7 @@ class CalibrationSpec:
             return
         if m.shrinkage and not p.bayesian:
             raise SpecError("--shrinkage is a prior: it needs --prior labels, text or vlm (not none)")
-        if p.bayesian:
+        if p.bayesian and not s.bcm:  # the map's NLL fit takes the labels as its start, not as a posterior
             if p.prior_weight:
                 raise SpecError("--prior-weight is the Gaussian MAP term of --prior none; with --prior "
                                 f"{p.kind} the priors' strength is --prior-strength")

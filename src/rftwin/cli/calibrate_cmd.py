@@ -69,7 +69,13 @@ def register(app: typer.Typer) -> None:
                                                  "path_gain, delay_spread, mean_delay, cfr, mpc_power and "
                                                  "metrics mse_db, nae, smape (powers), mse [ns^2], smape, nae "
                                                  "(delays); e.g. 'path_gain:smape:1,delay_spread:smape:1' or "
-                                                 "'path_gain,mpc_power:mse_db:1' (with --mpcs)."),
+                                                 "'path_gain,mpc_power:mse_db:1' (with --mpcs); 'bcm' alone: "
+                                                 "seed 003's Bayesian channel map of the measured gains and delay "
+                                                 "spreads at --bcm-targets receivers per transmitter, fitted by "
+                                                 "its NLL."),
+                  bcm_targets: int = typer.Option(200, "--bcm-targets",
+                                                  help="--terms bcm: channel-map target receivers per transmitter, "
+                                                       "drawn in the box of the measured receivers (seeded)."),
                   fit: str = typer.Option("eps_r,sigma", "--fit",
                                           help="Calibrated quantities: eps_r, sigma, scattering, xpd."),
                   diffuse: bool = typer.Option(None, "--diffuse/--no-diffuse",

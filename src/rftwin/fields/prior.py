@@ -131,7 +131,7 @@ def fit_field_posterior(ps: PathSet, make_field: Callable[[], torch.nn.Module], 
     the final field on all rows. Returns (field, training result, report); the report follows the per-object
     held-out section (``features.path_gain``: label / calibrated RMSE, MSE difference and its standard error)
     plus ``strengths`` (held-out RMSE per lambda), ``prior_strength`` and ``reverted_to_labels``."""
-    from rftwin.calibrate.bayes import fold_ids, verdict  # noqa: PLC0415
+    from rftwin.calibrate.bayes import fold_ids, heldout_feature, verdict  # noqa: PLC0415
     from rftwin.fields.train import train_field  # noqa: PLC0415
 
     links = np.unique(targets.link.numpy())
@@ -158,12 +158,8 @@ def fit_field_posterior(ps: PathSet, make_field: Callable[[], torch.nn.Module], 
         best = min(strengths, key=lambda x: report["strengths"][str(x)])
         b = res_by[best]
         ok = np.isfinite(lab) & np.isfinite(b)
-        d = b[ok] ** 2 - lab[ok] ** 2
         report.update(folds=k, prior_strength=best)
-        report["features"]["path_gain"] = {
-            "rows": int(ok.sum()), "unit": "dB", "label_rmse": float(np.sqrt(np.mean(lab[ok] ** 2))),
-            "calibrated_rmse": float(np.sqrt(np.mean(b[ok] ** 2))),
-            "mse_difference": float(np.mean(d)), "mse_difference_se": float(np.std(d) / np.sqrt(max(len(d), 1)))}
+        report["features"]["path_gain"] = heldout_feature(lab[ok], b[ok])
         report["verdict"] = verdict(report, "path_gain")
         prior = replace(prior, strength=best)
     fld = make_field()

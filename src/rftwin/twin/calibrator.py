@@ -110,19 +110,29 @@ class Calibrator:
         oc = object_classes(spec, scene, labels, f_ref)
         if spec.model.is_field:
             return self._fit_field(scene, sup, oc, f_ref, progress, cache_dir)
+        if spec.supervision.bcm:
+            from rftwin.twin.bcm_fit import fit_bcm  # noqa: PLC0415
+
+            return fit_bcm(spec, scene, sup, oc, self._groups(scene, oc), f_ref, progress, cache_dir)
         return self._fit_materials(scene, sup, oc, f_ref, progress, checkpoint_dir, resume, cache_dir)
+
+    def _groups(self, scene: TwinScene, oc):
+        """The material groups of the spec (None: one parameter set per object)."""
+        from rftwin.materials.groups import resolve_groups  # noqa: PLC0415
+
+        g = self.spec.model.groups
+        return resolve_groups(g if g in (None, "label", "object") else str(self.spec.path(g)), scene.names,
+                              oc.classes)
 
     def _fit_materials(self, scene: TwinScene, sup: Supervision, oc, f_ref: float, progress: bool,
                        checkpoint_dir, resume: bool, cache_dir):
         from rftwin.calibrate.workflow import calibrate_scene  # noqa: PLC0415
-        from rftwin.materials.groups import resolve_groups  # noqa: PLC0415
         from rftwin.twin.calibrated import CalibratedTwin  # noqa: PLC0415
         from rftwin.twin.priors import bayes_config, bayes_setup, material_prior  # noqa: PLC0415
 
         spec, m = self.spec, self.spec.model
         names = scene.names
-        gspec = m.groups if m.groups in (None, "label", "object") else str(spec.path(m.groups))
-        grp = resolve_groups(gspec, names, oc.classes)
+        grp = self._groups(scene, oc)
         bc = bayes_config(spec)
         setup = None if bc is None else bayes_setup(spec, bc, scene, oc, f_ref, grp)
         mprior = material_prior(spec, scene, oc.classes, f_ref, setup)
