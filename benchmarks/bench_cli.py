@@ -48,6 +48,11 @@ CASES: dict[str, list[str]] = {
     "ris --bits 9": ["ris", "room", "--candidates", "c.csv", "--target", "0,1,0,1,1", "--tx", "1 1 1", "--bits", "9"],
     "dataset --links-per-shard 0": ["dataset", "room", "--tx", "1,1,1", "--rx", "2,2,1", "--out", "ds",
                                     "--links-per-shard", "0"],
+    "predict --memory-budget lots": ["predict", "room", LINKS, "--out", "p.csv", "--memory-budget", "lots"],
+    "demo --memory-budget 2XB": ["demo", "--memory-budget", "2XB"],
+    "predict --tx-array 2x2,pattern=horn": ["predict", "room", LINKS, "--out", "p.csv", "--tx-array",
+                                            "2x2,pattern=horn"],
+    "calibrate nope.csv (MEASUREMENTS)": ["calibrate", "room", "nope.csv", "--out", "c"],
 }
 REFERENCE = {"python -c 'import torch'": "import torch",
              "python -c 'import rftwin, sionna.rt'": "import rftwin, sionna.rt"}
