@@ -3,8 +3,9 @@ interpreter (as a user types it), with the heavy modules each run loaded; `impor
 alone for reference. With ``--compare SRC`` the same runs against another checkout's ``src`` (e.g. the code
 before argument errors came first) go beside them.
 
-Run: .venv/bin/python benchmarks/bench_cli.py [--reps 3] [--compare /path/to/other/checkout/src]
-(writes benchmarks/results/cli.json and cli.png)
+Run: .venv/bin/python benchmarks/bench_cli.py [--reps 3] [--compare /path/to/other/checkout/src] [--cases TEXT]
+[--name cli] (writes benchmarks/results/NAME.json and NAME.png; ``--cases``: only the cases whose name contains
+one of the comma-separated texts)
 """
 from __future__ import annotations
 
@@ -48,6 +49,11 @@ CASES: dict[str, list[str]] = {
     "ris --bits 9": ["ris", "room", "--candidates", "c.csv", "--target", "0,1,0,1,1", "--tx", "1 1 1", "--bits", "9"],
     "dataset --links-per-shard 0": ["dataset", "room", "--tx", "1,1,1", "--rx", "2,2,1", "--out", "ds",
                                     "--links-per-shard", "0"],
+    "predict --memory-budget lots": ["predict", "room", LINKS, "--out", "p.csv", "--memory-budget", "lots"],
+    "demo --memory-budget 2XB": ["demo", "--memory-budget", "2XB"],
+    "predict --tx-array 2x2,pattern=horn": ["predict", "room", LINKS, "--out", "p.csv", "--tx-array",
+                                            "2x2,pattern=horn"],
+    "calibrate nope.csv (MEASUREMENTS)": ["calibrate", "room", "nope.csv", "--out", "c"],
 }
 REFERENCE = {"python -c 'import torch'": "import torch",
              "python -c 'import rftwin, sionna.rt'": "import rftwin, sionna.rt"}
@@ -63,10 +69,10 @@ def timed(cmd: list[str], src: Path, work: Path) -> tuple[float, int, list[str]]
     return dt, p.returncode, heavy_modules(p.stderr.splitlines()) or []
 
 
-def measure(src: Path, reps: int) -> dict:
+def measure(src: Path, reps: int, cases: dict[str, list[str]]) -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, args in CASES.items():
+        for name, args in cases.items():
             runs = [timed([sys.executable, "-c", WRAPPER, *args], src, Path(tmp)) for _ in range(reps)]
             out[name] = {"seconds": statistics.median(r[0] for r in runs), "exit_code": runs[0][1],
                          "heavy_modules": runs[0][2]}
@@ -78,20 +84,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3, help="runs per case (median)")
     ap.add_argument("--compare", type=Path, default=None, help="another checkout's src folder, measured beside")
+    ap.add_argument("--cases", default=None, help="only cases whose name contains one of these (comma-separated)")
+    ap.add_argument("--name", default="cli", help="results file stem under benchmarks/results")
     a = ap.parse_args()
-    doc: dict = {"command": "benchmarks/bench_cli.py" + (f" --compare {a.compare}" if a.compare else ""),
+    keys = None if a.cases is None else [k.strip() for k in a.cases.split(",") if k.strip()]
+    cases = {n: v for n, v in CASES.items() if keys is None or any(k in n for k in keys)}
+    if not cases:
+        ap.error(f"--cases {a.cases!r} matches no case; cases: {', '.join(CASES)}")
+    doc: dict = {"command": " ".join(["benchmarks/bench_cli.py", *sys.argv[1:]]),
                  "reps": a.reps, "cpu_count": os.cpu_count(), "python": sys.version.split()[0]}
     with tempfile.TemporaryDirectory() as tmp:
         doc["reference"] = {k: statistics.median(timed([sys.executable, "-c", v], ROOT / "src", Path(tmp))[0]
                                                  for _ in range(a.reps)) for k, v in REFERENCE.items()}
-    doc["this_checkout"] = measure(ROOT / "src", a.reps)
+    doc["this_checkout"] = measure(ROOT / "src", a.reps, cases)
     if a.compare is not None:
-        doc["compare"] = {"src": str(a.compare), "results": measure(a.compare, a.reps)}
+        doc["compare"] = {"src": str(a.compare), "results": measure(a.compare, a.reps, cases)}
     from rftwin.io import write_json  # noqa: PLC0415
 
-    write_json(RESULTS / "cli.json", doc)
-    plot(doc, RESULTS / "cli.png")
-    print(f"wrote {RESULTS / 'cli.json'} and {RESULTS / 'cli.png'}")
+    write_json(RESULTS / f"{a.name}.json", doc)
+    plot(doc, RESULTS / f"{a.name}.png")
+    print(f"wrote {RESULTS / (a.name + '.json')} and {RESULTS / (a.name + '.png')}")
 
 
 def plot(doc: dict, path: Path) -> None:

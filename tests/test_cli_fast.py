@@ -83,6 +83,16 @@ CASES: list[tuple[str, list[str], str]] = [
      "--links-per-shard"),
     ("dataset", ["dataset", "room", "--tx", "1,1,1", "--rx", "2,2,1", "--out", "ds", "--max-depth", "-1"],
      "--max-depth"),
+    # malformed --memory-budget, antenna pattern / polarization names, a missing MEASUREMENTS file
+    ("predict", ["predict", "room", LINKS, "--out", "p.csv", "--memory-budget", "lots"], "--memory-budget"),
+    ("dataset", ["dataset", "room", "--tx", "1,1,1", "--rx", "2,2,1", "--out", "ds", "--memory-budget", "0"],
+     "--memory-budget"),
+    ("demo", ["demo", "--memory-budget", "2XB"], "--memory-budget"),
+    ("calibrate", ["calibrate", "room", MEAS, "--out", "c", "--memory-budget", "-1GiB"], "--memory-budget"),
+    ("predict", ["predict", "room", LINKS, "--out", "p.csv", "--tx-array", "2x2,pattern=horn"], "--tx-array"),
+    ("predict", ["predict", "room", LINKS, "--out", "p.csv", "--rx-array", "1x1,polarization=L"], "--rx-array"),
+    ("beams", ["beams", "room", LINKS, "--tx-array", "4x4,pattern=patch", "--out", "b.csv"], "--tx-array"),
+    ("calibrate", ["calibrate", "room", "nope.csv", "--out", "c"], "MEASUREMENTS"),
 ]
 
 

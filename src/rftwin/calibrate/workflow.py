@@ -29,6 +29,7 @@ from rftwin.materials.groups import MaterialGroups, material_model
 from rftwin.materials.per_object import MaterialPrior, PerObjectMaterials, draw_start_values
 from rftwin.pathset import PathSet
 from rftwin.scene.load import TwinScene
+from rftwin.scene.scene_materials import SceneMaterials
 from rftwin.trace.tracer import AntennaSpec, SolverSettings, trace
 
 MIN_TRACE_SCATTERING = 0.2  # trace-time S floor on objects whose S is calibrated (sampling density only)
@@ -36,17 +37,19 @@ BUDGET_RETRIES = 2  # re-traces with a 4x larger max_num_paths_per_src when the 
 
 
 def trace_checked(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, settings: SolverSettings,
-                  tx_antenna: AntennaSpec, rx_antenna: AntennaSpec, cache_dir=None, progress: bool = True
-                  ) -> PathSet:
-    """:func:`rftwin.trace.trace`, repeated with a 4x larger per-source path budget (up to ``BUDGET_RETRIES``
-    times) while some transmitter overflowed it (Sionna drops further candidates silently, NVlabs/sionna#1172)."""
+                  tx_antenna: AntennaSpec, rx_antenna: AntennaSpec, cache_dir=None, progress: bool = True,
+                  materials: SceneMaterials | None = None) -> PathSet:
+    """:func:`rftwin.trace.trace` at ``materials`` (None: the scene's own), repeated with a 4x larger per-source
+    path budget (up to ``BUDGET_RETRIES`` times) while some transmitter overflowed it (Sionna drops further
+    candidates silently, NVlabs/sionna#1172)."""
     st = settings
     for attempt in range(BUDGET_RETRIES + 1):
         last = attempt == BUDGET_RETRIES
         with warnings.catch_warnings():
             if not last:
                 warnings.simplefilter("ignore", RuntimeWarning)
-            ps = trace(twin, tx_pos, rx_pos, st, tx_antenna, rx_antenna, cache_dir=cache_dir, progress=progress)
+            ps = trace(twin, tx_pos, rx_pos, st, tx_antenna, rx_antenna, cache_dir=cache_dir, progress=progress,
+                       materials=materials)
         if not ps.meta.get("overflowed_sources", 0) or last:
             return ps
         st = replace(st, max_num_paths_per_src=4 * st.max_num_paths_per_src)
@@ -101,7 +104,9 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
     posterior under the label priors of ``bayes.priors`` (``prior`` then only supplies start values and ranges),
     noise levels and prior strength are estimated, labels are corrected in the first round, every fit stays inside
     the plausible ranges, and the result carries the held-out check in ``result.inference``.
-    On return the twin's radio materials hold the calibrated values; ``result.mechanisms`` lists what was traced.
+    Every trace takes its materials as an argument (:class:`rftwin.scene.scene_materials.SceneMaterials`): the
+    twin's scene is never changed; :func:`calibrated_materials` gives the record of the result (what to trace the
+    calibrated twin at). ``result.mechanisms`` lists what was traced.
     """
     make_targets = targets if callable(targets) else (lambda _ps: targets)
     cfg = CalibrationConfig() if cfg is None else cfg
@@ -139,8 +144,8 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
         s_tr = None if s is None else np.asarray(s, dtype=np.float64).copy()
         if s_tr is not None and "scattering" in fit:
             s_tr = np.maximum(s_tr, min_trace_scattering)
-        twin.set_materials(eps, sig, scattering=s_tr, xpd=x)
-        return trace_checked(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir, progress)
+        return trace_checked(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir, progress,
+                             SceneMaterials.of(eps, sig, scattering=s_tr, xpd=x))
 
     def sweepable(targets: Targets) -> bool:
         return (global_sweeps > 0 and set(fit) <= {"eps_r", "sigma"} and not power_law and not use_diffuse
@@ -209,6 +214,11 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
     if bayes is not None:
         _, link_tx = np.unique(np.asarray(tx_pos, dtype=np.float64), axis=0, return_inverse=True)
         res = finish(ps, tg, cfg, bayes, res, make_model, fit, power_law, link_tx.reshape(-1), label_eval)
-    twin.set_materials(res.eps_r, res.sigma, scattering=res.scattering, xpd=res.xpd)
     mech = list(ps.meta.get("mechanisms", settings.mechanisms()))
     return replace(res, history=history, mechanisms=mech), ps
+
+
+def calibrated_materials(res: CalibrationResult) -> SceneMaterials:
+    """The trace-time materials of a calibration result: its ε_r, σ and, where fitted or carried, S and K_xpd
+    (the others stay the scene's own)."""
+    return SceneMaterials(res.eps_r, res.sigma, res.scattering, res.xpd)

@@ -18,8 +18,8 @@ class OptionError(ValueError):
 
 def array_fields(text: str, option: str) -> dict:
     """``ROWSxCOLS[,key=value...]`` -> the keyword arguments of :class:`rftwin.physics.arrays.ArraySpec`, with
-    the checks that need no torch (syntax, at least one row and column, positive spacings): a malformed option
-    comes back before the engine loads."""
+    the checks that need no torch (syntax, at least one row and column, positive spacings, pattern and
+    polarization names): a malformed option comes back before the engine loads."""
     parts = [p.strip() for p in str(text).split(",") if p.strip()]
     if not parts:
         raise OptionError(f"{option}: empty value; expected 'ROWSxCOLS[,key=value...]'")
@@ -63,6 +63,12 @@ def array_fields(text: str, option: str) -> dict:
     for k in ("vertical_spacing", "horizontal_spacing", "spacing_frequency_hz"):
         if k in kw and not (math.isfinite(kw[k]) and kw[k] > 0):
             raise OptionError(f"{option}: {k} must be a positive number, got {kw[k]:g}")
+    from rftwin.physics.antenna_names import check_antenna  # noqa: PLC0415 - pure Python, no torch
+
+    try:
+        check_antenna(kw.get("pattern", "iso"), kw.get("polarization", "V"))
+    except ValueError as exc:
+        raise OptionError(f"{option}: {exc}") from None
     return kw
 
 

@@ -17,7 +17,7 @@ from rftwin.cli.common import (
     console,
     fail,
 )
-from rftwin.cli.outputs import check_cache, check_output_dir
+from rftwin.cli.outputs import check_cache, check_input_file, check_output_dir
 
 CHECKPOINT_DIR = "checkpoint"
 OWNED = ("calibration.json", CHECKPOINT_DIR)  # an --out folder holding one of these is an earlier calibration
@@ -174,6 +174,7 @@ def register(app: typer.Typer) -> None:
             cal_spec = spec_from_options(ctx, dict(locals()), spec)
         except SpecError as exc:
             fail(str(exc))
+        check_input_file(measurements, "MEASUREMENTS")  # a typo costs no loading (content checked when read)
         check_cache()
         from rftwin.data import MeasurementError  # noqa: PLC0415
         from rftwin.materials.class_prior import PriorError  # noqa: PLC0415

@@ -62,6 +62,7 @@ def register(app: typer.Typer) -> None:
         if radio_map and not radio_map_cell > 0:
             fail(f"--radio-map-cell must be positive (m), got {radio_map_cell}")
         check_solver(max_depth, samples_per_src)
+        budget_bytes = memory_budget(budget)  # rftwin.trace.budget is pure: no torch yet
         check_cache()  # argument errors above come back before torch and Sionna load
         from rftwin.dataset import DatasetError, DatasetSpec, export_dataset
         from rftwin.dataset.schema import DEFAULT_FIELDS, check_fields
@@ -70,7 +71,6 @@ def register(app: typer.Typer) -> None:
         from rftwin.trace.tracer import SolverSettings
         from rftwin.twin_io import load_twin
 
-        budget_bytes = memory_budget(budget)
         use_budget(budget_bytes)
         try:
             names = DEFAULT_FIELDS if fields is None else check_fields(fields.split(","))

@@ -61,8 +61,8 @@ def register(app: typer.Typer) -> None:
         except SpecError as exc:
             fail(str(exc))
         check_solver(max_depth, samples_per_src)
+        budget_bytes = memory_budget(budget)  # rftwin.trace.budget is pure: no torch yet
         check_cache()  # argument errors above come back before torch and Sionna load
-        budget_bytes = memory_budget(budget)
         from rftwin.calibrate import CalibrationConfig  # noqa: PLC0415
         from rftwin.demo import DemoConfig, convergence_plot, demo_json, run_demo  # noqa: PLC0415
         from rftwin.trace.budget import use_budget  # noqa: PLC0415

@@ -80,12 +80,13 @@ def register(app: typer.Typer) -> None:
             fail(f"--device must be one of {', '.join(DEVICE_CHOICES)}, not '{device}'")
         check_solver(max_depth, samples_per_src)
         check_input_file(links, "LINKS")
-        try:  # array syntax before torch loads (pattern names are checked by the spec below)
+        try:  # array syntax and pattern / polarization names before torch loads
             for option, text in (("--tx-array", tx_array), ("--rx-array", rx_array)):
                 if text is not None:
                     array_fields(text, option)
         except OptionError as exc:
             fail(str(exc))
+        budget_bytes = memory_budget(budget)  # rftwin.trace.budget is pure: no torch yet
         check_cache()  # argument errors above come back before torch and Sionna load
         from rftwin.cli.array_options import parse_array  # noqa: PLC0415
         from rftwin.data import MeasurementError, read_links, write_wideband
@@ -100,7 +101,6 @@ def register(app: typer.Typer) -> None:
         from rftwin.trace.fanout import FanoutError  # noqa: PLC0415
         from rftwin.twin_io import load_twin
 
-        budget_bytes = memory_budget(budget)
         use_budget(budget_bytes)  # every command sets (or resets) the process-wide budget
         dev = torch_device(device)
         try:

@@ -1,7 +1,9 @@
 """Coverage maps of a (calibrated) twin with Sionna RT's ``RadioMapSolver``.
 
-The twin's materials (a calibration folder's ``materials.json`` at the map frequency, else the scene's own
-radio materials) are written into the Sionna scene, one or more transmitters (isotropic, vertically polarised,
+The twin's materials (given as a :class:`rftwin.scene.scene_materials.SceneMaterials`, else a calibration
+folder's ``materials.json`` at the map frequency, else the scene's own radio materials) are set on the Sionna
+scene only while the solver runs (and the scene frequency is the map's only then: both are restored before
+:func:`compute_radio_map` returns), one or more transmitters (isotropic, vertically polarised,
 as in :func:`rftwin.trace.trace`) are placed, and the solver estimates the path gain of every cell of a
 horizontal plane at ``height_m``. The solver scores a ray only where it crosses the plane, so a transmitter in (or
 close to) the plane gets no (or a very noisy) line-of-sight term; rftwin therefore runs the solver without LoS and
@@ -19,6 +21,7 @@ import numpy as np
 
 from rftwin.io import atomic_path
 from rftwin.scene.load import TwinScene
+from rftwin.scene.scene_materials import SceneMaterials, applied_materials
 from rftwin.trace.tracer import SolverSettings, reset_devices
 
 
@@ -61,23 +64,28 @@ class RadioMapResult:
         return np.where(np.isfinite(best), best, np.nan)
 
 
-def apply_twin_materials(twin: TwinScene, doc: dict | None, frequency_hz: float) -> None:
-    """Set the scene frequency and write the twin's eps_r / sigma at ``frequency_hz`` into its Sionna materials
-    (without a materials document the scene's own, e.g. ITU, materials stay as they are)."""
-    twin.set_frequency(frequency_hz)
+def document_materials(twin: TwinScene, doc: dict | None, frequency_hz: float) -> SceneMaterials | None:
+    """The materials of a ``materials.json`` document at ``frequency_hz`` (eps_r, sigma; S and K_xpd where some
+    S > 0) as a record to trace at; None without a document (the scene's own materials). Call it while the scene
+    is at ``frequency_hz``: objects the document lacks take the scene's values at its current frequency."""
     if doc is None:
-        return
+        return None
     from rftwin.twin_io import material_values  # noqa: PLC0415
 
     mv = material_values(twin, doc, np.array([frequency_hz]))
-    twin.set_materials(eps_r=mv.eps_r.reshape(-1).numpy(), sigma=mv.sigma.reshape(-1).numpy())
+    return SceneMaterials(mv.eps_r.reshape(-1), mv.sigma.reshape(-1),
+                          None if mv.scattering is None else mv.scattering.reshape(-1),
+                          None if mv.xpd is None else mv.xpd.reshape(-1))
 
 
 def compute_radio_map(twin: TwinScene, doc: dict | None, tx_pos, frequency_hz: float, height_m: float = 1.5,
                       cell_m: float = 1.0, xlim: tuple[float, float] | None = None,
                       ylim: tuple[float, float] | None = None, settings: SolverSettings | None = None,
-                      tx_power_dbm: float | None = None, mask_inside: bool = True) -> RadioMapResult:
-    """Radio map of ``twin`` for transmitters ``tx_pos`` [n_tx, 3] (m) on the plane z = ``height_m``.
+                      tx_power_dbm: float | None = None, mask_inside: bool = True,
+                      materials: SceneMaterials | None = None) -> RadioMapResult:
+    """Radio map of ``twin`` for transmitters ``tx_pos`` [n_tx, 3] (m) on the plane z = ``height_m``, at
+    ``materials`` (default: those of ``doc`` at ``frequency_hz``, else the scene's own); the scene is left as it
+    was.
 
     The plane covers ``xlim`` x ``ylim`` (default: the scene's bounding box) with square cells of ``cell_m``
     (the extent is rounded up to whole cells). ``settings``: samples per transmitter, depth, mechanisms and seed of
@@ -104,7 +112,6 @@ def compute_radio_map(twin: TwinScene, doc: dict | None, tx_pos, frequency_hz: f
     y0, y1 = ylim if ylim is not None else (float(lo[1]), float(hi[1]))
     if not (x1 > x0 and y1 > y0):
         raise ValueError(f"empty map area x {x0:g}..{x1:g} m, y {y0:g}..{y1:g} m")
-    apply_twin_materials(twin, doc, frequency_hz)
     sc = twin.scene
     reset_devices(sc)
     for i, p in enumerate(tx):
@@ -115,18 +122,21 @@ def compute_radio_map(twin: TwinScene, doc: dict | None, tx_pos, frequency_hz: f
 
         solver = rt.RadioMapSolver()
         # LoS is added exactly below: Sionna scores a ray only where it crosses the plane, so a transmitter in (or
-        # near) the plane gets no (or a very noisy) LoS term; equal materials share one instance while it runs
-        with share_materials(twin):
-            rm = solver(sc, center=mi.Point3f((x0 + x1) / 2, (y0 + y1) / 2, float(height_m)),
-                    orientation=mi.Point3f(0.0, 0.0, 0.0), size=mi.Point2f(x1 - x0, y1 - y0),
-                        cell_size=mi.Point2f(cell_m, cell_m), samples_per_tx=int(settings.samples_per_src),
-                        max_depth=int(settings.max_depth), los=False,
-                        specular_reflection=settings.specular_reflection,
-                        diffuse_reflection=settings.diffuse_reflection, refraction=settings.refraction,
-                        diffraction=settings.diffraction, edge_diffraction=settings.edge_diffraction,
-                        seed=int(settings.seed))
-            pg = np.array(rm.path_gain.numpy(), dtype=np.float64)
-            centres = np.array(rm.cell_centers.numpy(), dtype=np.float64)
+        # near) the plane gets no (or a very noisy) LoS term; the map's frequency and materials are set only for
+        # the solver call; equal materials share one instance while it runs
+        with applied_materials(twin, frequency_hz=frequency_hz):
+            mats = materials if materials is not None else document_materials(twin, doc, frequency_hz)
+            with applied_materials(twin, mats), share_materials(twin):
+                rm = solver(sc, center=mi.Point3f((x0 + x1) / 2, (y0 + y1) / 2, float(height_m)),
+                            orientation=mi.Point3f(0.0, 0.0, 0.0), size=mi.Point2f(x1 - x0, y1 - y0),
+                            cell_size=mi.Point2f(cell_m, cell_m), samples_per_tx=int(settings.samples_per_src),
+                            max_depth=int(settings.max_depth), los=False,
+                            specular_reflection=settings.specular_reflection,
+                            diffuse_reflection=settings.diffuse_reflection, refraction=settings.refraction,
+                            diffraction=settings.diffraction, edge_diffraction=settings.edge_diffraction,
+                            seed=int(settings.seed))
+                pg = np.array(rm.path_gain.numpy(), dtype=np.float64)
+                centres = np.array(rm.cell_centers.numpy(), dtype=np.float64)
         if settings.los:
             pg = pg + los_path_gain(twin, tx, centres, frequency_hz)
     finally:
@@ -262,5 +272,5 @@ def _draw_sections(ax, twin: TwinScene, z: float) -> None:
         ax.add_collection(LineCollection(segs, colors="white", linewidths=0.8, alpha=0.8))
 
 
-__all__ = ["RadioMapResult", "apply_twin_materials", "compute_radio_map", "inside_objects", "plot_radio_map",
+__all__ = ["RadioMapResult", "compute_radio_map", "document_materials", "inside_objects", "plot_radio_map",
            "write_npz"]

@@ -19,10 +19,8 @@ from dataclasses import dataclass
 import torch
 
 from rftwin.pathset import PathSet
+from rftwin.physics.antenna_names import POLARIZATIONS, check_antenna
 from rftwin.physics.slab import SPEED_OF_LIGHT
-
-POLARIZATIONS = {"V": 1, "H": 1, "VH": 2, "cross": 2}
-PATTERNS = ("iso", "dipole", "hw_dipole", "tr38901")
 
 
 @dataclass(frozen=True)
@@ -50,11 +48,7 @@ class ArraySpec:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive number of wavelengths, got {v!r}")
-        if self.pattern not in PATTERNS:
-            raise ValueError(f"unknown antenna pattern '{self.pattern}'; expected one of {', '.join(PATTERNS)}")
-        if self.polarization not in POLARIZATIONS:
-            raise ValueError(f"unknown polarization '{self.polarization}'; expected one of "
-                             f"{', '.join(POLARIZATIONS)}")
+        check_antenna(self.pattern, self.polarization)
         if len(self.orientation) != 3 or not all(math.isfinite(float(x)) for x in self.orientation):
             raise ValueError(f"orientation must be three finite angles (yaw, pitch, roll) in radians, got "
                              f"{self.orientation!r}")

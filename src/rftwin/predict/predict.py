@@ -67,7 +67,8 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
                      cache_dir=None, link_ids=None, wideband: WidebandGrid | None = None,
                      angular_method: str = "circular", memory_budget: int | None = None,
                      keep_pathset: bool = False, device=None, workers: int = 1,
-                     ray_address: str | None = None, tx_array=None, rx_array=None, field=None) -> Prediction:
+                     ray_address: str | None = None, tx_array=None, rx_array=None, field=None,
+                     materials=None) -> Prediction:
     """Trace every distinct (tx, rx) pair once, evaluate the engine at every distinct frequency and return the
     features of every row (:data:`FEATURE_COLUMNS`; NaN where a link has no path) and, with ``wideband``, the CFR
     / CIR taps of every row (keyed by ``link_ids``) plus the band-limited gain, mean delay and delay spread
@@ -82,11 +83,15 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
     those of the arrays' patterns averaged over all element pairs, and ``mimo`` holds every row's narrowband
     per-element channel matrix (synthetic arrays from the cached paths). ``field``: a trained material field
     (:class:`rftwin.fields.base.MaterialField`) evaluated at every interaction point instead of the per-object
-    materials of ``doc``.
+    materials of ``doc``. ``materials``: the :class:`rftwin.scene.scene_materials.SceneMaterials` to trace at
+    (None: the scene's own; without ``doc`` the engine evaluates them too); the scene is never changed.
     """
+    from rftwin.scene.scene_materials import applied_materials  # noqa: PLC0415
+
     utx, urx, row_link = unique_links(tx_pos, rx_pos)
     uf, row_f = np.unique(np.asarray(frequency_hz, dtype=np.float64), return_inverse=True)
-    mv = material_values(twin, doc, uf)
+    with applied_materials(twin, None if doc is not None else materials):  # values read, then restored
+        mv = material_values(twin, doc, uf)
     settings = settings or SolverSettings()
     if mv.scattering is not None and not settings.diffuse_reflection:  # calibrated S > 0: trace its diffuse paths
         settings = replace(settings, diffuse_reflection=True)
@@ -94,13 +99,14 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
         from rftwin.trace.fanout import fan_out_trace  # noqa: PLC0415
 
         fan_out_trace(twin, utx, urx, settings, cache_dir=cache_dir, workers=workers, address=ray_address,
-                      memory_budget=memory_budget)
+                      memory_budget=memory_budget, materials=materials)
     dev = torch.device("cpu") if device is None else torch.device(device)
     mv = mv.to(dev)
     freqs = torch.as_tensor(uf, device=dev)
     arrays = tx_array is not None or rx_array is not None
     if wideband is not None or keep_pathset or arrays:
-        ps = trace(twin, utx, urx, settings, cache_dir=cache_dir, progress=progress, memory_budget=memory_budget)
+        ps = trace(twin, utx, urx, settings, cache_dir=cache_dir, progress=progress, memory_budget=memory_budget,
+                   materials=materials)
         if arrays:
             from rftwin.trace.arrays import with_arrays  # noqa: PLC0415
 
@@ -109,7 +115,7 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
     else:
         ps = None
         shards = iter_trace(twin, utx, urx, settings, cache_dir=cache_dir, progress=progress,
-                            memory_budget=memory_budget)
+                            memory_budget=memory_budget, materials=materials)
     U = len(utx)
     feats = {name: np.full((len(uf), U), np.nan) for name in FEATURE_COLUMNS if name != "num_paths"}
     npaths_u = np.zeros(U, dtype=np.int64)

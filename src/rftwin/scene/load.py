@@ -72,15 +72,20 @@ class TwinScene:
         bb = self.scene.mi_scene.bbox()
         return np.array(bb.min, dtype=np.float64).ravel(), np.array(bb.max, dtype=np.float64).ravel()
 
-    def geometry_hash(self) -> str:
-        """Content hash of the geometry and trace-time materials (what a trace depends on)."""
+    def geometry_hash(self, materials: np.ndarray | None = None) -> str:
+        """Content hash of the geometry and trace-time materials (what a trace depends on). ``materials``
+        [K, 5]: the values a trace will use (:func:`rftwin.scene.scene_materials.resolve_materials`; default the
+        scene's own)."""
+        if materials is None:
+            from rftwin.scene.scene_materials import resolve_materials  # noqa: PLC0415
+
+            materials = resolve_materials(self, None)
         h = hashlib.sha256()
-        for o, (v, f) in zip(self.objects, self.meshes()):
+        for o, (v, f), m in zip(self.objects, self.meshes(), np.asarray(materials, dtype=np.float64)):
             h.update(o.name.encode())
             h.update(np.ascontiguousarray(v, dtype=np.float32).tobytes())
             h.update(np.ascontiguousarray(f, dtype=np.int64).tobytes())
-            h.update(np.array([o.thickness_m, o.relative_permittivity, o.conductivity,
-                               o.scattering_coefficient, o.xpd_coefficient]).tobytes())
+            h.update(np.ascontiguousarray(m).tobytes())
         return h.hexdigest()
 
     def set_frequency(self, frequency_hz: float) -> None:

@@ -105,6 +105,7 @@ def build_pool(cfg: StudyConfig, progress: bool = True, cache_dir=None) -> Study
     from rftwin.demo import DEMO_TX, DemoConfig, true_materials  # noqa: PLC0415
     from rftwin.scene import room  # noqa: PLC0415
     from rftwin.scene.candidates import candidate_grid  # noqa: PLC0415
+    from rftwin.scene.scene_materials import SceneMaterials  # noqa: PLC0415
     from rftwin.trace.simulate import trace_path_gain_db  # noqa: PLC0415
 
     if not 1 <= cfg.trials <= len(DEMO_TX):
@@ -115,9 +116,9 @@ def build_pool(cfg: StudyConfig, progress: bool = True, cache_dir=None) -> Study
     pool = np.vstack([grid, EXPERT_RX])
     tx = DEMO_TX[:cfg.trials]
     T, R = np.repeat(tx, len(pool), 0), np.tile(pool, (len(tx), 1))
-    twin.set_materials(eps_t, sig_t)
     t0 = time.perf_counter()
-    ps, meas = trace_path_gain_db(twin, T, R, cfg.settings, cache_dir=cache_dir, progress=progress)
+    ps, meas = trace_path_gain_db(twin, T, R, cfg.settings, cache_dir=cache_dir, progress=progress,
+                                  materials=SceneMaterials(eps_t, sig_t))
     t_trace = time.perf_counter() - t0
     ok = np.isfinite(meas)
     n = len(pool)

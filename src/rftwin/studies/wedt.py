@@ -29,6 +29,7 @@ from rftwin.physics.channel import path_power
 from rftwin.physics.engine import path_coefficients
 from rftwin.physics.features import cfr_from_paths, delay_moments
 from rftwin.progress import track
+from rftwin.scene.scene_materials import SceneMaterials
 from rftwin.studies.wedt_plots import METHOD_LABELS, plot_gain_maps, plot_male_vs_m
 from rftwin.trace.tracer import SolverSettings, trace
 
@@ -275,12 +276,13 @@ def prepare_scene(case: SceneCase, cfg: WedtConfig, progress: bool = True) -> Sc
     t0 = time.perf_counter()
     traces = {}
     for which, (e, s) in (("truth", (eps_t, sig_t)), ("twin", (eps0, sig0))):
-        twin.set_materials(e, s)
+        mats = SceneMaterials(e, s)  # traced at these values; the scene keeps its own
         # one solver call (and cache entry) per D2D transmitter: a single call with all of them needs ~10 GB
-        d2d = [trace(twin, d_tx[j * R:(j + 1) * R], d_rx[j * R:(j + 1) * R], cfg.settings, progress=False)
+        d2d = [trace(twin, d_tx[j * R:(j + 1) * R], d_rx[j * R:(j + 1) * R], cfg.settings, progress=False,
+                     materials=mats)
                for j in track(range(len(d2d_tx)), f"tracing D2D ({which}, {case.name})", enabled=progress)]
-        traces[which] = (trace(twin, b2d_tx, case.grid.points, cfg.settings, progress=progress), concat(d2d))
-    twin.set_materials(eps0, sig0)
+        traces[which] = (trace(twin, b2d_tx, case.grid.points, cfg.settings, progress=progress, materials=mats),
+                         concat(d2d))
     trace_s = time.perf_counter() - t0
     ps_b2d, ps_d2d = traces["twin"]
     tb, td = traces["truth"]

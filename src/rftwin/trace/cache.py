@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rftwin.pathset import PathSet, PathSetFileError
 from rftwin.runtime import CACHE_ENV
+
+if TYPE_CHECKING:  # the command line checks the cache folder before torch loads
+    from rftwin.pathset import PathSet
 
 
 class CacheError(ValueError):
@@ -45,6 +48,8 @@ def read_entry(path: Path, key: str) -> PathSet | None:
     if not path.is_file():
         warnings.warn(f"path cache entry {path} is not a regular file; tracing afresh", RuntimeWarning, stacklevel=3)
         return None
+    from rftwin.pathset import PathSet, PathSetFileError  # noqa: PLC0415
+
     try:
         ps = PathSet.load(path)
     except PathSetFileError as exc:

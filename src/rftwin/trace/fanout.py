@@ -1,10 +1,11 @@
 """Fan tracing of many transmitters out over Ray workers that share the content-addressed cache.
 
 The links are split by transmitter into tasks; every task loads the scene in its worker (by its reference: a
-built-in name or an absolute XML path, with the driver's trace-time materials), traces its links into the shard
-folder of the whole link list's cache entry (:func:`rftwin.trace.tracer.trace_into_cache`) and returns only a
-count. The driver then reads the finished shards with :func:`rftwin.trace.tracer.iter_trace` /
-:func:`~rftwin.trace.tracer.trace`, so the result is the serial code path's, shard for shard.
+built-in name or an absolute XML path), traces its links at the driver's trace-time materials (passed as
+values, applied only while tracing) into the shard folder of the whole link list's cache entry
+(:func:`rftwin.trace.tracer.trace_into_cache`) and returns only a count. The driver then reads the finished
+shards with :func:`rftwin.trace.tracer.iter_trace` / :func:`~rftwin.trace.tracer.trace`, so the result is the
+serial code path's, shard for shard.
 
 Without an address a local Ray instance with ``workers`` CPUs is started (and shut down afterwards); with
 ``address`` (``host:port``, ``ray://host:port`` or ``auto``) the cluster must see the same cache folder and scene
@@ -22,6 +23,7 @@ import numpy as np
 
 from rftwin.runtime import default_cache_dir
 from rftwin.scene.load import TwinScene
+from rftwin.scene.scene_materials import SceneMaterials, as_scene_materials, resolve_materials
 from rftwin.trace.budget import default_budget
 from rftwin.trace.tracer import AntennaSpec, SolverSettings, _prepare
 
@@ -71,26 +73,27 @@ def _start_ray(address: str | None, workers: int):
     return ray, True
 
 
-def _task(source: str, frequency_hz: float, materials: dict, tx_pos, rx_pos, links, settings: dict,
+def _task(source: str, frequency_hz: float, materials: np.ndarray, tx_pos, rx_pos, links, settings: dict,
           tx_ant: dict, rx_ant: dict, cache_dir: str, budget: int | None, key: str) -> int:
-    """Ray task body: load the scene, set the driver's trace-time materials, trace ``links`` into the cache."""
+    """Ray task body: load the scene and trace ``links`` into the cache at the driver's trace-time materials
+    ``materials`` [K, 5] (:func:`rftwin.scene.scene_materials.resolve_materials`)."""
     from rftwin.runtime import configure_torch_threads  # noqa: PLC0415
     from rftwin.scene.load import load  # noqa: PLC0415
     from rftwin.trace.tracer import trace_into_cache  # noqa: PLC0415
 
     configure_torch_threads()
     twin = load(source, frequency_hz)
-    twin.set_materials(materials["eps_r"], materials["sigma"], scattering=materials["scattering"],
-                       xpd=materials["xpd"])
     return trace_into_cache(twin, tx_pos, rx_pos, links, SolverSettings(**settings), AntennaSpec(**tx_ant),
-                            AntennaSpec(**rx_ant), cache_dir, budget, key)
+                            AntennaSpec(**rx_ant), cache_dir, budget, key, materials=as_scene_materials(materials))
 
 
 def fan_out_trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSettings(),
                   tx_antenna: AntennaSpec = AntennaSpec(), rx_antenna: AntennaSpec = AntennaSpec(),
                   cache_dir: str | os.PathLike | None = None, *, workers: int = 2, address: str | None = None,
-                  memory_budget: int | None = None, tasks_per_worker: int = 2) -> int:
-    """Trace the links (``tx_pos[i]`` -> ``rx_pos[i]``) on Ray workers into the shared cache; returns the number of
+                  memory_budget: int | None = None, tasks_per_worker: int = 2,
+                  materials: SceneMaterials | None = None) -> int:
+    """Trace the links (``tx_pos[i]`` -> ``rx_pos[i]``) at ``materials`` (None: the scene's own) on Ray workers
+    into the shared cache; returns the number of
     links the workers traced (0 when everything was cached). Each worker gets ``memory_budget / workers`` (default
     budget of this machine / workers; with a cluster, give the per-machine budget x workers per machine)."""
     if workers < 1:
@@ -98,7 +101,7 @@ def fan_out_trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = So
     if cache_dir is False:
         raise ValueError("a fanned-out trace needs a cache folder shared by the workers")
     root = Path(cache_dir or default_cache_dir()).resolve()
-    tx_pos, rx_pos, key, _ = _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, root)
+    tx_pos, rx_pos, key, _ = _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, root, materials)
     if (root / f"{key}.npz").is_file():
         return 0
     source = twin.source
@@ -112,11 +115,8 @@ def fan_out_trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = So
         remote = ray.remote(num_cpus=1)(_task)
         txr, rxr = ray.put(tx_pos), ray.put(rx_pos)
         budget = (default_budget() if memory_budget is None else int(memory_budget)) // workers  # local share
-        materials = dict(eps_r=[o.relative_permittivity for o in twin.objects],
-                         sigma=[o.conductivity for o in twin.objects],
-                         scattering=[o.scattering_coefficient for o in twin.objects],
-                         xpd=[o.xpd_coefficient for o in twin.objects])
-        refs = [remote.remote(source, float(twin.scene.frequency[0]), materials, txr, rxr,
+        values = resolve_materials(twin, materials)  # every quantity of every object, as the driver would trace
+        refs = [remote.remote(source, float(twin.scene.frequency[0]), values, txr, rxr,
                               np.nonzero(np.isin(ti, g))[0], asdict(settings), asdict(tx_antenna),
                               asdict(rx_antenna), str(root), budget, key) for g in groups if len(g)]
         return int(sum(ray.get(refs)))

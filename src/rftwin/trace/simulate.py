@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from rftwin.pathset import PathSet
+from rftwin.scene.scene_materials import SceneMaterials
 from rftwin.trace.tracer import SolverSettings, trace
 
 
@@ -29,11 +30,13 @@ def reference_path_gain_db(ps: PathSet) -> np.ndarray:
 
 
 def trace_path_gain_db(twin, tx: np.ndarray, rx: np.ndarray, settings: SolverSettings, cache_dir=None,
-                          progress: bool = True) -> tuple[PathSet, np.ndarray]:
-    """Trace ``twin`` (a :class:`rftwin.scene.TwinScene` set to the materials to simulate) for the links
-    ``tx``/``rx`` [L, 3] (m) and return the PathSet and Sionna's path gain per link [L] (dB, -inf without paths).
-    ``cache_dir``: as :func:`rftwin.trace.trace` (``False``: no cache)."""
-    ps = trace(twin, tx, rx, settings, cache_dir=cache_dir, progress=progress)
+                       progress: bool = True, materials: SceneMaterials | None = None
+                       ) -> tuple[PathSet, np.ndarray]:
+    """Trace ``twin`` (a :class:`rftwin.scene.TwinScene`) at the materials to simulate (``materials``, e.g. the
+    true ones; None: the scene's own) for the links ``tx``/``rx`` [L, 3] (m) and return the PathSet and Sionna's
+    path gain per link [L] (dB, -inf without paths). ``cache_dir``: as :func:`rftwin.trace.trace` (``False``: no
+    cache). The scene is left as it was."""
+    ps = trace(twin, tx, rx, settings, cache_dir=cache_dir, progress=progress, materials=materials)
     return ps, reference_path_gain_db(ps)
 
 

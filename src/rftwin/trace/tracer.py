@@ -16,6 +16,7 @@ import torch
 from rftwin.pathset import DIFFRACTION, DIFFUSE, NONE, REFRACTION, PathSet, concat
 from rftwin.runtime import default_cache_dir, sionna_rt
 from rftwin.scene.load import TwinScene
+from rftwin.scene.scene_materials import SceneMaterials, applied_materials, resolve_materials
 from rftwin.trace import budget as _budget
 from rftwin.trace import cache as _cache
 from rftwin.trace import geometry as g
@@ -382,10 +383,13 @@ def plan_calls(tx_pos: np.ndarray, rx_pos: np.ndarray, lanes_per_pair: int = 1,
 
 
 def cache_key(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, settings: SolverSettings,
-              tx_ant: AntennaSpec, rx_ant: AntennaSpec) -> str:
+              tx_ant: AntennaSpec, rx_ant: AntennaSpec, materials: SceneMaterials | None = None) -> str:
+    """Cache key of a trace: geometry, the trace-time materials (``materials`` over the scene's own: equal
+    effective values give equal keys, so a record equal to the scene's own shares its entries), links, solver and
+    antenna settings, frequency."""
     h = hashlib.sha256()
     h.update(f"v{FORMAT_VERSION}".encode())
-    h.update(twin.geometry_hash().encode())
+    h.update(twin.geometry_hash(resolve_materials(twin, materials)).encode())
     h.update(np.ascontiguousarray(tx_pos, dtype=np.float64).tobytes())
     h.update(np.ascontiguousarray(rx_pos, dtype=np.float64).tobytes())
     h.update(json.dumps([asdict(settings), asdict(tx_ant), asdict(rx_ant), float(twin.scene.frequency[0])]).encode())
@@ -402,16 +406,16 @@ class TraceShard:
 
 
 def _trace_meta(twin: TwinScene, settings: SolverSettings, tx_antenna: AntennaSpec, rx_antenna: AntennaSpec,
-                key: str, overflow: int) -> dict:
+                key: str, overflow: int, materials: SceneMaterials | None = None) -> dict:
+    values = resolve_materials(twin, materials)  # [K, 5] thickness, eps_r, sigma, S, K_xpd
     return dict(format_version=FORMAT_VERSION, object_names=twin.names,
                 object_labels=[o.label for o in twin.objects],
                 trace_frequency_hz=float(twin.scene.frequency[0]), settings=asdict(settings),
                 mechanisms=settings.mechanisms(), tx_antenna=asdict(tx_antenna), rx_antenna=asdict(rx_antenna),
                 scene=twin.source, cache_key=key, overflowed_sources=overflow,
                 samples_per_src=settings.samples_per_src,
-                trace_materials=[dict(eps_r=o.relative_permittivity, sigma=o.conductivity, thickness=o.thickness_m,
-                                      scattering=o.scattering_coefficient, xpd=o.xpd_coefficient)
-                                 for o in twin.objects])
+                trace_materials=[dict(eps_r=float(v[1]), sigma=float(v[2]), thickness=float(v[0]),
+                                      scattering=float(v[3]), xpd=float(v[4])) for v in values])
 
 
 def trace_call(twin: TwinScene, ut: np.ndarray, ur: np.ndarray, grid: np.ndarray, tx_pos: np.ndarray,
@@ -468,12 +472,12 @@ def _cached_shards(sdir: Path | None, num_links: int) -> list[tuple[Path, np.nda
     return out
 
 
-def _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir):
+def _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir, materials=None):
     tx_pos = np.asarray(tx_pos, dtype=np.float64).reshape(-1, 3)
     rx_pos = np.asarray(rx_pos, dtype=np.float64).reshape(-1, 3)
     if tx_pos.shape != rx_pos.shape:
         raise ValueError(f"tx_pos {tx_pos.shape} and rx_pos {rx_pos.shape} must have the same shape [L, 3]")
-    key = cache_key(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna)
+    key = cache_key(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, materials)
     # a cache location that cannot hold files is an error before any tracing (rftwin.trace.cache)
     root = None if cache_dir is False else _cache.check_cache_dir(cache_dir or default_cache_dir())
     return tx_pos, rx_pos, key, root
@@ -482,7 +486,7 @@ def _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir):
 def iter_trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSettings(),
                tx_antenna: AntennaSpec = AntennaSpec(), rx_antenna: AntennaSpec = AntennaSpec(),
                cache_dir: str | os.PathLike | None | bool = None, progress: bool = True,
-               memory_budget: int | None = None) -> Iterator[TraceShard]:
+               memory_budget: int | None = None, materials: SceneMaterials | None = None) -> Iterator[TraceShard]:
     """Trace the links (``tx_pos[i]`` -> ``rx_pos[i]``, [L, 3] m) in solver calls sized by ``memory_budget`` (bytes
     of peak resident memory; default :func:`rftwin.trace.budget.default_budget`) and yield one shard per call.
 
@@ -490,8 +494,13 @@ def iter_trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = Solve
     the finished shards; shards already there are loaded instead of traced. A complete ``<key>.npz`` (written by
     :func:`trace`) is streamed link range by link range. Raises :class:`rftwin.trace.budget.BudgetError` when
     the budget cannot hold a call of one transmitter and one receiver.
+
+    ``materials``: the per-object values to trace at (:class:`rftwin.scene.scene_materials.SceneMaterials`;
+    None: the scene's own). They are set on the Sionna scene only while links are traced and restored when the
+    generator is exhausted or closed; the caller's scene is never left changed.
     """
-    tx_pos, rx_pos, key, root = _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir)
+    tx_pos, rx_pos, key, root = _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir,
+                                         materials)
     lanes_per_pair = max(1, settings.max_depth) * settings.samples_per_src
     sizer = _budget.CallSizer(_budget.default_budget() if memory_budget is None else int(memory_budget),
                               lanes_per_pair, _budget.current_rss(), lane_limit=MAX_SOLVER_LANES)
@@ -513,23 +522,26 @@ def iter_trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = Solve
         covered[links] = True
         yield TraceShard(links, ps)
     yield from _trace_links(twin, tx_pos, rx_pos, np.nonzero(~covered)[0], settings, tx_antenna, rx_antenna, key,
-                            max_pairs, sdir, progress)
+                            max_pairs, sdir, progress, materials)
 
 
 def _trace_links(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, links: np.ndarray,
                  settings: SolverSettings, tx_antenna: AntennaSpec, rx_antenna: AntennaSpec, key: str,
-                 max_pairs: int, sdir: Path | None, progress: bool) -> Iterator[TraceShard]:
-    """Trace the global links ``links`` in calls of at most ``max_pairs`` pairs; save each shard to ``sdir``."""
+                 max_pairs: int, sdir: Path | None, progress: bool, materials: SceneMaterials | None = None
+                 ) -> Iterator[TraceShard]:
+    """Trace the global links ``links`` in calls of at most ``max_pairs`` pairs at ``materials``; save each shard
+    to ``sdir``."""
     if not len(links):
         return
     lanes_per_pair = max(1, settings.max_depth) * settings.samples_per_src
     _set_arrays(twin.scene, tx_antenna, rx_antenna)
     calls = plan_calls(tx_pos[links], rx_pos[links], lanes_per_pair, max_pairs * lanes_per_pair)
-    meta = _trace_meta(twin, settings, tx_antenna, rx_antenna, key, 0)
+    meta = _trace_meta(twin, settings, tx_antenna, rx_antenna, key, 0, materials)
     from rftwin.progress import track  # noqa: PLC0415
 
-    # objects with equal materials share one instance while tracing: Sionna's cost grows with the instances
-    with share_materials(twin):
+    # the call's materials are set (and restored afterwards); objects with equal materials then share one
+    # instance while tracing: Sionna's cost grows with the instances
+    with applied_materials(twin, materials), share_materials(twin):
         id_to_index, meshes = twin.id_to_index(), twin.meshes()
         for ut, ur, grid in track(calls, "tracing (Sionna RT)", enabled=progress and len(calls) > 1):
             grid = np.where(grid >= 0, links[np.maximum(grid, 0)], -1)
@@ -540,11 +552,14 @@ def _trace_links(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, links:
 
 
 def trace_into_cache(twin: TwinScene, tx_pos, rx_pos, links, settings: SolverSettings, tx_antenna: AntennaSpec,
-                     rx_antenna: AntennaSpec, cache_dir, memory_budget: int | None, expected_key: str) -> int:
+                     rx_antenna: AntennaSpec, cache_dir, memory_budget: int | None, expected_key: str,
+                     materials: SceneMaterials | None = None) -> int:
     """Trace the global links ``links`` of the link list (``tx_pos``, ``rx_pos``) into its shard folder of the
     cache (a worker's part of a fanned-out trace); links already in finished shards are skipped. Returns the
-    number of links traced. ``expected_key`` guards against a worker whose scene differs from the driver's."""
-    tx_pos, rx_pos, key, root = _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir)
+    number of links traced at ``materials``. ``expected_key`` guards against a worker whose scene or materials
+    differ from the driver's."""
+    tx_pos, rx_pos, key, root = _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir,
+                                         materials)
     if key != expected_key:
         raise RuntimeError(f"worker traces another scene or link list (cache key {key}, expected {expected_key}): "
                            "the scene file must be reachable under the same path on every worker")
@@ -561,7 +576,7 @@ def trace_into_cache(twin: TwinScene, tx_pos, rx_pos, links, settings: SolverSet
     todo = links[~covered[links]]
     n = 0
     for shard in _trace_links(twin, tx_pos, rx_pos, todo, settings, tx_antenna, rx_antenna, key, max_pairs, sdir,
-                              False):
+                              False, materials):
         n += len(shard.links)
     return n
 
@@ -584,7 +599,7 @@ def _assemble(shards: list[TraceShard], tx_pos: np.ndarray, rx_pos: np.ndarray, 
 def trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSettings(),
           tx_antenna: AntennaSpec = AntennaSpec(), rx_antenna: AntennaSpec = AntennaSpec(),
           cache_dir: str | os.PathLike | None | bool = None, progress: bool = True,
-          memory_budget: int | None = None) -> PathSet:
+          memory_budget: int | None = None, materials: SceneMaterials | None = None) -> PathSet:
     """Trace the links (``tx_pos[i]`` -> ``rx_pos[i]``, [L, 3] m) once and return their PathSet (float64, CPU).
 
     The result is cached under ``cache_dir`` (default ``$RFTWIN_CACHE`` or ``~/.cache/rftwin/paths``; ``False``
@@ -592,16 +607,20 @@ def trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSett
     Solver calls are sized by ``memory_budget`` and written as shards while tracing (see :func:`iter_trace`);
     the assembled PathSet replaces them in the cache. The returned PathSet itself grows with the link count: use
     :func:`iter_trace` to stream.
+
+    ``materials``: per-object values to trace at (:class:`rftwin.scene.scene_materials.SceneMaterials`; None:
+    the scene's own), set only while Sionna traces and restored before this returns.
     """
-    tx_pos, rx_pos, key, root = _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir)
+    tx_pos, rx_pos, key, root = _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir,
+                                         materials)
     cpath = None if root is None else _cache.entry_path(root, key)
     if cpath is not None:  # entries carry their key and a checksum (rftwin.trace.cache)
         cached = _cache.read_entry(cpath, key)
         if cached is not None:
             return cached
     shards = list(iter_trace(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir, progress,
-                             memory_budget))
-    meta = _trace_meta(twin, settings, tx_antenna, rx_antenna, key, 0)
+                             memory_budget, materials))
+    meta = _trace_meta(twin, settings, tx_antenna, rx_antenna, key, 0, materials)
     ps = _assemble(shards, tx_pos, rx_pos, meta)
     overflow = ps.meta["overflowed_sources"]
     if overflow:
@@ -617,4 +636,5 @@ def trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSett
     return ps
 
 
-__all__ = ["AntennaSpec", "SolverSettings", "TraceShard", "cache_key", "concat", "iter_trace", "trace"]
+__all__ = ["AntennaSpec", "SceneMaterials", "SolverSettings", "TraceShard", "cache_key", "concat", "iter_trace",
+           "trace"]

@@ -71,10 +71,11 @@ def fit_bcm(spec: CalibrationSpec, scene: TwinScene, sup, oc, groups, f_ref: flo
     from rftwin.bcm import BayesianChannelMap, NllConfig, calibrate_nll, geometry_features  # noqa: PLC0415
     from rftwin.calibrate.bayes import fold_ids, heldout_feature, verdict  # noqa: PLC0415
     from rftwin.calibrate.problem import Targets  # noqa: PLC0415
-    from rftwin.calibrate.workflow import trace_checked  # noqa: PLC0415
+    from rftwin.calibrate.workflow import calibrated_materials, trace_checked  # noqa: PLC0415
     from rftwin.materials.groups import material_model  # noqa: PLC0415
     from rftwin.materials.per_object import prior_from_labels  # noqa: PLC0415
     from rftwin.physics.engine import link_gain_db  # noqa: PLC0415
+    from rftwin.scene.scene_materials import SceneMaterials  # noqa: PLC0415
     from rftwin.trace.tracer import AntennaSpec  # noqa: PLC0415
     from rftwin.twin.calibrated import CalibratedTwin  # noqa: PLC0415
 
@@ -82,14 +83,14 @@ def fit_bcm(spec: CalibrationSpec, scene: TwinScene, sup, oc, groups, f_ref: flo
     gain, ds_ns = measured_per_link(sup)
     mp = prior_from_labels(oc.classes, f_ref, [o.relative_permittivity for o in scene.objects],
                            [o.conductivity for o in scene.objects], strategy="label")
-    scene.set_materials(mp.eps_r, mp.sigma)
+    labels_at = SceneMaterials(mp.eps_r, mp.sigma)  # traced at the labels; the scene is never changed
     L = len(sup.tx)
     utx = np.unique(sup.tx, axis=0)
     rx_t = target_receivers(scene, sup.rx, s.bcm_targets, spec.solver.seed)
     tx_all = np.concatenate([sup.tx, np.repeat(utx, len(rx_t), 0)])
     rx_all = np.concatenate([sup.rx, np.tile(rx_t, (len(utx), 1))])
     ps = trace_checked(scene, tx_all, rx_all, spec.solver.settings(), AntennaSpec(), AntennaSpec(), cache_dir,
-                       progress)
+                       progress, labels_at)
     thickness = [o.thickness_m for o in scene.objects]
 
     def labels():
@@ -142,7 +143,8 @@ def fit_bcm(spec: CalibrationSpec, scene: TwinScene, sup, oc, groups, f_ref: flo
     rows = Targets.build(sup.row_link, sup.measurements.frequency_hz, sup.measurements.path_gain_db)
     return CalibratedTwin(spec=spec, scene=scene, result=res, pathset=ps.select_links(torch.arange(L)),
                           targets=rows, measurements=sup.measurements, labels=oc.classes, frequency_hz=f_ref,
-                          power_law=False, config=nres.config, groups=groups, classes=oc)
+                          power_law=False, config=nres.config, groups=groups, classes=oc,
+                          trace_materials=calibrated_materials(res))
 
 
 __all__ = ["BcmFitError", "fit_bcm", "measured_per_link", "target_receivers"]

@@ -13,6 +13,11 @@ inference, ``mpc_matches.csv`` with MPCs, ``posterior.json`` with MCMC); field m
 ``field.pt`` (a field folder that ``rftwin predict`` and ``rftwin materials-map`` read), ``scene.xml`` with the
 prior materials, ``calibration.json``, ``fit.csv``, ``history.csv`` and ``maps/<object>/`` (eps_r, sigma and |R|
 maps of every object's largest face).
+
+The scene is never changed: a fitted twin keeps the scene it was given and traces at ``trace_materials`` (the
+calibrated values; for a field the label materials it was trained on), passed to the tracer as an argument or
+applied only for the duration of a downstream call (:mod:`rftwin.scene.scene_materials`). A loaded twin's
+``scene.xml`` holds those values already.
 """
 from __future__ import annotations
 
@@ -90,6 +95,7 @@ class CalibratedTwin:
     summary_: dict | None = None
     history_: list[dict] = dc_field(default_factory=list)
     source: Path | None = None  # folder of a loaded twin
+    trace_materials: Any = None  # SceneMaterials to trace the scene at (None: the scene's own, e.g. a loaded twin)
 
     def __post_init__(self):
         if self.result is not None:
@@ -199,6 +205,7 @@ class CalibratedTwin:
             lk = read_links(links, self.scene)
             tx, rx, f, df = lk.tx_pos, lk.rx_pos, lk.frequency_hz, lk.df.copy()
         kw.setdefault("memory_budget", self.spec.solver.budget_bytes())
+        kw.setdefault("materials", self.trace_materials)
         pred = predict_channels(self.scene, self.materials_document(), tx, rx, f, self.spec.solver.settings(),
                                 progress=progress, cache_dir=cache_dir, field=self.field, **kw)
         for c in pred.table.columns:
@@ -217,6 +224,13 @@ class CalibratedTwin:
         return compute_radio_map(self.scene, self.materials_document(), tx_pos,
                                  frequency_hz or self.frequency_hz, **kw)
 
+    def _at_materials(self):
+        """Context in which the scene has ``trace_materials`` (restored on exit), for the downstream uses that
+        trace the scene themselves."""
+        from rftwin.scene.scene_materials import applied_materials  # noqa: PLC0415
+
+        return applied_materials(self.scene, self.trace_materials)
+
     def _per_object(self, use: str) -> dict | None:
         """The materials document for a use that needs one material per object (refused for a field)."""
         if self.field is not None:
@@ -229,31 +243,38 @@ class CalibratedTwin:
         from rftwin.predict.beams import beam_pair_gains  # noqa: PLC0415
 
         kw.setdefault("settings", self.spec.solver.settings())
-        return beam_pair_gains(self.scene, self._per_object("beam selection"), np.asarray(tx_pos),
-                               np.asarray(rx_pos), np.asarray(frequency_hz), tx_array, rx_array, tx_codebook,
-                               rx_codebook, **kw)
+        doc = self._per_object("beam selection")
+        with self._at_materials():
+            return beam_pair_gains(self.scene, doc, np.asarray(tx_pos), np.asarray(rx_pos),
+                                   np.asarray(frequency_hz), tx_array, rx_array, tx_codebook, rx_codebook, **kw)
 
     def update(self, tx_pos, rx_pos, frequency_hz, proxy, times_s, positions, **kw):
         """Move a proxy mesh through the twin and track links (:func:`rftwin.dynamic.update.run_update`)."""
         from rftwin.dynamic.update import run_update  # noqa: PLC0415
 
         kw.setdefault("settings", self.spec.solver.settings())
-        return run_update(self.scene, self._per_object("a dynamic update"), np.asarray(tx_pos), np.asarray(rx_pos),
-                          np.asarray(frequency_hz), proxy, np.asarray(times_s), np.asarray(positions), **kw)
+        doc = self._per_object("a dynamic update")
+        with self._at_materials():
+            return run_update(self.scene, doc, np.asarray(tx_pos), np.asarray(rx_pos), np.asarray(frequency_hz),
+                              proxy, np.asarray(times_s), np.asarray(positions), **kw)
 
     def export_dataset(self, spec, out: str | os.PathLike, **kw):
         """A synthetic dataset from the twin (:func:`rftwin.dataset.export.export_dataset`)."""
         from rftwin.dataset.export import export_dataset  # noqa: PLC0415
 
         kw.setdefault("twin_ref", str(self.source or ""))
-        return export_dataset(self.scene, self._per_object("dataset export"), spec, out, **kw)
+        doc = self._per_object("dataset export")
+        with self._at_materials():
+            return export_dataset(self.scene, doc, spec, out, **kw)
 
     def ris(self, tx, ids, poses, points, ris_spec, frequency_hz: float | None = None, **kw):
         """Rank RIS candidates focused on a target area (:func:`rftwin.ris.workflow.run_ris`)."""
         from rftwin.ris.workflow import run_ris  # noqa: PLC0415
 
-        return run_ris(self.scene, self._per_object("RIS planning"), np.asarray(tx), ids, poses, points, ris_spec,
-                       frequency_hz or self.frequency_hz, kw.pop("settings", self.spec.solver.settings()), **kw)
+        doc = self._per_object("RIS planning")
+        with self._at_materials():
+            return run_ris(self.scene, doc, np.asarray(tx), ids, poses, points, ris_spec,
+                           frequency_hz or self.frequency_hz, kw.pop("settings", self.spec.solver.settings()), **kw)
 
     # ---- files -----------------------------------------------------------------------------------------------
     def save(self, out: str | os.PathLike) -> Path:
@@ -299,12 +320,13 @@ class CalibratedTwin:
         from rftwin.physics.channel import path_gain, to_db  # noqa: PLC0415
         from rftwin.physics.engine import path_coefficients  # noqa: PLC0415
         from rftwin.scene.export import export_scene  # noqa: PLC0415
+        from rftwin.scene.scene_materials import resolve_materials  # noqa: PLC0415
 
         sc = self.scene
-        export_scene(sc, stage, {o.name: {"relative_permittivity": o.relative_permittivity,
-                                          "conductivity": o.conductivity, "thickness": o.thickness_m,
-                                          "scattering_coefficient": o.scattering_coefficient,
-                                          "xpd_coefficient": o.xpd_coefficient} for o in sc.objects})
+        tm = resolve_materials(sc, self.trace_materials)  # [K, 5] thickness, eps_r, sigma, S, K_xpd (traced at)
+        export_scene(sc, stage, {o.name: {"relative_permittivity": float(v[1]), "conductivity": float(v[2]),
+                                          "thickness": float(v[0]), "scattering_coefficient": float(v[3]),
+                                          "xpd_coefficient": float(v[4])} for o, v in zip(sc.objects, tm)})
         save_field(stage, self.field, self.names, scene=str(stage / "scene.xml"),
                    extra={"train": {k: v for k, v in self.summary_.items() if k != "objects"}})
         meshes = sc.meshes()

@@ -126,7 +126,7 @@ class Calibrator:
 
     def _fit_materials(self, scene: TwinScene, sup: Supervision, oc, f_ref: float, progress: bool,
                        checkpoint_dir, resume: bool, cache_dir):
-        from rftwin.calibrate.workflow import calibrate_scene  # noqa: PLC0415
+        from rftwin.calibrate.workflow import calibrate_scene, calibrated_materials  # noqa: PLC0415
         from rftwin.twin.calibrated import CalibratedTwin  # noqa: PLC0415
         from rftwin.twin.priors import bayes_config, bayes_setup, material_prior  # noqa: PLC0415
 
@@ -155,7 +155,8 @@ class Calibrator:
             samples = posterior_samples(spec, res, ps, targets, setup, names, progress)
         return CalibratedTwin(spec=spec, scene=scene, result=res, pathset=ps, targets=targets,
                               measurements=sup.measurements, labels=labels_out, frequency_hz=f_ref, power_law=use_pl,
-                              config=cfg, groups=grp, setup=setup, mpc=sup.mpc, classes=oc, samples=samples)
+                              config=cfg, groups=grp, setup=setup, mpc=sup.mpc, classes=oc, samples=samples,
+                              trace_materials=calibrated_materials(res))
 
     def _fit_field(self, scene: TwinScene, sup: Supervision, oc, f_ref: float, progress: bool, cache_dir):
         from rftwin.calibrate.workflow import trace_checked  # noqa: PLC0415
@@ -167,13 +168,16 @@ class Calibrator:
         spec, m = self.spec, self.spec.model
         mp = prior_from_labels(oc.classes, f_ref, [o.relative_permittivity for o in scene.objects],
                                [o.conductivity for o in scene.objects], strategy="label")
-        scene.set_materials(mp.eps_r, mp.sigma)
+        from rftwin.scene.scene_materials import SceneMaterials  # noqa: PLC0415
+
+        label_materials = SceneMaterials(mp.eps_r, mp.sigma)  # traced at the labels' values (scene unchanged)
         settings = spec.solver.settings()
         if m.diffuse or "scattering" in m.fit:
             from dataclasses import replace  # noqa: PLC0415
 
             settings = replace(settings, diffuse_reflection=True)
-        ps = trace_checked(scene, sup.tx, sup.rx, settings, AntennaSpec(), AntennaSpec(), cache_dir, progress)
+        ps = trace_checked(scene, sup.tx, sup.rx, settings, AntennaSpec(), AntennaSpec(), cache_dir, progress,
+                           label_materials)
         targets = sup.mpc(ps) if sup.mpc is not None else sup.targets
         feats = spec.supervision.term_features()
         cfg = FieldTrainConfig(adam_iterations=m.field_iterations, lbfgs_iterations=m.field_lbfgs,
@@ -205,7 +209,8 @@ class Calibrator:
             res = train_field(ps, fld, targets, cfg, progress=progress)
         return CalibratedTwin(spec=spec, scene=scene, result=res, pathset=ps, targets=targets,
                               measurements=sup.measurements, labels=oc.classes, frequency_hz=f_ref, power_law=False,
-                              config=cfg, field=fld, classes=oc, mpc=sup.mpc, field_heldout=heldout)
+                              config=cfg, field=fld, classes=oc, mpc=sup.mpc, field_heldout=heldout,
+                              trace_materials=label_materials)
 
 
 def make_field(kind: str, scene: TwinScene, prior, f_ref: float, seed: int, fit_scattering: bool = False):

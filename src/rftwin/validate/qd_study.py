@@ -127,15 +127,16 @@ def trace_qd_rows(scene_xml: Path, tx: np.ndarray, rx: np.ndarray, qs: QdSetting
     """Trace + engine via the public prediction API; returns (pathset, {row: PathSet link}, per-row taps)."""
     from rftwin.predict.predict import WidebandGrid, predict_channels  # noqa: PLC0415
     from rftwin.scene.load import load  # noqa: PLC0415
+    from rftwin.scene.scene_materials import SceneMaterials  # noqa: PLC0415
     from rftwin.trace.tracer import SolverSettings  # noqa: PLC0415
 
     twin = load(scene_xml, QD_FREQUENCY_HZ)
-    if materials:
-        twin.set_materials(eps_r=[materials[n][0] for n in twin.names], sigma=[materials[n][1] for n in twin.names])
+    mats = None if not materials else SceneMaterials([materials[n][0] for n in twin.names],
+                                                     [materials[n][1] for n in twin.names])
     st = SolverSettings(max_depth=max_depth, samples_per_src=qs.samples_per_src, seed=qs.seed, refraction=False)
     ids = [str(i) for i in range(len(tx))]
     pred = predict_channels(twin, None, tx, rx, np.full(len(tx), QD_FREQUENCY_HZ), st, progress=False,
-                            link_ids=ids, wideband=WidebandGrid(kind="cir"))
+                            link_ids=ids, wideband=WidebandGrid(kind="cir"), materials=mats)
     ps = pred.pathset
     ptx, prx = ps.tx_pos.numpy(), ps.rx_pos.numpy()
     row_link = {}
