@@ -20,6 +20,7 @@ from rftwin.calibrate.losses import FEATURE_METRICS, LossTerm
 from rftwin.calibrate.objectives import PriorStats, closed_form_offset, needed_features, objective
 from rftwin.calibrate.optimizers import lm_step, make_optimizer, screen_starts
 from rftwin.calibrate.problem import DEFAULT_CHUNK, Targets, simulate_features
+from rftwin.calibrate.stream import LinkShards, stream_for
 from rftwin.calibrate.uncertainty import Uncertainty, laplace
 from rftwin.materials.per_object import MaterialPrior, PerObjectMaterials
 from rftwin.pathset import PathSet
@@ -48,6 +49,8 @@ class CalibrationConfig:
     chunk_size: int = DEFAULT_CHUNK  # engine path chunk (memory bound for 1e6+ diffuse paths)
     lm_damping: float = 1.0  # initial Levenberg-Marquardt damping (x diag(J^T J)); small values overshoot basins
     prune_every: int = 0  # LM multi-start: every this many iterations keep the better half of the starts (0: off)
+    shard_paths: int | None = None  # stream over link shards of at most this many paths (None: from the budget)
+    memory_budget: int | None = None  # bytes; sizes the link shards (None: rftwin.trace.budget.default_budget)
 
     def __post_init__(self):
         if self.terms is None:
@@ -125,8 +128,9 @@ def _truth_dict(truth) -> dict[str, np.ndarray] | None:
     return {"eps_r": np.asarray(truth[0], dtype=np.float64), "sigma": np.asarray(truth[1], dtype=np.float64)}
 
 
-def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: CalibrationConfig | None = None,
-              truth: tuple[np.ndarray, np.ndarray] | dict | None = None, progress: bool = True,
+def calibrate(ps: PathSet | LinkShards, model: PerObjectMaterials, targets: Targets,
+              cfg: CalibrationConfig | None = None, truth: tuple[np.ndarray, np.ndarray] | dict | None = None,
+              progress: bool = True,
               uncertainty: bool = True, *, prior: MaterialPrior | PriorStats | None = None,
               checkpoint: str | Path | None = None,
               checkpoint_every: int = 0, resume: bool = False,
@@ -137,11 +141,16 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
     ``prior``: the MaterialPrior (or ready PriorStats) of the MAP term (used when ``cfg.prior_weight > 0``).
     ``checkpoint``: file written atomically every ``checkpoint_every`` iterations and at the end; with ``resume``
     an existing checkpoint of the same problem is continued (bit-identical trajectory). ``callback(it, row)`` is
-    called after every iteration (after the checkpoint).
+    called after every iteration (after the checkpoint). ``ps`` may be link shards
+    (:class:`rftwin.calibrate.stream.LinkShards`); a PathSet is streamed over link shards when the memory budget
+    asks for it (:func:`rftwin.calibrate.stream.stream_for`), with the same result.
     """
     t0 = time.perf_counter()
     cfg = CalibrationConfig() if cfg is None else cfg
-    targets.check(ps)
+    stream = stream_for(ps, model, targets, cfg)
+    if isinstance(ps, LinkShards) and checkpoint is not None:
+        raise ValueError("checkpoints need the calibration's PathSet, not link shards")
+    targets.check(ps if isinstance(ps, PathSet) else _Links(ps.num_links))
     truth = _truth_dict(truth)
     if isinstance(prior, PriorStats):
         pstats = prior if cfg.prior_weight > 0 else None
@@ -150,7 +159,7 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
             if (prior is not None and cfg.prior_weight > 0) else None
     if cfg.prior_weight > 0 and pstats is None:
         raise ValueError("prior_weight > 0 needs the MaterialPrior (calibrate(..., prior=...))")
-    model = screen_starts(ps, model, targets, cfg, cfg.refine_starts, pstats)
+    model = screen_starts(ps, model, targets, cfg, cfg.refine_starts, pstats, stream)
     params = trainable_params(model)
     if not params:
         raise ValueError("the material model has no free parameters")
@@ -163,12 +172,23 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
     fp = fingerprint(ps, model, targets, cfg) if ckpt is not None else None
 
     def evaluate(state=None, need_res=False):
+        if stream is not None:
+            return stream.objective(model, targets, cfg, state, pstats)
         return objective(ps, model, targets, cfg, state, pstats, residuals=need_res)
+
+    def backward(state) -> torch.Tensor:  # loss [B]; d(sum of it)/dtheta accumulated into .grad
+        if stream is not None:
+            return stream.backward(model, targets, cfg, state, pstats)
+        lo, _, _ = evaluate(state)
+        lo.sum().backward()
+        return lo
 
     def offset_hat() -> torch.Tensor:
         with torch.no_grad():
             c = replace(cfg, offset="closed_form")
-            feats = simulate_features(ps, model, targets, needed_features(targets, c), cfg.chunk_size)
+            need = needed_features(targets, c)
+            feats = simulate_features(ps, model, targets, need, cfg.chunk_size) if stream is None \
+                else stream.features(model, targets, need, cfg.chunk_size)
             return closed_form_offset(feats, targets, c)
 
     def record(it: int, loss: torch.Tensor, off: torch.Tensor) -> dict:
@@ -241,24 +261,20 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
             beta = lam * beta + (1.0 - lam) * offset_hat()
         if cfg.optimizer == "adam":
             opt.zero_grad()
-            lo, _, _ = evaluate(beta)
-            lo.sum().backward()
+            backward(beta)
             opt.step()
             if project is not None:
                 project()
         elif cfg.optimizer == "lbfgs":
             def closure(state=beta):
                 opt.zero_grad()
-                lo, _, _ = evaluate(state)
-                tot = lo.sum()
-                tot.backward()
-                return tot
+                return backward(state).sum()
             opt.step(closure)
             if project is not None:
                 project()
         else:  # batched Levenberg-Marquardt on the stacked residuals
             loss, off, mu, num_res = lm_step(ps, model, targets, cfg, params, mu, beta, pstats, num_res, project,
-                                             evaluate)
+                                             evaluate, stream)
         if cfg.optimizer != "lm":
             with torch.no_grad():
                 loss, off, _ = evaluate(beta)
@@ -295,7 +311,7 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
     single = model.select(best)
     pl = single.power_law_coefficients()[0]
     v = single.values()
-    unc = laplace(ps, single, targets, cfg) if uncertainty else None
+    unc = laplace(ps, single, targets, cfg, stream=stream) if uncertainty else None
     return CalibrationResult(eps_r=v["eps_r"][0], sigma=v["sigma"][0], power_law=pl,
                              loss=float(loss[best]), iterations=it, seconds=time.perf_counter() - t0 + elapsed0,
                              best_start=best, offset_db=float(off[best]), start_losses=loss.detach().cpu().numpy(),
@@ -304,6 +320,16 @@ def calibrate(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Cal
                              xpd=v["xpd"][0] if "xpd" in v else None, offset_mode=cfg.offset_mode,
                              terms=[str(x) for x in cfg.loss_terms], fit=tuple(model.fit), resumed_at=resumed_at,
                              converged=bool(stop))
+
+
+class _Links:
+    """Stands in for a PathSet in :meth:`Targets.check` when the links come as shards."""
+
+    num_links: int
+    num_paths = 0
+
+    def __init__(self, num_links: int):
+        self.num_links = num_links
 
 
 __all__ = ["OFFSET_MODES", "OPTIMIZERS", "CalibrationConfig", "CalibrationResult", "calibrate"]
