@@ -10,11 +10,12 @@ child process calibrates all 9 objects' eps_r and sigma from the labels (LM, clo
   ``--memory-budget`` (:func:`rftwin.calibrate.stream.shard_paths_for_budget`);
 * ``whole``: the assembled PathSet in memory, unstreamed (today's path), for comparison (up to ``--whole-max``).
 
-``--measure``: the bytes one path costs per start in a streamed LM pass (peak RSS of calibrations of the 10^3-link
-case with 2 000 / 8 000 / 32 000 paths per shard; the slope, used for ``BYTES_PER_PATH_START``). Results:
+``--measure``: the bytes one path costs per start in a streamed LM pass (peak RSS of calibrations of the 10^4-link
+case with shards of at most 2 000 / 8 000 / 32 000 paths; the slope over the largest shard's path count, used for
+``BYTES_PER_PATH_START``). Results:
 ``benchmarks/results/calibrate_scale.json`` and ``calibrate_scale.png``.
 
-    .venv/bin/python benchmarks/bench_calibrate_scale.py [--links 100,1000,10000] [--memory-budget 1GiB]
+    .venv/bin/python benchmarks/bench_calibrate_scale.py [--links 100,1000,10000] [--memory-budget 512MiB]
     .venv/bin/python benchmarks/bench_calibrate_scale.py --measure
 """
 from __future__ import annotations
@@ -109,6 +110,8 @@ def calibrate_child(work: Path, mode: str, budget: str | None, shard_paths: int 
     print(json.dumps({"calibrate_seconds": sec, "iterations": res.iterations, "loss": res.loss,
                       "offset_db": res.offset_db, "mre_eps": me, "mre_sigma": ms,
                       "shards": len(src) if mode == "streamed" else 1,
+                      "max_shard_paths": max(s.pathset.num_paths for s in src) if mode == "streamed"
+                      else src.num_paths,
                       "eps_std_max": float(np.max(res.uncertainty.eps_std))}))
 
 
@@ -172,7 +175,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--links", default="100,1000,10000")
-    ap.add_argument("--memory-budget", default="1GiB", help="budget of the streamed calibrations")
+    ap.add_argument("--memory-budget", default="512MiB", help="budget of the streamed calibrations")
     ap.add_argument("--shard-paths", type=int, default=None, help="fixed shard size instead of the budget's")
     ap.add_argument("--iterations", type=int, default=5, help="LM iterations per calibration")
     ap.add_argument("--whole-max", type=int, default=10_000, help="largest link count run unstreamed")
@@ -193,7 +196,7 @@ def main() -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), RFTWIN_PROGRESS="1")
     out = Path(a.out)
     doc = json.loads(out.read_text()) if out.exists() else {}
-    links = [int(x) for x in a.links.split(",")] if not a.measure else [1000]
+    links = [int(x) for x in a.links.split(",")] if not a.measure else [10_000]
     for n in links:
         wn = work / f"links_{n}"
         if not (wn / "problem.npz").exists():
@@ -201,13 +204,13 @@ def main() -> None:
             r = child(["--child", "prepare", "--work", str(wn), "--n", str(n)], env)
             print(f"  traced in {r['seconds']:.1f} s", file=sys.stderr, flush=True)
     if a.measure:
-        wn = work / "links_1000"
+        wn = work / "links_10000"
         pts = []
         for sp in (2000, 8000, 32000):
             r = _run_point(wn, "streamed", env, None, sp, a.iterations)
             pts.append(dict(r, shard_paths=sp))
             print(f"shard {sp} paths: peak {r['peak_rss_bytes'] / 2**20:.0f} MiB", file=sys.stderr, flush=True)
-        x = np.array([p["shard_paths"] for p in pts], dtype=float)
+        x = np.array([p["max_shard_paths"] for p in pts], dtype=float)
         y = np.array([p["peak_rss_bytes"] for p in pts], dtype=float)
         slope = float(np.polyfit(x, y, 1)[0])
         doc["measure"] = {"points": pts, "starts": 4, "bytes_per_path": slope, "bytes_per_path_start": slope / 4}

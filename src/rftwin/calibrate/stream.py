@@ -43,9 +43,10 @@ from rftwin.calibrate.objectives import PriorStats, needed_features, objective_f
 from rftwin.calibrate.problem import Features, Targets, simulate_features
 from rftwin.pathset import PathSet, concat
 
-#: peak bytes one path adds to a streamed calibration pass, per start (measured by
-#: ``benchmarks/bench_calibrate_scale.py --measure``: path-gain Jacobian of the room, depth 2; x 2 for safety)
-BYTES_PER_PATH_START = 16_384.0
+#: peak bytes one path of a shard adds to a streamed calibration, per start: measured 587 B
+#: (``benchmarks/bench_calibrate_scale.py --measure``: LM with the one-pass path-gain Jacobian, room, depth 2, 4
+#: starts, shards of 2 000 - 32 000 paths, PathSet included); x 3.5 for deeper paths and other loss terms
+BYTES_PER_PATH_START = 2048.0
 #: share of the memory budget left above the resident memory that one shard may take
 SHARD_SHARE = 0.5
 #: fewest paths per shard a budget may ask for (smaller shards only add per-shard overhead)
