@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from rftwin.calibrate import CalibrationConfig, Targets, calibrate, laplace
+from rftwin.calibrate.bayes import Hyper, laplace_stats, num_prior_rows, posterior_config, weighted
 from rftwin.calibrate.jacobians import jacobian, trainable_params
 from rftwin.calibrate.losses import LossTerm
 from rftwin.calibrate.objectives import PriorStats, objective
@@ -138,6 +140,14 @@ def test_normal_equations_equal_stacked_jacobian(problem):
         torch.testing.assert_close(JtJ, ref, rtol=1e-9, atol=1e-12 * float(ref.abs().max()))
         ref_g = (J.transpose(1, 2) @ r[..., None])[..., 0]
         torch.testing.assert_close(Jtr, ref_g, rtol=1e-9, atol=1e-9 * float(ref_g.abs().max()))
+    # the posterior's Laplace statistics (evidence, effective parameters, covariance) on shards = on the PathSet
+    h = Hyper({"path_gain": 0.3, "delay_spread": 1.0}, 1.0)
+    c = posterior_config(cfg, t, h, num_prior_rows(pst))
+    tw = weighted(t, h)
+    whole = laplace_stats(ps, m, tw, c, pst, h)
+    shard = laplace_stats(ps, m, tw, replace(c, shard_paths=25), pst, h)
+    for name in ("loss", "log_evidence", "gamma", "zz", "cov"):
+        torch.testing.assert_close(getattr(shard, name), getattr(whole, name), rtol=1e-8, atol=1e-12)
     # Laplace on shards = Laplace on the PathSet (two feature blocks, noise estimated from the residuals)
     one = m.select(0)
     u_w = laplace(ps, one, t, cfg)
@@ -226,3 +236,22 @@ def test_streamed_calibration_peak_memory_flat_when_links_double(tmp_path):
     grow_whole = peaks[("whole", 400)] - peaks[("whole", 200)]
     assert grow_whole > 40.0, peaks  # the unstreamed passes over 200 more links (~3 300 paths) cost > 40 MiB
     assert grow_streamed < 10.0, peaks
+
+
+def test_memory_budget_of_the_spec_sizes_the_shards(problem):
+    """``--memory-budget`` (the spec's solver part) reaches the calibration config; a budget just above the
+    resident memory streams this problem over shards of the minimum size, the default keeps one PathSet."""
+    from rftwin.calibrate.spec import CalibrationSpec, SolverSpec
+    from rftwin.calibrate.stream import MIN_SHARD_PATHS
+    from rftwin.trace.budget import current_rss
+    from rftwin.twin.calibrator import calibration_config
+
+    ps, t, prior, th = problem
+    spec = CalibrationSpec(solver=SolverSpec(memory_budget="3GiB"))
+    assert calibration_config(spec).memory_budget == 3 * 2**30
+    assert calibration_config(CalibrationSpec()).memory_budget is None
+    tight = CalibrationConfig(memory_budget=current_rss() + 2**20)
+    st = stream_for(ps, _model(prior, th), t, tight)
+    assert st is not None and max(s.pathset.num_paths for s in st.shards) <= MIN_SHARD_PATHS
+    assert len(st.shards) >= ps.num_paths // MIN_SHARD_PATHS
+    assert stream_for(ps, _model(prior, th), t, CalibrationConfig()) is None

@@ -82,7 +82,7 @@ def lm_step(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Calib
     else:  # the offset of the current point first: the residuals of every shard are taken at it
         with torch.no_grad():
             cost, cur_off, _ = evaluate(beta)
-        closed = beta is None and cfg.offset_mode == "closed_form"
+        closed = beta is None and cfg.offset_mode != "none"
         JtJ, g = stream.normal_equations(model, targets, cfg, beta if beta is not None else
                                          (cur_off if closed else None), closed, pstats)
         g = g.unsqueeze(-1)

@@ -388,12 +388,14 @@ class Stream:
             Jtr += (Jp.transpose(1, 2) @ rp.unsqueeze(-1)).squeeze(-1)
         return JtJ, Jtr
 
-    def gauss_newton(self, model, t: Targets, cfg) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Loss [B], J^T J [B, P, P] and J^T r [B, P] at the current point (closed-form offset of ``cfg``
-        eliminated; no prior rows): what :func:`rftwin.calibrate.uncertainty.laplace` needs."""
-        loss, off, _ = self.objective(model, t, cfg)
-        closed = cfg.offset_mode == "closed_form"
-        JtJ, Jtr = self.normal_equations(model, t, cfg, off if cfg.offset_mode != "none" else None, closed)
+    def gauss_newton(self, model, t: Targets, cfg, prior: PriorStats | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Loss [B] (= r^T r), J^T J [B, P, P] and J^T r [B, P] at the current point, the gain offset at its
+        closed form (eliminated) unless ``cfg`` has none; prior rows with ``prior`` and ``cfg.prior_weight`` > 0.
+        What :func:`rftwin.calibrate.uncertainty.laplace` and :func:`rftwin.calibrate.bayes.laplace_stats` need."""
+        loss, off, _ = self.objective(model, t, cfg, None, prior)
+        closed = cfg.offset_mode != "none"
+        JtJ, Jtr = self.normal_equations(model, t, cfg, off if closed else None, closed, prior)
         return loss, JtJ, Jtr
 
 
