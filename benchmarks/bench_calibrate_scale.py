@@ -149,7 +149,7 @@ def _run_point(work: Path, mode: str, env: dict, budget: str | None, shard_paths
     return dict(res, mode=mode, seconds=time.perf_counter() - t0, peak_rss_bytes=peak)
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, budget: str | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -163,7 +163,11 @@ def plot(rows: list[dict], path: Path) -> None:
         n = [r["links"] for r in rs]
         ax[0].loglog(n, [r["calibrate_seconds"] / max(r["iterations"], 1) for r in rs], st, label=mode)
         ax[1].semilogx(n, [r["peak_rss_bytes"] / 2**30 for r in rs], st, label=mode)
-    ax[0].set(xlabel="links", ylabel="calibration time per LM iteration [s]")
+    if budget:
+        from rftwin.trace.budget import parse_budget
+
+        ax[1].axhline(parse_budget(budget) / 2**30, color="k", lw=0.8, ls=":", label=f"budget of 'streamed' ({budget})")
+    ax[0].set(xlabel="links", ylabel="calibrate call / LM iterations [s] (incl. Laplace)")
     ax[1].set(xlabel="links", ylabel="peak RSS of the calibration [GiB] (from outside)")
     for a in ax:
         a.grid(True, which="both", alpha=0.3)
@@ -231,7 +235,7 @@ def main() -> None:
         doc.update(points=rows, memory_budget=a.memory_budget, iterations=a.iterations,
                    settings={"depth": DEPTH, "samples_per_src": SAMPLES, "starts": 4, "optimizer": "lm",
                              "offset": "closed_form"})
-        plot(rows, out.with_suffix(".png"))
+        plot(rows, out.with_suffix(".png"), a.memory_budget)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1))
     print(f"wrote {out}", file=sys.stderr)

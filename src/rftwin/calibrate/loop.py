@@ -150,7 +150,10 @@ def calibrate(ps: PathSet | LinkShards, model: PerObjectMaterials, targets: Targ
     stream = stream_for(ps, model, targets, cfg)
     if isinstance(ps, LinkShards) and checkpoint is not None:
         raise ValueError("checkpoints need the calibration's PathSet, not link shards")
-    targets.check(ps if isinstance(ps, PathSet) else _Links(ps.num_links))
+    if isinstance(ps, PathSet):
+        targets.check(ps)
+    else:
+        ps.check(targets)
     truth = _truth_dict(truth)
     if isinstance(prior, PriorStats):
         pstats = prior if cfg.prior_weight > 0 else None
@@ -320,16 +323,6 @@ def calibrate(ps: PathSet | LinkShards, model: PerObjectMaterials, targets: Targ
                              xpd=v["xpd"][0] if "xpd" in v else None, offset_mode=cfg.offset_mode,
                              terms=[str(x) for x in cfg.loss_terms], fit=tuple(model.fit), resumed_at=resumed_at,
                              converged=bool(stop))
-
-
-class _Links:
-    """Stands in for a PathSet in :meth:`Targets.check` when the links come as shards."""
-
-    num_links: int
-    num_paths = 0
-
-    def __init__(self, num_links: int):
-        self.num_links = num_links
 
 
 __all__ = ["OFFSET_MODES", "OPTIMIZERS", "CalibrationConfig", "CalibrationResult", "calibrate"]

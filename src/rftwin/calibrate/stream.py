@@ -43,10 +43,10 @@ from rftwin.calibrate.objectives import PriorStats, needed_features, objective_f
 from rftwin.calibrate.problem import Features, Targets, simulate_features
 from rftwin.pathset import PathSet, concat
 
-#: peak bytes one path of a shard adds to a streamed calibration, per start: measured 587 B
-#: (``benchmarks/bench_calibrate_scale.py --measure``: LM with the one-pass path-gain Jacobian, room, depth 2, 4
-#: starts, shards of 2 000 - 32 000 paths, PathSet included); x 3.5 for deeper paths and other loss terms
-BYTES_PER_PATH_START = 2048.0
+#: peak bytes one path of a shard adds to a streamed calibration, per start: measured 1 570 B
+#: (``benchmarks/bench_calibrate_scale.py --measure``: LM with the one-pass path-gain Jacobian + Laplace, room,
+#: depth 2, 4 starts, shards of 2 000 - 32 000 paths, PathSet included); x 2.6 for deeper paths and other terms
+BYTES_PER_PATH_START = 4096.0
 #: share of the memory budget left above the resident memory that one shard may take
 SHARD_SHARE = 0.5
 #: fewest paths per shard a budget may ask for (smaller shards only add per-shard overhead)
@@ -114,15 +114,21 @@ class LinkShards:
     def __iter__(self) -> Iterator[Shard]:
         raise NotImplementedError
 
+    def check(self, t: Targets) -> None:
+        """Raise if rows of ``t`` refer to links the shards do not have, or to paths (per-MPC targets)."""
+        if t.num and (int(t.link.min()) < 0 or int(t.link.max()) >= self.num_links):
+            raise ValueError(f"targets refer to link {int(t.link.max())}, the shards hold {self.num_links} links")
+        if t.mpc_path is not None and t.mpc_path.numel():
+            raise ValueError("per-MPC power targets refer to paths of the whole PathSet and are not streamed over "
+                             "link shards: calibrate them on one PathSet")
+
     def rows(self, t: Targets) -> list[tuple[torch.Tensor, Targets]]:
         """Per shard: the global row indices [m] of ``t`` whose link is in the shard and the shard's Targets
         (links renumbered to the shard). Every row must belong to a shard."""
         hit = self._rows.get(id(t))
         if hit is not None and hit[0] is t:
             return hit[1]
-        if t.mpc_path is not None and t.mpc_path.numel():
-            raise ValueError("per-MPC power targets refer to paths of the whole PathSet and are not streamed over "
-                             "link shards: calibrate them on one PathSet (a larger --memory-budget)")
+        self.check(t)
         sh = self.link_shard[t.link]
         if t.num and int(sh.min()) < 0:
             raise ValueError(f"targets refer to link {int(t.link[sh < 0][0])}, which no shard holds")
@@ -404,13 +410,10 @@ def stream_for(ps: PathSet | LinkShards, model, t: Targets, cfg) -> Stream | Non
     given as shards always streams; a PathSet streams when ``cfg.shard_paths`` or the memory budget
     (``cfg.memory_budget``, default :func:`rftwin.trace.budget.default_budget`) asks for more than one shard.
     Per-MPC power targets never stream."""
-    mpc = t.mpc_path is not None and t.mpc_path.numel() > 0
     if isinstance(ps, LinkShards):
-        if mpc:
-            raise ValueError("per-MPC power targets refer to paths of the whole PathSet and are not streamed over "
-                             "link shards: calibrate them on one PathSet")
+        ps.check(t)
         return Stream(ps)
-    if mpc:
+    if t.mpc_path is not None and t.mpc_path.numel():
         return None
     limit = getattr(cfg, "shard_paths", None)
     if limit is None:
