@@ -259,7 +259,8 @@ def calibrate(ps: PathSet | LinkShards, model: PerObjectMaterials, targets: Targ
     it = start_it - 1
     stop = bool(done)
     iters = range(start_it, cfg.max_iter + 1) if not done else range(0)
-    for it in track(iters, f"calibrating ({cfg.optimizer}, {B} starts)", enabled=progress):
+    shards = "" if stream is None else f", {len(stream.shards)} link shards"
+    for it in track(iters, f"calibrating ({cfg.optimizer}, {B} starts{shards})", enabled=progress):
         if ema:  # seed 003 eq. 27: beta_t = lambda beta_{t-1} + (1 - lambda) beta_hat_t, fixed during the step
             beta = lam * beta + (1.0 - lam) * offset_hat()
         if cfg.optimizer == "adam":
