@@ -140,6 +140,13 @@ def test_normal_equations_equal_stacked_jacobian(problem):
         torch.testing.assert_close(JtJ, ref, rtol=1e-9, atol=1e-12 * float(ref.abs().max()))
         ref_g = (J.transpose(1, 2) @ r[..., None])[..., 0]
         torch.testing.assert_close(Jtr, ref_g, rtol=1e-9, atol=1e-9 * float(ref_g.abs().max()))
+        # a held offset (EMA state): nothing to eliminate, the shards' sums as they are
+        held = off + 0.7
+        r, J = jacobian(ps, m, t, cfg, held, pst)
+        JtJ, Jtr = st.normal_equations(m, t, cfg, held, False, pst)
+        torch.testing.assert_close(JtJ, J.transpose(1, 2) @ J, rtol=1e-9, atol=1e-12 * float(ref.abs().max()))
+        torch.testing.assert_close(Jtr, (J.transpose(1, 2) @ r[..., None])[..., 0], rtol=1e-9,
+                                   atol=1e-9 * float(ref_g.abs().max()))
     # the posterior's Laplace statistics (evidence, effective parameters, covariance) on shards = on the PathSet
     h = Hyper({"path_gain": 0.3, "delay_spread": 1.0}, 1.0)
     c = posterior_config(cfg, t, h, num_prior_rows(pst))

@@ -31,6 +31,7 @@ import math
 import os
 import shutil
 import tempfile
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -424,7 +425,21 @@ def stream_for(ps: PathSet | LinkShards, model, t: Targets, cfg) -> Stream | Non
                                        model.num_starts)
     if ps.num_paths <= limit:
         return None
-    return Stream(MemoryShards(ps, max_paths=int(limit)))
+    hit = _LAST.get("shards")
+    if hit is not None and hit[0]() is ps and hit[1] == int(limit):  # repeated calls on one PathSet (posterior)
+        return Stream(hit[2])
+    shards = MemoryShards(ps, max_paths=int(limit))
+    _LAST["shards"] = (weakref.ref(ps, _forget), int(limit), shards)
+    return Stream(shards)
+
+
+#: the shards of the last PathSet :func:`stream_for` split (one entry, dropped with its PathSet)
+_LAST: dict[str, tuple] = {}
+
+
+def _forget(ref: weakref.ref) -> None:
+    if _LAST.get("shards", (None,))[0] is ref:
+        _LAST.pop("shards", None)
 
 
 def num_paths(ps: PathSet | LinkShards) -> int:
