@@ -251,5 +251,4 @@ def residuals(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_sta
 
 
 __all__ = ["PriorStats", "closed_form_offset", "needed_features", "objective", "objective_from_features",
-           "offset_feature", "path_gain_loss",
-           "residuals"]
+           "offset_feature", "path_gain_loss", "residuals"]

@@ -442,12 +442,5 @@ def _forget(ref: weakref.ref) -> None:
         _LAST.pop("shards", None)
 
 
-def num_paths(ps: PathSet | LinkShards) -> int:
-    """Paths of a PathSet or of all shards (reads every shard of :class:`FileShards`' index only)."""
-    if isinstance(ps, PathSet):
-        return ps.num_paths
-    return sum(s.pathset.num_paths for s in ps)
-
-
 __all__ = ["BYTES_PER_PATH_START", "FileShards", "LinkShards", "MemoryShards", "Shard", "Stream", "plan_shards",
            "shard_paths_for_budget", "slice_links", "stream_for"]
