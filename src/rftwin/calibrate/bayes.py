@@ -29,11 +29,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from rftwin.calibrate.jacobians import jacobian
+from rftwin.calibrate.jacobians import jacobian, prior_block
 from rftwin.calibrate.loop import CalibrationConfig, calibrate
 from rftwin.calibrate.losses import LossTerm
 from rftwin.calibrate.objectives import PriorStats, objective
 from rftwin.calibrate.problem import Targets, simulate_features
+from rftwin.calibrate.stream import stream_for
 from rftwin.materials.class_prior import (
     DEFAULT_LOGIT_STD,
     ClassPrior,
@@ -302,17 +303,23 @@ class LaplaceStats:
 
 def laplace_stats(ps: PathSet, model, targets: Targets, cfg_post: CalibrationConfig, st: PriorStats, h: Hyper
                   ) -> LaplaceStats:
-    """Gauss-Newton Laplace approximation of the posterior at the current parameters of every start."""
-    r, J = jacobian(ps, model, targets, cfg_post, None, st)
+    """Gauss-Newton Laplace approximation of the posterior at the current parameters of every start (J^T J
+    accumulated over link shards when the memory budget asks for them, :mod:`rftwin.calibrate.stream`)."""
     npr = num_prior_rows(st)
-    Jp, rp = J[:, -npr:], r[:, -npr:]
-    H = J.transpose(1, 2) @ J
+    stream = stream_for(ps, model, targets, cfg_post)
+    if stream is None:
+        r, J = jacobian(ps, model, targets, cfg_post, None, st)
+        Jp, rp = J[:, -npr:], r[:, -npr:]
+        H = J.transpose(1, 2) @ J
+        L = (r * r).sum(-1)
+    else:
+        L, H, _ = stream.gauss_newton(model, targets, cfg_post, st)
+        rp, Jp = prior_block(model, st, cfg_post)
     P = H.shape[-1]
     eye = torch.eye(P, dtype=H.dtype, device=H.device)
     H = H + 1e-10 * eye * torch.diagonal(H, dim1=1, dim2=2).amax(-1)[:, None, None].clamp_min(1e-30)
     Hp = Jp.transpose(1, 2) @ Jp + 1e-12 * eye
     cov = torch.linalg.inv(H)
-    L = (r * r).sum(-1)
     logdet_h = torch.linalg.slogdet(H)[1]
     logdet_p = torch.linalg.slogdet(Hp)[1]
     norm = sum(n * math.log(2 * math.pi * h.noise[f] ** 2) for f, n in _counts(targets, cfg_post).items())

@@ -20,6 +20,7 @@ from rftwin.calibrate.losses import FEATURE_METRICS, LossTerm
 from rftwin.calibrate.objectives import PriorStats, closed_form_offset, needed_features, objective
 from rftwin.calibrate.optimizers import lm_step, make_optimizer, make_scheduler, polish_lbfgs, screen_starts
 from rftwin.calibrate.problem import DEFAULT_CHUNK, Targets, simulate_features
+from rftwin.calibrate.stream import LinkShards, stream_for
 from rftwin.calibrate.uncertainty import Uncertainty, laplace
 from rftwin.materials.per_object import MaterialPrior, PerObjectMaterials
 from rftwin.materials.protocol import MaterialModel
@@ -59,6 +60,8 @@ class CalibrationConfig:
     polish_lr: float = 1.0
     keep_best: bool = False  # restore the lowest-loss state seen (Adam on a field wanders after its best)
     stop_on_interrupt: bool = False  # Ctrl-C ends the run and keeps its state (else it propagates)
+    shard_paths: int | None = None  # stream over link shards of at most this many paths (None: from the budget)
+    memory_budget: int | None = None  # bytes; sizes the link shards (None: rftwin.trace.budget.default_budget)
 
     def __post_init__(self):
         if self.terms is None:
@@ -145,9 +148,9 @@ def _truth_dict(truth) -> dict[str, np.ndarray] | None:
     return {"eps_r": np.asarray(truth[0], dtype=np.float64), "sigma": np.asarray(truth[1], dtype=np.float64)}
 
 
-def calibrate(ps: PathSet, model: MaterialModel, targets: Targets, cfg: CalibrationConfig | None = None,
-              truth: tuple[np.ndarray, np.ndarray] | dict | None = None, progress: bool = True,
-              uncertainty: bool = True, *, prior=None,
+def calibrate(ps: PathSet | LinkShards, model: MaterialModel, targets: Targets,
+              cfg: CalibrationConfig | None = None, truth: tuple[np.ndarray, np.ndarray] | dict | None = None,
+              progress: bool = True, uncertainty: bool = True, *, prior=None,
               checkpoint: str | Path | None = None,
               checkpoint_every: int = 0, resume: bool = False,
               callback: Callable[[int, dict], None] | None = None) -> CalibrationResult:
@@ -161,10 +164,19 @@ def calibrate(ps: PathSet, model: MaterialModel, targets: Targets, cfg: Calibrat
     ``checkpoint``: file written atomically every ``checkpoint_every`` iterations and at the end; with ``resume``
     an existing checkpoint of the same problem is continued (bit-identical trajectory). ``callback(it, row)`` is
     called after every iteration (after the checkpoint); it may add entries to ``row`` (the history row).
+    ``ps`` may be link shards (:class:`rftwin.calibrate.stream.LinkShards`); a PathSet is streamed over link
+    shards when the memory budget asks for it (:func:`rftwin.calibrate.stream.stream_for`; per-object and grouped
+    models), with the same result.
     """
     t0 = time.perf_counter()
     cfg = CalibrationConfig() if cfg is None else cfg
-    targets.check(ps)
+    stream = stream_for(ps, model, targets, cfg)
+    if isinstance(ps, LinkShards) and checkpoint is not None:
+        raise ValueError("checkpoints need the calibration's PathSet, not link shards")
+    if isinstance(ps, PathSet):
+        targets.check(ps)
+    else:
+        ps.check(targets)
     truth = _truth_dict(truth)
     per_object = isinstance(model, PerObjectMaterials)
     if cfg.optimizer == "lm" and not per_object:
@@ -178,7 +190,7 @@ def calibrate(ps: PathSet, model: MaterialModel, targets: Targets, cfg: Calibrat
     if cfg.prior_weight > 0 and pstats is None:
         raise ValueError("prior_weight > 0 needs the model's prior: a MaterialPrior or PriorStats (a FieldPrior for "
                          "a field), calibrate(..., prior=...)")
-    model = screen_starts(ps, model, targets, cfg, cfg.refine_starts, pstats)
+    model = screen_starts(ps, model, targets, cfg, cfg.refine_starts, pstats, stream)
     params = trainable_params(model)
     if not params:
         raise ValueError("the material model has no free parameters")
@@ -194,12 +206,23 @@ def calibrate(ps: PathSet, model: MaterialModel, targets: Targets, cfg: Calibrat
 
     def evaluate(state=None, need_res=False):
         parts.clear()
+        if stream is not None:
+            return stream.objective(model, targets, cfg, state, pstats, parts)
         return objective(ps, model, targets, cfg, state, pstats, residuals=need_res, parts=parts)
+
+    def backward(state) -> torch.Tensor:  # loss [B]; d(sum of it)/dtheta accumulated into .grad
+        if stream is not None:
+            return stream.backward(model, targets, cfg, state, pstats)
+        lo, _, _ = evaluate(state)
+        lo.sum().backward()
+        return lo
 
     def offset_hat() -> torch.Tensor:
         with torch.no_grad():
             c = replace(cfg, offset="closed_form")
-            feats = simulate_features(ps, model, targets, needed_features(targets, c), cfg.chunk_size)
+            need = needed_features(targets, c)
+            feats = simulate_features(ps, model, targets, need, cfg.chunk_size) if stream is None \
+                else stream.features(model, targets, need, cfg.chunk_size)
             return closed_form_offset(feats, targets, c)
 
     def record(it: int, loss: torch.Tensor, off: torch.Tensor, phase: str) -> dict:
@@ -260,7 +283,7 @@ def calibrate(ps: PathSet, model: MaterialModel, targets: Targets, cfg: Calibrat
         loss, off = st["loss"], st["off"]
         resumed_at = st["iteration"]
     else:
-        if cfg.optimizer == "adam" and not ema:
+        if cfg.optimizer == "adam" and not ema and stream is None:
             loss, off, _ = evaluate(beta)
             pending = loss
             loss, off = loss.detach(), off.detach()
@@ -283,18 +306,21 @@ def calibrate(ps: PathSet, model: MaterialModel, targets: Targets, cfg: Calibrat
     stop = bool(done)
     interrupted = False
     iters = range(start_it, cfg.max_iter + 1) if not done else range(0)
+    shards = "" if stream is None else f", {len(stream.shards)} link shards"
     try:
-        for it in track(iters, f"calibrating ({cfg.optimizer}, {B} starts)", enabled=progress):
+        for it in track(iters, f"calibrating ({cfg.optimizer}, {B} starts{shards})", enabled=progress):
             if ema:  # seed 003 eq. 27: beta_t = lambda beta_{t-1} + (1 - lambda) beta_hat_t, fixed during the step
                 beta = lam * beta + (1.0 - lam) * offset_hat()
             if cfg.optimizer == "adam":
                 opt.zero_grad(set_to_none=True)
-                lo = pending if pending is not None else evaluate(beta)[0]
-                lo.sum().backward()
+                if pending is not None:
+                    pending.sum().backward()
+                else:
+                    backward(beta)
                 opt.step()
                 if project is not None:
                     project()
-                if ema:
+                if ema or stream is not None:
                     pending = None
                     with torch.no_grad():
                         loss, off, _ = evaluate(beta)
@@ -306,10 +332,7 @@ def calibrate(ps: PathSet, model: MaterialModel, targets: Targets, cfg: Calibrat
             elif cfg.optimizer == "lbfgs":
                 def closure(state=beta):
                     opt.zero_grad()
-                    lo, _, _ = evaluate(state)
-                    tot = lo.sum()
-                    tot.backward()
-                    return tot
+                    return backward(state).sum()
                 opt.step(closure)
                 if project is not None:
                     project()
@@ -317,7 +340,7 @@ def calibrate(ps: PathSet, model: MaterialModel, targets: Targets, cfg: Calibrat
                     loss, off, _ = evaluate(beta)
             else:  # batched Levenberg-Marquardt on the stacked residuals
                 loss, off, mu, num_res = lm_step(ps, model, targets, cfg, params, mu, beta, pstats, num_res,
-                                                 project, evaluate)
+                                                 project, evaluate, stream)
             if cfg.prune_every and cfg.optimizer == "lm" and it % cfg.prune_every == 0 and model.num_starts > 1:
                 keep = torch.argsort(torch.nan_to_num(loss, nan=math.inf))[: (model.num_starts + 1) // 2]
                 model.reorder_starts(keep.tolist())
@@ -350,7 +373,7 @@ def calibrate(ps: PathSet, model: MaterialModel, targets: Targets, cfg: Calibrat
         pending = None
         polished = 0
         if cfg.polish_lbfgs and not done:
-            polished = polish_lbfgs(cfg, params, lambda: evaluate(beta)[0].sum())
+            polished = polish_lbfgs(cfg, params, lambda: backward(beta).sum())
             with torch.no_grad():
                 loss, off, _ = evaluate(beta)
             row = record(it + polished, loss, off, "lbfgs")
@@ -379,7 +402,7 @@ def calibrate(ps: PathSet, model: MaterialModel, targets: Targets, cfg: Calibrat
                                  **common)
     single = model.select(best)
     v = single.values()
-    unc = laplace(ps, single, targets, cfg) if uncertainty else None
+    unc = laplace(ps, single, targets, cfg, stream=stream) if uncertainty else None
     return CalibrationResult(eps_r=v["eps_r"][0], sigma=v["sigma"][0], power_law=single.power_law_coefficients()[0],
                              uncertainty=unc, model=single,
                              scattering=v["scattering"][0] if "scattering" in v else None,

@@ -218,6 +218,15 @@ def objective(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_sta
     (EMA mode); else it follows ``cfg.offset_mode``. ``parts`` (a dict) receives each term's unweighted loss [B]
     by feature, and ``prior`` / ``penalty``."""
     feats = simulate_features(ps, model, t, needed_features(t, cfg), cfg.chunk_size)
+    return objective_from_features(feats, model, t, cfg, offset_state, prior, residuals, parts, ps)
+
+
+def objective_from_features(feats: Features, model, t: Targets, cfg: CalibrationConfig,
+                            offset_state: torch.Tensor | None = None, prior=None, residuals: bool = False,
+                            parts: dict | None = None, ps: PathSet | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """:func:`objective` from the simulated features [B, M] of all rows (e.g. gathered shard by shard,
+    :mod:`rftwin.calibrate.stream`); ``model`` is used by the prior and the penalty, ``ps`` by a field's prior."""
     B = next(v for v in (feats.path_gain_db, feats.delay_spread_s, feats.cfr, feats.mpc_power_db)
              if v is not None).shape[0]
     dtype = t.frequencies_hz.dtype
@@ -272,5 +281,5 @@ def residuals(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_sta
     return objective(ps, model, t, cfg, offset_state, prior, residuals=True)[2]
 
 
-__all__ = ["PriorStats", "closed_form_offset", "needed_features", "objective", "offset_feature", "path_gain_loss",
-           "residuals"]
+__all__ = ["PriorStats", "closed_form_offset", "needed_features", "objective", "objective_from_features",
+           "offset_feature", "path_gain_loss", "residuals"]

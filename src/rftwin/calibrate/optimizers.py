@@ -11,6 +11,7 @@ import torch
 from rftwin.calibrate.jacobians import flat_params, jacobian, set_flat_params
 from rftwin.calibrate.objectives import PriorStats, objective
 from rftwin.calibrate.problem import Targets
+from rftwin.calibrate.stream import Stream
 from rftwin.materials.per_object import PerObjectMaterials
 from rftwin.pathset import PathSet
 
@@ -19,13 +20,14 @@ if TYPE_CHECKING:
 
 
 def screen_starts(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: CalibrationConfig,
-                  keep: int, prior: PriorStats | None = None) -> PerObjectMaterials:
-    """Evaluate all B starts in one batched forward pass and keep the ``keep`` lowest-loss ones (start 0, the
-    prior itself, is always kept)."""
+                  keep: int, prior: PriorStats | None = None, stream: Stream | None = None) -> PerObjectMaterials:
+    """Evaluate all B starts in one batched forward pass (shard by shard with ``stream``) and keep the ``keep``
+    lowest-loss ones (start 0, the prior itself, is always kept)."""
     if model.num_starts <= keep:
         return model
     with torch.no_grad():
-        loss, _, _ = objective(ps, model, targets, cfg, prior=prior)
+        loss, _, _ = objective(ps, model, targets, cfg, prior=prior) if stream is None \
+            else stream.objective(model, targets, cfg, None, prior)
     loss = torch.nan_to_num(loss, nan=math.inf)
     order = [0] + [int(i) for i in torch.argsort(loss) if int(i) != 0][: keep - 1]
     model.reorder_starts(order)
@@ -76,16 +78,15 @@ def make_scheduler(cfg: CalibrationConfig, opt: torch.optim.Optimizer | None):
 
 def polish_lbfgs(cfg: CalibrationConfig, params: list[torch.nn.Parameter], total: Callable[[], torch.Tensor]
                  ) -> int:
-    """Seed 000's Opt-B: one L-BFGS run (strong Wolfe line search) of at most ``cfg.polish_lbfgs`` iterations on
-    the summed loss ``total()``; returns the iterations it took."""
+    """Seed 000's Opt-B: one L-BFGS run (strong Wolfe line search) of at most ``cfg.polish_lbfgs`` iterations;
+    ``total()`` returns the summed loss after accumulating its gradient into the parameters. Returns the
+    iterations it took."""
     opt = torch.optim.LBFGS(params, lr=cfg.polish_lr, max_iter=cfg.polish_lbfgs, history_size=20,
                             line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-14)
 
     def closure():
         opt.zero_grad(set_to_none=True)
-        lo = total()
-        lo.backward()
-        return lo
+        return total()
 
     opt.step(closure)
     return int(opt.state[opt.param_groups[0]["params"][0]].get("n_iter", 0))
@@ -94,17 +95,26 @@ def polish_lbfgs(cfg: CalibrationConfig, params: list[torch.nn.Parameter], total
 def lm_step(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: CalibrationConfig,
             params: list[torch.nn.Parameter], mu: torch.Tensor, beta: torch.Tensor | None,
             pstats: PriorStats | None, num_res: int | None, project: Callable[[], None] | None,
-            evaluate: Callable) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+            evaluate: Callable, stream: Stream | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """One batched Levenberg-Marquardt iteration on the stacked residuals of all B starts (Marquardt-scaled
     damping ``mu`` [B]; ``project`` clips to a box, :func:`projected_step`). ``evaluate(beta)`` returns the
-    objective's (loss [B], offset [B], _). Leaves the parameters at the accepted steps; returns the loss [B], the
-    offset [B] (dB), the new damping [B] and the residual count."""
-    r, J = jacobian(ps, model, targets, cfg, beta, pstats, num_res)
-    num_res = r.shape[1]
-    with torch.no_grad():  # the current loss by the same computation as the trial's (Jacobian passes
-        cost, cur_off, _ = evaluate(beta)  # round differently; comparing across them never settles)
-    JtJ = J.transpose(1, 2) @ J
-    g = J.transpose(1, 2) @ r.unsqueeze(-1)
+    objective's (loss [B], offset [B], _). With ``stream`` the normal equations are accumulated over its link
+    shards (:meth:`rftwin.calibrate.stream.Stream.normal_equations`; J is never formed). Leaves the parameters at
+    the accepted steps; returns the loss [B], the offset [B] (dB), the new damping [B] and the residual count."""
+    if stream is None:
+        r, J = jacobian(ps, model, targets, cfg, beta, pstats, num_res)
+        num_res = r.shape[1]
+        with torch.no_grad():  # the current loss by the same computation as the trial's (Jacobian passes
+            cost, cur_off, _ = evaluate(beta)  # round differently; comparing across them never settles)
+        JtJ = J.transpose(1, 2) @ J
+        g = J.transpose(1, 2) @ r.unsqueeze(-1)
+    else:  # the offset of the current point first: the residuals of every shard are taken at it
+        with torch.no_grad():
+            cost, cur_off, _ = evaluate(beta)
+        closed = beta is None and cfg.offset_mode != "none"
+        JtJ, g = stream.normal_equations(model, targets, cfg, beta if beta is not None else
+                                         (cur_off if closed else None), closed, pstats)
+        g = g.unsqueeze(-1)
     theta = flat_params(params)
     diag = torch.diagonal(JtJ, dim1=1, dim2=2)
     # Marquardt scaling with a floor: a parameter the data do not see (J column ~ 0) gets damped like a

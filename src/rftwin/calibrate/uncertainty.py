@@ -12,6 +12,7 @@ import torch
 from rftwin.calibrate.jacobians import jacobian, trainable_params
 from rftwin.calibrate.losses import LossTerm
 from rftwin.calibrate.problem import Targets
+from rftwin.calibrate.stream import Stream
 from rftwin.materials.per_object import PerObjectMaterials
 from rftwin.pathset import PathSet
 
@@ -42,11 +43,13 @@ _GAUSSIAN_METRIC = {"path_gain": "mse_db", "mpc_power": "mse_db", "delay_spread"
                     "cfr": "nmse"}
 
 
-def laplace(ps: PathSet, model: PerObjectMaterials, t: Targets, cfg: CalibrationConfig,
-            prior_log_std: float = math.log(10.0)) -> Uncertainty:
+def laplace(ps: PathSet | None, model: PerObjectMaterials, t: Targets, cfg: CalibrationConfig,
+            prior_log_std: float = math.log(10.0), stream: Stream | None = None) -> Uncertainty:
     """Gauss-Newton/Laplace std of a single-start model: cov = (sum_b J_b^T J_b / s_b^2 + I / p^2)^-1 over the
     measured feature blocks b (Gaussian noise s_b: ``cfg.noise_db`` for powers, else the residual RMS), mapped to
-    the physical read-outs by the delta method. Units of s_b: dB (powers), ns (delays), relative (CFR)."""
+    the physical read-outs by the delta method. Units of s_b: dB (powers), ns (delays), relative (CFR).
+    With ``stream`` (:class:`rftwin.calibrate.stream.Stream`) J^T J and r^T r are accumulated over its link shards
+    (``ps`` is then not used)."""
     params = trainable_params(model)
     P = sum(p.shape[1] for p in params)
     H = torch.zeros(P, P, dtype=params[0].dtype)
@@ -56,17 +59,23 @@ def laplace(ps: PathSet, model: PerObjectMaterials, t: Targets, cfg: Calibration
     for feat in feats:
         c = replace(cfg, terms=(LossTerm(feat, _GAUSSIAN_METRIC[feat]),), offset=off_mode, optimizer="lbfgs",
                     prior_weight=0.0)
-        r, J = jacobian(ps, model, t, c)
         w = t.row_weight(feat)
-        sw = float(torch.sqrt(w.sum()))
-        r, J = r[0] * sw, J[0] * sw  # raw residuals (natural units x sqrt(row weight))
+        if stream is None:
+            r, J = jacobian(ps, model, t, c)
+            sw = float(torch.sqrt(w.sum()))
+            r, J = r[0] * sw, J[0] * sw  # raw residuals (natural units x sqrt(row weight))
+            rr, JtJ = (r * r).sum(), J.T @ J
+        else:  # the same sums, shard by shard (scaled residuals: squares sum to the loss)
+            loss, JtJ, _ = stream.gauss_newton(model, t, c)
+            W = w.sum()
+            rr, JtJ = loss[0] * W, JtJ[0] * W
         n = int((w > 0).sum()) * (2 * t.cfr_subcarriers if feat == "cfr" else 1)
         if cfg.noise_db is not None and feat in ("path_gain", "mpc_power"):
             s = cfg.noise_db
         else:
-            s = max(float(torch.sqrt((r * r).sum() / max(n - P, 1))), _NOISE_FLOOR[feat])
+            s = max(float(torch.sqrt(rr / max(n - P, 1))), _NOISE_FLOOR[feat])
         noise[feat] = s
-        H = H + J.T @ J / s**2
+        H = H + JtJ / s**2
     H = H + torch.eye(P, dtype=H.dtype) / prior_log_std**2
     cov = torch.linalg.inv(H)
     return uncertainty_from_cov(model, cov, noise)

@@ -79,7 +79,8 @@ def calibration_config(spec: CalibrationSpec):
     return CalibrationConfig(loss=s.loss, optimizer=o.optimizer, lr=o.lr, max_iter=o.max_iter,
                              estimate_offset=s.estimate_offset, noise_db=spec.prior.noise_db,
                              refine_starts=spec.model.refine, terms=parse_terms(terms) if terms else None,
-                             offset=s.offset, offset_ema=s.offset_ema, prior_weight=spec.prior.prior_weight)
+                             offset=s.offset, offset_ema=s.offset_ema, prior_weight=spec.prior.prior_weight,
+                             memory_budget=spec.solver.budget_bytes())
 
 
 class Calibrator:
