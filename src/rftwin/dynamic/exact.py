@@ -1,12 +1,13 @@
 """The exact local update (``method="image"``): static paths the proxy leaves alone + every path via it.
 
 At each step a link's paths are (1) the static twin's paths none of whose segments crosses the proxy (exact
-segment / triangle test) and (2) every specular path of at most ``max_depth`` reflections via the proxy
+segment / triangle test) and (2) every path of at most ``max_depth`` interactions via the proxy: specular
+reflections found by the image method, with a refraction wherever a segment passes through a scene object
 (:class:`rftwin.dynamic.images.ImageMethod`), turned into PathSet records by the tracer's own geometry code. That
-is what a specular trace of the scene with the proxy finds, up to paths whose power is bounded: paths through the
-proxy (|T|^2 of its slab, per crossing) and candidates via the proxy that cross other objects (they exist with
-refraction; power <= (lambda / 4 pi L)^2 max |T|^2). Links where those bounds could change the path gain by more
-than the tolerance are handed back for a Sionna re-trace.
+is what a specular / refraction trace of the scene with the proxy finds, except paths *through* the proxy: their
+power is bounded (|T|^2 of the proxy's slab per object crossed, (lambda / 4 pi L)^2 for new paths) and links
+where they could change the path gain by more than the tolerance are handed back for a Sionna re-trace (with
+``body``, |T|^2 < 1e-30 at 28 GHz: never).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch
 
 from rftwin.dynamic.images import ImageMethod, ProxyPaths, facets_of
 from rftwin.dynamic.paths import add_paths
-from rftwin.pathset import NONE, SPECULAR, SPEED_OF_LIGHT, PathSet
+from rftwin.pathset import NONE, SPEED_OF_LIGHT, PathSet
 from rftwin.physics.channel import link_sum, path_power
 from rftwin.physics.engine import MaterialValues, path_coefficients
 from rftwin.physics.slab import complex_permittivity, slab_coefficients
@@ -76,7 +77,7 @@ class ImageUpdate:
                                        torch.arange(M), torch.full((M,), bool(twin.objects[proxy_index].watertight)))
         self.twin, self.ps0, self.p0, self.proxy_index = twin, ps0, p0, proxy_index
         self.K = len(twin.objects)
-        self.method = ImageMethod(ps0.tx_pos, ps0.rx_pos, facets_of(tri, obj, prim, closed), tri, obj, self.K,
+        self.method = ImageMethod(ps0.tx_pos, ps0.rx_pos, facets_of(tri, obj, prim, closed), tri, obj, prim, self.K,
                                   max_depth)
         self.lam = torch.as_tensor(SPEED_OF_LIGHT / uf[row_f], dtype=torch.float64)  # [L] wavelength per link
         self.t2 = transmission_bound(mv, uf)  # [K]
@@ -100,7 +101,7 @@ class ImageUpdate:
         pp = self.method.paths(self.proxy_facets0.shifted(shift))
         self.last = pp
         if len(pp.refr_link):
-            t2 = torch.where(pp.refr_obj, self.t2[None, :], torch.zeros_like(self.t2)[None, :]).amax(1)
+            t2 = torch.where(pp.refr_obj, self.t2[None, :], torch.ones_like(self.t2)[None, :]).prod(1)
             lam = self.lam[pp.refr_link]
             extra = extra + link_sum(t2 * (lam / (4.0 * math.pi * pp.refr_length_m)) ** 2, pp.refr_link, L)
         new = self.pathset(pp, position)
@@ -109,9 +110,9 @@ class ImageUpdate:
     def pathset(self, pp: ProxyPaths, position: np.ndarray) -> PathSet:
         """PathSet records of the paths ``pp`` (the tracer's geometry and antenna code; ``a_ref`` zero: these
         paths were not traced)."""
-        ps0, C, D = self.ps0, len(pp.link), self.D
-        used = torch.arange(D)[None, :] < pp.depth[:, None]
-        raw = {"itype": torch.where(used, SPECULAR, NONE).numpy(), "shape": pp.obj.numpy(),
+        ps0, C = self.ps0, len(pp.link)
+        used = pp.itype != NONE
+        raw = {"itype": pp.itype.numpy(), "shape": pp.obj.numpy(),
                "prim": pp.prim.numpy(), "prob": used.to(torch.float64).numpy(), "vert": pp.points.numpy(),
                "src": np.arange(C), "tgt": np.arange(C)}
         meshes = list(self.static_meshes)

@@ -9,9 +9,11 @@ the mirror image of C in the pivot's plane crosses that plane; it must lie in th
 their points (prefix backwards from the pivot, suffix forwards), and kept when every point lies in its facet and
 no segment crosses a triangle (the proxy or the scene).
 
-Candidates whose segments cross scene triangles but not the proxy may exist in a trace with refraction (the
-refracted ray goes straight on, so such a path is the same unfolded path plus refraction interactions): they are
-returned separately (``link``, ``length_m``, crossed objects) so that the caller can bound their power.
+A candidate whose segments cross scene triangles exists in a trace with refraction (thin slabs: the refracted ray
+goes straight on) as the same unfolded path with a refraction at every crossing, if the interactions fit in the
+depth; it is returned that way. Candidates that pass through the proxy are returned separately (link, unfolded
+length, objects crossed) so that the caller can bound their power. Reflections on the inner side of a closed
+object's facet need two refractions more; sequences that would need them beyond the depth are not enumerated.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from rftwin.pathset import NONE, REFRACTION, SPECULAR
 
 
 @dataclass(frozen=True)
@@ -181,9 +185,10 @@ def _cross_plane(a: torch.Tensor, b: torch.Tensor, normal: torch.Tensor, offset:
     return a + t[:, None] * (b - a), ok
 
 
-def segment_crossings(p0: torch.Tensor, p1: torch.Tensor, tri: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+def segment_crossings(p0: torch.Tensor, p1: torch.Tensor, tri: torch.Tensor, eps: float = 1e-7
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Moeller-Trumbore: which triangles ``tri`` [M, 3, 3] the interiors of segments p0 -> p1 [..., 3] cross
-    (``eps`` of the length from either end excluded): bool [..., M]."""
+    (``eps`` of the length from either end excluded): bool [..., M], and where (fraction t of the segment)."""
     v0, e1, e2 = tri[:, 0], tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
     d = (p1 - p0)[..., None, :]
     pv = torch.linalg.cross(d.expand(*d.shape[:-2], len(tri), 3), e2.expand(*d.shape[:-2], len(tri), 3))
@@ -195,23 +200,24 @@ def segment_crossings(p0: torch.Tensor, p1: torch.Tensor, tri: torch.Tensor, eps
     q = torch.linalg.cross(s, e1.expand_as(s))
     v = (d * q).sum(-1) * inv
     t = (e2 * q).sum(-1) * inv
-    return ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > eps) & (t < 1 - eps)
+    return ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > eps) & (t < 1 - eps), t
 
 
 @dataclass
 class ProxyPaths:
     """Specular paths via the proxy, C of them, padded to depth D.
 
-    ``link`` [C], ``points`` [C, D, 3] reflection points (zero padding), ``obj`` / ``prim`` [C, D] (-1
-    padding), ``depth`` [C] reflections; candidates blocked by scene triangles only (they may exist with
-    refraction): ``refr_link`` [R], ``refr_length_m`` [R] unfolded length, ``refr_obj`` [R, K] bool objects
-    their segments cross; ``candidates``: triples screened."""
+    ``link`` [C], ``itype`` [C, D] (specular, refraction where a segment crosses a scene object: the refracted
+    ray goes straight on; none as padding), ``points`` [C, D, 3] (zero padding), ``obj`` / ``prim`` [C, D]
+    (-1 padding); candidates that pass through the proxy (they exist with its slab's transmission):
+    ``refr_link`` [R], ``refr_length_m`` [R] unfolded length, ``refr_obj`` [R, K] bool objects their segments
+    cross; ``candidates``: (prefix, pivot, suffix) triples screened."""
 
     link: torch.Tensor
+    itype: torch.Tensor
     points: torch.Tensor
     obj: torch.Tensor
     prim: torch.Tensor
-    depth: torch.Tensor
     refr_link: torch.Tensor
     refr_length_m: torch.Tensor
     refr_obj: torch.Tensor
@@ -223,11 +229,13 @@ class ImageMethod:
     the receivers' images in the scene facets); :meth:`paths` takes the proxy's placed facets."""
 
     def __init__(self, tx: torch.Tensor, rx: torch.Tensor, scene: Facets, scene_tri: torch.Tensor,
-                 scene_obj: torch.Tensor, num_objects: int, max_depth: int) -> None:
-        """``tx``, ``rx`` [L, 3] (m); ``scene`` its facets and ``scene_tri`` [M, 3, 3] / ``scene_obj`` [M] its
-        triangles; ``num_objects`` K objects including the proxy; ``max_depth`` D reflections."""
+                 scene_obj: torch.Tensor, scene_prim: torch.Tensor, num_objects: int, max_depth: int) -> None:
+        """``tx``, ``rx`` [L, 3] (m); ``scene`` its facets and ``scene_tri`` [M, 3, 3] / ``scene_obj``,
+        ``scene_prim`` [M] its triangles; ``num_objects`` K objects including the proxy; ``max_depth`` D
+        interactions."""
         self.tx, self.rx, self.scene, self.D = tx.to(torch.float64), rx.to(torch.float64), scene, int(max_depth)
         self.scene_tri, self.scene_obj, self.K = scene_tri.to(torch.float64), scene_obj, num_objects
+        self.scene_prim = scene_prim
         self.utx, tx_id = torch.unique(self.tx, dim=0, return_inverse=True)
         self.tx_id = tx_id.reshape(-1)
         # suffixes (scene facets only, path order) and the receivers' images, per length
@@ -325,40 +333,67 @@ class ImageMethod:
         return li[ok], seq[ok], pts[ok], prim[ok]
 
     def _assemble(self, found, fac: Facets, screened: int, eps: float) -> ProxyPaths:
-        D = self.D
-        links, objs, prims, points, depth = [], [], [], [], []
-        for li, seq, pts, prim in found:
-            C, k = seq.shape
-            links.append(li)
-            objs.append(torch.cat([fac.obj[seq], torch.full((C, D - k), -1, dtype=torch.long)], 1))
-            prims.append(torch.cat([prim, torch.full((C, D - k), -1, dtype=torch.long)], 1))
-            points.append(torch.cat([pts, torch.zeros((C, D - k, 3), dtype=pts.dtype)], 1))
-            depth.append(torch.full((C,), k, dtype=torch.long))
-        if not links:
+        D, G = self.D, self.scene.count
+        if not found:
             e = torch.zeros(0, dtype=torch.long)
-            return ProxyPaths(e, torch.zeros((0, D, 3)), torch.zeros((0, D), dtype=torch.long),
-                              torch.zeros((0, D), dtype=torch.long), e, e, torch.zeros(0),
-                              torch.zeros((0, self.K), dtype=torch.bool), screened)
-        link, obj, prim, pts, depth = (torch.cat(x) for x in (links, objs, prims, points, depth))
-        # occlusion: every segment against the scene's and the proxy's triangles
-        tri = torch.cat([self.scene_tri, fac.tri[self.scene.count:].reshape(-1, 3, 3)])
-        tobj = torch.cat([self.scene_obj, fac.obj[self.scene.count:].repeat_interleave(fac.tri.shape[1])])
+            return ProxyPaths(e, torch.zeros((0, D), dtype=torch.long), torch.zeros((0, D, 3), dtype=torch.float64),
+                              torch.zeros((0, D), dtype=torch.long), torch.zeros((0, D), dtype=torch.long), e,
+                              torch.zeros(0, dtype=torch.float64), torch.zeros((0, self.K), dtype=torch.bool), screened)
+        link = torch.cat([f[0] for f in found])
+        depth = torch.cat([torch.full((len(f[0]),), f[1].shape[1], dtype=torch.long) for f in found])
+        obj = torch.cat([torch.cat([fac.obj[f[1]], torch.full((len(f[0]), D - f[1].shape[1]), -1)], 1)
+                         for f in found])
+        prim = torch.cat([torch.cat([f[3], torch.full((len(f[0]), D - f[1].shape[1]), -1)], 1) for f in found])
+        pts = torch.cat([torch.cat([f[2], torch.zeros((len(f[0]), D - f[1].shape[1], 3), dtype=f[2].dtype)], 1)
+                         for f in found])
+        # every segment against the scene's and the proxy's triangles
+        tri = torch.cat([self.scene_tri, fac.tri[G:].reshape(-1, 3, 3)])
+        tobj = torch.cat([self.scene_obj, fac.obj[G:].repeat_interleave(fac.tri.shape[1])])
+        tprim = torch.cat([self.scene_prim, fac.prim[G:].reshape(-1)])
         real = ~torch.isnan(tri).any(-1).any(-1)
-        tri, tobj = tri[real], tobj[real]
+        tri, tobj, tprim = tri[real], tobj[real], tprim[real]
+        M = len(tri)
         used = torch.arange(D)[None, :] < depth[:, None]
         last = torch.where(used[..., None], pts, self.rx[link][:, None, :])
         v = torch.cat([self.tx[link][:, None], last, self.rx[link][:, None]], 1)  # [C, D + 2, 3]
-        cross = segment_crossings(v[:, :-1], v[:, 1:], tri, eps)  # [C, D + 1, M]
+        cross, t = segment_crossings(v[:, :-1], v[:, 1:], tri, eps)  # [C, D + 1, M]
         crossed = torch.zeros((len(link), self.K), dtype=torch.bool)
         c_idx, _, m_idx = torch.nonzero(cross, as_tuple=True)
         crossed[c_idx, tobj[m_idx]] = True
-        proxy_obj = fac.obj[self.scene.count:]
-        by_proxy = crossed[:, proxy_obj].any(1)
-        clear = ~crossed.any(1)
-        refr = ~clear & ~by_proxy
+        by_proxy = crossed[:, fac.obj[G:]].any(1)
+        # crossings of scene objects are refractions (the ray goes straight on): events ordered along the path,
+        # reflection j ending segment j (key j + 1), a crossing of segment s at t (key s + t); a crossing seen
+        # twice (an edge shared by two triangles) counts once
+        key_c = torch.where(cross, torch.arange(D + 1, dtype=t.dtype)[None, :, None] + t, math.inf).reshape(
+            len(link), -1)
+        key_c, order_c = torch.sort(key_c, 1)
+        dup = torch.cat([torch.zeros((len(link), 1), dtype=torch.bool), key_c[:, 1:] - key_c[:, :-1] < 1e-9], 1)
+        key_c = torch.where(dup, math.inf, key_c)
+        n_cross = torch.isfinite(key_c).sum(1)
+        keep = ~by_proxy & (depth + n_cross <= D)  # longer ones do not exist in a trace of depth D
         length = torch.linalg.norm(v[:, 1:] - v[:, :-1], dim=-1).sum(1)
-        return ProxyPaths(link[clear], pts[clear], obj[clear], prim[clear], depth[clear], link[refr], length[refr],
-                          crossed[refr], screened)
+        refr = by_proxy
+        link_k, C = link[keep], int(keep.sum())
+        key_r = torch.where(used[keep], torch.arange(1, D + 1, dtype=t.dtype), math.inf)
+        q = order_c[keep]  # flat (segment, triangle) index of each crossing
+        seg, m = q // M, q % M
+        vk = v[keep]
+        cpts = vk[torch.arange(C)[:, None], seg] + t[keep].reshape(C, -1).gather(1, q)[..., None] * (
+            vk[torch.arange(C)[:, None], seg + 1] - vk[torch.arange(C)[:, None], seg])
+        keys = torch.cat([key_r, key_c[keep]], 1)
+        ev_pts = torch.cat([pts[keep], cpts], 1)
+        ev_obj = torch.cat([obj[keep], tobj[m]], 1)
+        ev_prim = torch.cat([prim[keep], tprim[m]], 1)
+        ev_type = torch.cat([torch.full_like(key_r, SPECULAR, dtype=torch.long),
+                             torch.full_like(key_c[keep], REFRACTION, dtype=torch.long)], 1)
+        keys, order = torch.sort(keys, 1)
+        order, valid = order[:, :D], torch.isfinite(keys[:, :D])
+        itype = torch.where(valid, ev_type.gather(1, order), NONE)
+        out_pts = torch.where(valid[..., None], ev_pts.gather(1, order[..., None].expand(-1, -1, 3)), 0.0)
+        out_obj = torch.where(valid, ev_obj.gather(1, order), -1)
+        out_prim = torch.where(valid, ev_prim.gather(1, order), -1)
+        return ProxyPaths(link_k, itype, out_pts, out_obj, out_prim, link[refr], length[refr], crossed[refr],
+                          screened)
 
 
 __all__ = ["Facets", "ImageMethod", "ProxyPaths", "facets_of", "concat_facets", "sequences", "image_chain",

@@ -1,0 +1,137 @@
+"""The exact local update (``method="image"``): the image method against hand-computed paths and against Sionna
+(every path Sionna finds via the person, with the same points and coefficients), transmission bounds, and the
+walk of seed 002 section 6.7 against a full re-trace (in tests/test_dynamic.py, fixture ``walks``)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rftwin.dynamic.exact import ImageUpdate, link_path_power, transmission_bound
+from rftwin.dynamic.images import ImageMethod, facets_of, sequences
+from rftwin.dynamic.proxy import BODY, ProxySpec, insert_proxy, proxy_triangles
+from rftwin.pathset import NONE, REFRACTION, SPECULAR
+from rftwin.physics.engine import MaterialValues, path_coefficients
+from rftwin.physics.slab import complex_permittivity, slab_coefficients
+from rftwin.scene import room
+from rftwin.trace import SolverSettings, trace
+from rftwin.twin_io import material_values
+
+F = 28e9
+
+
+def _wall(x: float, obj: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """An open square wall in the plane x = ``x`` (y, z in [-5, 5]): two triangles of object ``obj``."""
+    v = torch.tensor([[x, -5.0, -5.0], [x, 5.0, -5.0], [x, 5.0, 5.0], [x, -5.0, 5.0]], dtype=torch.float64)
+    tri = torch.stack([v[[0, 1, 2]], v[[0, 2, 3]]])
+    return tri, torch.full((2,), obj), torch.arange(2)
+
+
+def _box(center, obj: int):
+    tri = torch.as_tensor(proxy_triangles(ProxySpec(mesh="box:0.4x0.4x0.4"))) + torch.tensor(center)
+    return facets_of(tri, torch.full((len(tri),), obj), torch.arange(len(tri)), torch.ones(len(tri), dtype=bool))
+
+
+def test_sequences_and_facets():
+    s = sequences(3, 2)
+    assert s.tolist() == [[0, 1], [0, 2], [1, 0], [1, 2], [2, 0], [2, 1]]  # no facet twice in a row
+    fac = _box([0.0, 0.0, 0.0], 1)
+    assert fac.count == 6 and fac.tri.shape[1] == 2  # a cube: six facets of two triangles
+    # outward sides: +x facet points to +x
+    i = int(torch.nonzero((fac.normal[:, 0].abs() > 0.5) & (fac.offset * fac.normal[:, 0] > 0)).reshape(-1)[0])
+    assert float(fac.outward[i] * fac.normal[i, 0]) == 1.0
+
+
+def test_image_method_hand_computed_paths():
+    """A cube (0.4 m, centred at the origin) and an open wall at x = -3; tx = (-1, -0.1, 0), rx = (-1, 0.1, 0).
+    Depth 2: the cube's x = -0.2 face reflects tx to rx at (-0.2, 0, 0); tx -> wall -> cube (the image of tx in
+    the wall, (-5, -0.1, 0), seen through the face from rx mirrored in it, (0.6, 0.1, 0)) and the reverse order.
+    A panel at x = -0.6 (y < 0) crossed by the first-order path's incoming segment turns it into refraction +
+    reflection; the reverse-order path crosses the panel twice and needs depth 4."""
+    wall, wobj, wprim = _wall(-3.0, 0)
+    tx = torch.tensor([[-1.0, -0.1, 0.0]], dtype=torch.float64)
+    rx = torch.tensor([[-1.0, 0.1, 0.0]], dtype=torch.float64)
+    cube = _box([0.0, 0.0, 0.0], 1)
+    pp = ImageMethod(tx, rx, facets_of(wall, wobj, wprim), wall, wobj, wprim, 2, 2).paths(cube)
+    n = (pp.itype != NONE).sum(1)
+    assert sorted(n.tolist()) == [1, 2, 2] and (pp.itype[pp.itype != NONE] == SPECULAR).all()
+    torch.testing.assert_close(pp.points[n == 1][0, 0], torch.tensor([-0.2, 0.0, 0.0], dtype=torch.float64))
+    y_c = -0.1 + 0.2 * 4.8 / 5.6  # tx -> wall -> cube: where (-5, -0.1) -> (0.6, 0.1) crosses x = -0.2
+    y_w = y_c + (-0.1 - y_c) * 2.8 / 4.8  # and where the segment back to (-5, -0.1) crosses x = -3
+    wc = pp.points[(n == 2) & (pp.obj[:, 0] == 0)]
+    assert len(wc) == 1
+    torch.testing.assert_close(wc[0], torch.tensor([[-3.0, y_w, 0.0], [-0.2, y_c, 0.0]], dtype=torch.float64))
+    assert int(((n == 2) & (pp.obj[:, 0] == 1)).sum()) == 1  # cube -> wall
+    # the panel (object 2, open) at x = -0.6, y in [-0.8, 0], z in [-1, 1]
+    panel = torch.tensor([[[-0.6, -0.8, -1.0], [-0.6, 0.0, -1.0], [-0.6, -0.8, 1.0]],
+                          [[-0.6, 0.0, -1.0], [-0.6, 0.0, 1.0], [-0.6, -0.8, 1.0]]], dtype=torch.float64)
+    tri = torch.cat([wall, panel])
+    obj, prim = torch.tensor([0, 0, 2, 2]), torch.tensor([0, 1, 0, 1])
+    kinds = {}
+    for depth in (2, 4):
+        p = ImageMethod(tx, rx, facets_of(tri, obj, prim), tri, obj, prim, 3, depth).paths(cube)
+        kinds[depth] = sorted(tuple(t for t in row if t != NONE) for row in p.itype.tolist())
+        if depth == 2:
+            r = p.points[p.itype[:, 0] == REFRACTION][0]
+            torch.testing.assert_close(r[0], torch.tensor([-0.6, -0.05, 0.0], dtype=torch.float64))
+            assert p.obj[p.itype[:, 0] == REFRACTION][0].tolist() == [2, 1]
+    R, S = REFRACTION, SPECULAR
+    assert kinds[2] == sorted([(R, S), (S, S)])  # tx -> wall -> cube stays clear; cube -> wall needs 4
+    assert (R, S, R, S) in kinds[4] and (R, S) in kinds[4]  # (and longer paths between wall and cube)
+
+
+def test_transmission_bound_of_the_body_and_a_thin_slab():
+    th = torch.tensor([[[BODY["thickness"], 0.01]]], dtype=torch.float64)
+    mv = MaterialValues(torch.tensor([[[BODY["relative_permittivity"], 6.0]]], dtype=torch.float64),
+                        torch.tensor([[[BODY["conductivity"], 0.01]]], dtype=torch.float64), th)
+    t2 = transmission_bound(mv, np.array([F]))
+    assert float(t2[0]) < 1e-30  # 0.2 m of skin at 28 GHz transmits nothing
+    eta = complex_permittivity(torch.tensor(6.0, dtype=torch.float64), torch.tensor(0.01, dtype=torch.float64),
+                               torch.tensor(F, dtype=torch.float64))
+    _, _, t_te, _ = slab_coefficients(torch.tensor(1.0, dtype=torch.float64), eta, torch.tensor(0.01),
+                                      torch.tensor(299_792_458.0 / F, dtype=torch.float64))
+    assert float(t2[1]) >= float(t_te.abs() ** 2) - 1e-12 and float(t2[1]) <= 1.0
+
+
+@pytest.mark.parametrize("y", [-1.0, -0.4])
+def test_image_method_finds_every_sionna_path_via_the_person(y):
+    """With the person on or beside the 4 m link among ten links (depth 3): every path Sionna finds via the person
+    is built by the image method with the same objects and points (1 mm), and the engine on the built records
+    equals Sionna's coefficients of those paths; the image method may find more (Sionna's ray sampling misses
+    some) and the path gains agree within the tracer's sampling noise."""
+    st = SolverSettings(max_depth=3, samples_per_src=100_000)
+    tw = room(F)
+    rng = np.random.default_rng(1)
+    tx = np.concatenate([[[-2.0, -1.0, 1.2]], np.repeat([[-4.6, 0.3, 2.5]], 9, 0)])
+    rx = np.concatenate([[[2.0, -1.0, 1.2]], np.stack([rng.uniform(-1, 4.5, 9), rng.uniform(-4.5, 1, 9),
+                                                        rng.uniform(0.8, 2.0, 9)], 1)])
+    ps0 = trace(tw, tx, rx, st, cache_dir=False, progress=False)
+    pos = np.array([0.0, y, 0.91])
+    insert_proxy(tw, ProxySpec(), pos)
+    k = len(tw.objects) - 1
+    uf, row = np.array([F]), np.zeros(len(tx), dtype=np.int64)
+    mv = material_values(tw, None, uf)
+    up = ImageUpdate(tw, ps0, link_path_power(ps0, mv, uf, row), proxy_triangles(ProxySpec()), k, mv, uf, row, 3)
+    geo, extra = up.step(pos)
+    ps = trace(tw, tx, rx, st, cache_dir=False, progress=False)
+    via_s = ((ps.obj == k) & (ps.itype != NONE)).any(1)
+    via_i = ((geo.obj == k) & (geo.itype != NONE)).any(1)
+    assert int(via_s.sum()) >= 3
+    a_img = path_coefficients(geo, mv, F)[0, 0, :, 0, 0]
+    idx_i = torch.nonzero(via_i).reshape(-1)
+    for i in torch.nonzero(via_s).reshape(-1).tolist():
+        same = idx_i[(geo.link[idx_i] == ps.link[i]) & (geo.obj[idx_i] == ps.obj[i]).all(1)
+                     & (geo.itype[idx_i] == ps.itype[i]).all(1)]
+        assert len(same), f"Sionna's path {i} (link {int(ps.link[i])}, objects {ps.obj[i].tolist()}) not built"
+        d = (geo.point[same] - ps.point[i]).abs().amax((1, 2))
+        j = same[int(d.argmin())]
+        assert float(d.min()) < 1e-3
+        ref = ps.a_ref[i, 0, 0].to(torch.complex128)
+        assert abs(complex(a_img[j] - ref)) <= 1e-3 * abs(complex(ref)), (i, complex(a_img[j]), complex(ref))
+    assert int(via_i.sum()) >= int(via_s.sum())
+    assert float(extra.max()) < 1e-20  # nothing through the body that could matter
+    g_s = 10 * torch.log10(torch.zeros(ps.num_links, dtype=torch.float64).index_add_(
+        0, ps.link, path_coefficients(ps, mv, F)[0, 0, :, 0, 0].abs() ** 2))
+    g_i = 10 * torch.log10(torch.zeros(geo.num_links, dtype=torch.float64).index_add_(0, geo.link, a_img.abs() ** 2))
+    assert float((g_s - g_i).abs().max()) < 0.08  # the tracer's own sampling noise at 1e5 rays (docs)
+    assert math.isfinite(float(g_i[0]))
