@@ -39,8 +39,8 @@ def register(app: typer.Typer) -> None:
                                                          "change by more than this (dB) (conservative)."),
         full: bool = typer.Option(False, "--full/--local", help="Re-trace every link at every step (reference)."),
         method: str = typer.Option("auto", "--method",
-                                   help="Local update: auto (image, or region with --diffraction), region "
-                                        "(re-trace links whose paths / Fresnel zones meet the proxy), image "
+                                   help="Local update: auto (image; region with --diffraction or --no-specular), "
+                                        "region (re-trace links whose paths / Fresnel zones meet the proxy), image "
                                         "(static paths the proxy does not block + every specular path via it "
                                         "by the image method; exact, no Sionna call in an opaque room; no "
                                         "--diffraction) or geometric (static paths minus "
@@ -76,7 +76,9 @@ def register(app: typer.Typer) -> None:
         if method not in ("auto", "geometric", "image", "region"):
             fail(f"--method '{method}': expected auto, region, image or geometric")
         if method == "auto":
-            method = "region" if diffraction else "image"
+            method = "region" if diffraction or not specular else "image"
+        if method == "image" and not specular:
+            fail("--method image builds specular paths; with --no-specular use --method region")
         if method in ("geometric", "image") and diffraction:
             fail(f"--method {method} needs a trace without diffraction (near misses change diffracted paths); "
                  "use --method region")

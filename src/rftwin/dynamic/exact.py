@@ -54,10 +54,12 @@ class ImageUpdate:
     """Per-step state of the exact local update for fixed links, a fixed static trace and one proxy."""
 
     def __init__(self, twin: TwinScene, ps0: PathSet, p0: torch.Tensor, proxy_tri: np.ndarray, proxy_index: int,
-                 mv: MaterialValues, uf: np.ndarray, row_f: np.ndarray, max_depth: int) -> None:
+                 mv: MaterialValues, uf: np.ndarray, row_f: np.ndarray, max_depth: int, refraction: bool = True
+                 ) -> None:
         """``twin`` with the proxy already inserted (object ``proxy_index``); ``ps0`` the static trace and ``p0``
         [N0] its path powers; ``proxy_tri`` [M, 3, 3] the proxy centred on its bounding box (m); ``mv`` material
-        values [1, F, K] at the frequencies ``uf``; ``row_f`` [L] each link's frequency."""
+        values [1, F, K] at the frequencies ``uf``; ``row_f`` [L] each link's frequency; ``max_depth`` and
+        ``refraction`` as traced."""
         meshes = twin.meshes()
         self.static_meshes = [m for i, m in enumerate(meshes) if i != proxy_index]
         tri, obj, prim, closed = [], [], [], []
@@ -78,9 +80,10 @@ class ImageUpdate:
         self.twin, self.ps0, self.p0, self.proxy_index = twin, ps0, p0, proxy_index
         self.K = len(twin.objects)
         self.method = ImageMethod(ps0.tx_pos, ps0.rx_pos, facets_of(tri, obj, prim, closed), tri, obj, prim, self.K,
-                                  max_depth)
+                                  max_depth, refraction)
         self.lam = torch.as_tensor(SPEED_OF_LIGHT / uf[row_f], dtype=torch.float64)  # [L] wavelength per link
-        self.t2 = transmission_bound(mv, uf)  # [K]
+        # nothing goes through an object in a trace without refraction
+        self.t2 = transmission_bound(mv, uf) if refraction else torch.zeros(self.K, dtype=torch.float64)  # [K]
         self.D = max_depth
         self.last: ProxyPaths | None = None
 

@@ -229,10 +229,12 @@ class ImageMethod:
     the receivers' images in the scene facets); :meth:`paths` takes the proxy's placed facets."""
 
     def __init__(self, tx: torch.Tensor, rx: torch.Tensor, scene: Facets, scene_tri: torch.Tensor,
-                 scene_obj: torch.Tensor, scene_prim: torch.Tensor, num_objects: int, max_depth: int) -> None:
+                 scene_obj: torch.Tensor, scene_prim: torch.Tensor, num_objects: int, max_depth: int,
+                 refraction: bool = True) -> None:
         """``tx``, ``rx`` [L, 3] (m); ``scene`` its facets and ``scene_tri`` [M, 3, 3] / ``scene_obj``,
         ``scene_prim`` [M] its triangles; ``num_objects`` K objects including the proxy; ``max_depth`` D
-        interactions."""
+        interactions; ``refraction``: whether the trace refracts (else paths through objects do not exist)."""
+        self.refraction = bool(refraction)
         self.tx, self.rx, self.scene, self.D = tx.to(torch.float64), rx.to(torch.float64), scene, int(max_depth)
         self.scene_tri, self.scene_obj, self.K = scene_tri.to(torch.float64), scene_obj, num_objects
         self.scene_prim = scene_prim
@@ -371,8 +373,10 @@ class ImageMethod:
         key_c = torch.where(dup, math.inf, key_c)
         n_cross = torch.isfinite(key_c).sum(1)
         keep = ~by_proxy & (depth + n_cross <= D)  # longer ones do not exist in a trace of depth D
+        if not self.refraction:
+            keep &= n_cross == 0
         length = torch.linalg.norm(v[:, 1:] - v[:, :-1], dim=-1).sum(1)
-        refr = by_proxy
+        refr = by_proxy & self.refraction
         link_k, C = link[keep], int(keep.sum())
         key_r = torch.where(used[keep], torch.arange(1, D + 1, dtype=t.dtype), math.inf)
         q = order_c[keep]  # flat (segment, triangle) index of each crossing

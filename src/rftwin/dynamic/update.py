@@ -170,6 +170,8 @@ def run_update(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np
     if method in ("geometric", "image") and (settings.diffraction or settings.diffuse_reflection):
         raise ValueError(f"method '{method}' needs a trace without diffraction and diffuse reflection "
                          "(near misses change those paths); use method 'region'")
+    if method == "image" and not settings.specular_reflection:
+        raise ValueError("method 'image' builds specular paths; with specular reflection off use method 'region'")
     tx = np.asarray(tx_pos, dtype=np.float64).reshape(-1, 3)
     rx = np.asarray(rx_pos, dtype=np.float64).reshape(-1, 3)
     positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
@@ -194,7 +196,7 @@ def run_update(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np
         from rftwin.dynamic.exact import ImageUpdate, link_path_power  # noqa: PLC0415
 
         image = ImageUpdate(twin, ps0, link_path_power(ps0, mv, uf, row_f), tri0.numpy(), proxy_index, mv, uf, row_f,
-                            settings.max_depth)
+                            settings.max_depth, settings.refraction)
     ratio = 10.0 ** (geometric_tolerance_db / 10.0) - 1.0
     series, steps = [], []
     ps = strong = None
