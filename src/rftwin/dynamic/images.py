@@ -382,7 +382,7 @@ class ImageMethod:
         q = order_c[keep]  # flat (segment, triangle) index of each crossing
         seg, m = q // M, q % M
         vk = v[keep]
-        cpts = vk[torch.arange(C)[:, None], seg] + t[keep].reshape(C, -1).gather(1, q)[..., None] * (
+        cpts = vk[torch.arange(C)[:, None], seg] + t[keep].reshape(C, (D + 1) * M).gather(1, q)[..., None] * (
             vk[torch.arange(C)[:, None], seg + 1] - vk[torch.arange(C)[:, None], seg])
         keys = torch.cat([key_r, key_c[keep]], 1)
         ev_pts = torch.cat([pts[keep], cpts], 1)
