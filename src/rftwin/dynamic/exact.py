@@ -18,6 +18,7 @@ import torch
 
 from rftwin.dynamic.images import ImageMethod, ProxyPaths, facets_of
 from rftwin.dynamic.paths import add_paths
+from rftwin.dynamic.region import path_segments, segments_hit_boxes, segments_hit_triangles
 from rftwin.pathset import NONE, SPEED_OF_LIGHT, PathSet
 from rftwin.physics.channel import link_sum, path_power
 from rftwin.physics.engine import MaterialValues, path_coefficients
@@ -86,20 +87,20 @@ class ImageUpdate:
         self.t2 = transmission_bound(mv, uf) if refraction else torch.zeros(self.K, dtype=torch.float64)  # [K]
         self.D = max_depth
         self.last: ProxyPaths | None = None
+        self.segments = path_segments(ps0) if ps0.num_paths else None
 
     def step(self, position: np.ndarray) -> tuple[PathSet, torch.Tensor]:
         """Paths of every link with the proxy's bounding-box centre at ``position`` [3] (m), and an upper bound
         [L] on the power of the paths a trace could have on top of them."""
-        from rftwin.dynamic.region import path_segments, segments_hit_triangles  # noqa: PLC0415
-
         shift = torch.as_tensor(position, dtype=torch.float64)
         tri = self.proxy_tri0 + shift
         ps0, L = self.ps0, self.ps0.num_links
-        if ps0.num_paths:
-            p0s, p1s = path_segments(ps0)
-            blocked = segments_hit_triangles(p0s, p1s, tri).any(-1)
-        else:
-            blocked = torch.zeros(0, dtype=torch.bool)
+        blocked = torch.zeros(ps0.num_paths, dtype=torch.bool)
+        if ps0.num_paths:  # the proxy's bounding box first, the exact triangle test on the paths that meet it
+            p0s, p1s = self.segments
+            lo, hi = tri.reshape(-1, 3).amin(0)[None], tri.reshape(-1, 3).amax(0)[None]
+            near = torch.nonzero(segments_hit_boxes(p0s, p1s, lo, hi, 1e-9).any(-1).any(-1)).reshape(-1)
+            blocked[near] = segments_hit_triangles(p0s[near], p1s[near], tri).any(-1)
         extra = link_sum(self.p0 * blocked * self.t2[self.proxy_index], ps0.link, L)
         pp = self.method.paths(self.proxy_facets0.shifted(shift))
         self.last = pp
