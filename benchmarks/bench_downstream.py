@@ -19,7 +19,7 @@ time per step of both and their difference in dB per link and step; shadow-loss 
 
 Run: .venv/bin/python benchmarks/bench_downstream.py --part beams [--quick] [--seeds 3,4,5]
      for m in full local local_new_paths_0.1db geometric geometric_order2 geometric_order1 image d2d_full \
-              d2d_local d2d_geometric d2d_image noise profile compare; do
+              d2d_local d2d_geometric d2d_image noise profile compare image_check; do
          .venv/bin/python benchmarks/bench_downstream.py --part dynamic --mode $m; done
 (each walk in its own process: a crash in one walk loses only that walk; the Dr.Jit "jit_var: unknown variable"
 abort seen first came from solver calls without any path and is fixed in the tracer)
@@ -346,6 +346,33 @@ def _modes_table(modes: dict) -> str:
     return "\n".join(rows)
 
 
+def image_check(threshold_db: float = 0.05, samples: int = 1_000_000) -> dict:
+    """Where the image update and the full re-trace (1e5 rays) differ by more than ``threshold_db``: the link
+    re-traced alone at that step with ``samples`` rays, path gains of all three (is the difference the image
+    method's or the 1e5-ray trace's?)."""
+    from rftwin.dynamic.proxy import ProxySpec, insert_proxy, move_proxy  # noqa: PLC0415
+    from rftwin.dynamic.update import _features  # noqa: PLC0415
+    from rftwin.twin_io import material_values  # noqa: PLC0415
+
+    img, full = np.load(RESULTS / ".dyn_image.npz")["g"], np.load(RESULTS / ".dyn_full.npz")["g"]
+    _, tx, rx, _, pos, _, base = _walk_setup(False)
+    insert_proxy(base, ProxySpec(), pos[0])
+    mv = material_values(base, None, np.array([F]))
+    rows = []
+    for step, link in np.argwhere(np.abs(img - full) > threshold_db):  # a handful of (step, link) pairs
+        move_proxy(base, "proxy", pos[step])
+        ps = trace(base, tx[link:link + 1], rx[link:link + 1], SolverSettings(max_depth=3, samples_per_src=samples),
+                   cache_dir=False, progress=False)
+        g = float(_features(ps, mv, np.array([F]), np.zeros(1, dtype=np.int64), None)[0][0])
+        rows.append({"step": int(step), "link": int(link), "y_m": float(pos[step, 1]),
+                     "image_db": float(img[step, link]), "full_1e5_db": float(full[step, link]),
+                     f"trace_{samples:.0e}_db": g,
+                     "image_minus_more_rays_db": float(img[step, link] - g),
+                     "full_minus_more_rays_db": float(full[step, link] - g)})
+        print(rows[-1], flush=True)
+    return {"threshold_db": threshold_db, "samples": samples, "pairs": rows}
+
+
 def dynamic_profile() -> dict:
     """Where one step's seconds go, with the person at y = -1 among the walk's 100 links: Sionna scene edit
     (moving the proxy), Sionna solver calls (first call of a receiver count: Dr.Jit compiles; second: warm) and
@@ -504,7 +531,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--part", default="all", choices=["beams", "dynamic", "datasets", "ris", "all"],
                     help="part 1: beams, dynamic; part 2: datasets, ris; all: every part")
-    ap.add_argument("--mode", default=None, choices=[*DYN_MODES, *D2D_MODES, "noise", "profile", "compare"],
+    ap.add_argument("--mode", default=None,
+                    choices=[*DYN_MODES, *D2D_MODES, "noise", "profile", "image_check", "compare"],
                     help="dynamic part: run one walk (each in its own process) or compare the saved walks")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=3)
@@ -552,6 +580,8 @@ def main() -> None:
             dyn["sampling_noise"] = sampling_noise()
         elif args.mode == "profile":
             dyn["profile"] = dynamic_profile()
+        elif args.mode == "image_check":
+            dyn["image_check"] = image_check()
         elif args.mode.startswith("d2d"):
             dyn.setdefault("d2d", {})[args.mode[4:]] = dynamic_mode(args.mode, args.quick)
         else:
