@@ -13,9 +13,12 @@ share of correct picks, gain lost, throughput (802.11ad table, 2.16 GHz, NF 10 d
 
 Part ``dynamic`` (seed 002 section 6.7): a person (0.4 x 0.3 x 1.8 m box, skin-like material) walks across a
 4 m link in the room at 28 GHz while 99 more links (three access points, random receivers) are tracked; at every
-step ``rftwin.dynamic.update.run_update`` re-traces only the links whose paths or first Fresnel zones meet the
-person's old or new place, and the same walk is repeated with a full re-trace of every link at every step:
-time per step of both and their difference in dB per link and step; shadow-loss time series of the 4 m link.
+step ``rftwin.dynamic.update.run_update`` updates every link locally (modes: region and geometric tests that
+re-trace some links with Sionna; ``image``: the static paths the person does not block plus every path via the
+person by the image method, no Sionna call), and the same walk is repeated with a full re-trace of every link at
+every step: time per step (and its parts) and the difference in dB per link and step; shadow-loss time series of
+the 4 m link. ``profile``: where one step's seconds go; ``image_check``: where image and full re-trace differ by
+more than 0.05 dB, the link re-traced with 1e6 rays.
 
 Run: .venv/bin/python benchmarks/bench_downstream.py --part beams [--quick] [--seeds 3,4,5]
      for m in full local local_new_paths_0.1db geometric geometric_order2 geometric_order1 image d2d_full \
