@@ -32,6 +32,8 @@ SLOW = (
     "tests/test_dynamic.py::test_geometric_update_equals_full_retrace",
     "tests/test_dynamic.py::test_image_update_equals_full_retrace_without_sionna",
     "tests/test_dynamic_image.py::test_image_method_finds_every_sionna_path_via_the_person",
+    "tests/test_dynamic_image.py::test_cylinder_walk_image_equals_full_retrace",
+    "tests/test_dynamic_image.py::test_paths_only_the_image_method_finds_are_real",
     "tests/test_engine_mechanisms.py::test_gradients_match_finite_differences",
     "tests/test_engine_mechanisms.py::test_parity_with_sionna",
     "tests/test_engine_mechanisms.py::test_diffraction_shadow_region_only",

@@ -16,7 +16,7 @@ import math
 import numpy as np
 import torch
 
-from rftwin.dynamic.images import ImageMethod, ProxyPaths, facets_of
+from rftwin.dynamic.images import ImageMethod, ProxyPaths, convex_blocks, facets_of
 from rftwin.dynamic.paths import add_paths
 from rftwin.dynamic.region import path_segments, segments_hit_boxes, segments_hit_triangles
 from rftwin.pathset import NONE, SPEED_OF_LIGHT, PathSet
@@ -78,6 +78,11 @@ class ImageUpdate:
         self.proxy_faces = np.arange(3 * M).reshape(M, 3)
         self.proxy_facets0 = facets_of(self.proxy_tri0, torch.full((M,), proxy_index, dtype=torch.long),
                                        torch.arange(M), torch.full((M,), bool(twin.objects[proxy_index].watertight)))
+        pf = self.proxy_facets0
+        self.n_out, self.o_out = pf.normal * pf.outward[:, None], pf.offset * pf.outward
+        # a closed convex proxy (box, cylinder): every vertex on the inner side of every facet plane
+        self.convex = bool((pf.outward != 0).all()) and bool(
+            ((self.proxy_tri0.reshape(-1, 3) @ self.n_out.T - self.o_out) <= 1e-9).all())
         self.twin, self.ps0, self.p0, self.proxy_index = twin, ps0, p0, proxy_index
         self.K = len(twin.objects)
         self.method = ImageMethod(ps0.tx_pos, ps0.rx_pos, facets_of(tri, obj, prim, closed), tri, obj, prim, self.K,
@@ -100,9 +105,13 @@ class ImageUpdate:
             p0s, p1s = self.segments
             lo, hi = tri.reshape(-1, 3).amin(0)[None], tri.reshape(-1, 3).amax(0)[None]
             near = torch.nonzero(segments_hit_boxes(p0s, p1s, lo, hi, 1e-9).any(-1).any(-1)).reshape(-1)
-            blocked[near] = segments_hit_triangles(p0s[near], p1s[near], tri).any(-1)
+            if self.convex:  # clipping: a path tangent to the proxy is not blocked (as in a trace)
+                blocked[near] = convex_blocks(p0s[near], p1s[near], self.n_out, self.o_out + self.n_out @ shift
+                                              ).any(-1)
+            else:
+                blocked[near] = segments_hit_triangles(p0s[near], p1s[near], tri).any(-1)
         extra = link_sum(self.p0 * blocked * self.t2[self.proxy_index], ps0.link, L)
-        pp = self.method.paths(self.proxy_facets0.shifted(shift))
+        pp = self.method.paths(self.proxy_facets0.shifted(shift), convex=self.convex)
         self.last = pp
         if len(pp.refr_link):
             t2 = torch.where(pp.refr_obj, self.t2[None, :], torch.ones_like(self.t2)[None, :]).prod(1)

@@ -203,6 +203,22 @@ def segment_crossings(p0: torch.Tensor, p1: torch.Tensor, tri: torch.Tensor, eps
     return ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > eps) & (t < 1 - eps), t
 
 
+def convex_blocks(p0: torch.Tensor, p1: torch.Tensor, normal_out: torch.Tensor, offset_out: torch.Tensor,
+                  tol_m: float = 1e-6) -> torch.Tensor:
+    """Whether segments p0 -> p1 [..., 3] pass through the interior of a convex polytope (outward normals
+    ``normal_out`` [P, 3], offsets [P]: n . x <= offset inside) for more than ``tol_m`` (m): bool [...]. A segment
+    that only touches its surface (an end point on a face, tangent along an edge) is not blocked."""
+    d0 = p0 @ normal_out.T - offset_out  # [..., P]
+    d1 = p1 @ normal_out.T - offset_out
+    den = d0 - d1
+    t = d0 / torch.where(den.abs() > 1e-15, den, torch.ones_like(den))
+    enter = torch.where((d0 > 0) & (d1 < 0), t, torch.zeros_like(t)).amax(-1)
+    leave = torch.where((d0 < 0) & (d1 > 0), t, torch.ones_like(t)).amin(-1)
+    outside = ((d0 >= 0) & (d1 >= 0)).any(-1)  # wholly on the outer side of one face
+    length = torch.linalg.norm(p1 - p0, dim=-1)
+    return ~outside & ((leave - enter) * length > tol_m)
+
+
 @dataclass
 class ProxyPaths:
     """Specular paths via the proxy, C of them, padded to depth D.
@@ -250,8 +266,10 @@ class ImageMethod:
             before = torch.cat([K[:, :, 1:], self.rx[:, None, None, :].expand(-1, len(seq), 1, 3)], 2)
             self.suffix[n] = (seq, K, outer_side(before, scene, seq) if n else torch.ones((len(rx), 1), dtype=bool))
 
-    def paths(self, proxy: Facets, eps: float = 1e-7) -> ProxyPaths:
-        """Every path via the placed ``proxy`` facets (indices after the scene's in :attr:`facets`)."""
+    def paths(self, proxy: Facets, eps: float = 1e-7, convex: bool = False) -> ProxyPaths:
+        """Every path via the placed ``proxy`` facets (indices after the scene's in :attr:`facets`). ``convex``:
+        the proxy is a closed convex polytope (its crossings are then tested by clipping, so that a segment
+        tangent to it is not blocked)."""
         fac = concat_facets(self.scene, proxy)
         G, F, D = self.scene.count, fac.count, self.D
         pivots = torch.arange(G, F)
@@ -305,7 +323,7 @@ class ImageMethod:
                     li, pi, si, p = li[hit], pi[hit], si[hit], p[hit]
                     seq = torch.cat([pre[pi], torch.full((len(li), 1), b, dtype=torch.long), suf[si]], 1)
                     found.append(self._unfold(li, seq, chain[self.tx_id[li], pi], K[li, si], p, fac, lp, eps))
-        return self._assemble(found, fac, screened, eps)
+        return self._assemble(found, fac, screened, eps, convex)
 
     def _unfold(self, li, seq, pre_img, suf_img, p, fac: Facets, lp: int, eps: float):
         """Points [C, k, 3] of the candidates (pivot point ``p`` [C, 3] at position ``lp``) and their validity."""
@@ -334,8 +352,9 @@ class ImageMethod:
             prim[:, j] = pr
         return li[ok], seq[ok], pts[ok], prim[ok]
 
-    def _assemble(self, found, fac: Facets, screened: int, eps: float) -> ProxyPaths:
+    def _assemble(self, found, fac: Facets, screened: int, eps: float, convex: bool) -> ProxyPaths:
         D, G = self.D, self.scene.count
+        found = [f for f in found if len(f[0])]
         if not found:
             e = torch.zeros(0, dtype=torch.long)
             return ProxyPaths(e, torch.zeros((0, D), dtype=torch.long), torch.zeros((0, D, 3), dtype=torch.float64),
@@ -348,10 +367,12 @@ class ImageMethod:
         prim = torch.cat([torch.cat([f[3], torch.full((len(f[0]), D - f[1].shape[1]), -1)], 1) for f in found])
         pts = torch.cat([torch.cat([f[2], torch.zeros((len(f[0]), D - f[1].shape[1], 3), dtype=f[2].dtype)], 1)
                          for f in found])
-        # every segment against the scene's and the proxy's triangles
-        tri = torch.cat([self.scene_tri, fac.tri[G:].reshape(-1, 3, 3)])
-        tobj = torch.cat([self.scene_obj, fac.obj[G:].repeat_interleave(fac.tri.shape[1])])
-        tprim = torch.cat([self.scene_prim, fac.prim[G:].reshape(-1)])
+        fseq = torch.cat([torch.cat([f[1], torch.full((len(f[0]), D - f[1].shape[1]), -1)], 1) for f in found])
+        # every segment against the scene's triangles and the proxy (its triangles, or clipping when convex)
+        n_px = 0 if convex else fac.tri.shape[1] * (fac.count - G)
+        tri = torch.cat([self.scene_tri, fac.tri[G:].reshape(-1, 3, 3)[:n_px]])
+        tobj = torch.cat([self.scene_obj, fac.obj[G:].repeat_interleave(fac.tri.shape[1])[:n_px]])
+        tprim = torch.cat([self.scene_prim, fac.prim[G:].reshape(-1)[:n_px]])
         real = ~torch.isnan(tri).any(-1).any(-1)
         tri, tobj, tprim = tri[real], tobj[real], tprim[real]
         M = len(tri)
@@ -362,17 +383,27 @@ class ImageMethod:
         crossed = torch.zeros((len(link), self.K), dtype=torch.bool)
         c_idx, _, m_idx = torch.nonzero(cross, as_tuple=True)
         crossed[c_idx, tobj[m_idx]] = True
+        if convex:
+            n_out = fac.normal[G:] * fac.outward[G:, None]
+            crossed[:, fac.obj[G]] = convex_blocks(v[:, :-1], v[:, 1:], n_out, fac.offset[G:] * fac.outward[G:]).any(1)
         by_proxy = crossed[:, fac.obj[G:]].any(1)
+        # a reflection on the inner side of a closed object's facet must have entered it (crossed it); without
+        # a crossing it is a tangent, degenerate case that no trace has
+        f = fseq.clamp_min(0)
+        side_prev = ((v[:, :-2] * fac.normal[f]).sum(-1) - fac.offset[f]) * fac.outward[f]
+        side_next = ((v[:, 2:] * fac.normal[f]).sum(-1) - fac.offset[f]) * fac.outward[f]
+        inner = used & ((side_prev < -1e-9) | (side_next < -1e-9))
+        degenerate = (inner & ~crossed.gather(1, fac.obj[f])).any(1)
         # crossings of scene objects are refractions (the ray goes straight on): events ordered along the path,
         # reflection j ending segment j (key j + 1), a crossing of segment s at t (key s + t); a crossing seen
         # twice (an edge shared by two triangles) counts once
         key_c = torch.where(cross, torch.arange(D + 1, dtype=t.dtype)[None, :, None] + t, math.inf).reshape(
-            len(link), -1)
+            len(link), (D + 1) * M)
         key_c, order_c = torch.sort(key_c, 1)
         dup = torch.cat([torch.zeros((len(link), 1), dtype=torch.bool), key_c[:, 1:] - key_c[:, :-1] < 1e-9], 1)
         key_c = torch.where(dup, math.inf, key_c)
         n_cross = torch.isfinite(key_c).sum(1)
-        keep = ~by_proxy & (depth + n_cross <= D)  # longer ones do not exist in a trace of depth D
+        keep = ~by_proxy & ~degenerate & (depth + n_cross <= D)  # longer ones do not exist at depth D
         if not self.refraction:
             keep &= n_cross == 0
         length = torch.linalg.norm(v[:, 1:] - v[:, :-1], dim=-1).sum(1)
