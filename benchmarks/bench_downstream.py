@@ -423,16 +423,14 @@ def dynamic_profile() -> dict:
     up = ImageUpdate(base, ps0, link_path_power(ps0, mv, uf, row), proxy_triangles(ProxySpec()), len(base.objects) - 1,
                      mv, uf, row, st.max_depth)
     up.step(mid)  # warm-up
-    from rftwin.dynamic.region import path_segments, segments_hit_triangles  # noqa: PLC0415
-
     reps = 5
     t = time.perf_counter()
     for _ in range(reps):
-        segments_hit_triangles(*path_segments(ps0), up.proxy_tri0 + torch.as_tensor(mid)).any(-1)
+        up.blocked(mid)
     t_static = (time.perf_counter() - t) / reps
     t = time.perf_counter()
     for _ in range(reps):
-        pp = up.method.paths(up.proxy_facets0.shifted(torch.as_tensor(mid)))
+        pp = up.method.paths(up.proxy_facets0.shifted(torch.as_tensor(mid)), convex=up.convex)
     t_img = (time.perf_counter() - t) / reps
     t = time.perf_counter()
     for _ in range(reps):

@@ -102,7 +102,10 @@ def register(app: typer.Typer) -> None:
         from rftwin.dynamic.proxy import ProxyError, ProxySpec, proxy_half_size  # noqa: PLC0415
         from rftwin.dynamic.update import run_update  # noqa: PLC0415
         from rftwin.io import write_json, write_table  # noqa: PLC0415
+        from rftwin.runtime import configure_torch_threads  # noqa: PLC0415
         from rftwin.twin_io import load_twin  # noqa: PLC0415
+
+        configure_torch_threads()  # the image method's many small tensor operations: one thread (RFTWIN_TORCH_THREADS)
 
         spec = ProxySpec(mesh=mesh, label=label)
         try:

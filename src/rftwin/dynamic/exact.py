@@ -24,7 +24,7 @@ from rftwin.physics.channel import link_sum, path_power
 from rftwin.physics.engine import MaterialValues, path_coefficients
 from rftwin.physics.slab import complex_permittivity, slab_coefficients
 from rftwin.scene.load import TwinScene
-from rftwin.trace.tracer import _antenna_vectors, _geometry  # noqa: PLC2701 - the tracer's own record code
+from rftwin.trace.tracer import AntennaSpec, _antenna_vectors, _geometry, reset_devices  # noqa: PLC2701 - the tracer's own record code
 
 _GEO_FIELDS = dict(length_m="length", k_tx="k_tx", k_rx="k_rx", itype="itype", obj="obj", prim="prim",
                    point="point", normal="normal", cos_i="cos_i", rot_in="rot_in", rot_out="rot_out", prob="prob")
@@ -61,6 +61,9 @@ class ImageUpdate:
         [N0] its path powers; ``proxy_tri`` [M, 3, 3] the proxy centred on its bounding box (m); ``mv`` material
         values [1, F, K] at the frequencies ``uf``; ``row_f`` [L] each link's frequency; ``max_depth`` and
         ``refraction`` as traced."""
+        if twin.scene.tx_array is None or twin.scene.rx_array is None:  # the static trace came from the cache
+            reset_devices(twin.scene, AntennaSpec(**ps0.meta.get("tx_antenna", {})),
+                          AntennaSpec(**ps0.meta.get("rx_antenna", {})))
         meshes = twin.meshes()
         self.static_meshes = [m for i, m in enumerate(meshes) if i != proxy_index]
         tri, obj, prim, closed = [], [], [], []
@@ -94,22 +97,30 @@ class ImageUpdate:
         self.last: ProxyPaths | None = None
         self.segments = path_segments(ps0) if ps0.num_paths else None
 
+    def blocked(self, position: np.ndarray) -> torch.Tensor:
+        """Static paths [N0] that the proxy at ``position`` [3] (m) blocks: its bounding box first, then the exact
+        test on the paths that meet it (clipping for a convex proxy: a tangent path is not blocked, as in a
+        trace; triangles otherwise)."""
+        shift = torch.as_tensor(position, dtype=torch.float64)
+        tri = self.proxy_tri0 + shift
+        blocked = torch.zeros(self.ps0.num_paths, dtype=torch.bool)
+        if self.segments is None:
+            return blocked
+        p0s, p1s = self.segments
+        lo, hi = tri.reshape(-1, 3).amin(0)[None], tri.reshape(-1, 3).amax(0)[None]
+        near = torch.nonzero(segments_hit_boxes(p0s, p1s, lo, hi, 1e-9).any(-1).any(-1)).reshape(-1)
+        if self.convex:
+            blocked[near] = convex_blocks(p0s[near], p1s[near], self.n_out, self.o_out + self.n_out @ shift).any(-1)
+        else:
+            blocked[near] = segments_hit_triangles(p0s[near], p1s[near], tri).any(-1)
+        return blocked
+
     def step(self, position: np.ndarray) -> tuple[PathSet, torch.Tensor]:
         """Paths of every link with the proxy's bounding-box centre at ``position`` [3] (m), and an upper bound
         [L] on the power of the paths a trace could have on top of them."""
         shift = torch.as_tensor(position, dtype=torch.float64)
-        tri = self.proxy_tri0 + shift
         ps0, L = self.ps0, self.ps0.num_links
-        blocked = torch.zeros(ps0.num_paths, dtype=torch.bool)
-        if ps0.num_paths:  # the proxy's bounding box first, the exact triangle test on the paths that meet it
-            p0s, p1s = self.segments
-            lo, hi = tri.reshape(-1, 3).amin(0)[None], tri.reshape(-1, 3).amax(0)[None]
-            near = torch.nonzero(segments_hit_boxes(p0s, p1s, lo, hi, 1e-9).any(-1).any(-1)).reshape(-1)
-            if self.convex:  # clipping: a path tangent to the proxy is not blocked (as in a trace)
-                blocked[near] = convex_blocks(p0s[near], p1s[near], self.n_out, self.o_out + self.n_out @ shift
-                                              ).any(-1)
-            else:
-                blocked[near] = segments_hit_triangles(p0s[near], p1s[near], tri).any(-1)
+        blocked = self.blocked(position)
         extra = link_sum(self.p0 * blocked * self.t2[self.proxy_index], ps0.link, L)
         pp = self.method.paths(self.proxy_facets0.shifted(shift), convex=self.convex)
         self.last = pp
