@@ -236,11 +236,12 @@ def beam_summary(runs: list[dict]) -> dict:
     return out
 
 
-DYN_MODES = {"local": {}, "full": {"full_retrace": True}, "local_new_paths_0.1db": {"new_path_tolerance_db": 0.1},
+DYN_MODES = {"local": {"method": "region"}, "full": {"full_retrace": True},
+             "local_new_paths_0.1db": {"method": "region", "new_path_tolerance_db": 0.1},
              "geometric": {"method": "geometric"}, "geometric_order2": {"method": "geometric", "geometric_order": 2},
              "geometric_order1": {"method": "geometric", "geometric_order": 1}, "image": {"method": "image"}}
-D2D_MODES = {"d2d_local": {}, "d2d_full": {"full_retrace": True}, "d2d_geometric": {"method": "geometric"},
-             "d2d_image": {"method": "image"}}
+D2D_MODES = {"d2d_local": {"method": "region"}, "d2d_full": {"full_retrace": True},
+             "d2d_geometric": {"method": "geometric"}, "d2d_image": {"method": "image"}}
 PARTS = ("move_seconds", "local_seconds", "trace_seconds", "engine_seconds")
 
 

@@ -57,7 +57,8 @@ def test_segment_triangles_and_first_order_reflection():
 @pytest.fixture(scope="module")
 def walks():
     out = {}
-    for key, kw in ((False, {}), (True, {"full_retrace": True}), ("geometric", {"method": "geometric"}),
+    for key, kw in ((False, {"method": "region"}), (True, {"full_retrace": True}),
+                    ("geometric", {"method": "geometric"}),
                     ("geometric1", {"method": "geometric", "geometric_order": 1}), ("image", {"method": "image"})):
         tw = room(F)
         out[key] = run_update(tw, None, TX, RX, np.full(len(TX), F), ProxySpec(), np.arange(len(YS), dtype=float),
@@ -82,6 +83,11 @@ def test_geometric_update_equals_full_retrace(walks):
         run_update(room(F), None, TX[:1], RX[:1], np.full(1, F), ProxySpec(), np.arange(2.0), POS[:2],
                    SolverSettings(max_depth=1, samples_per_src=1000, diffraction=True), progress=False,
                    cache_dir=False, method="geometric")
+    # the default ("auto") is the image method, and the region test where the trace diffracts
+    auto = run_update(room(F), None, TX[:1], RX[:1], np.full(1, F), ProxySpec(), np.arange(2.0), POS[:2],
+                      SolverSettings(max_depth=1, samples_per_src=1000, diffraction=True), progress=False,
+                      cache_dir=False)
+    assert auto.steps["image_paths"].sum() == 0 and auto.steps["links_retraced"].iloc[1] == 1
 
 
 def test_image_update_equals_full_retrace_without_sionna(walks):

@@ -128,14 +128,14 @@ def _retrace(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: SolverSe
     return splice(base, idx, concat(parts)), done
 
 
-METHODS = ("region", "geometric", "image")
+METHODS = ("auto", "region", "geometric", "image")
 
 
 def run_update(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np.ndarray, frequency_hz: np.ndarray,
                proxy: ProxySpec, times_s: np.ndarray, positions: np.ndarray, settings: SolverSettings | None = None,
                margin_m: float = 0.05, full_retrace: bool = False, progress: bool = True,
                cache_dir=None, ignore_below_db: float | None = 30.0,
-               new_path_tolerance_db: float | None = None, method: str = "region",
+               new_path_tolerance_db: float | None = None, method: str = "auto",
                geometric_tolerance_db: float = 0.01, geometric_order: int | None = None) -> UpdateResult:
     """Move ``proxy`` through ``positions`` [T, 3] (bounding-box centres at ``times_s`` [T]) in ``twin`` and track
     links ``tx_pos[i] -> rx_pos[i]`` at ``frequency_hz[i]``. ``full_retrace``: re-trace every link at every step
@@ -144,6 +144,9 @@ def run_update(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np
     (4e-3 dB at 30 dB). ``new_path_tolerance_db``: also re-trace links that a path via the proxy could change
     by more than that (:func:`rftwin.dynamic.region.new_path_bound`). The twin's scene keeps the proxy at the last
     point afterwards (``image``: at the last point Sionna re-traced).
+
+    ``method="auto"``: ``image``, or ``region`` for traces with diffraction, diffuse reflection or without specular
+    reflection.
 
     ``method="image"`` (specular / refraction traces only): every link's paths are the static twin's paths that do
     not cross the proxy plus every specular path via the proxy of up to ``max_depth`` reflections, computed by the
@@ -167,6 +170,9 @@ def run_update(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np
     settings = settings or SolverSettings()
     if method not in METHODS:
         raise ValueError(f"method '{method}': expected one of {', '.join(METHODS)}")
+    if method == "auto":
+        method = "region" if (settings.diffraction or settings.diffuse_reflection
+                              or not settings.specular_reflection) else "image"
     if method in ("geometric", "image") and (settings.diffraction or settings.diffuse_reflection):
         raise ValueError(f"method '{method}' needs a trace without diffraction and diffuse reflection "
                          "(near misses change those paths); use method 'region'")
