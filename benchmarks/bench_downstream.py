@@ -13,13 +13,16 @@ share of correct picks, gain lost, throughput (802.11ad table, 2.16 GHz, NF 10 d
 
 Part ``dynamic`` (seed 002 section 6.7): a person (0.4 x 0.3 x 1.8 m box, skin-like material) walks across a
 4 m link in the room at 28 GHz while 99 more links (three access points, random receivers) are tracked; at every
-step ``rftwin.dynamic.update.run_update`` re-traces only the links whose paths or first Fresnel zones meet the
-person's old or new place, and the same walk is repeated with a full re-trace of every link at every step:
-time per step of both and their difference in dB per link and step; shadow-loss time series of the 4 m link.
+step ``rftwin.dynamic.update.run_update`` updates every link locally (modes: region and geometric tests that
+re-trace some links with Sionna; ``image``: the static paths the person does not block plus every path via the
+person by the image method, no Sionna call), and the same walk is repeated with a full re-trace of every link at
+every step: time per step (and its parts) and the difference in dB per link and step; shadow-loss time series of
+the 4 m link. ``profile``: where one step's seconds go; ``image_check``: where image and full re-trace differ by
+more than 0.05 dB, the link re-traced with 1e6 rays.
 
 Run: .venv/bin/python benchmarks/bench_downstream.py --part beams [--quick] [--seeds 3,4,5]
-     for m in full local local_new_paths_0.1db geometric geometric_order2 geometric_order1 d2d_full d2d_local \
-              d2d_geometric noise compare; do
+     for m in full local local_new_paths_0.1db geometric geometric_order2 geometric_order1 image d2d_full \
+              d2d_local d2d_geometric d2d_image noise profile compare image_check; do
          .venv/bin/python benchmarks/bench_downstream.py --part dynamic --mode $m; done
 (each walk in its own process: a crash in one walk loses only that walk; the Dr.Jit "jit_var: unknown variable"
 abort seen first came from solver calls without any path and is fixed in the tracer)
@@ -233,10 +236,13 @@ def beam_summary(runs: list[dict]) -> dict:
     return out
 
 
-DYN_MODES = {"local": {}, "full": {"full_retrace": True}, "local_new_paths_0.1db": {"new_path_tolerance_db": 0.1},
+DYN_MODES = {"local": {"method": "region"}, "full": {"full_retrace": True},
+             "local_new_paths_0.1db": {"method": "region", "new_path_tolerance_db": 0.1},
              "geometric": {"method": "geometric"}, "geometric_order2": {"method": "geometric", "geometric_order": 2},
-             "geometric_order1": {"method": "geometric", "geometric_order": 1}}
-D2D_MODES = {"d2d_local": {}, "d2d_full": {"full_retrace": True}, "d2d_geometric": {"method": "geometric"}}
+             "geometric_order1": {"method": "geometric", "geometric_order": 1}, "image": {"method": "image"}}
+D2D_MODES = {"d2d_local": {"method": "region"}, "d2d_full": {"full_retrace": True},
+             "d2d_geometric": {"method": "geometric"}, "d2d_image": {"method": "image"}}
+PARTS = ("move_seconds", "local_seconds", "trace_seconds", "engine_seconds")
 
 
 def _walk_setup(quick: bool, seed: int = 5):
@@ -271,6 +277,7 @@ def dynamic_mode(mode: str, quick: bool = False) -> dict:
                  sec=r.steps["seconds"].to_numpy(), n=r.steps["links_retraced"].to_numpy(), ys=ys)
     sec = r.steps["seconds"].to_numpy()[1:]
     return {"median_step_seconds": float(np.median(sec)), "max_step_seconds": float(sec.max()),
+            "median_part_seconds": {k: float(r.steps[k].iloc[1:].median()) for k in PARTS},
             "p90_step_seconds": float(np.quantile(sec, 0.9)),
             "median_trace_seconds": float(np.median(r.steps["trace_seconds"].to_numpy()[1:])),
             "first_step_seconds": float(r.steps["seconds"].iloc[0]),
@@ -315,15 +322,146 @@ def dynamic_compare(doc: dict) -> None:
             median_abs_diff_db=float(np.nanmedian(d)), p99_abs_diff_db=float(np.nanquantile(d, 0.99)),
             max_abs_diff_db=float(np.nanmax(d)), max_abs_diff_db_4m_link=float(np.nanmax(d[:, 0])))
     d2d = {m[4:]: np.load(RESULTS / f".dyn_{m}.npz")["g"] for m in D2D_MODES if (RESULTS / f".dyn_{m}.npz").is_file()}
-    for m in ("local", "geometric"):
+    for m in ("local", "geometric", "image"):
         if m in d2d and "full" in d2d:
             d = np.abs(d2d[m] - d2d["full"])[1:]
             doc["dynamic"].setdefault("d2d", {})[f"{m}_vs_full"] = {
                 "max_abs_diff_db": float(np.nanmax(d)), "p99_abs_diff_db": float(np.nanquantile(d, 0.99))}
+    print(_modes_table(doc["dynamic"]["modes"]))
     ys = runs["full"]["ys"]
     doc["dynamic"]["shadow_loss_db_4m_link"] = {"y_m": ys.tolist(), **{m: r["sl"].tolist() for m, r in runs.items()}}
     _dynamic_png(ys, {m: r["sl"] for m, r in runs.items()}, {m: r["sec"] for m, r in runs.items()},
                  int(full.shape[1]), RESULTS / "downstream_dynamic.png")
+
+
+def _modes_table(modes: dict) -> str:
+    """The walks side by side (80 columns): links re-traced, median seconds per step and its parts, |diff| to
+    the full re-trace."""
+    head = f"{'mode':<18}{'links':>6}{'s/step':>7}{'move':>6}{'local':>6}{'trace':>6}{'engine':>7}" \
+           f"{'max dB':>8}{'p99 dB':>8}"
+    rows = [head, "-" * len(head)]
+    for m, r in modes.items():
+        if "median_step_seconds" not in r:
+            continue
+        p = r.get("median_part_seconds", {})
+        rows.append(f"{m[:17]:<18}{r['mean_links_retraced']:>6.1f}{r['median_step_seconds']:>7.2f}"
+                    + "".join(f"{p.get(k, float('nan')):>{w}.2f}" for k, w in zip(PARTS, (6, 6, 6, 7)))
+                    + f"{r.get('max_abs_diff_db', float('nan')):>8.3f}{r.get('p99_abs_diff_db', float('nan')):>8.3f}")
+    return "\n".join(rows)
+
+
+def image_check(threshold_db: float = 0.05, samples: int = 1_000_000) -> dict:
+    """Where the image update and the full re-trace (1e5 rays) differ by more than ``threshold_db``: the link
+    re-traced alone at that step with ``samples`` rays, path gains of all three (is the difference the image
+    method's or the 1e5-ray trace's?)."""
+    from rftwin.dynamic.proxy import ProxySpec, insert_proxy, move_proxy  # noqa: PLC0415
+    from rftwin.dynamic.update import _features  # noqa: PLC0415
+    from rftwin.twin_io import material_values  # noqa: PLC0415
+
+    img, full = np.load(RESULTS / ".dyn_image.npz")["g"], np.load(RESULTS / ".dyn_full.npz")["g"]
+    _, tx, rx, _, pos, _, base = _walk_setup(False)
+    insert_proxy(base, ProxySpec(), pos[0])
+    mv = material_values(base, None, np.array([F]))
+    rows = []
+    for step, link in np.argwhere(np.abs(img - full) > threshold_db):  # a handful of (step, link) pairs
+        move_proxy(base, "proxy", pos[step])
+        ps = trace(base, tx[link:link + 1], rx[link:link + 1], SolverSettings(max_depth=3, samples_per_src=samples),
+                   cache_dir=False, progress=False)
+        g = float(_features(ps, mv, np.array([F]), np.zeros(1, dtype=np.int64), None)[0][0])
+        rows.append({"step": int(step), "link": int(link), "y_m": float(pos[step, 1]),
+                     "image_db": float(img[step, link]), "full_1e5_db": float(full[step, link]),
+                     f"trace_{samples:.0e}_db": g,
+                     "image_minus_more_rays_db": float(img[step, link] - g),
+                     "full_minus_more_rays_db": float(full[step, link] - g)})
+        print(rows[-1], flush=True)
+    return {"threshold_db": threshold_db, "samples": samples, "pairs": rows}
+
+
+def dynamic_profile() -> dict:
+    """Where one step's seconds go, with the person at y = -1 among the walk's 100 links: Sionna scene edit
+    (moving the proxy), Sionna solver calls (first call of a receiver count: Dr.Jit compiles; second: warm) and
+    our conversion to a PathSet, for a full re-trace and for the 33 links of one access point; the image
+    method's parts (static paths test, image-method enumeration, PathSet records, engine)."""
+    import rftwin.trace.tracer as tr  # noqa: PLC0415
+    from rftwin.dynamic.exact import ImageUpdate, link_path_power  # noqa: PLC0415
+    from rftwin.dynamic.proxy import ProxySpec, insert_proxy, move_proxy, proxy_triangles  # noqa: PLC0415
+    from rftwin.dynamic.update import _features  # noqa: PLC0415
+    from rftwin.twin_io import material_values  # noqa: PLC0415
+
+    st = SolverSettings(max_depth=3, samples_per_src=100_000)
+    _, tx, rx, _, pos, _, base = _walk_setup(False)
+    ps0 = trace(base, tx, rx, st, cache_dir=False, progress=False)
+    mid = pos[len(pos) // 2]
+    insert_proxy(base, ProxySpec(), pos[0])
+    solver = {"s": 0.0}
+    inner = tr.solve_paths
+
+    def timed(*a, **k):  # instrumentation of the real solver call
+        t = time.perf_counter()
+        out = inner(*a, **k)
+        solver["s"] += time.perf_counter() - t
+        return out
+
+    tr.solve_paths = timed
+    out: dict = {}
+    t = time.perf_counter()
+    for p in pos[1:6]:
+        move_proxy(base, "proxy", p)
+    out["move_proxy_seconds"] = (time.perf_counter() - t) / 5
+    move_proxy(base, "proxy", mid)
+    ap = np.all(tx == tx[1], axis=1)
+    for name, sel in (("full_100_links", np.ones(len(tx), bool)), ("one_ap_33_links", ap)):
+        for run in ("first", "second"):
+            solver["s"] = 0.0
+            t = time.perf_counter()
+            trace(base, tx[sel], rx[sel], st, cache_dir=False, progress=False)
+            total = time.perf_counter() - t
+            out[f"{name}_{run}"] = {"total_seconds": total, "solver_seconds": solver["s"],
+                                    "conversion_seconds": total - solver["s"]}
+    tr.solve_paths = inner
+    uf, row = np.array([F]), np.zeros(len(tx), dtype=np.int64)
+    mv = material_values(base, None, uf)
+    up = ImageUpdate(base, ps0, link_path_power(ps0, mv, uf, row), proxy_triangles(ProxySpec()), len(base.objects) - 1,
+                     mv, uf, row, st.max_depth)
+    up.step(mid)  # warm-up
+    reps = 5
+    t = time.perf_counter()
+    for _ in range(reps):
+        up.blocked(mid)
+    t_static = (time.perf_counter() - t) / reps
+    t = time.perf_counter()
+    for _ in range(reps):
+        pp = up.method.paths(up.proxy_facets0.shifted(torch.as_tensor(mid)), convex=up.convex)
+    t_img = (time.perf_counter() - t) / reps
+    t = time.perf_counter()
+    for _ in range(reps):
+        up.pathset(pp, mid)
+    t_rec = (time.perf_counter() - t) / reps
+    t = time.perf_counter()
+    for _ in range(reps):
+        geo, _ = up.step(mid)
+    t_step = (time.perf_counter() - t) / reps
+    t = time.perf_counter()
+    for _ in range(reps):
+        _features(geo, mv, uf, row, None)
+    t_eng = (time.perf_counter() - t) / reps
+    out["image_method"] = {"static_paths_test_seconds": t_static, "enumeration_seconds": t_img,
+                           "pathset_records_seconds": t_rec, "step_seconds": t_step, "engine_seconds": t_eng,
+                           "paths_via_proxy": len(pp.link), "triples_screened": pp.candidates,
+                           "static_paths": ps0.num_paths}
+    rows = [f"{'part':<44}{'seconds':>10}", "-" * 54, f"{'Sionna scene edit (move the proxy)':<44}"
+            f"{out['move_proxy_seconds']:>10.3f}"]
+    for name in ("full_100_links", "one_ap_33_links"):
+        for run in ("first", "second"):
+            r = out[f"{name}_{run}"]
+            rows.append(f"{name + ' ' + run + ': solver':<44}{r['solver_seconds']:>10.3f}")
+            rows.append(f"{name + ' ' + run + ': PathSet conversion':<44}{r['conversion_seconds']:>10.3f}")
+    for k, v in out["image_method"].items():
+        if k.endswith("seconds"):
+            rows.append(f"{'image: ' + k[:-8].replace('_', ' '):<44}{v:>10.3f}")
+    out["table"] = rows
+    print("\n".join(rows))
+    return out
 
 
 def _d2d(rng: np.random.Generator, st: SolverSettings, pos: np.ndarray, t: np.ndarray, mode: str, base,
@@ -395,7 +533,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--part", default="all", choices=["beams", "dynamic", "datasets", "ris", "all"],
                     help="part 1: beams, dynamic; part 2: datasets, ris; all: every part")
-    ap.add_argument("--mode", default=None, choices=[*DYN_MODES, *D2D_MODES, "noise", "compare"],
+    ap.add_argument("--mode", default=None,
+                    choices=[*DYN_MODES, *D2D_MODES, "noise", "profile", "image_check", "compare"],
                     help="dynamic part: run one walk (each in its own process) or compare the saved walks")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=3)
@@ -441,6 +580,10 @@ def main() -> None:
             dynamic_compare(doc)
         elif args.mode == "noise":
             dyn["sampling_noise"] = sampling_noise()
+        elif args.mode == "profile":
+            dyn["profile"] = dynamic_profile()
+        elif args.mode == "image_check":
+            dyn["image_check"] = image_check()
         elif args.mode.startswith("d2d"):
             dyn.setdefault("d2d", {})[args.mode[4:]] = dynamic_mode(args.mode, args.quick)
         else:

@@ -38,15 +38,19 @@ def register(app: typer.Typer) -> None:
                                                     help="Also re-trace links that a path via the proxy could "
                                                          "change by more than this (dB) (conservative)."),
         full: bool = typer.Option(False, "--full/--local", help="Re-trace every link at every step (reference)."),
-        method: str = typer.Option("region", "--method",
-                                   help="Local update: region (re-trace links whose paths / Fresnel zones meet "
-                                        "the proxy) or geometric (static paths minus those the proxy blocks; "
-                                        "Sionna only for links a path via the proxy can reach; no "
-                                        "--diffraction)."),
+        method: str = typer.Option("auto", "--method",
+                                   help="Local update: auto (image; region with --diffraction or --no-specular), "
+                                        "region (re-trace links whose paths / Fresnel zones meet the proxy), image "
+                                        "(static paths the proxy does not block + every specular path via it "
+                                        "by the image method; exact, no Sionna call in an opaque room; no "
+                                        "--diffraction) or geometric (static paths minus "
+                                        "those the proxy blocks; Sionna for links a path via the proxy can "
+                                        "reach; no --diffraction)."),
         geometric_tolerance_db: float = typer.Option(0.01, "--geometric-tolerance-db",
-                                                     help="geometric: re-trace links that a first-order "
-                                                          "reflection off the proxy could change by more than "
-                                                          "this (dB)."),
+                                                     help="geometric / image: re-trace links that paths via the "
+                                                          "proxy (geometric) or paths the image method does not "
+                                                          "build (image: through the proxy or other objects) "
+                                                          "could change by more than this (dB)."),
         geometric_order: int = typer.Option(None, "--geometric-order",
                                             help="geometric: reflections counted in paths via the proxy "
                                                  "(default: --max-depth, conservative; lower is faster and "
@@ -57,7 +61,8 @@ def register(app: typer.Typer) -> None:
         los: bool = Los, specular: bool = Specular, refraction: bool = Refraction,
     ) -> None:
         """Insert a proxy (a person, a box, any labelled mesh) and move it along a trajectory; at every step
-        update every link locally (geometric: the static paths the proxy does not block, Sionna only for links a
+        update every link locally (image: the static paths the proxy does not block plus every specular path via
+        it by the image method; geometric: the static paths the proxy does not block, Sionna only for links a
         path via the proxy can reach; region: re-trace links whose paths or first Fresnel zones meet its old or
         new place), and write the time series of path gain, delay spread and shadow loss per link."""
         from rftwin.cli.outputs import check_cache, check_input_file, check_output_dir, staged_dir  # noqa: PLC0415
@@ -68,10 +73,14 @@ def register(app: typer.Typer) -> None:
             fail("--margin-m must be >= 0 and --ignore-below-db > 0")
         if new_path_tolerance_db is not None and new_path_tolerance_db <= 0:
             fail("--new-path-tolerance-db must be > 0")
-        if method not in ("geometric", "region"):
-            fail(f"--method '{method}': expected geometric or region")
-        if method == "geometric" and diffraction:
-            fail("--method geometric needs a trace without diffraction (near misses change diffracted paths); "
+        if method not in ("auto", "geometric", "image", "region"):
+            fail(f"--method '{method}': expected auto, region, image or geometric")
+        if method == "auto":
+            method = "region" if diffraction or not specular else "image"
+        if method == "image" and not specular:
+            fail("--method image builds specular paths; with --no-specular use --method region")
+        if method in ("geometric", "image") and diffraction:
+            fail(f"--method {method} needs a trace without diffraction (near misses change diffracted paths); "
                  "use --method region")
         if geometric_tolerance_db <= 0:
             fail("--geometric-tolerance-db must be > 0")
@@ -93,7 +102,10 @@ def register(app: typer.Typer) -> None:
         from rftwin.dynamic.proxy import ProxyError, ProxySpec, proxy_half_size  # noqa: PLC0415
         from rftwin.dynamic.update import run_update  # noqa: PLC0415
         from rftwin.io import write_json, write_table  # noqa: PLC0415
+        from rftwin.runtime import configure_torch_threads  # noqa: PLC0415
         from rftwin.twin_io import load_twin  # noqa: PLC0415
+
+        configure_torch_threads()  # the image method's many small tensor operations: one thread (RFTWIN_TORCH_THREADS)
 
         spec = ProxySpec(mesh=mesh, label=label)
         try:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
+from rftwin.dynamic.paths import splice
 from rftwin.dynamic.proxy import ProxySpec, insert_proxy, move_proxy, proxy_half_size, proxy_triangles
 from rftwin.dynamic.region import (
     affected_links,
@@ -25,43 +26,13 @@ from rftwin.dynamic.region import (
     scene_planes,
     segments_hit_triangles,
 )
-from rftwin.pathset import _OPTIONAL_FIELDS, NONE, SPEED_OF_LIGHT, PathSet, concat
+from rftwin.pathset import NONE, SPEED_OF_LIGHT, PathSet, concat
 from rftwin.physics.channel import link_sum, path_power
 from rftwin.physics.engine import path_coefficients
 from rftwin.predict.predict import channel_features
 from rftwin.scene.load import TwinScene
 from rftwin.trace.tracer import SolverSettings, trace
 from rftwin.twin_io import material_values
-
-
-def splice(ps: PathSet, links: torch.Tensor, new: PathSet) -> PathSet:
-    """``ps`` with the paths of ``links`` [A] replaced by those of ``new`` (a PathSet of exactly these A links,
-    in that order)."""
-    links = torch.as_tensor(links, dtype=torch.long)
-    drop = torch.zeros(ps.num_links, dtype=torch.bool)
-    drop[links] = True
-    keep = ps.select_paths(~drop[ps.link])
-    kw = {}
-    for f in fields(PathSet):
-        n = f.name
-        if n in ("meta", "tx_pos", "rx_pos"):
-            continue
-        if n == "link":
-            kw[n] = torch.cat([keep.link, links[new.link]])
-            continue
-        a, b = getattr(keep, n), getattr(new, n)
-        if n in _OPTIONAL_FIELDS:
-            if a is None and b is None:
-                kw[n] = None
-                continue
-            a = keep.default_field(n) if a is None else a
-            b = new.default_field(n) if b is None else b
-        if a.shape[1:] != b.shape[1:]:  # max depth of the two traces differs only by padding
-            raise ValueError(f"cannot splice PathSets whose '{n}' shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
-        kw[n] = torch.cat([a, b])
-    order = torch.argsort(kw["link"], stable=True)
-    kw = {n: (None if t is None else t[order]) for n, t in kw.items()}
-    return replace(ps, **kw)
 
 
 def _bucketed(tx: np.ndarray, affected: np.ndarray) -> list[np.ndarray]:
@@ -145,11 +116,26 @@ def _features(ps: PathSet, mv, uf: np.ndarray, row_f: np.ndarray, ignore_below_d
     return g, ds, strong
 
 
+def _retrace(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: SolverSettings, aff: torch.Tensor,
+             base: PathSet) -> tuple[PathSet, torch.Tensor]:
+    """``base`` with the links ``aff`` [L] (padded per transmitter, :func:`_bucketed`) re-traced by Sionna; the
+    links re-traced [L]."""
+    groups = _bucketed(tx, aff.numpy())
+    parts = [trace(twin, tx[g], rx[g], settings, cache_dir=False, progress=False) for g in groups]
+    idx = torch.as_tensor(np.concatenate(groups))
+    done = torch.zeros(len(tx), dtype=torch.bool)
+    done[idx] = True
+    return splice(base, idx, concat(parts)), done
+
+
+METHODS = ("auto", "region", "geometric", "image")
+
+
 def run_update(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np.ndarray, frequency_hz: np.ndarray,
                proxy: ProxySpec, times_s: np.ndarray, positions: np.ndarray, settings: SolverSettings | None = None,
                margin_m: float = 0.05, full_retrace: bool = False, progress: bool = True,
                cache_dir=None, ignore_below_db: float | None = 30.0,
-               new_path_tolerance_db: float | None = None, method: str = "region",
+               new_path_tolerance_db: float | None = None, method: str = "auto",
                geometric_tolerance_db: float = 0.01, geometric_order: int | None = None) -> UpdateResult:
     """Move ``proxy`` through ``positions`` [T, 3] (bounding-box centres at ``times_s`` [T]) in ``twin`` and track
     links ``tx_pos[i] -> rx_pos[i]`` at ``frequency_hz[i]``. ``full_retrace``: re-trace every link at every step
@@ -157,7 +143,16 @@ def run_update(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np
     out of the region test: blocking them changes the link's gain by less than 10^(-ignore_below_db / 10)
     (4e-3 dB at 30 dB). ``new_path_tolerance_db``: also re-trace links that a path via the proxy could change
     by more than that (:func:`rftwin.dynamic.region.new_path_bound`). The twin's scene keeps the proxy at the last
-    point afterwards.
+    point afterwards (``image``: at the last point Sionna re-traced).
+
+    ``method="auto"``: ``image``, or ``region`` for traces with diffraction, diffuse reflection or without specular
+    reflection.
+
+    ``method="image"`` (specular / refraction traces only): every link's paths are the static twin's paths that do
+    not cross the proxy plus every specular path via the proxy of up to ``max_depth`` reflections, computed by the
+    image method (:class:`rftwin.dynamic.exact.ImageUpdate`); Sionna re-traces only links where paths the image
+    method does not build (through the proxy, or via it and through other objects: refraction) could change the
+    path gain by more than ``geometric_tolerance_db`` (bounded, so never in a room of opaque walls and a body).
 
     ``method="geometric"`` (specular / refraction traces only, no diffraction or diffuse reflection): every
     link's paths are the static twin's paths that do not cross the proxy's triangles at its new place
@@ -165,15 +160,24 @@ def run_update(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np
     (a specular path via the proxy of up to ``geometric_order`` reflections (default: the trace's max depth)
     could change them by more than ``geometric_tolerance_db``, or their last trace had a path via the proxy).
     With the default order the test is conservative (plane extents and occlusion ignored, |R| <= 1); a lower
-    order is faster and misses paths via the proxy with more reflections for the links it does not flag."""
+    order is faster and misses paths via the proxy with more reflections for the links it does not flag.
+
+    ``steps`` gets the time of every part of a step: ``move_seconds`` (Sionna scene edit), ``local_seconds``
+    (region / geometric test, or the image method and its PathSet records), ``trace_seconds`` (Sionna solver
+    calls and their PathSet conversion) and ``engine_seconds`` (channel engine and features)."""
     from rftwin.progress import track  # noqa: PLC0415
 
     settings = settings or SolverSettings()
-    if method not in ("region", "geometric"):
-        raise ValueError(f"method '{method}': expected 'region' or 'geometric'")
-    if method == "geometric" and (settings.diffraction or settings.diffuse_reflection):
-        raise ValueError("method 'geometric' needs a trace without diffraction and diffuse reflection "
+    if method not in METHODS:
+        raise ValueError(f"method '{method}': expected one of {', '.join(METHODS)}")
+    if method == "auto":
+        method = "region" if (settings.diffraction or settings.diffuse_reflection
+                              or not settings.specular_reflection) else "image"
+    if method in ("geometric", "image") and (settings.diffraction or settings.diffuse_reflection):
+        raise ValueError(f"method '{method}' needs a trace without diffraction and diffuse reflection "
                          "(near misses change those paths); use method 'region'")
+    if method == "image" and not settings.specular_reflection:
+        raise ValueError("method 'image' builds specular paths; with specular reflection off use method 'region'")
     tx = np.asarray(tx_pos, dtype=np.float64).reshape(-1, 3)
     rx = np.asarray(rx_pos, dtype=np.float64).reshape(-1, 3)
     positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
@@ -188,20 +192,38 @@ def run_update(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np
     planes = scene_planes(torch.as_tensor(np.concatenate([v[f] for v, f in twin.meshes()]))) \
         if method == "geometric" else None
     insert_proxy(twin, proxy, positions[0])
+    scene_at = positions[0]
     proxy_index = len(twin.objects) - 1
     tri0 = torch.as_tensor(proxy_triangles(proxy))
     tx_t, rx_t = torch.as_tensor(tx), torch.as_tensor(rx)
     mv = material_values(twin, doc, uf)
+    image = None
+    if method == "image" and not full_retrace:
+        from rftwin.dynamic.exact import ImageUpdate, link_path_power  # noqa: PLC0415
+
+        image = ImageUpdate(twin, ps0, link_path_power(ps0, mv, uf, row_f), tri0.numpy(), proxy_index, mv, uf, row_f,
+                            settings.max_depth, settings.refraction)
+    ratio = 10.0 ** (geometric_tolerance_db / 10.0) - 1.0
     series, steps = [], []
     ps = strong = None
     g = g0
     L = len(tx)
     for k in track(range(len(positions)), "moving the proxy", enabled=progress and len(positions) > 1):
         t0 = time.perf_counter()
-        if k > 0:
+        if k > 0 and image is None:
             move_proxy(twin, proxy.name, positions[k])
+            scene_at = positions[k]
+        t_move = time.perf_counter() - t0
         geo = None
-        if k == 0 or full_retrace:
+        t_engine = 0.0
+        if image is not None:
+            geo, extra = image.step(positions[k])
+            te = time.perf_counter()
+            g, ds, strong = feats = _features(geo, mv, uf, row_f, None)
+            t_engine += time.perf_counter() - te
+            power = torch.as_tensor(10.0 ** (np.nan_to_num(g, nan=-300.0) / 10.0))
+            aff = extra > ratio * power
+        elif k == 0 or full_retrace:
             aff = torch.ones(L, dtype=torch.bool)
         elif method == "geometric":
             tri = tri0 + torch.as_tensor(positions[k])
@@ -215,23 +237,33 @@ def run_update(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np
             power = torch.as_tensor(10.0 ** (np.nan_to_num(np.minimum(g, g0), nan=-300.0) / 10.0))
             aff = affected_links([strong0, strong], lo, hi, f_min, margin_m, power, new_path_tolerance_db)
         t1 = time.perf_counter()
+        t_local = t1 - t0 - t_move - t_engine
+        if image is not None and bool(aff.any()) and not np.array_equal(scene_at, positions[k]):
+            move_proxy(twin, proxy.name, positions[k])  # Sionna needs the proxy only for a re-trace
+            scene_at = positions[k]
+            t_move += time.perf_counter() - t1
+            t1 = time.perf_counter()
+        retraced = bool(aff.any())
         if bool(aff.all()):
             ps = trace(twin, tx, rx, settings, cache_dir=False, progress=False)
-        elif bool(aff.any()):
-            groups = _bucketed(tx, aff.numpy())
-            parts = [trace(twin, tx[g], rx[g], settings, cache_dir=False, progress=False) for g in groups]
-            idx = torch.as_tensor(np.concatenate(groups))
-            aff = torch.zeros(L, dtype=torch.bool)
-            aff[idx] = True
-            ps = splice(ps if geo is None else geo, idx, concat(parts))
+        elif retraced:
+            ps, aff = _retrace(twin, tx, rx, settings, aff, ps0 if geo is None and ps is None else
+                               (geo if geo is not None else ps))
         elif geo is not None:
             ps = geo
         t_trace = time.perf_counter() - t1
-        g, ds, strong = _features(ps, mv, uf, row_f, ignore_below_db)
+        te = time.perf_counter()
+        if image is None or retraced:
+            g, ds, strong = _features(ps, mv, uf, row_f, ignore_below_db)
+        else:
+            g, ds, strong = feats
+        t_engine += time.perf_counter() - te
         secs = time.perf_counter() - t0
         steps.append({"step": k, "t_s": float(times_s[k]), "x": positions[k, 0], "y": positions[k, 1],
                       "z": positions[k, 2], "links_retraced": int(aff.sum()), "seconds": secs,
-                      "trace_seconds": t_trace})
+                      "move_seconds": t_move, "local_seconds": t_local, "trace_seconds": t_trace,
+                      "engine_seconds": t_engine,
+                      "image_paths": 0 if image is None else len(image.last.link)})
         series.append(pd.DataFrame({"step": k, "t_s": float(times_s[k]), "link": np.arange(L), "path_gain_db": g,
                                     "delay_spread_s": ds, "shadow_loss_db": g0 - g, "retraced": aff.numpy()}))
     static = pd.DataFrame({"link": np.arange(L), "path_gain_db": g0, "delay_spread_s": ds0})

@@ -249,7 +249,8 @@ class CalibratedTwin:
                                    np.asarray(frequency_hz), tx_array, rx_array, tx_codebook, rx_codebook, **kw)
 
     def update(self, tx_pos, rx_pos, frequency_hz, proxy, times_s, positions, **kw):
-        """Move a proxy mesh through the twin and track links (:func:`rftwin.dynamic.update.run_update`)."""
+        """Move a proxy mesh through the twin and track links (:func:`rftwin.dynamic.update.run_update`; by default
+        the exact image-method update, ``method="region"`` with diffraction)."""
         from rftwin.dynamic.update import run_update  # noqa: PLC0415
 
         kw.setdefault("settings", self.spec.solver.settings())
