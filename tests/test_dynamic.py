@@ -251,3 +251,22 @@ def test_update_cli_default_is_the_image_method(tmp_path):
     steps = pd.read_csv(out / "steps.csv")
     assert {"move_seconds", "local_seconds", "trace_seconds", "engine_seconds", "image_paths"} <= set(steps.columns)
     assert steps["links_retraced"].sum() == 0
+
+
+def test_update_leaves_the_twin_unchanged(tmp_path):
+    """The proxy goes into the scene for the update and out again: the twin's objects and a prediction afterwards
+    are those of before."""
+    from rftwin.scene import load
+    from rftwin.trace import SolverSettings, trace
+    from rftwin.trace.simulate import reference_path_gain_db
+
+    twin = load("room")
+    names = list(twin.names)
+    tx, rx = np.array([[-2.0, 0.0, 1.5]]), np.array([[2.0, 0.0, 1.5]])
+    st = SolverSettings(max_depth=1, samples_per_src=5000)
+    before = reference_path_gain_db(trace(twin, tx, rx, st, cache_dir=False, progress=False))
+    run_update(twin, None, tx, rx, np.array([3.5e9]), ProxySpec(), np.array([0.0, 1.0]),
+               np.array([[0.0, -0.5, 0.9], [0.0, 0.0, 0.9]]), st, progress=False, cache_dir=False)
+    assert twin.names == names and "proxy" not in twin.scene.objects
+    after = reference_path_gain_db(trace(twin, tx, rx, st, cache_dir=False, progress=False))
+    np.testing.assert_allclose(after, before, atol=1e-9)

@@ -122,6 +122,12 @@ def insert_proxy(twin: TwinScene, spec: ProxySpec, position: np.ndarray) -> None
         watertight=bool(mesh.is_watertight)))
 
 
+def remove_proxy(twin: TwinScene, name: str) -> None:
+    """Take the proxy ``name`` out of the twin's scene and object table (the inverse of :func:`insert_proxy`)."""
+    twin.scene.edit(remove=[name])
+    twin.objects = [o for o in twin.objects if o.name != name]
+
+
 def move_proxy(twin: TwinScene, name: str, position: np.ndarray) -> None:
     """Move the proxy's bounding-box centre to ``position`` [3] (m)."""
     twin.scene.objects[name].position = [float(x) for x in position]

@@ -18,7 +18,14 @@ import pandas as pd
 import torch
 
 from rftwin.dynamic.paths import splice
-from rftwin.dynamic.proxy import ProxySpec, insert_proxy, move_proxy, proxy_half_size, proxy_triangles
+from rftwin.dynamic.proxy import (
+    ProxySpec,
+    insert_proxy,
+    move_proxy,
+    proxy_half_size,
+    proxy_triangles,
+    remove_proxy,
+)
 from rftwin.dynamic.region import (
     affected_links,
     body_path_length,
@@ -142,8 +149,8 @@ def run_update(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np
     (the reference). Paths more than ``ignore_below_db`` below their link's total power (None: no path) are left
     out of the region test: blocking them changes the link's gain by less than 10^(-ignore_below_db / 10)
     (4e-3 dB at 30 dB). ``new_path_tolerance_db``: also re-trace links that a path via the proxy could change
-    by more than that (:func:`rftwin.dynamic.region.new_path_bound`). The twin's scene keeps the proxy at the last
-    point afterwards (``image``: at the last point Sionna re-traced).
+    by more than that (:func:`rftwin.dynamic.region.new_path_bound`). The proxy is removed from the twin's scene
+    afterwards (also after an error): the twin is unchanged.
 
     ``method="auto"``: ``image``, or ``region`` for traces with diffraction, diffuse reflection or without specular
     reflection.
@@ -192,83 +199,86 @@ def run_update(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np
     planes = scene_planes(torch.as_tensor(np.concatenate([v[f] for v, f in twin.meshes()]))) \
         if method == "geometric" else None
     insert_proxy(twin, proxy, positions[0])
-    scene_at = positions[0]
-    proxy_index = len(twin.objects) - 1
-    tri0 = torch.as_tensor(proxy_triangles(proxy))
-    tx_t, rx_t = torch.as_tensor(tx), torch.as_tensor(rx)
-    mv = material_values(twin, doc, uf)
-    image = None
-    if method == "image" and not full_retrace:
-        from rftwin.dynamic.exact import ImageUpdate, link_path_power  # noqa: PLC0415
+    try:  # the proxy leaves the twin again, also after an error
+        scene_at = positions[0]
+        proxy_index = len(twin.objects) - 1
+        tri0 = torch.as_tensor(proxy_triangles(proxy))
+        tx_t, rx_t = torch.as_tensor(tx), torch.as_tensor(rx)
+        mv = material_values(twin, doc, uf)
+        image = None
+        if method == "image" and not full_retrace:
+            from rftwin.dynamic.exact import ImageUpdate, link_path_power  # noqa: PLC0415
 
-        image = ImageUpdate(twin, ps0, link_path_power(ps0, mv, uf, row_f), tri0.numpy(), proxy_index, mv, uf, row_f,
-                            settings.max_depth, settings.refraction)
-    ratio = 10.0 ** (geometric_tolerance_db / 10.0) - 1.0
-    series, steps = [], []
-    ps = strong = None
-    g = g0
-    L = len(tx)
-    for k in track(range(len(positions)), "moving the proxy", enabled=progress and len(positions) > 1):
-        t0 = time.perf_counter()
-        if k > 0 and image is None:
-            move_proxy(twin, proxy.name, positions[k])
-            scene_at = positions[k]
-        t_move = time.perf_counter() - t0
-        geo = None
-        t_engine = 0.0
-        if image is not None:
-            geo, extra = image.step(positions[k])
-            te = time.perf_counter()
-            g, ds, strong = feats = _features(geo, mv, uf, row_f, None)
-            t_engine += time.perf_counter() - te
-            power = torch.as_tensor(10.0 ** (np.nan_to_num(g, nan=-300.0) / 10.0))
-            aff = extra > ratio * power
-        elif k == 0 or full_retrace:
-            aff = torch.ones(L, dtype=torch.bool)
-        elif method == "geometric":
-            tri = tri0 + torch.as_tensor(positions[k])
-            power = torch.as_tensor(10.0 ** (np.nan_to_num(np.minimum(g, g0), nan=-300.0) / 10.0))
-            aff = geometric_retrace_set(tx_t, rx_t, tri, power, f_min, geometric_tolerance_db, strong, proxy_index,
-                                        planes, order)
-            geo = ps0.select_paths(unblocked_paths(ps0, tri))
-        else:
-            lo = torch.as_tensor(np.stack([positions[k - 1], positions[k]]) - half)
-            hi = torch.as_tensor(np.stack([positions[k - 1], positions[k]]) + half)
-            power = torch.as_tensor(10.0 ** (np.nan_to_num(np.minimum(g, g0), nan=-300.0) / 10.0))
-            aff = affected_links([strong0, strong], lo, hi, f_min, margin_m, power, new_path_tolerance_db)
-        t1 = time.perf_counter()
-        t_local = t1 - t0 - t_move - t_engine
-        if image is not None and bool(aff.any()) and not np.array_equal(scene_at, positions[k]):
-            move_proxy(twin, proxy.name, positions[k])  # Sionna needs the proxy only for a re-trace
-            scene_at = positions[k]
-            t_move += time.perf_counter() - t1
+            image = ImageUpdate(twin, ps0, link_path_power(ps0, mv, uf, row_f), tri0.numpy(), proxy_index, mv, uf,
+                                row_f, settings.max_depth, settings.refraction)
+        ratio = 10.0 ** (geometric_tolerance_db / 10.0) - 1.0
+        series, steps = [], []
+        ps = strong = None
+        g = g0
+        L = len(tx)
+        for k in track(range(len(positions)), "moving the proxy", enabled=progress and len(positions) > 1):
+            t0 = time.perf_counter()
+            if k > 0 and image is None:
+                move_proxy(twin, proxy.name, positions[k])
+                scene_at = positions[k]
+            t_move = time.perf_counter() - t0
+            geo = None
+            t_engine = 0.0
+            if image is not None:
+                geo, extra = image.step(positions[k])
+                te = time.perf_counter()
+                g, ds, strong = feats = _features(geo, mv, uf, row_f, None)
+                t_engine += time.perf_counter() - te
+                power = torch.as_tensor(10.0 ** (np.nan_to_num(g, nan=-300.0) / 10.0))
+                aff = extra > ratio * power
+            elif k == 0 or full_retrace:
+                aff = torch.ones(L, dtype=torch.bool)
+            elif method == "geometric":
+                tri = tri0 + torch.as_tensor(positions[k])
+                power = torch.as_tensor(10.0 ** (np.nan_to_num(np.minimum(g, g0), nan=-300.0) / 10.0))
+                aff = geometric_retrace_set(tx_t, rx_t, tri, power, f_min, geometric_tolerance_db, strong, proxy_index,
+                                            planes, order)
+                geo = ps0.select_paths(unblocked_paths(ps0, tri))
+            else:
+                lo = torch.as_tensor(np.stack([positions[k - 1], positions[k]]) - half)
+                hi = torch.as_tensor(np.stack([positions[k - 1], positions[k]]) + half)
+                power = torch.as_tensor(10.0 ** (np.nan_to_num(np.minimum(g, g0), nan=-300.0) / 10.0))
+                aff = affected_links([strong0, strong], lo, hi, f_min, margin_m, power, new_path_tolerance_db)
             t1 = time.perf_counter()
-        retraced = bool(aff.any())
-        if bool(aff.all()):
-            ps = trace(twin, tx, rx, settings, cache_dir=False, progress=False)
-        elif retraced:
-            ps, aff = _retrace(twin, tx, rx, settings, aff, ps0 if geo is None and ps is None else
-                               (geo if geo is not None else ps))
-        elif geo is not None:
-            ps = geo
-        t_trace = time.perf_counter() - t1
-        te = time.perf_counter()
-        if image is None or retraced:
-            g, ds, strong = _features(ps, mv, uf, row_f, ignore_below_db)
-        else:
-            g, ds, strong = feats
-        t_engine += time.perf_counter() - te
-        secs = time.perf_counter() - t0
-        steps.append({"step": k, "t_s": float(times_s[k]), "x": positions[k, 0], "y": positions[k, 1],
-                      "z": positions[k, 2], "links_retraced": int(aff.sum()), "seconds": secs,
-                      "move_seconds": t_move, "local_seconds": t_local, "trace_seconds": t_trace,
-                      "engine_seconds": t_engine,
-                      "image_paths": 0 if image is None else len(image.last.link)})
-        series.append(pd.DataFrame({"step": k, "t_s": float(times_s[k]), "link": np.arange(L), "path_gain_db": g,
-                                    "delay_spread_s": ds, "shadow_loss_db": g0 - g, "retraced": aff.numpy()}))
-    static = pd.DataFrame({"link": np.arange(L), "path_gain_db": g0, "delay_spread_s": ds0})
-    return UpdateResult(series=pd.concat(series, ignore_index=True), steps=pd.DataFrame(steps), static=static,
-                        pathset=ps)
+            t_local = t1 - t0 - t_move - t_engine
+            if image is not None and bool(aff.any()) and not np.array_equal(scene_at, positions[k]):
+                move_proxy(twin, proxy.name, positions[k])  # Sionna needs the proxy only for a re-trace
+                scene_at = positions[k]
+                t_move += time.perf_counter() - t1
+                t1 = time.perf_counter()
+            retraced = bool(aff.any())
+            if bool(aff.all()):
+                ps = trace(twin, tx, rx, settings, cache_dir=False, progress=False)
+            elif retraced:
+                ps, aff = _retrace(twin, tx, rx, settings, aff, ps0 if geo is None and ps is None else
+                                   (geo if geo is not None else ps))
+            elif geo is not None:
+                ps = geo
+            t_trace = time.perf_counter() - t1
+            te = time.perf_counter()
+            if image is None or retraced:
+                g, ds, strong = _features(ps, mv, uf, row_f, ignore_below_db)
+            else:
+                g, ds, strong = feats
+            t_engine += time.perf_counter() - te
+            secs = time.perf_counter() - t0
+            steps.append({"step": k, "t_s": float(times_s[k]), "x": positions[k, 0], "y": positions[k, 1],
+                          "z": positions[k, 2], "links_retraced": int(aff.sum()), "seconds": secs,
+                          "move_seconds": t_move, "local_seconds": t_local, "trace_seconds": t_trace,
+                          "engine_seconds": t_engine,
+                          "image_paths": 0 if image is None else len(image.last.link)})
+            series.append(pd.DataFrame({"step": k, "t_s": float(times_s[k]), "link": np.arange(L), "path_gain_db": g,
+                                        "delay_spread_s": ds, "shadow_loss_db": g0 - g, "retraced": aff.numpy()}))
+        static = pd.DataFrame({"link": np.arange(L), "path_gain_db": g0, "delay_spread_s": ds0})
+        return UpdateResult(series=pd.concat(series, ignore_index=True), steps=pd.DataFrame(steps), static=static,
+                            pathset=ps)
+    finally:
+        remove_proxy(twin, proxy.name)
 
 
 __all__ = ["UpdateResult", "run_update", "splice"]
