@@ -16,8 +16,6 @@ from rftwin.cli.common import (
     check_solver,
     check_spread,
     fail,
-    memory_budget,
-    settings,
 )
 from rftwin.cli.outputs import check_cache, check_output_dir
 
@@ -27,7 +25,8 @@ WIDTH = 80  # the demo's table and summary fit an 80-column terminal
 def register(app: typer.Typer) -> None:
     @app.command()
     def demo(as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
-             out: Path = typer.Option(Path("rftwin_demo"), "--out", help="Folder for the convergence plot."),
+             out: Path = typer.Option(Path("rftwin_demo"), "--out", help="Folder for the convergence plot and "
+                                                                          "the calibration spec."),
              trials: int = typer.Option(3, help="Measurement trials (one transmitter each)."),
              receivers: int = typer.Option(32, help="Receivers per trial (seed 004: 8; 8 do not determine the "
                                                     "boxes, see docs/calibration.md)."),
@@ -49,35 +48,33 @@ def register(app: typer.Typer) -> None:
              budget: str | None = MemoryBudget) -> None:
         """Build the room, simulate RSS with Sionna for perturbed true materials, calibrate eps_r and sigma of all
         9 objects from their labels, and report the errors."""
-        check_output_dir(out, "--out", owned=("convergence.png",))  # destinations and options before any import
+        # destinations and options before any import
+        check_output_dir(out, "--out", owned=("convergence.png", "spec.json"))
         check_at_least(trials, 1, "--trials")
         check_at_least(receivers, 1, "--receivers")
         check_spread(prior_spread)
-        from rftwin.calibrate.spec import ModelSpec, OptimiserSpec, SpecError  # noqa: PLC0415 - torch-free
+        check_solver(max_depth, samples_per_src)
+        from rftwin.calibrate.spec import SpecError  # noqa: PLC0415 - torch-free
+        from rftwin.demo.config import DemoConfig, demo_spec  # noqa: PLC0415 - torch-free
 
         try:
-            ModelSpec(init=init, starts=starts, sweeps=sweeps).check()
-            OptimiserSpec(optimizer=optimizer, max_iter=max_iter, retrace=retrace).check()
+            spec = demo_spec(starts, seed, model={"init": init, "sweeps": sweeps, "prior_spread": prior_spread,
+                                                  "bounded": bounded},
+                             supervision={"loss": "mse_db" if optimizer == "lm" else "nae"},
+                             optimiser={"optimizer": optimizer, "max_iter": max_iter, "retrace": retrace},
+                             solver={"max_depth": max_depth, "samples_per_src": samples_per_src,
+                                     "memory_budget": budget})
         except SpecError as exc:
             fail(str(exc))
-        check_solver(max_depth, samples_per_src)
         check_cache()  # argument errors above come back before torch and Sionna load
-        budget_bytes = memory_budget(budget)
-        from rftwin.calibrate import CalibrationConfig  # noqa: PLC0415
-        from rftwin.demo import DemoConfig, convergence_plot, demo_json, run_demo  # noqa: PLC0415
-        from rftwin.trace.budget import use_budget  # noqa: PLC0415
+        from rftwin.demo.run import convergence_plot, demo_json, run_demo  # noqa: PLC0415
 
-        use_budget(budget_bytes)
-        cfg = DemoConfig(trials=trials, receivers=receivers, settings=settings(max_depth, samples_per_src, seed),
-                         init=init, num_starts=starts, retrace=retrace, sweeps=sweeps, seed=seed,
-                         prior_spread=prior_spread, bounded=bounded,
-                         calibration=CalibrationConfig(optimizer=optimizer, max_iter=max_iter,
-                                                       loss="mse_db" if optimizer == "lm" else "nae",
-                                                       refine_starts=max(starts + 1, 4), prune_every=5))
+        cfg = DemoConfig(spec, trials=trials, receivers=receivers, seed=seed)
         d = run_demo(cfg, progress=not as_json)
         j = demo_json(d)
         png = convergence_plot(d, out / "convergence.png")
         j["plot"] = str(png)
+        j["spec"] = str(spec.write(out / "spec.json"))  # how the twin was calibrated (rftwin.demo.DemoConfig.spec)
         if as_json:
             print(json.dumps(j, indent=2))
             return
