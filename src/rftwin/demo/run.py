@@ -11,7 +11,8 @@ from rftwin.calibrate import CalibrationResult, Targets
 from rftwin.calibrate.workflow import calibrate_scene
 from rftwin.demo.config import DemoConfig
 from rftwin.materials import prior_from_labels, with_relative_ranges
-from rftwin.runtime import configure_torch_threads
+from rftwin.progress import Stopwatch
+from rftwin.runtime import configure_torch_threads, jit_times
 from rftwin.scene import TwinScene, room
 from rftwin.scene.sampling import random_positions
 from rftwin.trace.budget import use_budget
@@ -36,6 +37,7 @@ class DemoResult:
     trace_seconds: float
     simulate_seconds: float
     seconds: float
+    stages: list[dict]  # wall time [s] of every stage (scene, simulation, traces, sweeps, calibration rounds)
 
     @property
     def mre_eps(self) -> float:
@@ -74,17 +76,19 @@ def run_demo(cfg: DemoConfig | None = None, progress: bool = True, cache_dir=Non
     spec, m = cfg.spec, cfg.spec.model
     configure_torch_threads()
     use_budget(spec.solver.budget_bytes())
+    watch = Stopwatch(probe=jit_times)
     t_start = time.perf_counter()
-    twin = room(cfg.frequency_hz)
+    with watch.stage("scene"):
+        twin = room(cfg.frequency_hz)
     labels = [o.label for o in twin.objects]
     tx, rx = demo_links(twin, cfg)
     # 1) "measurements": Sionna RT with the true materials
     eps_t, sig_t = true_materials(twin, cfg)
     twin.set_materials(eps_t, sig_t)
-    t0 = time.perf_counter()
-    _, gain_db = trace_path_gain_db(twin, tx, rx, cfg.settings, cache_dir=cache_dir, progress=progress)
+    with watch.stage("simulation (Sionna)"):
+        _, gain_db = trace_path_gain_db(twin, tx, rx, cfg.settings, cache_dir=cache_dir, progress=progress)
     rss_dbm = cfg.tx_power_dbm + gain_db
-    t_sim = time.perf_counter() - t0
+    t_sim = watch.stages[-1]["seconds"]
     # 2) the twin as a user has it: label materials; trace once, calibrate on the cached paths, re-trace
     twin = room(cfg.frequency_hz)
     t0 = time.perf_counter()
@@ -97,10 +101,10 @@ def run_demo(cfg: DemoConfig | None = None, progress: bool = True, cache_dir=Non
                              cfg.settings, num_starts=m.starts, retrace=spec.optimiser.retrace,
                              seed=spec.solver.seed, truth=(eps_t, sig_t), progress=progress, cache_dir=cache_dir,
                              fit=tuple(m.fit), global_sweeps=m.sweeps, bounded=m.bounded, sweep_grid=cfg.sweep_grid,
-                             restart_rounds=cfg.restart_rounds)
+                             restart_rounds=cfg.restart_rounds, stopwatch=watch)
     t_trace = time.perf_counter() - t0 - res.seconds
     return DemoResult(twin, eps_t, sig_t, prior.eps_r, prior.sigma, res, rss_dbm, tx, rx, t_trace, t_sim,
-                      time.perf_counter() - t_start)
+                      time.perf_counter() - t_start, watch.stages)
 
 
 def demo_json(d: DemoResult) -> dict:
@@ -119,7 +123,7 @@ def demo_json(d: DemoResult) -> dict:
     return dict(mre_sigma=d.mre_sigma, mre_eps=d.mre_eps, iterations=r.iterations, seconds=d.seconds,
                 calibration_seconds=r.seconds, trace_seconds=d.trace_seconds, simulate_seconds=d.simulate_seconds,
                 loss=r.loss, num_links=len(d.tx_pos), noise_db_for_uncertainty=u.noise_db if u else None,
-                objects=objects)
+                objects=objects, stages=d.stages)
 
 
 def convergence_plot(d: DemoResult, path: str | Path) -> Path:
