@@ -26,6 +26,7 @@ def test_demo_config_nests_the_spec_and_it_round_trips(tmp_path):
     assert (m.starts, m.refine, m.sweeps, m.prior_spread, m.bounded, o.retrace) == (32, 33, 2, 0.2, True, 2)
     assert (s.max_depth, s.samples_per_src, s.seed) == (4, 1_000_000, 7)
     assert cfg.settings == SolverSettings(max_depth=4, samples_per_src=1_000_000, seed=7)
+    assert cfg.first_trace_samples == 100_000
     cfg.spec.write(tmp_path / "spec.json")
     back = CalibrationSpec.read(tmp_path / "spec.json")
     assert back.to_dict() == cfg.spec.to_dict()

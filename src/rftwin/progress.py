@@ -53,8 +53,9 @@ def track(items: Iterable[T], description: str, enabled: bool = True, total: int
 
 @dataclass
 class Stopwatch:
-    """Wall time [s] of named stages, in the order they ran (``stages``: one dict per stage with ``stage`` and
-    ``seconds``). ``probe``: called at the start (to reset) and at the end of every stage; the dict it returns at
+    """Wall time [s] of named stages, in the order they ran (``stages``: one dict per stage with ``stage``,
+    ``seconds`` and ``cpu_seconds``, the CPU time of all the process's threads: on a shared machine it varies less
+    than the wall time). ``probe``: called at the start (to reset) and at the end of every stage; the dict it returns at
     the end is added to the stage's record (e.g. :func:`rftwin.runtime.jit_times`: Dr.Jit compile and kernel time)."""
 
     probe: Callable[[], dict] | None = None
@@ -64,11 +65,11 @@ class Stopwatch:
     def stage(self, name: str) -> Iterator[None]:
         if self.probe is not None:
             self.probe()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
-            rec = {"stage": name, "seconds": time.perf_counter() - t0}
+            rec = {"stage": name, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
             self.stages.append(rec | (self.probe() if self.probe is not None else {}))
 
 

@@ -95,7 +95,8 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
                     checkpoint_every: int = 0, resume: bool = False, callback=None, global_sweeps: int = 0,
                     bounded: bool = False, sweep_grid: tuple[int, int] = (48, 12), restart_rounds: bool = False,
                     groups: MaterialGroups | None = None, bayes: BayesSetup | None = None,
-                    stopwatch: Stopwatch | None = None) -> tuple[CalibrationResult, PathSet]:
+                    stopwatch: Stopwatch | None = None, first_samples_per_src: int | None = None
+                    ) -> tuple[CalibrationResult, PathSet]:
     """Calibrate per-object materials of ``twin`` from ``targets`` (rows refer to links ``tx_pos[i] -> rx_pos[i]``).
 
     ``fit``: quantities to calibrate (eps_r, sigma, scattering, xpd). ``diffuse``: trace diffuse reflection (None:
@@ -120,6 +121,8 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
     the plausible ranges, and the result carries the held-out check in ``result.inference``.
     A re-trace that finds exactly the paths of the trace before it (:func:`same_paths`) ends the re-trace rounds:
     a calibration on the same paths would repeat the last one.
+    ``first_samples_per_src``: rays per source of the first trace only (the one at the prior, whose paths the
+    re-traces replace; None: ``settings.samples_per_src``); useful with ``retrace`` >= 2.
     ``stopwatch``: records the wall time of every trace, sweep and calibration round
     (:class:`rftwin.progress.Stopwatch`).
     On return the twin's radio materials hold the calibrated values; ``result.mechanisms`` lists what was traced.
@@ -155,14 +158,15 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
         kw["eps_bounds"], kw["sigma_bounds"] = plausible_bounds(len(thickness))
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
-    def trace_at(eps, sig, s, x, k_trace: int) -> PathSet:
+    def trace_at(eps, sig, s, x, k_trace: int, samples: int | None = None) -> PathSet:
         """Trace with the given materials; fitted S gets at least ``min_trace_scattering`` (sampling only)."""
         s_tr = None if s is None else np.asarray(s, dtype=np.float64).copy()
         if s_tr is not None and "scattering" in fit:
             s_tr = np.maximum(s_tr, min_trace_scattering)
         twin.set_materials(eps, sig, scattering=s_tr, xpd=x)
         with timed(stopwatch, f"trace {k_trace} (Sionna)"):
-            return trace_checked(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir, progress)
+            st = settings if samples is None else replace(settings, samples_per_src=samples)
+            return trace_checked(twin, tx_pos, rx_pos, st, tx_antenna, rx_antenna, cache_dir, progress)
 
     def sweepable(targets: Targets) -> bool:
         return (global_sweeps > 0 and set(fit) <= {"eps_r", "sigma"} and not power_law and not use_diffuse
@@ -200,7 +204,8 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
     def first(x):
         return None if x is None else x[0]
 
-    ps = trace_at(prior.eps_r, prior.sigma, first(starts["scattering"]), first(starts["xpd"]), 0)
+    ps = trace_at(prior.eps_r, prior.sigma, first(starts["scattering"]), first(starts["xpd"]), 0,
+                  first_samples_per_src)
     tg = make_targets(ps)
     label_eval = (ps, tg)
     if sweepable(tg):  # the swept point joins the multi-start draws as an extra start

@@ -44,6 +44,9 @@ def register(app: typer.Typer) -> None:
              init: str = typer.Option("label", help="Initialisation: label | uniform | random."),
              optimizer: str = typer.Option("lm", help="lm | adam | lbfgs."),
              max_iter: int = typer.Option(1000, help="Iteration limit per calibration round."),
+             first_samples: int = typer.Option(100_000, "--first-samples-per-src",
+                                               help="Rays per transmitter of the first trace (at the labels; the "
+                                                    "re-traces use --samples-per-src). 0: --samples-per-src."),
              max_depth: int = MaxDepth, samples_per_src: int = Samples, seed: int = Seed,
              budget: str | None = MemoryBudget) -> None:
         """Build the room, simulate RSS with Sionna for perturbed true materials, calibrate eps_r and sigma of all
@@ -54,6 +57,7 @@ def register(app: typer.Typer) -> None:
         check_at_least(receivers, 1, "--receivers")
         check_spread(prior_spread)
         check_solver(max_depth, samples_per_src)
+        check_at_least(first_samples, 0, "--first-samples-per-src")
         from rftwin.calibrate.spec import SpecError  # noqa: PLC0415 - torch-free
         from rftwin.demo.config import DemoConfig, demo_spec  # noqa: PLC0415 - torch-free
 
@@ -69,7 +73,7 @@ def register(app: typer.Typer) -> None:
         check_cache()  # argument errors above come back before torch and Sionna load
         from rftwin.demo.run import convergence_plot, demo_json, run_demo  # noqa: PLC0415
 
-        cfg = DemoConfig(spec, trials=trials, receivers=receivers, seed=seed)
+        cfg = DemoConfig(spec, trials=trials, receivers=receivers, seed=seed, first_trace_samples=first_samples or None)
         d = run_demo(cfg, progress=not as_json)
         j = demo_json(d)
         png = convergence_plot(d, out / "convergence.png")

@@ -15,6 +15,8 @@ from rftwin.calibrate.spec import (
     option_name,
 )
 
+FIRST_TRACE_SAMPLES = 100_000  # rays per source of the first trace (at the labels; its paths are replaced)
+
 
 def demo_spec(starts: int = 32, seed: int = 7, **parts: dict) -> CalibrationSpec:
     """The demo's calibration: a least-squares fit of eps_r and sigma of every object (``--prior none``: no
@@ -63,6 +65,9 @@ class DemoConfig:
     sweep_grid: tuple[int, int] = (16, 6)  # sweep grid points (eps_r, sigma) over the prior range
     restart_rounds: bool = True  # fresh random starts in every re-trace round too
     prune_every: int = 5  # LM multi-start: keep the better half of the starts every this many iterations
+    # rays per source of the first trace, at the labels: it only has to lead the first round into the right basin;
+    # the re-traces at the calibrated materials trace with the spec's rays (None: the spec's rays for all)
+    first_trace_samples: int | None = FIRST_TRACE_SAMPLES
     seed: int = 7  # link layout and truth draw (the command line's --seed sets it and the spec's solver seed)
 
     def __post_init__(self):
@@ -75,4 +80,4 @@ class DemoConfig:
         return self.spec.solver.settings()
 
 
-__all__ = ["DEMO_SPEC_FIELDS", "DemoConfig", "check_demo_spec", "demo_spec"]
+__all__ = ["DEMO_SPEC_FIELDS", "FIRST_TRACE_SAMPLES", "DemoConfig", "check_demo_spec", "demo_spec"]

@@ -71,6 +71,12 @@ def true_materials(twin: TwinScene, cfg: DemoConfig) -> tuple[np.ndarray, np.nda
     return np.maximum(e0 * lam(), 1.0), s0 * lam()
 
 
+def first_samples(cfg: DemoConfig) -> int | None:
+    """Rays per source of the first trace (None: the spec's, also when ``first_trace_samples`` is not fewer)."""
+    n, full = cfg.first_trace_samples, cfg.spec.solver.samples_per_src
+    return None if n is None or n >= full else int(n)
+
+
 def run_demo(cfg: DemoConfig | None = None, progress: bool = True, cache_dir=None) -> DemoResult:
     cfg = DemoConfig() if cfg is None else cfg
     spec, m = cfg.spec, cfg.spec.model
@@ -101,7 +107,8 @@ def run_demo(cfg: DemoConfig | None = None, progress: bool = True, cache_dir=Non
                              cfg.settings, num_starts=m.starts, retrace=spec.optimiser.retrace,
                              seed=spec.solver.seed, truth=(eps_t, sig_t), progress=progress, cache_dir=cache_dir,
                              fit=tuple(m.fit), global_sweeps=m.sweeps, bounded=m.bounded, sweep_grid=cfg.sweep_grid,
-                             restart_rounds=cfg.restart_rounds, stopwatch=watch)
+                             restart_rounds=cfg.restart_rounds, stopwatch=watch,
+                             first_samples_per_src=first_samples(cfg))
     t_trace = time.perf_counter() - t0 - res.seconds
     return DemoResult(twin, eps_t, sig_t, prior.eps_r, prior.sigma, res, rss_dbm, tx, rx, t_trace, t_sim,
                       time.perf_counter() - t_start, watch.stages)
