@@ -24,8 +24,8 @@ def test_demo_config_nests_the_spec_and_it_round_trips(tmp_path):
     assert isinstance(cfg.spec, CalibrationSpec) and cfg.spec.prior.kind == "none"  # a least-squares fit
     m, o, s = cfg.spec.model, cfg.spec.optimiser, cfg.spec.solver
     assert (m.starts, m.refine, m.sweeps, m.prior_spread, m.bounded, o.retrace) == (32, 33, 2, 0.2, True, 2)
-    assert (s.max_depth, s.samples_per_src, s.seed) == (4, 1_000_000, 7)
-    assert cfg.settings == SolverSettings(max_depth=4, samples_per_src=1_000_000, seed=7)
+    assert (s.max_depth, s.samples_per_src, s.seed) == (4, 500_000, 7)
+    assert cfg.settings == SolverSettings(max_depth=4, samples_per_src=500_000, seed=7)
     assert cfg.first_trace_samples == 100_000
     cfg.spec.write(tmp_path / "spec.json")
     back = CalibrationSpec.read(tmp_path / "spec.json")
@@ -34,6 +34,24 @@ def test_demo_config_nests_the_spec_and_it_round_trips(tmp_path):
     assert DemoConfig(back).settings == cfg.settings
     two = demo_spec(8, 3, solver={"max_depth": 2})
     assert (two.model.starts, two.model.refine, two.solver.seed, two.solver.max_depth) == (8, 9, 3, 2)
+
+
+def test_cli_defaults_are_the_config_defaults():
+    """`rftwin demo` without options runs DemoConfig(): the command's option defaults are the config's."""
+    import typer
+
+    from rftwin.cli.main import app
+
+    cmd = typer.main.get_command(app).commands["demo"]
+    d = {p.name: p.default for p in cmd.params}
+    cfg = DemoConfig()
+    m, o, s = cfg.spec.model, cfg.spec.optimiser, cfg.spec.solver
+    assert (d["samples_per_src"], d["first_samples"], d["max_depth"], d["seed"]) == (
+        s.samples_per_src, cfg.first_trace_samples, s.max_depth, s.seed)
+    assert (d["starts"], d["sweeps"], d["retrace"], d["prior_spread"], d["bounded"], d["init"]) == (
+        m.starts, m.sweeps, o.retrace, m.prior_spread, m.bounded, m.init)
+    assert (d["trials"], d["receivers"], d["optimizer"], d["max_iter"]) == (cfg.trials, cfg.receivers, o.optimizer,
+                                                                            o.max_iter)
 
 
 def test_demo_refuses_spec_fields_it_does_not_use():

@@ -10,7 +10,6 @@ import typer
 from rftwin.cli.common import (
     MaxDepth,
     MemoryBudget,
-    Samples,
     Seed,
     check_at_least,
     check_solver,
@@ -19,6 +18,9 @@ from rftwin.cli.common import (
 )
 from rftwin.cli.outputs import check_cache, check_output_dir
 
+# the demo's rays per transmitter (rftwin.demo.config.SAMPLES; fewer than calibrate's 1e6: docs/scale.md#the-demo)
+DemoSamples = typer.Option(500_000, "--samples-per-src", help="Rays shot per transmitter (simulation and "
+                                                               "re-traces).")
 WIDTH = 80  # the demo's table and summary fit an 80-column terminal
 
 
@@ -47,7 +49,7 @@ def register(app: typer.Typer) -> None:
              first_samples: int = typer.Option(100_000, "--first-samples-per-src",
                                                help="Rays per transmitter of the first trace (at the labels; the "
                                                     "re-traces use --samples-per-src). 0: --samples-per-src."),
-             max_depth: int = MaxDepth, samples_per_src: int = Samples, seed: int = Seed,
+             max_depth: int = MaxDepth, samples_per_src: int = DemoSamples, seed: int = Seed,
              budget: str | None = MemoryBudget) -> None:
         """Build the room, simulate RSS with Sionna for perturbed true materials, calibrate eps_r and sigma of all
         9 objects from their labels, and report the errors."""

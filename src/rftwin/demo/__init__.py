@@ -8,7 +8,8 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {
-    "rftwin.demo.config": ("DEMO_SPEC_FIELDS", "FIRST_TRACE_SAMPLES", "DemoConfig", "check_demo_spec", "demo_spec"),
+    "rftwin.demo.config": ("DEMO_SPEC_FIELDS", "FIRST_TRACE_SAMPLES", "SAMPLES", "DemoConfig", "check_demo_spec",
+                           "demo_spec"),
     "rftwin.demo.run": ("DEMO_TX", "DemoResult", "convergence_plot", "demo_json", "demo_links", "run_demo",
                         "true_materials"),
 }

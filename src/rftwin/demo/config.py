@@ -15,19 +15,20 @@ from rftwin.calibrate.spec import (
     option_name,
 )
 
+SAMPLES = 500_000  # rays per source of the simulation and the re-traces (benchmarks/results/demo_seeds_5e5.json)
 FIRST_TRACE_SAMPLES = 100_000  # rays per source of the first trace (at the labels; its paths are replaced)
 
 
 def demo_spec(starts: int = 32, seed: int = 7, **parts: dict) -> CalibrationSpec:
     """The demo's calibration: a least-squares fit of eps_r and sigma of every object (``--prior none``: no
     Bayesian prior, no noise estimate) inside the box label x [0.8, 1.2], 2 grid sweeps, LM from the swept point,
-    the label and ``starts - 1`` random starts (all refined), 2 re-traces; Sionna at depth 4 with 10^6 rays.
+    the label and ``starts - 1`` random starts (all refined), 2 re-traces; Sionna at depth 4 with 5 10^5 rays.
     ``parts``: leaf fields to change, as :meth:`CalibrationSpec.replace` (``solver={"max_depth": 2}``)."""
     spec = CalibrationSpec(
         model=ModelSpec(init="label", starts=starts, refine=max(starts + 1, 4), sweeps=2, prior_spread=0.2,
                         bounded=True),
         prior=PriorSpec(kind="none"), optimiser=OptimiserSpec(retrace=2),
-        solver=SolverSpec(max_depth=4, samples_per_src=1_000_000, seed=seed))
+        solver=SolverSpec(max_depth=4, samples_per_src=SAMPLES, seed=seed))
     return spec.replace(**parts) if parts else spec
 
 
@@ -80,4 +81,4 @@ class DemoConfig:
         return self.spec.solver.settings()
 
 
-__all__ = ["DEMO_SPEC_FIELDS", "FIRST_TRACE_SAMPLES", "DemoConfig", "check_demo_spec", "demo_spec"]
+__all__ = ["DEMO_SPEC_FIELDS", "FIRST_TRACE_SAMPLES", "SAMPLES", "DemoConfig", "check_demo_spec", "demo_spec"]
