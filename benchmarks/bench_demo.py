@@ -49,6 +49,8 @@ def stage_rows(run: dict) -> list[dict]:
     """The demo's stages plus the time outside ``run_demo`` (start-up, imports, plot, exit)."""
     d = run["demo"]
     rows = [dict(s) for s in d.get("stages", [])]
+    if rows:  # run_demo's own time outside its stages (truth draw, priors, targets)
+        rows.append({"stage": "rest of run_demo", "seconds": d["seconds"] - sum(r["seconds"] for r in rows)})
     rows.append({"stage": "outside run_demo (start-up, plot)", "seconds": run["wall_s"] - d["seconds"]})
     return rows
 

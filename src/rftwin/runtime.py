@@ -78,10 +78,10 @@ def jit_times() -> dict:
     """Dr.Jit's work since the last call: ``jit_compile_s`` (code generation and LLVM compilation of kernels found
     in none of Dr.Jit's caches), ``jit_kernels_s`` (kernel execution), ``jit_kernels`` (launches) and
     ``jit_compiled`` (kernels compiled). Empty unless ``$RFTWIN_JIT_HISTORY=1`` (recording every launch costs a
-    little time): the first call then switches Dr.Jit's kernel history on and returns nothing."""
-    if os.environ.get(JIT_HISTORY_ENV) != "1":
+    little time): the first call after Dr.Jit was loaded switches its kernel history on and returns nothing (this
+    function never loads Dr.Jit itself, so the import stays in the stage that needs it)."""
+    if os.environ.get(JIT_HISTORY_ENV) != "1" or "drjit" not in sys.modules:
         return {}
-    sionna_rt()  # Dr.Jit with the LLVM set-up
     import drjit as dr  # noqa: PLC0415
 
     if not dr.flag(dr.JitFlag.KernelHistory):
