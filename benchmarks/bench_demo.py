@@ -49,8 +49,12 @@ def stage_rows(run: dict) -> list[dict]:
     """The demo's stages plus the time outside ``run_demo`` (start-up, imports, plot, exit)."""
     d = run["demo"]
     rows = [dict(s) for s in d.get("stages", [])]
-    if rows:  # run_demo's own time outside its stages (truth draw, priors, targets)
-        rows.append({"stage": "rest of run_demo", "seconds": d["seconds"] - sum(r["seconds"] for r in rows)})
+    if not rows:  # a demo without a stage record: its coarse split
+        rows = [{"stage": "simulation (Sionna)", "seconds": d["simulate_seconds"]},
+                {"stage": "traces and sweeps", "seconds": d["trace_seconds"]},
+                {"stage": "calibration rounds", "seconds": d["calibration_seconds"]}]
+    # run_demo's own time outside its stages (scene, truth draw, priors, targets)
+    rows.append({"stage": "rest of run_demo", "seconds": d["seconds"] - sum(r["seconds"] for r in rows)})
     rows.append({"stage": "outside run_demo (start-up, plot)", "seconds": run["wall_s"] - d["seconds"]})
     return rows
 
@@ -72,6 +76,7 @@ def table(run: dict) -> list[str]:
 
 
 def plot(runs: list[dict], path: Path) -> None:
+    """Stacked bars of the stages (``run['stages']``: :func:`stage_rows`) of every run."""
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -80,7 +85,7 @@ def plot(runs: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.9 * len(runs)))
     for i, run in enumerate(runs):
         left = 0.0
-        for r in stage_rows(run):
+        for r in run["stages"]:
             ax.barh(i, r["seconds"], left=left, color=_colour(r["stage"]), edgecolor="white")
             if r["seconds"] > 1.5:
                 ax.text(left + r["seconds"] / 2, i, r["stage"].split(" (")[0], ha="center", va="center", fontsize=6,
@@ -123,7 +128,7 @@ def main() -> None:
     from rftwin.io import write_json  # noqa: PLC0415
 
     write_json(OUT, doc)
-    plot(runs, OUT.with_suffix(".png"))
+    plot(doc["runs"], OUT.with_suffix(".png"))
     print(f"wrote {OUT} and {OUT.with_suffix('.png')}", file=sys.stderr)
 
 

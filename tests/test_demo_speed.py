@@ -73,7 +73,8 @@ def test_demo_writes_its_spec(tmp_path, monkeypatch):
                                  "--samples-per-src", "10000", "--seed", "3"])
     assert r.exit_code == 0, r.output
     j = json.loads(r.output[r.output.index("{"):])
-    spec = CalibrationSpec.read(tmp_path / "out" / "spec.json")
+    assert j["spec"] == str(tmp_path / "out" / "spec.json")
+    spec = CalibrationSpec.read(j["spec"])
     assert (spec.model.starts, spec.model.sweeps, spec.optimiser.retrace, spec.solver.max_depth,
             spec.solver.samples_per_src, spec.solver.seed) == (2, 0, 1, 1, 10_000, 3)
     names = [s["stage"] for s in j["stages"]]

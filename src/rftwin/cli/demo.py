@@ -80,7 +80,8 @@ def register(app: typer.Typer) -> None:
         j = demo_json(d)
         png = convergence_plot(d, out / "convergence.png")
         j["plot"] = str(png)
-        j["spec"] = str(spec.write(out / "spec.json"))  # how the twin was calibrated (rftwin.demo.DemoConfig.spec)
+        spec.write(out / "spec.json")  # how the twin was calibrated (rftwin.demo.DemoConfig.spec)
+        j["spec"] = str(out / "spec.json")
         if as_json:
             print(json.dumps(j, indent=2))
             return
