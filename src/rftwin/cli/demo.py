@@ -18,7 +18,8 @@ from rftwin.cli.common import (
 )
 from rftwin.cli.outputs import check_cache, check_output_dir
 
-# the demo's rays per transmitter (rftwin.demo.config.SAMPLES; fewer than calibrate's 1e6: docs/scale.md#the-demo)
+# the demo's rays per transmitter (rftwin.demo.config.SAMPLES; fewer than calibrate's 1e6:
+# docs/scale.md#the-demo-where-the-time-goes)
 DemoSamples = typer.Option(500_000, "--samples-per-src", help="Rays shot per transmitter (simulation and "
                                                                "re-traces).")
 WIDTH = 80  # the demo's table and summary fit an 80-column terminal
