@@ -6,6 +6,7 @@ benchmarks/results/demo_seeds.json after each run (atomic write), and a re-run s
 interrupted benchmark resumes. ``seconds`` depends on the path cache (traces already cached are reused).
 
 Run: .venv/bin/python benchmarks/bench_demo_seeds.py [--receivers 8,16,24,32 --seeds 1,2,3,4,5,6,7]
+     [--samples-per-src N --first-samples-per-src M --out FILE]  (other ray counts: results in FILE)
 """
 from __future__ import annotations
 
@@ -14,27 +15,32 @@ import json
 from pathlib import Path
 
 import rftwin  # noqa: F401  (sets DRJIT_LIBLLVM_PATH)
-from rftwin.demo import DemoConfig, demo_json, run_demo
+from rftwin.demo import DemoConfig, demo_json, demo_spec, run_demo
 from rftwin.io import write_json
 from rftwin.progress import track
-from rftwin.trace import SolverSettings
 
 OUT = Path(__file__).parent / "results" / "demo_seeds.json"
 
 
-def main(receivers: list[int], seeds: list[int]) -> dict:
-    doc = json.loads(OUT.read_text()) if OUT.is_file() else {"rows": []}
+def main(receivers: list[int], seeds: list[int], out: Path = OUT, samples: int | None = None,
+         first_samples: int | None = -1) -> dict:
+    """``samples``: rays per source (None: the demo's); ``first_samples``: rays of the first trace (-1: the
+    demo's default, None: as the others)."""
+    doc = json.loads(out.read_text()) if out.is_file() else {"rows": []}
     done = {(r["receivers"], r["seed"]) for r in doc["rows"]}
     todo = [(n, s) for n in receivers for s in seeds if (n, s) not in done]
     for n, s in track(todo, "demo runs"):
-        base = DemoConfig()
-        cfg = DemoConfig(receivers=n, seed=s, settings=SolverSettings(
-            max_depth=base.settings.max_depth, samples_per_src=base.settings.samples_per_src, seed=s))
+        spec = demo_spec(seed=s) if samples is None else demo_spec(seed=s, solver={"samples_per_src": samples})
+        cfg = DemoConfig(spec, receivers=n, seed=s)
+        if first_samples != -1:
+            cfg.first_trace_samples = first_samples
         j = demo_json(run_demo(cfg, progress=False))
         doc["rows"].append({"receivers": n, "seed": s, "num_links": j["num_links"], "mre_eps": j["mre_eps"],
                             "mre_sigma": j["mre_sigma"], "loss_db2": j["loss"], "seconds": j["seconds"],
+                            "iterations": j["iterations"], "samples_per_src": spec.solver.samples_per_src,
+                            "first_trace_samples": cfg.first_trace_samples,
                             "target_met": max(j["mre_eps"], j["mre_sigma"]) <= 1e-3})
-        write_json(OUT, doc)
+        write_json(out, doc)
     return doc
 
 
@@ -42,8 +48,14 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--receivers", default="8,16,24,32")
     ap.add_argument("--seeds", default="1,2,3,4,5,6,7")
+    ap.add_argument("--samples-per-src", type=float, default=None, help="rays per source (default: the demo's)")
+    ap.add_argument("--first-samples-per-src", type=float, default=-1,
+                    help="rays of the first trace (default: the demo's; 0: as the others)")
+    ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
-    d = main([int(x) for x in a.receivers.split(",")], [int(x) for x in a.seeds.split(",")])
+    first = -1 if a.first_samples_per_src == -1 else (int(a.first_samples_per_src) or None)
+    d = main([int(x) for x in a.receivers.split(",")], [int(x) for x in a.seeds.split(",")], a.out,
+             None if a.samples_per_src is None else int(a.samples_per_src), first)
     for r in d["rows"]:
         print(f"receivers {r['receivers']:3d} seed {r['seed']}: MRE eps {r['mre_eps']:.1e} sigma {r['mre_sigma']:.1e} "
               f"loss {r['loss_db2']:.1e} dB^2 {r['seconds']:.0f} s {'ok' if r['target_met'] else 'MISSED'}")

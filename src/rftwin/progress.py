@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -47,3 +49,35 @@ def track(items: Iterable[T], description: str, enabled: bool = True, total: int
     from rich.progress import track as _track  # noqa: PLC0415
 
     yield from _track(items, description=description, total=total, transient=True)
+
+
+@dataclass
+class Stopwatch:
+    """Wall time [s] of named stages, in the order they ran (``stages``: one dict per stage with ``stage``,
+    ``seconds`` and ``cpu_seconds``, the CPU time of all the process's threads: on a shared machine it varies less
+    than the wall time). ``probe``: called at the start (to reset) and at the end of every stage; the dict it returns at
+    the end is added to the stage's record (e.g. :func:`rftwin.runtime.jit_times`: Dr.Jit compile and kernel time)."""
+
+    probe: Callable[[], dict] | None = None
+    stages: list[dict] = field(default_factory=list)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self.probe is not None:
+            self.probe()
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            rec = {"stage": name, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
+            self.stages.append(rec | (self.probe() if self.probe is not None else {}))
+
+
+@contextmanager
+def timed(watch: Stopwatch | None, name: str) -> Iterator[None]:
+    """``watch.stage(name)``, or nothing without a stopwatch."""
+    if watch is None:
+        yield
+    else:
+        with watch.stage(name):
+            yield

@@ -71,6 +71,29 @@ def sionna_rt() -> ModuleType:
     return rt
 
 
+JIT_HISTORY_ENV = "RFTWIN_JIT_HISTORY"
+
+
+def jit_times() -> dict:
+    """Dr.Jit's work since the last call: ``jit_compile_s`` (code generation and LLVM compilation of kernels found
+    in none of Dr.Jit's caches), ``jit_kernels_s`` (kernel execution), ``jit_kernels`` (launches) and
+    ``jit_compiled`` (kernels compiled). Empty unless ``$RFTWIN_JIT_HISTORY=1`` (recording every launch costs a
+    little time): the first call after Dr.Jit was loaded switches its kernel history on and returns nothing (this
+    function never loads Dr.Jit itself, so the import stays in the stage that needs it)."""
+    if os.environ.get(JIT_HISTORY_ENV) != "1" or "drjit" not in sys.modules:
+        return {}
+    import drjit as dr  # noqa: PLC0415
+
+    if not dr.flag(dr.JitFlag.KernelHistory):
+        dr.set_flag(dr.JitFlag.KernelHistory, True)
+        return {}
+    hist = dr.kernel_history()  # the launches since the last call (reading it clears it)
+    ms = {k: sum(float(h.get(k, 0.0)) for h in hist) for k in ("codegen_time", "backend_time", "execution_time")}
+    return {"jit_compile_s": (ms["codegen_time"] + ms["backend_time"]) / 1e3, "jit_kernels_s":
+            ms["execution_time"] / 1e3, "jit_kernels": len(hist),
+            "jit_compiled": sum(1 for h in hist if not h.get("cache_hit", False))}
+
+
 def torch_device(prefer: str | None = None):
     """Torch device: ``prefer`` if given, else CUDA when available, else CPU."""
     import torch  # noqa: PLC0415

@@ -25,9 +25,11 @@ from rftwin.calibrate.inference import BayesSetup, finish, plausible_bounds, pos
 from rftwin.calibrate.loop import CalibrationConfig, CalibrationResult, calibrate
 from rftwin.calibrate.problem import Targets
 from rftwin.calibrate.sweep import coordinate_sweep
+from rftwin.calibrate.uncertainty import laplace
 from rftwin.materials.groups import MaterialGroups, material_model
 from rftwin.materials.per_object import MaterialPrior, PerObjectMaterials, draw_start_values
 from rftwin.pathset import PathSet
+from rftwin.progress import Stopwatch, timed
 from rftwin.scene.load import TwinScene
 from rftwin.scene.scene_materials import SceneMaterials
 from rftwin.trace.tracer import AntennaSpec, SolverSettings, trace
@@ -56,6 +58,21 @@ def trace_checked(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, setti
     return ps
 
 
+def path_keys(ps: PathSet) -> np.ndarray:
+    """One row per path [N, 1 + 3 D] (int64): link, then the interaction type, object and primitive of every
+    depth (what identifies a path; its geometry follows from them)."""
+    return np.concatenate([ps.link.numpy()[:, None], ps.itype.numpy(), ps.obj.numpy(), ps.prim.numpy()], 1)
+
+
+def same_paths(a: PathSet, b: PathSet) -> bool:
+    """Whether two traces of the same links found the same paths (the same multiset of :func:`path_keys`, in any
+    order; the records are exactly those of a trace of these paths whatever the materials were)."""
+    if a.num_links != b.num_links or a.num_paths != b.num_paths or a.itype.shape != b.itype.shape:
+        return False
+    ka, kb = path_keys(a), path_keys(b)
+    return bool(np.array_equal(ka[np.lexsort(ka.T[::-1])], kb[np.lexsort(kb.T[::-1])]))
+
+
 def _diffuse_values(twin: TwinScene, prior: MaterialPrior, fit: tuple[str, ...], num_starts: int, seed: int
                     ) -> dict[str, np.ndarray | None]:
     """Start values [B, K] of every quantity; S / K_xpd held fixed come from the prior, else from the scene
@@ -81,6 +98,7 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
                     checkpoint_every: int = 0, resume: bool = False, callback=None, global_sweeps: int = 0,
                     bounded: bool = False, sweep_grid: tuple[int, int] = (48, 12), restart_rounds: bool = False,
                     groups: MaterialGroups | None = None, bayes: BayesSetup | None = None,
+                    stopwatch: Stopwatch | None = None, first_samples_per_src: int | None = None
                     ) -> tuple[CalibrationResult, PathSet]:
     """Calibrate per-object materials of ``twin`` from ``targets`` (rows refer to links ``tx_pos[i] -> rx_pos[i]``).
 
@@ -104,6 +122,12 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
     posterior under the label priors of ``bayes.priors`` (``prior`` then only supplies start values and ranges),
     noise levels and prior strength are estimated, labels are corrected in the first round, every fit stays inside
     the plausible ranges, and the result carries the held-out check in ``result.inference``.
+    A re-trace that finds exactly the paths of the trace before it (:func:`same_paths`) ends the re-trace rounds:
+    a calibration on the same paths would repeat the last one.
+    ``first_samples_per_src``: rays per source of the first trace only (the one at the prior, whose paths the
+    re-traces replace; None: ``settings.samples_per_src``); useful with ``retrace`` >= 2.
+    ``stopwatch``: records the wall time of every trace, sweep and calibration round
+    (:class:`rftwin.progress.Stopwatch`).
     Every trace takes its materials as an argument (:class:`rftwin.scene.scene_materials.SceneMaterials`): the
     twin's scene is never changed; :func:`calibrated_materials` gives the record of the result (what to trace the
     calibrated twin at). ``result.mechanisms`` lists what was traced.
@@ -139,13 +163,15 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
         kw["eps_bounds"], kw["sigma_bounds"] = plausible_bounds(len(thickness))
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
-    def trace_at(eps, sig, s, x) -> PathSet:
+    def trace_at(eps, sig, s, x, k_trace: int, samples: int | None = None) -> PathSet:
         """Trace with the given materials; fitted S gets at least ``min_trace_scattering`` (sampling only)."""
         s_tr = None if s is None else np.asarray(s, dtype=np.float64).copy()
         if s_tr is not None and "scattering" in fit:
             s_tr = np.maximum(s_tr, min_trace_scattering)
-        return trace_checked(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir, progress,
-                             SceneMaterials.of(eps, sig, scattering=s_tr, xpd=x))
+        with timed(stopwatch, f"trace {k_trace} (Sionna)"):
+            st = settings if samples is None else replace(settings, samples_per_src=samples)
+            return trace_checked(twin, tx_pos, rx_pos, st, tx_antenna, rx_antenna, cache_dir, progress,
+                                 SceneMaterials.of(eps, sig, scattering=s_tr, xpd=x))
 
     def sweepable(targets: Targets) -> bool:
         return (global_sweeps > 0 and set(fit) <= {"eps_r", "sigma"} and not power_law and not use_diffuse
@@ -157,10 +183,10 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
         f = targets.frequencies_hz[targets.freq_index]
         eb = prior.eps_range if "eps_r" in fit else np.stack([eps, eps], 1)
         sb = prior.sigma_range if "sigma" in fit else np.stack([sig, sig], 1)
-        sw = coordinate_sweep(ps, targets.link[ok].numpy(), f[ok].numpy(), targets.path_gain_db[ok].numpy(), eps, sig,
-                              np.asarray(thickness), eb, sb, grid=sweep_grid[0], sigma_grid=sweep_grid[1],
-                              sweeps=global_sweeps,
-                              estimate_offset=cfg.offset_mode != "none", progress=progress)
+        with timed(stopwatch, "sweeps"):
+            sw = coordinate_sweep(ps, targets.link[ok].numpy(), f[ok].numpy(), targets.path_gain_db[ok].numpy(), eps,
+                                  sig, np.asarray(thickness), eb, sb, grid=sweep_grid[0], sigma_grid=sweep_grid[1],
+                                  sweeps=global_sweeps, estimate_offset=cfg.offset_mode != "none", progress=progress)
         return sw.eps_r, sw.sigma
 
     def make_model(v) -> PerObjectMaterials:
@@ -168,6 +194,10 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
                               xpd=v.get("xpd"), **kw)
 
     def run(ps, model, k, targets: Targets):
+        with timed(stopwatch, f"calibration round {k}"):
+            return run_round(ps, model, k, targets)
+
+    def run_round(ps, model, k, targets: Targets):
         if bayes is not None:
             return posterior_round(ps, model, targets, cfg, bayes, make_model, fit, power_law, k == 0, progress,
                                    checkpoint=None if ckdir is None else ckdir / f"round{k}.pt",
@@ -179,7 +209,8 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
     def first(x):
         return None if x is None else x[0]
 
-    ps = trace_at(prior.eps_r, prior.sigma, first(starts["scattering"]), first(starts["xpd"]))
+    ps = trace_at(prior.eps_r, prior.sigma, first(starts["scattering"]), first(starts["xpd"]), 0,
+                  first_samples_per_src)
     tg = make_targets(ps)
     label_eval = (ps, tg)
     if sweepable(tg):  # the swept point joins the multi-start draws as an extra start
@@ -191,7 +222,12 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
     res = run(ps, model, 0, tg)
     history = list(res.history)
     for k in range(retrace):
-        ps = trace_at(res.eps_r, res.sigma, res.scattering, res.xpd)
+        new = trace_at(res.eps_r, res.sigma, res.scattering, res.xpd, k + 1)
+        if same_paths(new, ps):  # the calibration would see the paths it has seen: done
+            if res.uncertainty is None and bayes is None:  # computed in the last round only
+                res = replace(res, uncertainty=laplace(ps, res.model, tg, cfg))
+            break
+        ps = new
         tg = make_targets(ps)
         if sweepable(tg) and not (restart_rounds and num_starts > 1):  # fresh starts replace the sweep
             res = replace(res, **dict(zip(("eps_r", "sigma"), swept(ps, res.eps_r, res.sigma, tg))))

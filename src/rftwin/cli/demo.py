@@ -10,24 +10,26 @@ import typer
 from rftwin.cli.common import (
     MaxDepth,
     MemoryBudget,
-    Samples,
     Seed,
     check_at_least,
     check_solver,
     check_spread,
     fail,
-    memory_budget,
-    settings,
 )
 from rftwin.cli.outputs import check_cache, check_output_dir
 
+# the demo's rays per transmitter (rftwin.demo.config.SAMPLES; fewer than calibrate's 1e6:
+# docs/scale.md#the-demo-where-the-time-goes)
+DemoSamples = typer.Option(500_000, "--samples-per-src", help="Rays shot per transmitter (simulation and "
+                                                               "re-traces).")
 WIDTH = 80  # the demo's table and summary fit an 80-column terminal
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def demo(as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
-             out: Path = typer.Option(Path("rftwin_demo"), "--out", help="Folder for the convergence plot."),
+             out: Path = typer.Option(Path("rftwin_demo"), "--out", help="Folder for the convergence plot and "
+                                                                          "the calibration spec."),
              trials: int = typer.Option(3, help="Measurement trials (one transmitter each)."),
              receivers: int = typer.Option(32, help="Receivers per trial (seed 004: 8; 8 do not determine the "
                                                     "boxes, see docs/calibration.md)."),
@@ -45,39 +47,42 @@ def register(app: typer.Typer) -> None:
              init: str = typer.Option("label", help="Initialisation: label | uniform | random."),
              optimizer: str = typer.Option("lm", help="lm | adam | lbfgs."),
              max_iter: int = typer.Option(1000, help="Iteration limit per calibration round."),
-             max_depth: int = MaxDepth, samples_per_src: int = Samples, seed: int = Seed,
+             first_samples: int = typer.Option(100_000, "--first-samples-per-src",
+                                               help="Rays per transmitter of the first trace (at the labels; the "
+                                                    "re-traces use --samples-per-src). 0: --samples-per-src."),
+             max_depth: int = MaxDepth, samples_per_src: int = DemoSamples, seed: int = Seed,
              budget: str | None = MemoryBudget) -> None:
         """Build the room, simulate RSS with Sionna for perturbed true materials, calibrate eps_r and sigma of all
         9 objects from their labels, and report the errors."""
-        check_output_dir(out, "--out", owned=("convergence.png",))  # destinations and options before any import
+        # destinations and options before any import
+        check_output_dir(out, "--out", owned=("convergence.png", "spec.json"))
         check_at_least(trials, 1, "--trials")
         check_at_least(receivers, 1, "--receivers")
         check_spread(prior_spread)
-        from rftwin.calibrate.spec import ModelSpec, OptimiserSpec, SpecError  # noqa: PLC0415 - torch-free
+        check_solver(max_depth, samples_per_src)
+        check_at_least(first_samples, 0, "--first-samples-per-src")
+        from rftwin.calibrate.spec import SpecError  # noqa: PLC0415 - torch-free
+        from rftwin.demo.config import DemoConfig, demo_spec  # noqa: PLC0415 - torch-free
 
         try:
-            ModelSpec(init=init, starts=starts, sweeps=sweeps).check()
-            OptimiserSpec(optimizer=optimizer, max_iter=max_iter, retrace=retrace).check()
+            spec = demo_spec(starts, seed, model={"init": init, "sweeps": sweeps, "prior_spread": prior_spread,
+                                                  "bounded": bounded},
+                             supervision={"loss": "mse_db" if optimizer == "lm" else "nae"},
+                             optimiser={"optimizer": optimizer, "max_iter": max_iter, "retrace": retrace},
+                             solver={"max_depth": max_depth, "samples_per_src": samples_per_src,
+                                     "memory_budget": budget})
         except SpecError as exc:
             fail(str(exc))
-        check_solver(max_depth, samples_per_src)
-        budget_bytes = memory_budget(budget)  # rftwin.trace.budget is pure: no torch yet
         check_cache()  # argument errors above come back before torch and Sionna load
-        from rftwin.calibrate import CalibrationConfig  # noqa: PLC0415
-        from rftwin.demo import DemoConfig, convergence_plot, demo_json, run_demo  # noqa: PLC0415
-        from rftwin.trace.budget import use_budget  # noqa: PLC0415
+        from rftwin.demo.run import convergence_plot, demo_json, run_demo  # noqa: PLC0415
 
-        use_budget(budget_bytes)
-        cfg = DemoConfig(trials=trials, receivers=receivers, settings=settings(max_depth, samples_per_src, seed),
-                         init=init, num_starts=starts, retrace=retrace, sweeps=sweeps, seed=seed,
-                         prior_spread=prior_spread, bounded=bounded,
-                         calibration=CalibrationConfig(optimizer=optimizer, max_iter=max_iter,
-                                                       loss="mse_db" if optimizer == "lm" else "nae",
-                                                       refine_starts=max(starts + 1, 4), prune_every=5))
+        cfg = DemoConfig(spec, trials=trials, receivers=receivers, seed=seed, first_trace_samples=first_samples or None)
         d = run_demo(cfg, progress=not as_json)
         j = demo_json(d)
         png = convergence_plot(d, out / "convergence.png")
         j["plot"] = str(png)
+        spec.write(out / "spec.json")  # how the twin was calibrated (rftwin.demo.DemoConfig.spec)
+        j["spec"] = str(out / "spec.json")
         if as_json:
             print(json.dumps(j, indent=2))
             return

@@ -2,41 +2,26 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from rftwin.calibrate import CalibrationConfig, CalibrationResult, Targets
+from rftwin.calibrate import CalibrationResult, Targets
 from rftwin.calibrate.workflow import calibrate_scene
+from rftwin.demo.config import DemoConfig
 from rftwin.materials import prior_from_labels, with_relative_ranges
-from rftwin.runtime import configure_torch_threads
+from rftwin.progress import Stopwatch
+from rftwin.runtime import configure_torch_threads, jit_times
 from rftwin.scene import TwinScene, room
 from rftwin.scene.sampling import random_positions
-from rftwin.trace import SolverSettings
+from rftwin.scene.scene_materials import SceneMaterials
+from rftwin.trace.budget import use_budget
 from rftwin.trace.simulate import trace_path_gain_db
+from rftwin.twin.calibrator import calibration_config
 
 # Transmitter positions of the three trials (m); receivers are drawn at random (seeded).
 DEMO_TX = np.array([[-1.0, 0.0, 1.5], [1.5, 1.0, 2.0], [0.0, -1.5, 1.0]])
-
-
-@dataclass
-class DemoConfig:
-    frequency_hz: float = 3.5e9
-    tx_power_dbm: float = 44.0
-    trials: int = 3
-    receivers: int = 32  # 8 in seed 004; 24 power measurements do not determine the boxes (see docs/calibration.md)
-    settings: SolverSettings = field(default_factory=lambda: SolverSettings(max_depth=4, samples_per_src=1_000_000))
-    init: str = "label"
-    num_starts: int = 32  # multi-start LM inside the prior range (plus the swept start), all refined
-    retrace: int = 2  # re-trace rounds: paths found by the sampler depend weakly on the materials
-    sweeps: int = 2  # global per-object grid sweeps before each local round
-    sweep_grid: tuple[int, int] = (16, 6)  # sweep grid points (eps_r, sigma) over the prior range
-    prior_spread: float | None = 0.2  # prior range: label x [1 -+ spread] (the range the truth is drawn from)
-    bounded: bool = True  # keep the fit inside the prior range
-    restart_rounds: bool = True  # fresh random starts in every re-trace round too
-    calibration: CalibrationConfig = field(default_factory=lambda: CalibrationConfig(refine_starts=64, prune_every=5))
-    seed: int = 7
 
 
 @dataclass
@@ -53,6 +38,7 @@ class DemoResult:
     trace_seconds: float
     simulate_seconds: float
     seconds: float
+    stages: list[dict]  # wall time [s] of every stage (scene, simulation, traces, sweeps, calibration rounds)
 
     @property
     def mre_eps(self) -> float:
@@ -86,33 +72,46 @@ def true_materials(twin: TwinScene, cfg: DemoConfig) -> tuple[np.ndarray, np.nda
     return np.maximum(e0 * lam(), 1.0), s0 * lam()
 
 
-def run_demo(cfg: DemoConfig = DemoConfig(), progress: bool = True, cache_dir=None) -> DemoResult:
+def first_samples(cfg: DemoConfig) -> int | None:
+    """Rays per source of the first trace (None: the spec's, also when ``first_trace_samples`` is not fewer)."""
+    n, full = cfg.first_trace_samples, cfg.spec.solver.samples_per_src
+    return None if n is None or n >= full else int(n)
+
+
+def run_demo(cfg: DemoConfig | None = None, progress: bool = True, cache_dir=None) -> DemoResult:
+    cfg = DemoConfig() if cfg is None else cfg
+    spec, m = cfg.spec, cfg.spec.model
     configure_torch_threads()
+    use_budget(spec.solver.budget_bytes())
+    watch = Stopwatch(probe=jit_times)
     t_start = time.perf_counter()
-    twin = room(cfg.frequency_hz)
+    with watch.stage("scene"):
+        twin = room(cfg.frequency_hz)
     labels = [o.label for o in twin.objects]
     tx, rx = demo_links(twin, cfg)
     # 1) "measurements": Sionna RT with the true materials
     eps_t, sig_t = true_materials(twin, cfg)
-    twin.set_materials(eps_t, sig_t)
-    t0 = time.perf_counter()
-    _, gain_db = trace_path_gain_db(twin, tx, rx, cfg.settings, cache_dir=cache_dir, progress=progress)
+    with watch.stage("simulation (Sionna)"):  # traced at the true materials (the scene itself is not changed)
+        _, gain_db = trace_path_gain_db(twin, tx, rx, cfg.settings, cache_dir=cache_dir, progress=progress,
+                                        materials=SceneMaterials(eps_t, sig_t))
     rss_dbm = cfg.tx_power_dbm + gain_db
-    t_sim = time.perf_counter() - t0
+    t_sim = watch.stages[-1]["seconds"]
     # 2) the twin as a user has it: label materials; trace once, calibrate on the cached paths, re-trace
-    twin = room(cfg.frequency_hz)
     t0 = time.perf_counter()
-    prior = prior_from_labels(labels, cfg.frequency_hz, strategy=cfg.init, seed=cfg.seed)
-    if cfg.prior_spread is not None:
-        prior = with_relative_ranges(prior, cfg.prior_spread)
+    prior = prior_from_labels(labels, cfg.frequency_hz, strategy=m.init, seed=spec.solver.seed)
+    if m.prior_spread is not None:
+        prior = with_relative_ranges(prior, m.prior_spread)
     targets = Targets.build(np.arange(len(tx)), np.full(len(tx), cfg.frequency_hz), rss_dbm - cfg.tx_power_dbm)
-    res, _ = calibrate_scene(twin, tx, rx, targets, prior, cfg.calibration, cfg.settings, num_starts=cfg.num_starts,
-                             retrace=cfg.retrace, seed=cfg.seed, truth=(eps_t, sig_t), progress=progress,
-                             cache_dir=cache_dir, global_sweeps=cfg.sweeps, bounded=cfg.bounded,
-                             sweep_grid=cfg.sweep_grid, restart_rounds=cfg.restart_rounds)
+    res, _ = calibrate_scene(twin, tx, rx, targets, prior, replace(calibration_config(spec),
+                                                                   prune_every=cfg.prune_every),
+                             cfg.settings, num_starts=m.starts, retrace=spec.optimiser.retrace,
+                             seed=spec.solver.seed, truth=(eps_t, sig_t), progress=progress, cache_dir=cache_dir,
+                             fit=tuple(m.fit), global_sweeps=m.sweeps, bounded=m.bounded, sweep_grid=cfg.sweep_grid,
+                             restart_rounds=cfg.restart_rounds, stopwatch=watch,
+                             first_samples_per_src=first_samples(cfg))
     t_trace = time.perf_counter() - t0 - res.seconds
     return DemoResult(twin, eps_t, sig_t, prior.eps_r, prior.sigma, res, rss_dbm, tx, rx, t_trace, t_sim,
-                      time.perf_counter() - t_start)
+                      time.perf_counter() - t_start, watch.stages)
 
 
 def demo_json(d: DemoResult) -> dict:
@@ -131,7 +130,7 @@ def demo_json(d: DemoResult) -> dict:
     return dict(mre_sigma=d.mre_sigma, mre_eps=d.mre_eps, iterations=r.iterations, seconds=d.seconds,
                 calibration_seconds=r.seconds, trace_seconds=d.trace_seconds, simulate_seconds=d.simulate_seconds,
                 loss=r.loss, num_links=len(d.tx_pos), noise_db_for_uncertainty=u.noise_db if u else None,
-                objects=objects)
+                objects=objects, stages=d.stages)
 
 
 def convergence_plot(d: DemoResult, path: str | Path) -> Path:
@@ -141,4 +140,4 @@ def convergence_plot(d: DemoResult, path: str | Path) -> Path:
     return convergence_png(d.result.history, Path(path))
 
 
-__all__ = ["DemoConfig", "DemoResult", "convergence_plot", "demo_json", "run_demo"]
+__all__ = ["DEMO_TX", "DemoResult", "convergence_plot", "demo_json", "demo_links", "run_demo", "true_materials"]
