@@ -25,7 +25,7 @@ from _cli_probe import WRAPPER, heavy_modules  # noqa: E402 - the wrapper the te
 
 LINKS = str(ROOT / "examples" / "links.csv")
 MEAS = str(ROOT / "examples" / "measurements_v1.csv")
-# one bad argument per command (the cases of the issue and tests/test_cli_fast.py)
+# one bad argument per command (the cases of the issue and tests/cli/test_cli_fast.py)
 CASES: dict[str, list[str]] = {
     "--help": ["--help"],
     "predict --help": ["predict", "--help"],

@@ -1,6 +1,6 @@
 """MCMC samplers on cached paths: the hand-written batched MALA against Pyro's NUTS (dense mass matrix).
 
-Problem (as tests/test_posterior.py): the floor_wall scene at 3.5 GHz, 20 links traced once at true materials
+Problem (as tests/calibrate/test_posterior.py): the floor_wall scene at 3.5 GHz, 20 links traced once at true materials
 (ITU x 1.05 / 0.95), measured gain = Sionna's + Gaussian noise. Two cases: well identified (0.02 dB noise, eps_r
 and sigma of both objects, 4 parameters) and poorly identified (0.5 dB, eps_r only: a long one-sided posterior).
 Per sampler: wall time, min bulk ESS, min ESS per second, max rank-normalised split R-hat (ArviZ), posterior

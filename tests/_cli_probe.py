@@ -1,5 +1,5 @@
 """Run ``rftwin`` in a fresh interpreter under a wrapper that, at exit, prints which heavy modules (torch, Sionna,
-Mitsuba, Dr.Jit) it loaded: used by tests/test_cli_fast.py and benchmarks/bench_cli.py."""
+Mitsuba, Dr.Jit) it loaded: used by tests/cli/test_cli_fast.py and benchmarks/bench_cli.py."""
 import json
 
 HEAVY = ("torch", "sionna", "mitsuba", "drjit")

@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 
 DEFAULT_OUT = Path("benchmarks/results/priors.json")
-OPTIMIZERS = ("adam", "lm")  # the study's, checked before it loads torch (tests/test_cli_fast.py keeps them equal)
+OPTIMIZERS = ("adam", "lm")  # the study's, checked before it loads torch (tests/cli/test_cli_fast.py keeps them equal)
 
 
 def register_bench(bench_app: typer.Typer) -> None:

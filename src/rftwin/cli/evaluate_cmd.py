@@ -21,7 +21,7 @@ from rftwin.cli.common import (
 from rftwin.cli.outputs import check_cache, check_input_file, check_output_dir, staged_dir
 
 #: the methods of ``rftwin.evaluate.run.METHODS``, here so that --methods is checked before torch loads
-#: (tests/test_cli_fast.py keeps the two equal)
+#: (tests/cli/test_cli_fast.py keeps the two equal)
 METHODS = ("twin", "itu", "log_distance", "tr38901", "gp")
 
 

@@ -17,7 +17,7 @@ with |h|^2 = P_r / P_t. Choices made here (state them wherever the model is used
 - normalised element power pattern F(theta) = cos^q(theta) on the front half-space, 0 behind, with q = 1: the
   projected area. sqrt(F_t F_r) = cos(theta) at the specular point, which makes the stationary-phase limit of the
   sum over a large zero-phase (Gamma = 1) surface equal the image-theory gain (lambda / 4 pi (d_1 + d_2))^2 of
-  a metal plate (checked against Sionna RT in ``tests/test_ris.py``);
+  a metal plate (checked against Sionna RT in ``tests/ris/test_ris.py``);
 - one polarisation, reradiated as it arrives (co-polar, no depolarisation); |Gamma_nm| = 1 (lossless phase-only
   control; pass a complex Gamma to model loss); no coupling between elements; only the single bounce
   Tx -> RIS -> Rx (no path reaches the RIS through another interaction).

@@ -1,0 +1,265 @@
+"""Calibration as inference (issue #17): priors from labels, noise estimate, label correction, held-out check,
+prior Jacobian, material libraries, CLI option errors. Real Sionna traces of the small floor_wall scene."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import _floor_wall as fw
+from rftwin.calibrate import CalibrationConfig, Targets
+from rftwin.calibrate.bayes import BayesConfig, ObjectPriors, prior_stats
+from rftwin.calibrate.inference import BayesSetup, calibrate_posterior
+from rftwin.calibrate.jacobians import jacobian
+from rftwin.calibrate.objectives import residuals
+from rftwin.cli.main import app
+from rftwin.materials import PerObjectMaterials, itu_eps_sigma
+from rftwin.materials.class_prior import PriorError, itu_table, library_document, read_library, read_prior_file
+from rftwin.scene import load
+from rftwin.trace import SolverSettings, trace
+
+EX = Path(__file__).resolve().parents[2] / "examples"
+F = 3.5e9
+SETTINGS = SolverSettings(max_depth=2, samples_per_src=100_000)
+
+
+def _itu(labels):
+    return (np.array([max(itu_eps_sigma(c, F)[0], 1.0) for c in labels]),
+            np.array([itu_eps_sigma(c, F)[1] for c in labels]))
+
+
+@pytest.fixture(scope="module")
+def scene_links():
+    twin = load("floor_wall")
+    tx, rx = fw.links(40, seed=5)
+    return twin, tx, rx
+
+
+def _measure(twin, tx, rx, eps, sig, noise_db, seed=0):
+    twin.set_materials(eps, sig)
+    ps = trace(twin, tx, rx, SETTINGS, cache_dir=False, progress=False)
+    y = fw.sionna_gain_db(ps)
+    return ps, y + np.random.default_rng(seed).normal(0.0, noise_db, len(y))
+
+
+def _targets(y):
+    ok = np.isfinite(y)
+    return Targets.build(np.arange(len(y))[ok], np.full(ok.sum(), F), y[ok])
+
+
+def _posterior(twin, tx, rx, labels, y, cfg=None, **kw):
+    """Trace at the labels, calibrate the posterior on those paths."""
+    e0, s0 = _itu(labels)
+    twin.set_materials(e0, s0)
+    ps = trace(twin, tx, rx, SETTINGS, cache_dir=False, progress=False)
+    op = ObjectPriors(twin.names, list(labels), itu_table(F), F)
+    setup = BayesSetup(op, BayesConfig(**kw))
+    _, tx_id = np.unique(tx, axis=0, return_inverse=True)
+    res = calibrate_posterior(ps, _targets(y), setup, [o.thickness_m for o in twin.objects], cfg, num_starts=4,
+                              link_tx=tx_id.reshape(-1))
+    return res, ps
+
+
+def test_noise_estimate_recovers_injected_noise(scene_links):
+    twin, tx, rx = scene_links
+    labels = [o.label for o in twin.objects]
+    e, s = _itu(labels)
+    _, y = _measure(twin, tx, rx, e * np.array([1.1, 0.9]), s * np.array([0.8, 1.2]), 1.0, seed=1)
+    res, _ = _posterior(twin, tx, rx, labels, y, folds=0, label_correction=False)
+    est = res.inference["noise"]["path_gain"]
+    assert est == pytest.approx(1.0, rel=0.2)
+    assert res.inference["noise_estimated"] == ["path_gain"]
+    assert res.converged
+
+
+@pytest.mark.parametrize("lanes", [None, 1])
+def test_label_correction_turns_metal_labelled_wood_into_metal(scene_links, lanes, monkeypatch):
+    """``lanes=1``: the candidates are fitted in batches of 8 starts (the memory bound of large scenes)."""
+    if lanes is not None:
+        import rftwin.calibrate.bayes as bayes
+
+        monkeypatch.setattr(bayes, "CANDIDATE_LANES", lanes)
+    twin, tx, rx = scene_links
+    labels = [twin.objects[0].label, "wood"]  # the wall is labelled wood ...
+    e, s = _itu([labels[0], "metal"])  # ... but is metal
+    _, y = _measure(twin, tx, rx, e, s, 0.5, seed=2)
+    res, _ = _posterior(twin, tx, rx, labels, y)
+    inf = res.inference
+    assert inf["classes"][1] == "metal"
+    assert [(x["object"], x["label"], x["to"]) for x in inf["label_switches"]] == [(twin.names[1], "wood", "metal")]
+    assert inf["class_posteriors"][twin.names[1]]["wood"] <= 0.05
+    assert res.sigma[1] > 1e5  # metal-like conductivity, not a dielectric imitation
+    assert inf["classes"][0] == labels[0]  # the right label stays
+    ho = inf["heldout"]["features"]["path_gain"]
+    assert ho["calibrated_rmse"] < 0.5 * ho["label_rmse"]
+    assert inf["verdict"] == "improves"
+
+
+def test_heldout_section_is_correct_when_truth_is_known(scene_links):
+    """Noise-free data, truth = labels x 1.1 / 0.8: the label twin has no fitted parameter, so its held-out RMSE is
+    its RMS error over all rows; the calibrated twin beats it by far."""
+    twin, tx, rx = scene_links
+    labels = [o.label for o in twin.objects]
+    e, s = _itu(labels)
+    ps_t, y = _measure(twin, tx, rx, e * 1.1, s * 0.8, 0.0)
+    res, ps = _posterior(twin, tx, rx, labels, y, label_correction=False)
+    inf = res.inference
+    ho = inf["heldout"]
+    assert ho["folds"] == 5 and ho["by"] == "link"
+    f = ho["features"]["path_gain"]
+    twin.set_materials(e, s)
+    lab = fw.sionna_gain_db(ps)  # Sionna's own gains at the labels
+    ok = np.isfinite(lab) & np.isfinite(y)
+    assert f["label_rmse"] == pytest.approx(float(np.sqrt(np.mean((lab[ok] - y[ok]) ** 2))), rel=1e-3)
+    assert f["rows"] == int(ok.sum())
+    assert f["calibrated_rmse"] < 0.2 * f["label_rmse"]
+    assert inf["verdict"] == "improves" and not inf["reverted_to_labels"]
+    assert inf["heldout_by_transmitter"]["folds"] == 2
+    np.testing.assert_allclose(res.eps_r, e * 1.1, rtol=0.02)
+
+
+def test_strong_prior_keeps_unidentified_parameter_at_label(scene_links):
+    """Links that never touch the wall: the wall's parameters stay at its label under the posterior; the fit to
+    the data alone leaves them wherever its start put them."""
+    twin, tx, rx = scene_links
+    labels = [o.label for o in twin.objects]
+    e, s = _itu(labels)
+    twin.set_materials(e, s)
+    ps = trace(twin, tx, rx, SETTINGS, cache_dir=False, progress=False)
+    wall = twin.index_of(twin.names[1])
+    hits = torch.zeros(ps.num_links, dtype=torch.float64).index_add_(
+        0, ps.link, (ps.obj == wall).any(-1).to(torch.float64))
+    keep = np.nonzero(hits.numpy() == 0)[0]
+    assert len(keep) >= 5, "need links whose paths avoid the wall"
+    _, y = _measure(twin, tx, rx, e * 1.15, s * 1.5, 0.5, seed=3)
+    twin.set_materials(e, s)
+    t = Targets.build(keep, np.full(len(keep), F), y[keep])
+    op = ObjectPriors(twin.names, labels, itu_table(F), F)
+    res = calibrate_posterior(ps, t, BayesSetup(op, BayesConfig(strength=10.0, folds=0, label_correction=False)),
+                              [o.thickness_m for o in twin.objects], num_starts=4)
+    assert res.eps_r[wall] == pytest.approx(e[wall], rel=1e-3)
+    assert res.sigma[wall] == pytest.approx(s[wall], rel=1e-3)
+    u = res.uncertainty  # the posterior std of the unseen wall is the prior's (0.3 in log(eps-1)) / sqrt(10)
+    assert u.eps_std[wall] / (res.eps_r[wall] - 1) == pytest.approx(0.3 / math.sqrt(10), rel=0.05)
+
+
+def test_prior_rows_jacobian_matches_finite_differences(scene_links):
+    twin, tx, rx = scene_links
+    labels = [o.label for o in twin.objects]
+    e, s = _itu(labels)
+    ps, y = _measure(twin, tx, rx, e, s, 0.3)
+    t = _targets(y)
+    op = ObjectPriors(twin.names, labels, itu_table(F), F)
+    st = prior_stats(op, ("eps_r", "sigma"))
+    model = PerObjectMaterials((e * 1.2)[None], (s * 0.5)[None], [o.thickness_m for o in twin.objects])
+    cfg = CalibrationConfig(prior_weight=3.0, estimate_offset=True)
+    r, J = jacobian(ps, model, t, cfg, None, st)
+    assert r.shape[1] == t.num + 4  # path-gain rows and one prior row per parameter
+    theta = torch.cat([model.u.detach(), model.v.detach()], 1)
+    h = 1e-6
+    for p in range(theta.shape[1]):
+        cols = []
+        for sgn in (1, -1):
+            th = theta.clone()
+            th[0, p] += sgn * h
+            with torch.no_grad():
+                model.u.copy_(th[:, :2])
+                model.v.copy_(th[:, 2:])
+            with torch.no_grad():
+                cols.append(residuals(ps, model, t, cfg, None, st))
+        fd = (cols[0] - cols[1]) / (2 * h)
+        np.testing.assert_allclose(J[0, :, p].numpy(), fd[0].numpy(), rtol=1e-4, atol=1e-6)
+        with torch.no_grad():
+            model.u.copy_(theta[:, :2])
+            model.v.copy_(theta[:, 2:])
+
+
+def test_material_library_round_trip_and_pooling(tmp_path):
+    names, labels = ["a", "b", "c"], ["brick", "brick", "wood"]
+    lib = library_document(names, labels, {"eps": np.array([1.2, 1.0, 0.0]), "sigma": np.array([-3.0, -3.5, -4.0])},
+                           {"eps": np.array([0.05, 0.05, 0.3]), "sigma": np.array([0.2, 0.2, 1.0])},
+                           {"eps": np.array([1.07, 1.07, 0.0]), "sigma": np.array([-3.5, -3.5, -4.0])},
+                           {"eps": np.array([0.3, 0.3, 0.3]), "sigma": np.array([1.0, 1.0, 1.0])}, F)
+    # wood's posterior equals its prior: the library keeps the prior; brick pools two informed objects
+    assert lib["classes"]["wood"]["log_std_eps"] == pytest.approx(0.3, rel=1e-6)
+    assert 1.0 < lib["classes"]["brick"]["log_eps"] < 1.2
+    assert lib["classes"]["brick"]["log_std_eps"] < 0.15
+    p = tmp_path / "library.json"
+    p.write_text(json.dumps(lib))
+    got = read_library(tmp_path, F)
+    assert got["brick"].eps_r == pytest.approx(1 + math.exp(lib["classes"]["brick"]["log_eps"]))
+    assert got["brick"].source == "library"
+    bad = dict(lib, classes={"unobtainium": lib["classes"]["wood"]})
+    p.write_text(json.dumps(bad))
+    with pytest.raises(PriorError, match="unobtainium"):
+        read_library(p, F)
+
+
+def test_prior_file_overrides_and_errors(tmp_path):
+    table = itu_table(F)
+    p = tmp_path / "priors.yaml"
+    p.write_text("classes:\n  brick: {log_std_eps: 0.1}\nobjects:\n  wall: {class: concrete, conductivity: 0.5}\n")
+    t = read_prior_file(p, table, {"wall": "brick", "floor": "concrete"})
+    assert t.classes["brick"].log_std_eps == 0.1
+    assert t.objects["wall"].name == "concrete" and t.objects["wall"].sigma == 0.5
+    for text, msg in (("classes:\n  adamantium: {log_std_eps: 0.1}\n", "unknown class 'adamantium'"),
+                      ("objects:\n  door: {conductivity: 1}\n", "unknown object 'door'"),
+                      ("classes:\n  brick: {log_std_eps: -1}\n", "'log_std_eps' must be a positive number"),
+                      ("classes:\n  brick: {colour: red}\n", "unknown keys"),
+                      ("other: 1\n", "expected a mapping")):
+        p.write_text(text)
+        with pytest.raises(PriorError, match=msg):
+            read_prior_file(p, table, {"wall": "brick"})
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--noise-db", "0"], "--noise-db must be > 0"),
+    (["--noise-db", "-1.5"], "--noise-db must be > 0"),
+    (["--noise-ns", "0"], "--noise-ns must be > 0"),
+    (["--prior-strength", "zero"], "--prior-strength"),
+    (["--likelihood", "cauchy"], "--likelihood"),
+    (["--prior", "vibes"], "--prior"),
+    (["--folds", "1"], "--folds"),
+    (["--switch-probability", "0.2"], "--switch-probability"),
+    (["--prior-weight", "0.5"], "--prior-strength"),
+    (["--terms", "path_gain:smape:1"], "least-squares metrics"),
+])
+def test_bad_posterior_options_name_the_option_and_write_nothing(tmp_path, args, msg):
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["calibrate", "room", str(EX / "measurements_v1.csv"), "--out", str(out), *args])
+    assert r.exit_code == 2, r.output
+    assert msg in " ".join(r.output.split())
+    assert not out.exists()
+
+
+def test_unknown_class_in_prior_file_is_an_error_before_tracing(tmp_path):
+    out = tmp_path / "out"
+    pf = tmp_path / "p.yaml"
+    pf.write_text("classes:\n  kryptonite: {log_std_eps: 0.2}\n")
+    r = CliRunner().invoke(app, ["calibrate", "room", str(EX / "measurements_v1.csv"), "--out", str(out),
+                                 "--prior-file", str(pf)])
+    assert r.exit_code == 2, r.output
+    text = " ".join(r.output.split())
+    assert "kryptonite" in text and str(pf.name) in text
+    assert not out.exists()
+
+
+def test_student_likelihood_resists_outliers(scene_links):
+    """A few rows 12 dB off (a blocked link, a logging error): the Student-t posterior stays near the truth, the
+    Gaussian one is dragged and reports the inflated noise."""
+    twin, tx, rx = scene_links
+    labels = [o.label for o in twin.objects]
+    e, s = _itu(labels)
+    et, stt = e * np.array([1.15, 0.9]), s * np.array([0.7, 1.3])
+    _, y = _measure(twin, tx, rx, et, stt, 0.3, seed=4)
+    y[[3, 17, 41, 66]] += 12.0
+    out = {}
+    for lik in ("gaussian", "student"):
+        res, _ = _posterior(twin, tx, rx, labels, y, likelihood=lik, folds=0, label_correction=False)
+        wall = (abs(res.eps_r[1] / et[1] - 1), abs(res.sigma[1] / stt[1] - 1))  # the well-determined object
+        out[lik] = (max(wall), res.inference["noise"]["path_gain"])
+    assert out["student"][0] < 0.5 * out["gaussian"][0]
+    assert out["student"][1] < 0.4 and out["gaussian"][1] > 2.0
