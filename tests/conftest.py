@@ -66,6 +66,8 @@ SLOW = (
     "tests/test_import.py::test_point_cloud_room_reconstructs_and_traces",
     "tests/test_streaming.py::test_streamed_prediction_equals_whole_pathset_prediction",
     "tests/test_vlm.py::test_calibrate_with_the_vlm_prior",
+    "tests/test_label_groups.py",
+    "tests/test_shrinkage_auto.py",
 )
 
 
