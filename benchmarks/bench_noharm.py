@@ -390,7 +390,37 @@ def oracle_sweep(geoms: list[str], sizes: list[int], noise_db: float, seed: int,
                       f"{rows[-1]['oracle_db']:.3f} dB (expected {rows[-1]['oracle_expected_db']:.3f}), floor "
                       f"{rows[-1]['floor_db']:.3f} dB", flush=True)
     write_json(out, {"noise_db": noise_db, "seed": seed, "rows": rows})
+    plot_sweep(rows, out.with_suffix(".png"))
     return rows
+
+
+def plot_sweep(rows: list[dict], png: Path) -> None:
+    """Held-out error [dB] against the number of training links per geometry: label twin, oracle posterior
+    (realised and expected) and the twin's floor, with the 0.1 dB target."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    geoms = list(dict.fromkeys(r["geometry"] for r in rows))
+    fig, axes = plt.subplots(1, len(geoms), figsize=(4.2 * len(geoms), 4), sharey=True, squeeze=False)
+    for ax, g in zip(axes[0], geoms):
+        rs = [r for r in rows if r["geometry"] == g]
+        n = [r["links"] for r in rs]
+        for key, lab, st in (("label_twin_db", "label twin", "k--"), ("oracle_db", "oracle (realised)", "o-"),
+                             ("oracle_expected_db", "oracle (expected)", "s:"), ("floor_db", "floor", "v-.")):
+            ax.plot(n, [max(r[key], 1e-3) for r in rs], st, label=lab)
+        ax.axhline(0.1, color="r", lw=0.8, label="0.1 dB target")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training links")
+        ax.set_title(f"{g}, labels near-right, {rs[0]['noise_db']:g} dB noise")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel("held-out RMS error vs truth [dB]")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
 
 
 def plot(doc: dict, png: Path = PNG) -> None:
