@@ -73,6 +73,8 @@ SLOW = (
     "tests/scene/test_import.py::test_point_cloud_room_reconstructs_and_traces",
     "tests/predict/test_streaming.py::test_streamed_prediction_equals_whole_pathset_prediction",
     "tests/priors/test_vlm.py::test_calibrate_with_the_vlm_prior",
+    "tests/calibrate/test_label_groups.py",
+    "tests/calibrate/test_shrinkage_auto.py",
 )
 
 

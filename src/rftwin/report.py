@@ -141,13 +141,23 @@ def inference_lines(inf: dict | None, f_ref: float) -> list[str]:
               f"- prior strength (multiplier of the label priors' precision): {inf['prior_strength']:.3g}, chosen "
               f"by {inf['prior_strength_method']}; parameters determined by the data: "
               f"{inf['effective_parameters']:.1f}", ""]
+    grid = inf.get("shrinkage_evidence") or []
+    if grid:
+        lines += [f"Hierarchical prior: within-class correlation rho = {inf['shrinkage']:.2f}, chosen by "
+                  f"{inf['shrinkage_method']} (Laplace log evidence per rho, each with its own noise and prior "
+                  "strength):", "", "| rho | log evidence | prior strength |", "|---|---|---|"]
+        lines += [f"| {r['shrinkage']:.2f} | {r['log_evidence']:.2f} | {r['prior_strength']:.3g} |" for r in grid]
+        lines.append("")
+    elif inf.get("shrinkage"):
+        lines += [f"Hierarchical prior: within-class correlation rho = {inf['shrinkage']:.2f} (fixed).", ""]
     sw = inf.get("label_switches") or []
     if sw:
         lines += [f"Labels switched (posterior probability of the label <= {1 - inf['switch_probability']:.2g} with "
                   f"prior mass {inf['label_mass']:.2g} on the label):", "",
-                  "| object | label | now | P(now) | P(label) |", "|---|---|---|---|---|"]
-        lines += [f"| {s['object']} | {s['label'] or '-'} | {s['to']} | {s['probability']:.3f} | "
-                  f"{s['probability_from']:.2g} |" for s in sw]
+                  "| object (group: its objects) | label | now | P(now) | P(label) |", "|---|---|---|---|---|"]
+        lines += [f"| {s['object']}{' (' + ', '.join(s['objects']) + ')' if s.get('objects') else ''} | "
+                  f"{s['label'] or '-'} | {s['to']} | {s['probability']:.3f} | {s['probability_from']:.2g} |"
+                  for s in sw]
         lines.append("")
     else:
         lines += ["No label was switched (the evidence was not decisive against any label).", ""]

@@ -52,6 +52,7 @@ LIKELIHOODS = ("gaussian", "student")
 SCREEN_ITERATIONS = 30  # LM iterations of the refined label-correction candidates
 REFINE_CLASSES = 3  # candidate classes per object refined after the quick screen
 CANDIDATE_LANES = 2_000_000  # label correction: (candidate starts x paths) per batched fit (memory bound)
+SHRINKAGE_GRID = (0.0, 0.25, 0.5, 0.7, 0.85, 0.95)  # rho values compared by --shrinkage auto
 UNLABELLED = "unlabelled"
 UNLABELLED_LOG_STD = (1.0, 2.0)  # wide prior of objects without a label (ITU mean of the dielectrics)
 
@@ -84,6 +85,8 @@ class BayesConfig:
     folds: int = 5
     revert_if_worse: bool = True
     seed: int = 0
+    shrinkage_auto: bool = False  # choose the hierarchical prior's rho by the Laplace evidence over shrinkage_grid
+    shrinkage_grid: tuple[float, ...] = SHRINKAGE_GRID
 
     def __post_init__(self):
         for k, v in self.noise.items():
@@ -103,6 +106,8 @@ class BayesConfig:
             raise ValueError(f"label_mass must lie in (0, 1), got {self.label_mass}")
         if self.folds == 1 or self.folds < 0:
             raise ValueError(f"folds must be 0 (off) or >= 2, got {self.folds}")
+        if not self.shrinkage_grid or not all(0.0 <= r < 1.0 for r in self.shrinkage_grid):
+            raise ValueError(f"shrinkage_grid must hold values in [0, 1), got {self.shrinkage_grid}")
 
 
 @dataclass
@@ -119,10 +124,30 @@ class ObjectPriors:
     xpd: np.ndarray | None = None
     group_sizes: np.ndarray | None = None  # [K] size of each object's material group (its prior counts 1/size)
     shrinkage: float = 0.0  # within-class correlation of the objects' prior deviations (hierarchical prior)
+    group_index: np.ndarray | None = None  # [K] material group of every object (None: each object alone)
+    group_names: list[str] | None = None  # [G] names of the groups
 
     def __post_init__(self):
         if not self.classes:
             self.classes = [lab if lab is not None else UNLABELLED for lab in self.labels]
+
+    def units(self) -> list[tuple[str, np.ndarray]]:
+        """What label correction switches as one: (name, object indices) of every material group, or of every
+        object when there are no groups."""
+        if self.group_index is None:
+            return [(n, np.array([k])) for k, n in enumerate(self.names)]
+        gi = np.asarray(self.group_index)
+        names = self.group_names or [f"group {g}" for g in range(int(gi.max()) + 1)]
+        return [(names[g], np.nonzero(gi == g)[0]) for g in range(len(names)) if np.any(gi == g)]
+
+    def unit_class(self, members: np.ndarray, classes: Sequence[str | None] | None = None) -> str | None:
+        """The one class of the objects ``members`` in ``classes`` (default: the current classes), joined with '+'
+        when they differ (None: all unlabelled objects of ``labels``)."""
+        cl = self.classes if classes is None else classes
+        found = list(dict.fromkeys(cl[k] for k in members))
+        if len(found) == 1:
+            return found[0]
+        return "+".join(sorted(str(c) for c in found))
 
     def prior_of(self, i: int, cls: str | None = None) -> ClassPrior:
         """Prior of object ``i`` under its current class (or under ``cls``); a per-object override applies while
@@ -349,6 +374,7 @@ class PosteriorFit:
     switches: list[dict] = field(default_factory=list)
     class_posteriors: dict[str, dict[str, float]] = field(default_factory=dict)
     offset_db: float = 0.0
+    shrinkage_evidence: list[dict] = field(default_factory=list)  # --shrinkage auto: the grid and its evidence
 
 
 def initial_noise(ps: PathSet, model, targets: Targets, cfg: CalibrationConfig, given: dict[str, float]
@@ -428,9 +454,10 @@ def estimate_hyper(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg
 
 def _candidate_evidence(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: CalibrationConfig,
                         op: ObjectPriors, make_model: ModelFactory, fitq: Sequence[str], power_law: bool,
-                        pairs: list[tuple[int, str]], iterations: int, progress: bool
+                        pairs: list[tuple[np.ndarray, str]], iterations: int, progress: bool
                         ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Laplace log evidence [1 + len(pairs)] of the current classes (entry 0) and of each (object, class) switch,
+    """Laplace log evidence [1 + len(pairs)] of the current classes (entry 0) and of each switch of a unit (object
+    indices, all moved to the class together),
     and the fitted values {quantity: [1 + len(pairs), K]}; every candidate is refined by at most ``iterations`` LM
     steps from its class's prior centre (other objects start at the current MAP point). Candidates are fitted as
     the starts of batched models of at most ``CANDIDATE_LANES`` / (paths) starts each, so memory does not grow
@@ -445,16 +472,18 @@ def _candidate_evidence(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: C
     for s0 in range(0, max(len(pairs), 1), batch):
         chunk = pairs[s0:s0 + batch]
         class_lists, starts = [list(op.classes)], {q: v[0:1].copy() for q, v in cur.items()}
-        for k, c in chunk:
+        for members, c in chunk:
             cl = list(op.classes)
-            cl[k] = c
-            cp = op.prior_of(k, c)
+            rows = {q: v[0].copy() for q, v in cur.items()}
+            for k in members:
+                cl[k] = c
+                cp = op.prior_of(k, c)
+                for q in ("eps_r", "sigma"):
+                    if q in rows:
+                        rows[q][k] = cp.eps_r if q == "eps_r" else cp.sigma
             class_lists.append(cl)
-            for q, v in cur.items():
-                row = v[0].copy()
-                if q in ("eps_r", "sigma"):
-                    row[k] = cp.eps_r if q == "eps_r" else cp.sigma
-                starts[q] = np.concatenate([starts[q], row[None]])
+            for q in cur:
+                starts[q] = np.concatenate([starts[q], rows[q][None]])
         st = prior_stats(op, fitq, power_law=power_law, per_start=class_lists,
                          exponents=_exponents(fit.model) if power_law else None)
         model = make_model(starts)
@@ -472,60 +501,94 @@ def _candidate_evidence(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: C
 def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: CalibrationConfig, op: ObjectPriors,
                    make_model: ModelFactory, fitq: Sequence[str], bc: BayesConfig, power_law: bool = False,
                    progress: bool = False) -> PosteriorFit:
-    """Switch object labels to another material class where the evidence is decisive against the label (one
-    object per pass, the most decisive first); records the class posteriors of every object.
+    """Switch labels to another material class where the evidence is decisive against the label, per object or,
+    with material groups (``op.group_index``), per group (all its objects move to the class together); one unit per
+    pass, the most decisive first; records the class posteriors of every unit (keyed by object or group name).
 
-    Each pass screens every (object, class) switch with :data:`SCREEN_ITERATIONS` // 6 LM steps, refines the
-    :data:`REFINE_CLASSES` best classes of each object with :data:`SCREEN_ITERATIONS` steps, and turns the Laplace
+    Each pass screens every (unit, class) switch with :data:`SCREEN_ITERATIONS` // 6 LM steps, refines the
+    :data:`REFINE_CLASSES` best classes of each unit with :data:`SCREEN_ITERATIONS` steps, and turns the Laplace
     evidence (noise as estimated, class priors at their nominal spreads) into class posteriors (prior mass
     ``bc.label_mass`` on the label). After a switch the noise and prior strength are estimated again."""
     cands = candidate_classes(op.frequency_hz)
-    K = len(op.names)
+    units = op.units()
+    grouped = op.group_index is not None
+    U = len(units)
     switches: list[dict] = []
-    max_sw = K if bc.max_switches is None else bc.max_switches
+    max_sw = U if bc.max_switches is None else bc.max_switches
     posts: dict[str, dict[str, float]] = {}
     for _ in range(max_sw + 1):
-        pairs = [(k, c) for k in range(K) for c in cands if c != op.classes[k]]
-        le1, _ = _candidate_evidence(ps, fit, targets, cfg, op, make_model, fitq, power_law, pairs,
-                                     max(SCREEN_ITERATIONS // 6, 1), progress)
+        current = [op.unit_class(m) for _, m in units]
+        pairs = [(u, c) for u in range(U) for c in cands if c != current[u]]
+        le1, _ = _candidate_evidence(ps, fit, targets, cfg, op, make_model, fitq, power_law,
+                                     [(units[u][1], c) for u, c in pairs], max(SCREEN_ITERATIONS // 6, 1), progress)
         top = []
-        for k in range(K):
-            idx = [i for i, (kk, _) in enumerate(pairs) if kk == k]
+        for u in range(U):
+            idx = [i for i, (uu, _) in enumerate(pairs) if uu == u]
             top += [pairs[i] for i in sorted(idx, key=lambda i: -le1[i + 1])[:REFINE_CLASSES]]
-        le2, vals = _candidate_evidence(ps, fit, targets, cfg, op, make_model, fitq, power_law, top,
-                                         SCREEN_ITERATIONS, progress)
+        le2, vals = _candidate_evidence(ps, fit, targets, cfg, op, make_model, fitq, power_law,
+                                         [(units[u][1], c) for u, c in top], SCREEN_ITERATIONS, progress)
         ev = {pair: le1[i + 1] for i, pair in enumerate(pairs)}
         ev.update({pair: le2[i + 1] for i, pair in enumerate(top)})
         where = {pair: i + 1 for i, pair in enumerate(top)}
         best = None
         posts = {}
-        for k in range(K):
-            names = [op.classes[k]] + [c for kk, c in pairs if kk == k]
-            logev = np.array([le2[0]] + [ev[(k, c)] for c in names[1:]])
-            lab = op.labels[k]
+        for u, (uname, members) in enumerate(units):
+            names = [current[u]] + [c for uu, c in pairs if uu == u]
+            logev = np.array([le2[0]] + [ev[(u, c)] for c in names[1:]])
+            lab = op.unit_class(members, op.labels)
             n_other = len(names) - (1 if lab in names else 0)
             logp = logev + np.log([bc.label_mass if nm == lab else (1.0 - bc.label_mass) / max(n_other, 1)
                                    for nm in names])
             p = np.exp(logp - logp.max())
             p /= p.sum()
-            posts[op.names[k]] = {nm: float(pi) for nm, pi in zip(names, p)}
+            posts[uname] = {nm: float(pi) for nm, pi in zip(names, p)}
             j = int(np.argmax(p))
             # decisive against the current class: its posterior probability is at most 1 - switch_probability
-            if j > 0 and (k, names[j]) in where and p[0] <= 1.0 - bc.switch_probability \
+            if j > 0 and (u, names[j]) in where and p[0] <= 1.0 - bc.switch_probability \
                     and (best is None or p[0] < best[5]):
-                best = (float(p[j]), k, names[j], where[(k, names[j])], float(logev[j] - logev[0]), float(p[0]))
+                best = (float(p[j]), u, names[j], where[(u, names[j])], float(logev[j] - logev[0]), float(p[0]))
         if best is None or len(switches) >= max_sw:
             break
-        prob, k, new, i, dlog, p_old = best
-        switches.append({"object": op.names[k], "label": op.labels[k], "from": op.classes[k], "to": new,
-                         "probability": prob, "probability_from": p_old, "log_bayes_factor": dlog})
-        op.classes[k] = new
+        prob, u, new, i, dlog, p_old = best
+        uname, members = units[u]
+        sw = {"object": uname, "label": op.unit_class(members, op.labels), "from": current[u], "to": new,
+              "probability": prob, "probability_from": p_old, "log_bayes_factor": dlog}
+        if grouped:
+            sw.update(group=uname, objects=[op.names[k] for k in members])
+        switches.append(sw)
+        for k in members:
+            op.classes[k] = new
         chosen = {q: v[i:i + 1].copy() for q, v in vals.items()}
         st1 = prior_stats(op, fitq, power_law=power_law, exponents=_exponents(fit.model) if power_law else None)
         fit = estimate_hyper(ps, make_model(chosen), targets, cfg, st1, fit.hyper, bc, progress)
     fit.switches = switches
     fit.class_posteriors = posts
     return fit
+
+
+def choose_shrinkage(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: CalibrationConfig, op: ObjectPriors,
+                     make_model: ModelFactory, fitq: Sequence[str], bc: BayesConfig, power_law: bool = False,
+                     progress: bool = False) -> PosteriorFit:
+    """Type-II maximum likelihood of the hierarchical prior's within-class correlation rho: for every rho of
+    ``bc.shrinkage_grid`` the posterior is refitted from ``fit``'s MAP point with its own noise and prior strength
+    (:func:`estimate_hyper`), and the rho of the largest Laplace log evidence is kept (ties: the smaller rho).
+    Sets ``op.shrinkage``; the returned fit records every rho's evidence in ``shrinkage_evidence``."""
+    start = {q: v[0:1].copy() for q, v in fit.model.values().items()}
+    rows, best, best_rho = [], None, None
+    for rho in bc.shrinkage_grid:
+        op.shrinkage = float(rho)
+        st = prior_stats(op, fitq, power_law=power_law, exponents=_exponents(fit.model) if power_law else None)
+        f = estimate_hyper(ps, make_model(start), targets, cfg, st, fit.hyper, bc, progress)
+        le = float(f.stats.log_evidence[0])
+        rows.append({"shrinkage": float(rho), "log_evidence": le, "prior_strength": f.hyper.strength,
+                     "effective_parameters": float(f.stats.gamma[0]), "noise": dict(f.hyper.noise)})
+        if best is None or le > float(best.stats.log_evidence[0]) + 1e-9:
+            best, best_rho = f, float(rho)
+    op.shrinkage = best_rho
+    best.switches, best.class_posteriors = fit.switches, fit.class_posteriors
+    best.iterations += fit.iterations
+    best.shrinkage_evidence = rows
+    return best
 
 
 def _exponents(model: PerObjectMaterials) -> tuple[np.ndarray, np.ndarray]:
@@ -650,5 +713,6 @@ def verdict(ho: dict, primary: str) -> str:
 
 
 __all__ = ["BayesConfig", "GAUSSIAN_METRIC", "Hyper", "LIKELIHOODS", "LaplaceStats", "NOISE_UNITS", "ObjectPriors",
-           "PosteriorFit", "correct_labels", "estimate_hyper", "fit_map", "heldout", "heldout_feature", "initial_noise",
-           "irls_weights", "laplace_stats", "posterior_config", "prior_stats", "verdict"]
+           "PosteriorFit", "SHRINKAGE_GRID", "choose_shrinkage", "correct_labels", "estimate_hyper", "fit_map",
+           "heldout", "heldout_feature", "initial_noise", "irls_weights", "laplace_stats", "posterior_config",
+           "prior_stats", "verdict"]

@@ -16,6 +16,7 @@ from rftwin.calibrate.bayes import (
     ModelFactory,
     ObjectPriors,
     PosteriorFit,
+    choose_shrinkage,
     correct_labels,
     estimate_hyper,
     fit_map,
@@ -30,6 +31,7 @@ from rftwin.calibrate.loop import CalibrationConfig, CalibrationResult
 from rftwin.calibrate.problem import Targets
 from rftwin.calibrate.uncertainty import uncertainty_from_cov
 from rftwin.materials.class_prior import PLAUSIBLE
+from rftwin.materials.groups import MaterialGroups, material_model
 from rftwin.materials.per_object import PerObjectMaterials
 from rftwin.pathset import PathSet
 
@@ -91,6 +93,10 @@ def posterior_round(ps: PathSet, model: PerObjectMaterials, targets: Targets, cf
         fit = correct_labels(ps, fit, targets, cfg, setup.priors, make_model, fitq, bc, power_law, progress)
     elif setup.fit is not None:  # later rounds keep the first round's label decisions
         fit.switches, fit.class_posteriors = setup.fit.switches, setup.fit.class_posteriors
+    if first and bc.shrinkage_auto:  # rho by the evidence, on the corrected classes
+        fit = choose_shrinkage(ps, fit, targets, cfg, setup.priors, make_model, fitq, bc, power_law, progress)
+    elif setup.fit is not None:
+        fit.shrinkage_evidence = setup.fit.shrinkage_evidence
     setup.hyper, setup.fit = fit.hyper, fit
     setup.rounds.append({"hyper_iterations": fit.history, "switches": fit.switches})
     v = fit.model.values()
@@ -122,6 +128,9 @@ def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSe
                     "label_switches": fit.switches, "class_posteriors": fit.class_posteriors,
                     "classes": list(setup.priors.classes), "labels": list(setup.priors.labels),
                     "switch_probability": bc.switch_probability, "label_mass": bc.label_mass,
+                    "shrinkage": setup.priors.shrinkage,
+                    "shrinkage_method": "evidence (type-II ML over a grid)" if bc.shrinkage_auto else "fixed",
+                    "shrinkage_evidence": fit.shrinkage_evidence,
                     "rounds": setup.rounds}
     if bc.folds:
         report["heldout"] = heldout(ps, targets, cfg, fit, lab, st, make_model, bc, label_eval=label_eval)
@@ -171,18 +180,23 @@ def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSe
 def calibrate_posterior(ps: PathSet, targets: Targets, setup: BayesSetup, thickness: Sequence[float],
                         cfg: CalibrationConfig | None = None, num_starts: int = 16, seed: int = 0,
                         fit: Sequence[str] = ("eps_r", "sigma"), link_tx: np.ndarray | None = None,
-                        progress: bool = False) -> CalibrationResult:
-    """The posterior calibration of per-object constant materials on one traced PathSet (no re-tracing): starts
-    drawn from the class priors' +-2 std ranges, one :func:`posterior_round` and :func:`finish` (the label twin is
-    judged on the same paths)."""
+                        progress: bool = False, groups: MaterialGroups | None = None) -> CalibrationResult:
+    """The posterior calibration of constant materials, per object or per material group (``groups``; each
+    object's prior then counts 1 / group size and label correction switches whole groups), on one traced PathSet
+    (no re-tracing): starts drawn from the class priors' +-2 std ranges, one :func:`posterior_round` and
+    :func:`finish` (the label twin is judged on the same paths)."""
     from rftwin.materials.per_object import draw_start_values  # noqa: PLC0415
 
     cfg = CalibrationConfig() if cfg is None else cfg
     eb, sb = plausible_bounds(len(thickness))
+    op = setup.priors
+    if groups is not None and groups.num_groups < len(thickness) and op.group_index is None:
+        op.group_sizes = np.bincount(groups.index)[groups.index].astype(np.float64)
+        op.group_index, op.group_names = np.asarray(groups.index), list(groups.names)
 
     def make_model(v) -> PerObjectMaterials:
-        return PerObjectMaterials(v["eps_r"], v["sigma"], thickness, scattering=v.get("scattering"),
-                                  xpd=v.get("xpd"), fit=fit, eps_bounds=eb, sigma_bounds=sb)
+        return material_model(groups, v["eps_r"], v["sigma"], thickness, scattering=v.get("scattering"),
+                              xpd=v.get("xpd"), fit=fit, eps_bounds=eb, sigma_bounds=sb)
 
     starts = draw_start_values(setup.priors.material_prior(), num_starts, seed, fit)
     res = posterior_round(ps, make_model(starts), targets, cfg, setup, make_model, fit, False, True, progress)

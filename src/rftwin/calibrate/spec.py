@@ -61,7 +61,8 @@ class ModelSpec:
     field_iterations: int = 600  # Adam iterations of a field model
     field_lbfgs: int = 100  # L-BFGS iterations after Adam (field models)
     map_spacing: float = 0.05  # grid spacing [m] of the material maps a field model writes
-    shrinkage: float = 0.0  # hierarchical prior: within-class correlation of the objects' deviations (0: none)
+    shrinkage: float | None = 0.0  # hierarchical prior: within-class correlation of the objects' deviations
+    # (0: none; None = 'auto': chosen by the Laplace evidence over a grid)
     FILES = _paths("roughness")
 
     def check(self) -> None:
@@ -84,9 +85,9 @@ class ModelSpec:
             raise SpecError(f"--prior-spread must lie in (0, 1), got {self.prior_spread}")
         if self.scattering is not None and not 0.0 <= self.scattering <= 1.0:
             raise SpecError(f"--scattering must lie in [0, 1], got {self.scattering}")
-        if not 0.0 <= self.shrinkage < 1.0:
-            raise SpecError(f"--shrinkage must lie in [0, 1), got {self.shrinkage}")
-        if self.shrinkage and (self.groups not in (None, "object") or self.is_field):
+        if self.shrinkage is not None and not 0.0 <= self.shrinkage < 1.0:
+            raise SpecError(f"--shrinkage must be 'auto' or lie in [0, 1), got {self.shrinkage}")
+        if self.shrinkage != 0.0 and (self.groups not in (None, "object") or self.is_field):
             raise SpecError("--shrinkage ties the objects of a class loosely; --groups ties them exactly and a "
                             "field has no per-object parameters: use one of them")
         if not self.map_spacing > 0:
@@ -331,7 +332,7 @@ class CalibrationSpec:
                 raise SpecError(f"--posterior {p.posterior} samples per-object materials; --model {m.kind} is a "
                                 "network")
             return
-        if m.shrinkage and not p.bayesian:
+        if m.shrinkage != 0.0 and not p.bayesian:
             raise SpecError("--shrinkage is a prior: it needs --prior labels, text or vlm (not none)")
         if p.bayesian and not s.bcm:  # the map's NLL fit takes the labels as its start, not as a posterior
             if p.prior_weight:

@@ -43,10 +43,11 @@ def register(app: typer.Typer) -> None:
                                                        help="Adam iterations of a field model."),
                   field_lbfgs: int = typer.Option(100, "--field-lbfgs",
                                                   help="L-BFGS iterations after Adam (field models)."),
-                  shrinkage: float = typer.Option(0.0, "--shrinkage",
-                                                  help="Hierarchical prior: objects of one class share a class "
-                                                       "value and deviate from it (correlation 0-1 of their "
-                                                       "deviations from the label; 0: independent objects)."),
+                  shrinkage: str = typer.Option("0", "--shrinkage",
+                                                help="Hierarchical prior: objects of one class share a class "
+                                                     "value and deviate from it (correlation 0-1 of their "
+                                                     "deviations from the label; 0: independent objects; auto: "
+                                                     "chosen by the Laplace evidence)."),
                   map_spacing: float = typer.Option(0.05, "--map-spacing",
                                                     help="Grid spacing [m] of the material maps of a field model."),
                   init: str = typer.Option("label", help="label | uniform | random."),
@@ -239,6 +240,13 @@ def _option_value(name: str, v):
     """A command-line value in the spec's types (lists -> tuples, paths -> absolute strings, 'auto' -> None)."""
     from rftwin.calibrate.spec import SpecError  # noqa: PLC0415
 
+    if name == "shrinkage":
+        if v == "auto":
+            return None
+        try:
+            return float(v)
+        except ValueError:
+            raise SpecError(f"--shrinkage: expected 'auto' or a number in [0, 1), got '{v}'") from None
     if name == "prior_strength":
         if v == "auto":
             return None

@@ -3,7 +3,7 @@ of their names or from a vision-language model), class priors with their spreads
 roughness classes, and the Bayesian configuration (noise, likelihood, strength, label correction, folds)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -130,15 +130,14 @@ def bayes_config(spec: CalibrationSpec) -> BayesConfig | None:
         noise.update(delay_spread=p.noise_ns, mean_delay=p.noise_ns)
     return BayesConfig(noise=noise, strength=p.strength, likelihood=p.likelihood,
                        label_correction=p.label_correction, switch_probability=p.switch_probability,
-                       folds=p.folds, seed=spec.solver.seed)
+                       folds=p.folds, seed=spec.solver.seed, shrinkage_auto=spec.model.shrinkage is None)
 
 
 def bayes_setup(spec: CalibrationSpec, bc: BayesConfig, twin: TwinScene, oc: ObjectClasses, f_ref: float,
                 groups: MaterialGroups | None = None) -> BayesSetup:
     """Class priors of every object: ITU values (or a material library), the text / VLM prior's own centre and
     spread where it gave one, then the prior file's overrides. With material groups each object's prior counts
-    1 / (group size), so a group has one class prior; labels are not corrected then (a class switch is per
-    object)."""
+    1 / (group size), so a group has one class prior, and label correction switches a group's class as one."""
     names = twin.names
     table = itu_table(f_ref)
     if spec.prior.prior_from is not None:
@@ -153,12 +152,12 @@ def bayes_setup(spec: CalibrationSpec, bc: BayesConfig, twin: TwinScene, oc: Obj
     # the scene's own S / K_xpd are the prior where it has any; fitted without one, the defaults (0.2 / 0.1) are
     op = ObjectPriors(names, list(oc.classes), table, f_ref, scattering=s if np.any(s > 0) else None,
                       xpd=x if np.any(x > 0) else None)
-    op.shrinkage = spec.model.shrinkage
+    op.shrinkage = spec.model.shrinkage or 0.0  # 'auto' (None) starts independent; the evidence picks rho later
     for i in range(len(names)):
         op.prior_of(i)  # unknown classes fail here, before any tracing
     if groups is not None and groups.num_groups < len(names):
         op.group_sizes = np.bincount(groups.index)[groups.index].astype(np.float64)
-        bc = replace(bc, label_correction=False)
+        op.group_index, op.group_names = np.asarray(groups.index), list(groups.names)
     return BayesSetup(op, bc)
 
 
