@@ -93,6 +93,22 @@ CASES: list[tuple[str, list[str], str]] = [
     ("predict", ["predict", "room", LINKS, "--out", "p.csv", "--rx-array", "1x1,polarization=L"], "--rx-array"),
     ("beams", ["beams", "room", LINKS, "--tx-array", "4x4,pattern=patch", "--out", "b.csv"], "--tx-array"),
     ("calibrate", ["calibrate", "room", "nope.csv", "--out", "c"], "MEASUREMENTS"),
+    # dataset field names and position syntax, a proxy label, a SCENE / TWIN that names nothing
+    ("dataset", ["dataset", "room", "--tx", "1,1,1", "--rx", "2,2,1", "--out", "ds", "--fields", "gain,nope"],
+     "--fields"),
+    ("dataset", ["dataset", "room", "--tx", "1,1", "--rx", "2,2,1", "--out", "ds"], "--tx"),
+    ("dataset", ["dataset", "room", "--tx", "1,1,1", "--rx", "random:x", "--out", "ds"], "--rx"),
+    ("update", ["update", "room", "--trajectory", LINKS, "--links", LINKS, "--out", "u", "--label", "concret"],
+     "--label"),
+    ("calibrate", ["calibrate", "no_such_scene", MEAS, "--out", "c"], "SCENE"),
+    ("predict", ["predict", "no_such_scene.xml", LINKS, "--out", "p.csv"], "SCENE"),
+    ("beams", ["beams", "no_twin_here", LINKS, "--out", "b.csv"], "TWIN"),
+    ("dataset", ["dataset", "no_twin_here", "--tx", "1,1,1", "--rx", "2,2,1", "--out", "ds"], "TWIN"),
+    ("update", ["update", "no_twin_here", "--trajectory", LINKS, "--links", LINKS, "--out", "u"], "TWIN"),
+    ("ris", ["ris", "no_twin_here", "--candidates", LINKS, "--target", "0,1,0,1,1", "--tx", "1 1 1"], "TWIN"),
+    ("evaluate", ["evaluate", "no_twin_here", MEAS, "--out", "ev"], "TWIN"),
+    ("plan", ["plan", "no_such_scene", "--budget", "3", "--out", "p.csv"], "SCENE"),
+    ("radiomap", ["radiomap", "no_twin_here", "--tx", "1 1 1", "--out", "rm"], "TWIN"),
 ]
 
 

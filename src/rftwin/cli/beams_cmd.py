@@ -14,6 +14,7 @@ from rftwin.cli.common import (
     Seed,
     Specular,
     check_at_least,
+    check_scene,
     check_solver,
     console,
     fail,
@@ -68,6 +69,7 @@ def register(app: typer.Typer) -> None:
                 check_codebook(rx_codebook, "--rx-codebook")
         except OptionError as exc:
             fail(str(exc))
+        check_scene(str(twin), "TWIN")
         check_cache()
         import numpy as np  # noqa: PLC0415
 

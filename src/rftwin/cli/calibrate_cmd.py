@@ -14,6 +14,7 @@ from rftwin.cli.common import (
     Samples,
     Seed,
     Specular,
+    check_scene,
     console,
     fail,
 )
@@ -176,6 +177,7 @@ def register(app: typer.Typer) -> None:
         except SpecError as exc:
             fail(str(exc))
         check_input_file(measurements, "MEASUREMENTS")  # a typo costs no loading (content checked when read)
+        check_scene(str(scene), "SCENE")
         check_cache()
         from rftwin.data import MeasurementError  # noqa: PLC0415
         from rftwin.materials.class_prior import PriorError  # noqa: PLC0415

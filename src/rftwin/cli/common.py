@@ -89,3 +89,17 @@ def check_at_least(value: float | None, low: float, option: str, strict: bool = 
         return
     if (value <= low) if strict else (value < low):
         fail(f"{option} must be {'>' if strict else '>='} {low:g}, got {value:g}")
+
+
+def check_scene(ref: str, argument: str) -> None:
+    """A SCENE / TWIN argument must name an existing file or folder (an XML scene, a calibration output or field
+    folder) or a built-in scene (checked from Sionna's package file list, without importing Sionna)."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from rftwin.scene.load import builtin_scene_names  # noqa: PLC0415 - no torch, Sionna or Mitsuba
+
+    if Path(ref).exists():
+        return
+    names = builtin_scene_names()
+    if ref not in names:
+        fail(f"{argument} '{ref}': no such file or folder, and not a built-in scene name ({', '.join(names)})")

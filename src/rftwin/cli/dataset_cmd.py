@@ -13,6 +13,7 @@ from rftwin.cli.common import (
     Refraction,
     Specular,
     Workers,
+    check_scene,
     check_solver,
     console,
     fail,
@@ -63,9 +64,18 @@ def register(app: typer.Typer) -> None:
             fail(f"--radio-map-cell must be positive (m), got {radio_map_cell}")
         check_solver(max_depth, samples_per_src)
         budget_bytes = memory_budget(budget)  # rftwin.trace.budget is pure: no torch yet
+        from rftwin.dataset.positions import DatasetError, parse_positions  # noqa: PLC0415 - torch-free
+        from rftwin.dataset.schema import DEFAULT_FIELDS, check_fields  # noqa: PLC0415 - torch-free
+
+        try:
+            names = DEFAULT_FIELDS if fields is None else check_fields(fields.split(","))
+            parse_positions(tx, "--tx")
+            parse_positions(rx, "--rx")
+        except DatasetError as exc:
+            fail(str(exc))
+        check_scene(str(twin), "TWIN")
         check_cache()  # argument errors above come back before torch and Sionna load
-        from rftwin.dataset import DatasetError, DatasetSpec, export_dataset
-        from rftwin.dataset.schema import DEFAULT_FIELDS, check_fields
+        from rftwin.dataset import DatasetSpec, export_dataset
         from rftwin.trace.budget import BudgetError, use_budget
         from rftwin.trace.fanout import FanoutError
         from rftwin.trace.tracer import SolverSettings
@@ -73,7 +83,6 @@ def register(app: typer.Typer) -> None:
 
         use_budget(budget_bytes)
         try:
-            names = DEFAULT_FIELDS if fields is None else check_fields(fields.split(","))
             spec = DatasetSpec(tx=tx, rx=rx, frequency_hz=frequency_hz, seed=seed, fields=tuple(names),
                                bandwidth_hz=bandwidth_hz, num_subcarriers=subcarriers,
                                links_per_shard=links_per_shard, radio_map=radio_map,

@@ -13,6 +13,7 @@ from rftwin.cli.common import (
     Seed,
     Specular,
     check_at_least,
+    check_scene,
     check_solver,
     console,
     fail,
@@ -91,6 +92,7 @@ def register(app: typer.Typer) -> None:
         for option, path in (("TRUTH", truth), ("--train", train), ("--true-materials", true_materials),
                              ("--wideband", wideband), ("--mpcs", mpcs)):
             check_input_file(path, option)
+        check_scene(str(twin), "TWIN")
         check_cache()  # argument errors above come back before torch and Sionna load
         from rftwin.data import MeasurementError, read_measurements  # noqa: PLC0415
         from rftwin.evaluate.clusters import ClusterConfig  # noqa: PLC0415

@@ -5,7 +5,17 @@ from pathlib import Path
 
 import typer
 
-from rftwin.cli.common import Los, Refraction, Specular, check_at_least, check_solver, console, fail, settings
+from rftwin.cli.common import (
+    Los,
+    Refraction,
+    Specular,
+    check_at_least,
+    check_scene,
+    check_solver,
+    console,
+    fail,
+    settings,
+)
 from rftwin.cli.outputs import check_cache, check_input_file, check_output_file
 
 TABLE_SUFFIXES = (".csv", ".txt", ".parquet", ".pq")  # the links files plan writes (rftwin.plan.workflow's)
@@ -69,6 +79,7 @@ def register(app: typer.Typer) -> None:
             if Path(prior).suffix.lower() not in (".yaml", ".yml", ".json"):
                 fail(f"--prior: unknown prior '{prior}': expected labels, scene or a .yaml/.yml/.json labels file")
             check_input_file(Path(prior), "--prior")
+        check_scene(str(scene), "SCENE")
         check_cache()  # argument errors above come back before torch and Sionna load
         from rich.console import Console  # noqa: PLC0415
         from rich.table import Table  # noqa: PLC0415

@@ -19,6 +19,7 @@ from rftwin.cli.common import (
     Seed,
     Specular,
     Workers,
+    check_scene,
     check_solver,
     console,
     fail,
@@ -87,6 +88,7 @@ def register(app: typer.Typer) -> None:
         except OptionError as exc:
             fail(str(exc))
         budget_bytes = memory_budget(budget)  # rftwin.trace.budget is pure: no torch yet
+        check_scene(str(scene), "SCENE")
         check_cache()  # argument errors above come back before torch and Sionna load
         from rftwin.cli.array_options import parse_array  # noqa: PLC0415
         from rftwin.data import MeasurementError, read_links, write_wideband

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from rftwin.cli.common import Diffraction, Refraction, Seed, Specular, check_at_least, console, fail
+from rftwin.cli.common import Diffraction, Refraction, Seed, Specular, check_at_least, check_scene, console, fail
 from rftwin.cli.outputs import check_output_dir, staged_dir
 
 
@@ -50,6 +50,7 @@ def register(app: typer.Typer) -> None:
         for option, lim in (("--xlim", xlim), ("--ylim", ylim)):
             if lim and not lim[0] < lim[1]:
                 fail(f"{option}: expected MIN MAX with MIN < MAX, got {lim[0]:g} {lim[1]:g}")
+        check_scene(twin, "TWIN")
         from rftwin.evaluate.radiomap import (  # noqa: PLC0415 - torch and Sionna from here on
             compute_radio_map,
             plot_radio_map,

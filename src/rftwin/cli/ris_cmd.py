@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from rftwin.cli.common import Seed, check_at_least, console, fail
+from rftwin.cli.common import Seed, check_at_least, check_scene, console, fail
 
 OWNED = ("ris_ranking.csv", "ris.json", "ris_gain_maps.png", "ris_target_points.csv")
 
@@ -76,6 +76,7 @@ def register(app: typer.Typer) -> None:
                 box_ok = False
             if not box_ok:
                 fail(f"--target: expected a file of points or a box 'X0,X1,Y0,Y1,Z' in m, found '{target}'")
+        check_scene(str(twin), "TWIN")
         check_cache()  # argument errors above come back before torch and Sionna load
         import pandas as pd  # noqa: PLC0415
 

@@ -12,6 +12,7 @@ from rftwin.cli.common import (
     Samples,
     Seed,
     Specular,
+    check_scene,
     check_solver,
     console,
     fail,
@@ -92,6 +93,13 @@ def register(app: typer.Typer) -> None:
             fail(f"--mesh: mesh '{m}': no such file (expected a mesh file, box:WxDxH or cylinder:RxH)")
         check_input_file(trajectory, "--trajectory")
         check_input_file(links, "--links")
+        from rftwin.materials.itu import normalise_label  # noqa: PLC0415 - the ITU table only, no torch
+
+        try:
+            normalise_label(label, ("body",))
+        except ValueError as exc:
+            fail(f"--label: {exc}")
+        check_scene(str(twin), "TWIN")
         check_cache()  # argument errors above come back before torch and Sionna load
         from dataclasses import replace  # noqa: PLC0415
 

@@ -8,15 +8,13 @@ skin-like dielectric (eps_r = 16, sigma = 25 S/m, roughly human skin at 28 GHz a
 """
 from __future__ import annotations
 
-import difflib
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rftwin.materials.itu import ITU_NAMES
+from rftwin.materials.itu import normalise_label
 from rftwin.runtime import sionna_rt
 from rftwin.scene.load import SceneObjectInfo, TwinScene
 
@@ -83,15 +81,13 @@ def proxy_trimesh(spec: ProxySpec):
 
 def _material(spec: ProxySpec, frequency_hz: float):
     rt = sionna_rt()
-    lab = re.sub(r"[\s-]+", "_", spec.label.strip().lower())
+    try:
+        lab = normalise_label(spec.label, ("body",))
+    except ValueError as exc:
+        raise ProxyError(str(exc)) from None
     mat_name = f"{spec.name}-material"
     if lab == "body":
         return rt.RadioMaterial(name=mat_name, **BODY), None, BODY
-    if lab not in ITU_NAMES:
-        close = difflib.get_close_matches(lab, (*ITU_NAMES, "body"), n=1, cutoff=0.6)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ProxyError(f"label '{spec.label}': unknown material{hint}; expected body or one of "
-                         f"{', '.join(ITU_NAMES)}")
     try:
         mat = rt.ITURadioMaterial(name=mat_name, itu_type=lab, thickness=BODY["thickness"])
     except Exception as exc:  # noqa: BLE001

@@ -95,3 +95,18 @@ def itu_mean(frequency_hz: float) -> tuple[float, float]:
     if not vals:
         raise ValueError(f"no ITU material is defined at {frequency_hz / 1e9:g} GHz")
     return sum(v[0] for v in vals) / len(vals), sum(v[1] for v in vals) / len(vals)
+
+
+def normalise_label(label: str, extra: tuple[str, ...] = ()) -> str:
+    """``label`` as an ITU material name (lower case, ``_`` for spaces and dashes), or one of ``extra``;
+    ValueError naming the label, the closest name and the known ones."""
+    import difflib  # noqa: PLC0415
+    import re  # noqa: PLC0415
+
+    lab = re.sub(r"[\s-]+", "_", label.strip().lower())
+    if lab in ITU_NAMES or lab in extra:
+        return lab
+    close = difflib.get_close_matches(lab, (*ITU_NAMES, *extra), n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ValueError(f"label '{label}': unknown material{hint}; expected {' or '.join(extra) + ' or ' if extra else ''}"
+                     f"one of {', '.join(ITU_NAMES)}")

@@ -122,9 +122,14 @@ class TwinScene:
 
 
 def builtin_scene_names() -> list[str]:
-    rt = sionna_rt()
-    names = [n for n in dir(rt.scene) if not n.startswith("_") and isinstance(getattr(rt.scene, n), str)]
-    return [BUILTIN_ROOM] + sorted(n for n in names if getattr(rt.scene, n).endswith(".xml"))
+    """``room``, ``indoor`` and the scenes Sionna RT ships (``<name>/<name>.xml`` in its package), read from the
+    package's file list without importing Sionna (so the command line can check a scene name in well under 1 s)."""
+    import importlib.metadata as md  # noqa: PLC0415
+
+    files = md.files("sionna-rt") or []
+    parts = [tuple(str(f).replace("\\", "/").split("/")) for f in files]
+    names = {p[-2] for p in parts if len(p) >= 4 and p[-4:-2] == ("rt", "scenes") and p[-1] == f"{p[-2]}.xml"}
+    return [BUILTIN_ROOM, "indoor"] + sorted(names)
 
 
 def object_table(scene) -> list[SceneObjectInfo]:
