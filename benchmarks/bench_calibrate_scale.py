@@ -122,31 +122,15 @@ def child(args: list[str], env: dict) -> dict:
 
 def _run_point(work: Path, mode: str, env: dict, budget: str | None, shard_paths: int | None,
                iterations: int) -> dict:
-    import subprocess
-
-    import psutil
-
     cmd = [sys.executable, __file__, "--child", "calibrate", "--work", str(work), "--mode", mode,
            "--iterations", str(iterations)]
     if budget:
         cmd += ["--memory-budget", budget]
     if shard_paths:
         cmd += ["--shard-paths", str(shard_paths)]
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, env=env, text=True)
-    proc = psutil.Process(p.pid)
-    peak = 0
-    while p.poll() is None:
-        try:
-            peak = max(peak, proc.memory_info().rss)
-        except psutil.NoSuchProcess:
-            pass
-        time.sleep(0.05)
-    out, _ = p.communicate()
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode})")
-    res = json.loads(out.strip().splitlines()[-1])
-    return dict(res, mode=mode, seconds=time.perf_counter() - t0, peak_rss_bytes=peak)
+    r = run_child(cmd, env)
+    res = json.loads(r["stdout"].strip().splitlines()[-1])
+    return dict(res, mode=mode, seconds=r["seconds"], peak_rss_bytes=r["peak_rss_bytes"])
 
 
 def plot(rows: list[dict], path: Path, budget: str | None = None) -> None:

@@ -50,8 +50,8 @@ def links_csv(path: Path, scene: str, n: int, seed: int = 0) -> None:
 
 
 def run_child(cmd: list[str], env: dict, keep_stderr: bool = False) -> dict:
-    """Run ``cmd``: wall time and peak RSS (bytes) of it and its children, polled every 50 ms (``stderr`` too
-    with ``keep_stderr``)."""
+    """Run ``cmd``: wall time, peak RSS (bytes) of it and its children, polled every 50 ms, and its ``stdout``
+    (``stderr`` too with ``keep_stderr``); RuntimeError with the end of its stderr when it fails."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     proc = psutil.Process(p.pid)
@@ -66,7 +66,7 @@ def run_child(cmd: list[str], env: dict, keep_stderr: bool = False) -> dict:
     out, err = p.communicate()
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): {err[-3000:]}")
-    res = dict(seconds=time.perf_counter() - t0, peak_rss_bytes=peak)
+    res = dict(seconds=time.perf_counter() - t0, peak_rss_bytes=peak, stdout=out)
     return dict(res, stderr=err) if keep_stderr else res
 
 

@@ -15,15 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_scale import run_child  # noqa: E402 - peak RSS of a child, polled from outside
+
 CHILD = r"""
 import json, sys, numpy as np
 import rftwin
@@ -48,25 +48,12 @@ print(json.dumps({"paths": ps.num_paths}))
 
 def run_point(scene: str, depth: int, samples: int, R: int, diffraction: bool = False) -> dict:
     env = dict(os.environ, RFTWIN_PROGRESS="0", PYTHONPATH=str(HERE.parent / "src"))
-    t0 = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-c", CHILD, scene, str(depth), str(samples), str(R),
-                          "1" if diffraction else "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                         text=True)
-    proc = psutil.Process(p.pid)
-    peak = 0
-    while p.poll() is None:
-        try:
-            peak = max(peak, proc.memory_info().rss)
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.02)
-    out, err = p.communicate()
-    if p.returncode != 0:
-        raise RuntimeError(f"child failed ({p.returncode}): {err[-2000:]}")
-    paths = json.loads(out.strip().splitlines()[-1])["paths"]
+    r = run_child([sys.executable, "-c", CHILD, scene, str(depth), str(samples), str(R),
+                   "1" if diffraction else "0"], env)
+    paths = json.loads(r["stdout"].strip().splitlines()[-1])["paths"]
     lanes = max(depth, 1) * samples * R
     return dict(scene=scene, depth=depth, samples_per_src=samples, receivers=R, diffraction=diffraction,
-                lanes=lanes, paths=paths, peak_rss_bytes=peak, seconds=time.perf_counter() - t0)
+                lanes=lanes, paths=paths, peak_rss_bytes=r["peak_rss_bytes"], seconds=r["seconds"])
 
 
 def main() -> None:
