@@ -381,9 +381,11 @@ class CalibrationSpec:
         return doc
 
     def write(self, path: str | os.PathLike) -> Path:
+        """Write the spec as JSON (atomically) to ``path``; returns the path."""
         from rftwin.io import write_json  # noqa: PLC0415
 
-        return write_json(Path(path), self.to_dict())
+        write_json(Path(path), self.to_dict())
+        return Path(path)
 
     @classmethod
     def from_dict(cls, doc: Any, source: str = "spec", base_dir: str | os.PathLike | None = None

@@ -81,8 +81,7 @@ def register(app: typer.Typer) -> None:
         j = demo_json(d)
         png = convergence_plot(d, out / "convergence.png")
         j["plot"] = str(png)
-        spec.write(out / "spec.json")  # how the twin was calibrated (rftwin.demo.DemoConfig.spec)
-        j["spec"] = str(out / "spec.json")
+        j["spec"] = str(spec.write(out / "spec.json"))  # how the twin was calibrated (DemoConfig.spec)
         if as_json:
             print(json.dumps(j, indent=2))
             return
