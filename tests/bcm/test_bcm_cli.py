@@ -67,3 +67,21 @@ def test_bcm_term_bad_options(tmp_path, args, message):
     res = CliRunner().invoke(app, ["calibrate", "room", "examples/measurements_v1.csv", "--out", str(out), *args])
     assert res.exit_code == 2 and message in res.output, res.output
     assert not out.exists()
+
+
+def test_bcm_term_bad_measurements_name_the_problem_and_write_nothing(wrong_labels, tmp_path):
+    """Several frequencies (the map is fitted at one), or delay spreads missing on some rows (the reader names the
+    rows and the column): a clear error before any fit, no output folder."""
+    multi = tmp_path / "multi"
+    res = CliRunner().invoke(app, ["calibrate", "room", "examples/measurements_v2.csv", "--out", str(multi),
+                                   "--terms", "bcm", *SMALL])
+    assert res.exit_code == 2 and "--terms bcm" in res.output and "one frequency" in res.output, res.output
+    assert not multi.exists()
+    m = pd.read_csv(wrong_labels / "m.csv")
+    m["delay_spread_s"] = np.where(np.arange(len(m)) % 2 == 0, 20e-9, np.nan)
+    m.to_csv(tmp_path / "partial.csv", index=False)
+    part = tmp_path / "partial"
+    res = CliRunner().invoke(app, ["calibrate", "room", str(tmp_path / "partial.csv"), "--out", str(part),
+                                   "--terms", "bcm", "--bcm-targets", "5", *SMALL])
+    assert res.exit_code == 2 and "row 2 (line 3), column 'delay_spread_s': missing value" in res.output, res.output
+    assert not part.exists()
