@@ -17,7 +17,7 @@ PKG = SRC / "rftwin"
 
 # Layer number -> packages (first component under ``rftwin``; ``rftwin`` is the top-level ``__init__``).
 LAYERS: dict[int, tuple[str, ...]] = {
-    0: ("rftwin", "pathset", "runtime", "progress", "io"),  # the PathSet contract and process-wide utilities
+    0: ("rftwin", "pathset", "runtime", "progress", "io", "lazy"),  # the PathSet contract and process-wide utilities
     1: ("physics", "materials"),  # pure torch: channel engine, material models
     2: ("trace", "scene"),  # the only Sionna users
     3: ("data", "twin_schema", "twin_io"),  # files: measurements, sidecars, twin folders (validation)

@@ -6,9 +6,9 @@ without torch: command-line argument errors come back at once.
 """
 from __future__ import annotations
 
-import importlib
+from rftwin.lazy import lazy_exports
 
-_WHERE = {
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "rftwin.calibrate.loop": ("OFFSET_MODES", "OPTIMIZERS", "CalibrationConfig", "CalibrationResult", "calibrate"),
     "rftwin.calibrate.objectives": ("PriorStats", "objective"),
     "rftwin.calibrate.jacobians": ("jacobian",),
@@ -17,19 +17,4 @@ _WHERE = {
                                 "smape"),
     "rftwin.calibrate.posterior": ("PosteriorSamples", "sample_posterior"),
     "rftwin.calibrate.problem": ("Features", "Targets", "simulate_features", "simulate_path_gain_db"),
-}
-_MODULE_OF = {name: mod for mod, names in _WHERE.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str):
-    mod = _MODULE_OF.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'rftwin.calibrate' has no attribute '{name}'")
-    value = getattr(importlib.import_module(mod), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+})

@@ -6,18 +6,11 @@ with them before any heavy import.
 """
 from __future__ import annotations
 
-_LAZY = {"DatasetSpec": "export", "ExportResult": "export", "export_dataset": "export", "plan_links": "export",
-         "LinkDataset": "loader", "read_schema": "loader", "DatasetError": "positions", "parse_positions": "positions",
-         "resolve_positions": "positions", "DEFAULT_FIELDS": "schema", "FIELDS": "schema"}
+from rftwin.lazy import lazy_exports
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib  # noqa: PLC0415
-
-        return getattr(importlib.import_module(f"rftwin.dataset.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'rftwin.dataset' has no attribute {name!r}")
-
-
-__all__ = ["DEFAULT_FIELDS", "FIELDS", "DatasetError", "DatasetSpec", "ExportResult", "LinkDataset",
-           "export_dataset", "parse_positions", "plan_links", "read_schema", "resolve_positions"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "rftwin.dataset.export": ("DatasetSpec", "ExportResult", "export_dataset", "plan_links"),
+    "rftwin.dataset.loader": ("LinkDataset", "read_schema"),
+    "rftwin.dataset.positions": ("DatasetError", "parse_positions", "resolve_positions"),
+    "rftwin.dataset.schema": ("DEFAULT_FIELDS", "FIELDS"),
+})

@@ -5,26 +5,11 @@ Names are imported on first use (PEP 562), so the configuration loads without to
 """
 from __future__ import annotations
 
-import importlib
+from rftwin.lazy import lazy_exports
 
-_WHERE = {
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "rftwin.demo.config": ("DEMO_SPEC_FIELDS", "FIRST_TRACE_SAMPLES", "SAMPLES", "DemoConfig", "check_demo_spec",
                            "demo_spec"),
     "rftwin.demo.run": ("DEMO_TX", "DemoResult", "convergence_plot", "demo_json", "demo_links", "run_demo",
                         "true_materials"),
-}
-_MODULE_OF = {name: mod for mod, names in _WHERE.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str):
-    mod = _MODULE_OF.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'rftwin.demo' has no attribute '{name}'")
-    value = getattr(importlib.import_module(mod), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+})

@@ -6,16 +6,9 @@ any heavy import.
 """
 from __future__ import annotations
 
-_LAZY = {"AntennaSpec": "rftwin.trace.tracer", "SolverSettings": "rftwin.trace.tracer",
-         "trace": "rftwin.trace.tracer", "SceneMaterials": "rftwin.scene.scene_materials"}
+from rftwin.lazy import lazy_exports
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib  # noqa: PLC0415
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'rftwin.trace' has no attribute {name!r}")
-
-
-__all__ = ["AntennaSpec", "SceneMaterials", "SolverSettings", "trace"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "rftwin.trace.tracer": ("AntennaSpec", "SolverSettings", "trace"),
+    "rftwin.scene.scene_materials": ("SceneMaterials",),
+})
