@@ -88,17 +88,17 @@ def register(app: typer.Typer) -> None:
         if geometric_order is not None and geometric_order < 1:
             fail(f"--geometric-order must be >= 1, got {geometric_order}")
         check_solver(max_depth, samples_per_src)
-        m = mesh.strip()
-        if not m.lower().startswith(("box:", "cylinder:")) and not Path(m).is_file():
-            fail(f"--mesh: mesh '{m}': no such file (expected a mesh file, box:WxDxH or cylinder:RxH)")
-        check_input_file(trajectory, "--trajectory")
-        check_input_file(links, "--links")
         from rftwin.materials.itu import normalise_label  # noqa: PLC0415 - the ITU table only, no torch
 
         try:
             normalise_label(label, ("body",))
         except ValueError as exc:
             fail(f"--label: {exc}")
+        m = mesh.strip()
+        if not m.lower().startswith(("box:", "cylinder:")) and not Path(m).is_file():
+            fail(f"--mesh: mesh '{m}': no such file (expected a mesh file, box:WxDxH or cylinder:RxH)")
+        check_input_file(trajectory, "--trajectory")
+        check_input_file(links, "--links")
         check_scene(str(twin), "TWIN")
         check_cache()  # argument errors above come back before torch and Sionna load
         from dataclasses import replace  # noqa: PLC0415

@@ -64,7 +64,7 @@ class FieldPrior:
             pm = fld.point_values(ps.point[mask], obj, [self.frequency_hz])
             eps, sig = pm.eps_r[0], pm.sigma[0]
         lam = self.strength * weight
-        loss = replace(self, strength=lam).term_of_values(eps, sig, obj, rows).reshape(1)
+        loss = weight * self.term_of_values(eps, sig, obj, rows).reshape(1)
         if not residuals:
             return loss, None
         zu, zv = self.standardised(eps, sig, obj)
