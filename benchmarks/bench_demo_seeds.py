@@ -23,22 +23,27 @@ OUT = Path(__file__).parent / "results" / "demo_seeds.json"
 
 
 def main(receivers: list[int], seeds: list[int], out: Path = OUT, samples: int | None = None,
-         first_samples: int | None = -1) -> dict:
+         first_samples: int | None = -1, later_rounds: str | None = None, starts: int | None = None) -> dict:
     """``samples``: rays per source (None: the demo's); ``first_samples``: rays of the first trace (-1: the
-    demo's default, None: as the others)."""
+    demo's default, None: as the others); ``later_rounds``, ``starts``: the demo's re-trace rounds and random
+    starts (None: the demo's)."""
     doc = json.loads(out.read_text()) if out.is_file() else {"rows": []}
     done = {(r["receivers"], r["seed"]) for r in doc["rows"]}
     todo = [(n, s) for n in receivers for s in seeds if (n, s) not in done]
     for n, s in track(todo, "demo runs"):
-        spec = demo_spec(seed=s) if samples is None else demo_spec(seed=s, solver={"samples_per_src": samples})
+        parts = {} if samples is None else {"solver": {"samples_per_src": samples}}
+        spec = demo_spec(seed=s, **parts) if starts is None else demo_spec(starts, seed=s, **parts)
         cfg = DemoConfig(spec, receivers=n, seed=s)
+        if later_rounds is not None:
+            cfg.later_rounds = later_rounds
         if first_samples != -1:
             cfg.first_trace_samples = first_samples
         j = demo_json(run_demo(cfg, progress=False))
         doc["rows"].append({"receivers": n, "seed": s, "num_links": j["num_links"], "mre_eps": j["mre_eps"],
                             "mre_sigma": j["mre_sigma"], "loss_db2": j["loss"], "seconds": j["seconds"],
                             "iterations": j["iterations"], "samples_per_src": spec.solver.samples_per_src,
-                            "first_trace_samples": cfg.first_trace_samples,
+                            "first_trace_samples": cfg.first_trace_samples, "later_rounds": cfg.later_rounds,
+                            "starts": spec.model.starts,
                             "target_met": max(j["mre_eps"], j["mre_sigma"]) <= 1e-3})
         write_json(out, doc)
     return doc
@@ -51,11 +56,15 @@ if __name__ == "__main__":
     ap.add_argument("--samples-per-src", type=float, default=None, help="rays per source (default: the demo's)")
     ap.add_argument("--first-samples-per-src", type=float, default=-1,
                     help="rays of the first trace (default: the demo's; 0: as the others)")
+    ap.add_argument("--later-rounds", choices=["sweep", "restart", "carry"], default=None,
+                    help="how re-trace rounds start (default: the demo's)")
+    ap.add_argument("--starts", type=int, default=None, help="random starts of the first round (default: the demo's)")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
     first = -1 if a.first_samples_per_src == -1 else (int(a.first_samples_per_src) or None)
     d = main([int(x) for x in a.receivers.split(",")], [int(x) for x in a.seeds.split(",")], a.out,
-             None if a.samples_per_src is None else int(a.samples_per_src), first)
+             None if a.samples_per_src is None else int(a.samples_per_src), first, a.later_rounds, a.starts)
     for r in d["rows"]:
-        print(f"receivers {r['receivers']:3d} seed {r['seed']}: MRE eps {r['mre_eps']:.1e} sigma {r['mre_sigma']:.1e} "
+        print(f"receivers {r['receivers']:3d} seed {r['seed']} {r.get('later_rounds', 'restart')}:"
+              f" MRE eps {r['mre_eps']:.1e} sigma {r['mre_sigma']:.1e} "
               f"loss {r['loss_db2']:.1e} dB^2 {r['seconds']:.0f} s {'ok' if r['target_met'] else 'MISSED'}")

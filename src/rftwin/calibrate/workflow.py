@@ -35,6 +35,7 @@ from rftwin.scene.scene_materials import SceneMaterials
 from rftwin.trace.tracer import AntennaSpec, SolverSettings, trace
 
 MIN_TRACE_SCATTERING = 0.2  # trace-time S floor on objects whose S is calibrated (sampling density only)
+LATER_ROUNDS = ("sweep", "restart", "carry")  # how a re-trace round starts (calibrate_scene's ``later_rounds``)
 BUDGET_RETRIES = 2  # re-traces with a 4x larger max_num_paths_per_src when the budget overflowed
 
 
@@ -96,7 +97,7 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
                     fit: tuple[str, ...] = ("eps_r", "sigma"), diffuse: bool | None = None,
                     min_trace_scattering: float = MIN_TRACE_SCATTERING, checkpoint_dir: str | Path | None = None,
                     checkpoint_every: int = 0, resume: bool = False, callback=None, global_sweeps: int = 0,
-                    bounded: bool = False, sweep_grid: tuple[int, int] = (48, 12), restart_rounds: bool = False,
+                    bounded: bool = False, sweep_grid: tuple[int, int] = (48, 12), later_rounds: str = "sweep",
                     groups: MaterialGroups | None = None, bayes: BayesSetup | None = None,
                     stopwatch: Stopwatch | None = None, first_samples_per_src: int | None = None
                     ) -> tuple[CalibrationResult, PathSet]:
@@ -111,9 +112,11 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
     (eps_r/sigma fits of constant materials without diffuse reflection only) on grids of ``sweep_grid``
     (eps_r, sigma) points. ``bounded``: eps_r and sigma stay inside the prior ranges during the local fit (a box
     prior; projected steps), which keeps the fit out of resonance-order aliases outside the range.
-    ``restart_rounds``: every re-trace round refines, next to the carried result, ``num_starts - 1`` fresh random
-    starts (another seed) inside the prior range, so a first round that ended in a wrong basin gets another chance
-    (the sweeps then run before the first round only).
+    ``later_rounds``: how a re-trace round starts from the result it carries: "sweep" (the global sweeps again,
+    when ``global_sweeps`` > 0, then a local refinement), "restart" (next to the carried result ``num_starts - 1``
+    fresh random starts, another seed, inside the prior range, so a first round that ended in a wrong basin gets
+    another chance; no sweeps) or "carry" (a local refinement of the carried result alone: a re-trace moves the
+    paths a little, not the basin).
     ``targets`` may also be a callable ``PathSet -> Targets``, called with every new trace (the first and each
     re-trace): targets that refer to individual paths (per-MPC powers matched to the traced paths) are rebuilt
     for the paths of that trace.
@@ -132,6 +135,8 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
     twin's scene is never changed; :func:`calibrated_materials` gives the record of the result (what to trace the
     calibrated twin at). ``result.mechanisms`` lists what was traced.
     """
+    if later_rounds not in LATER_ROUNDS:
+        raise ValueError(f"later_rounds must be one of {', '.join(LATER_ROUNDS)}, not {later_rounds!r}")
     make_targets = targets if callable(targets) else (lambda _ps: targets)
     cfg = CalibrationConfig() if cfg is None else cfg
     settings = SolverSettings() if settings is None else settings
@@ -229,12 +234,12 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
             break
         ps = new
         tg = make_targets(ps)
-        if sweepable(tg) and not (restart_rounds and num_starts > 1):  # fresh starts replace the sweep
+        if sweepable(tg) and later_rounds == "sweep":
             res = replace(res, **dict(zip(("eps_r", "sigma"), swept(ps, res.eps_r, res.sigma, tg))))
         pl_now = res.power_law
         kw.update(b=pl_now[:, 1] if power_law else None, d=pl_now[:, 3] if power_law else None)
         E, S = res.eps_r[None], res.sigma[None]
-        if restart_rounds and num_starts > 1:  # fresh random starts next to the carried result
+        if later_rounds == "restart" and num_starts > 1:  # fresh random starts next to the carried result
             d = draw_start_values(prior, num_starts, seed + k + 1, fit)
             E, S = np.concatenate([E, d["eps_r"][1:]]), np.concatenate([S, d["sigma"][1:]])
 

@@ -64,7 +64,7 @@ class DemoConfig:
     trials: int = 3
     receivers: int = 32  # 8 in seed 004; 24 power measurements do not determine the boxes (see docs/calibration.md)
     sweep_grid: tuple[int, int] = (16, 6)  # sweep grid points (eps_r, sigma) over the prior range
-    restart_rounds: bool = True  # fresh random starts in every re-trace round too
+    later_rounds: str = "carry"  # re-trace rounds refine the carried result (calibrate_scene's ``later_rounds``)
     prune_every: int = 5  # LM multi-start: keep the better half of the starts every this many iterations
     # rays per source of the first trace, at the labels: it only has to lead the first round into the right basin;
     # the re-traces at the calibrated materials trace with the spec's rays (None: the spec's rays for all)

@@ -107,7 +107,7 @@ def run_demo(cfg: DemoConfig | None = None, progress: bool = True, cache_dir=Non
                              cfg.settings, num_starts=m.starts, retrace=spec.optimiser.retrace,
                              seed=spec.solver.seed, truth=(eps_t, sig_t), progress=progress, cache_dir=cache_dir,
                              fit=tuple(m.fit), global_sweeps=m.sweeps, bounded=m.bounded, sweep_grid=cfg.sweep_grid,
-                             restart_rounds=cfg.restart_rounds, stopwatch=watch,
+                             later_rounds=cfg.later_rounds, stopwatch=watch,
                              first_samples_per_src=first_samples(cfg))
     t_trace = time.perf_counter() - t0 - res.seconds
     return DemoResult(twin, eps_t, sig_t, prior.eps_r, prior.sigma, res, rss_dbm, tx, rx, t_trace, t_sim,
