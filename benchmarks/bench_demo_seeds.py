@@ -23,19 +23,24 @@ OUT = Path(__file__).parent / "results" / "demo_seeds.json"
 
 
 def main(receivers: list[int], seeds: list[int], out: Path = OUT, samples: int | None = None,
-         first_samples: int | None = -1, later_rounds: str | None = None, starts: int | None = None) -> dict:
+         first_samples: int | None = -1, later_rounds: str | None = None, starts: int | None = None,
+         prune_every: int | None = None, sweeps: int | None = None) -> dict:
     """``samples``: rays per source (None: the demo's); ``first_samples``: rays of the first trace (-1: the
-    demo's default, None: as the others); ``later_rounds``, ``starts``: the demo's re-trace rounds and random
-    starts (None: the demo's)."""
+    demo's default, None: as the others); ``later_rounds``, ``starts``, ``prune_every``: the demo's re-trace
+    rounds, random starts and start pruning, ``sweeps`` its global sweeps per round (None: the demo's)."""
     doc = json.loads(out.read_text()) if out.is_file() else {"rows": []}
     done = {(r["receivers"], r["seed"]) for r in doc["rows"]}
     todo = [(n, s) for n in receivers for s in seeds if (n, s) not in done]
     for n, s in track(todo, "demo runs"):
         parts = {} if samples is None else {"solver": {"samples_per_src": samples}}
+        if sweeps is not None:
+            parts["model"] = {"sweeps": sweeps}
         spec = demo_spec(seed=s, **parts) if starts is None else demo_spec(starts, seed=s, **parts)
         cfg = DemoConfig(spec, receivers=n, seed=s)
         if later_rounds is not None:
             cfg.later_rounds = later_rounds
+        if prune_every is not None:
+            cfg.prune_every = prune_every
         if first_samples != -1:
             cfg.first_trace_samples = first_samples
         j = demo_json(run_demo(cfg, progress=False))
@@ -43,7 +48,8 @@ def main(receivers: list[int], seeds: list[int], out: Path = OUT, samples: int |
                             "mre_sigma": j["mre_sigma"], "loss_db2": j["loss"], "seconds": j["seconds"],
                             "iterations": j["iterations"], "samples_per_src": spec.solver.samples_per_src,
                             "first_trace_samples": cfg.first_trace_samples, "later_rounds": cfg.later_rounds,
-                            "starts": spec.model.starts,
+                            "starts": spec.model.starts, "prune_every": cfg.prune_every,
+                            "sweeps": spec.model.sweeps,
                             "target_met": max(j["mre_eps"], j["mre_sigma"]) <= 1e-3})
         write_json(out, doc)
     return doc
@@ -59,11 +65,16 @@ if __name__ == "__main__":
     ap.add_argument("--later-rounds", choices=["sweep", "restart", "carry"], default=None,
                     help="how re-trace rounds start (default: the demo's)")
     ap.add_argument("--starts", type=int, default=None, help="random starts of the first round (default: the demo's)")
+    ap.add_argument("--prune-every", type=int, default=None,
+                    help="LM: keep the better half of the starts every this many iterations (default: the demo's)")
+    ap.add_argument("--sweeps", type=int, default=None,
+                    help="global sweeps before the first round (default: the demo's)")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
     first = -1 if a.first_samples_per_src == -1 else (int(a.first_samples_per_src) or None)
     d = main([int(x) for x in a.receivers.split(",")], [int(x) for x in a.seeds.split(",")], a.out,
-             None if a.samples_per_src is None else int(a.samples_per_src), first, a.later_rounds, a.starts)
+             None if a.samples_per_src is None else int(a.samples_per_src), first, a.later_rounds, a.starts,
+             a.prune_every, a.sweeps)
     for r in d["rows"]:
         print(f"receivers {r['receivers']:3d} seed {r['seed']} {r.get('later_rounds', 'restart')}:"
               f" MRE eps {r['mre_eps']:.1e} sigma {r['mre_sigma']:.1e} "

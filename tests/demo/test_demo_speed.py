@@ -23,7 +23,7 @@ def test_demo_config_nests_the_spec_and_it_round_trips(tmp_path):
     cfg = DemoConfig()
     assert isinstance(cfg.spec, CalibrationSpec) and cfg.spec.prior.kind == "none"  # a least-squares fit
     m, o, s = cfg.spec.model, cfg.spec.optimiser, cfg.spec.solver
-    assert (m.starts, m.refine, m.sweeps, m.prior_spread, m.bounded, o.retrace) == (32, 33, 2, 0.2, True, 2)
+    assert (m.starts, m.refine, m.sweeps, m.prior_spread, m.bounded, o.retrace) == (32, 33, 0, 0.2, True, 2)
     assert (s.max_depth, s.samples_per_src, s.seed) == (4, 500_000, 7)
     assert cfg.settings == SolverSettings(max_depth=4, samples_per_src=500_000, seed=7)
     assert cfg.first_trace_samples == 100_000
@@ -109,3 +109,14 @@ def test_retrace_stops_when_no_new_paths_appear():
                                retrace=3, progress=False, cache_dir=False, bounded=True, stopwatch=watch)
     assert [s["stage"] for s in watch.stages] == ["trace 0 (Sionna)", "calibration round 0", "trace 1 (Sionna)"]
     assert res.uncertainty is not None and same_paths(out, ps)
+
+
+def test_later_rounds_must_be_known():
+    twin = room()
+    prior = prior_from_labels([o.label for o in twin.objects], float(twin.scene.frequency[0]))
+    from rftwin.calibrate import Targets
+
+    targets = Targets.build(np.arange(2), np.full(2, twin.scene.frequency[0]), np.full(2, -70.0))
+    with pytest.raises(ValueError, match="later_rounds must be one of sweep, restart, carry, not 'again'"):
+        calibrate_scene(twin, TX, RX, targets, prior, settings=SETTINGS, later_rounds="again", progress=False,
+                        cache_dir=False)

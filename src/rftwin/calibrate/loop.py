@@ -339,8 +339,11 @@ def calibrate(ps: PathSet | LinkShards, model: MaterialModel, targets: Targets,
                 with torch.no_grad():
                     loss, off, _ = evaluate(beta)
             else:  # batched Levenberg-Marquardt on the stacked residuals
+                # the loss of the current state is that of the last evaluation (a fixed offset rule: the EMA
+                # offset moves beta between steps)
+                current = (loss, off) if stream is None and not ema else None
                 loss, off, mu, num_res = lm_step(ps, model, targets, cfg, params, mu, beta, pstats, num_res,
-                                                 project, evaluate, stream)
+                                                 project, evaluate, stream, current)
             if cfg.prune_every and cfg.optimizer == "lm" and it % cfg.prune_every == 0 and model.num_starts > 1:
                 keep = torch.argsort(torch.nan_to_num(loss, nan=math.inf))[: (model.num_starts + 1) // 2]
                 model.reorder_starts(keep.tolist())

@@ -95,17 +95,24 @@ def polish_lbfgs(cfg: CalibrationConfig, params: list[torch.nn.Parameter], total
 def lm_step(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: CalibrationConfig,
             params: list[torch.nn.Parameter], mu: torch.Tensor, beta: torch.Tensor | None,
             pstats: PriorStats | None, num_res: int | None, project: Callable[[], None] | None,
-            evaluate: Callable, stream: Stream | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+            evaluate: Callable, stream: Stream | None = None,
+            current: tuple[torch.Tensor, torch.Tensor] | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """One batched Levenberg-Marquardt iteration on the stacked residuals of all B starts (Marquardt-scaled
     damping ``mu`` [B]; ``project`` clips to a box, :func:`projected_step`). ``evaluate(beta)`` returns the
     objective's (loss [B], offset [B], _). With ``stream`` the normal equations are accumulated over its link
     shards (:meth:`rftwin.calibrate.stream.Stream.normal_equations`; J is never formed). Leaves the parameters at
-    the accepted steps; returns the loss [B], the offset [B] (dB), the new damping [B] and the residual count."""
+    the accepted steps; returns the loss [B], the offset [B] (dB), the new damping [B] and the residual count.
+    ``current``: (loss [B], offset [B]) of the current parameters as ``evaluate(beta)`` returned them (the last
+    step's result; unstreamed only), so that the step does not evaluate them again."""
     if stream is None:
         r, J = jacobian(ps, model, targets, cfg, beta, pstats, num_res)
         num_res = r.shape[1]
-        with torch.no_grad():  # the current loss by the same computation as the trial's (Jacobian passes
-            cost, cur_off, _ = evaluate(beta)  # round differently; comparing across them never settles)
+        if current is None:  # the current loss by the same computation as the trial's (Jacobian passes round
+            with torch.no_grad():  # differently; comparing across them never settles)
+                cost, cur_off, _ = evaluate(beta)
+        else:
+            cost, cur_off = current
         JtJ = J.transpose(1, 2) @ J
         g = J.transpose(1, 2) @ r.unsqueeze(-1)
     else:  # the offset of the current point first: the residuals of every shard are taken at it

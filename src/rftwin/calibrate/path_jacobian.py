@@ -44,27 +44,32 @@ def dual_state(model, names: list[str], sizes: list[int], theta: torch.Tensor, t
 def _readout_jacobian(model, names: list[str], sizes: list[int], theta: torch.Tensor, freqs: torch.Tensor
                       ) -> tuple[MaterialValues, dict[str, torch.Tensor]]:
     """Per-object material values of ``model`` at ``freqs`` and, per quantity, dv[b, f, k] / dtheta[b, p] as
-    [B, F, K, P] (forward-mode AD through the material model only; P tangents ride along the start dimension)."""
+    [B, F, K] x P -> [B, F, K, P] (reverse mode through the material model only, no engine: the starts are
+    independent, so one batched backward pass with a one-hot cotangent per (f, k) gives every start's rows).
+    Reverse mode, not forward: forward-mode AD of a scalar add imports ``torch._dynamo`` on first use, about as long
+    as ``import torch`` itself."""
     B, P = theta.shape
-    with fwad.dual_level():
-        eye = torch.eye(P, dtype=theta.dtype, device=theta.device)
-        mv = functional_call(model, dual_state(model, names, sizes, theta, eye), (freqs,))
-        values, jac = {}, {}
-        for q in _QUANTITIES:
-            v = getattr(mv, q)
-            if v is None:
-                continue
-            primal, tangent = fwad.unpack_dual(v)
-            K = primal.shape[-1]
-            primal = primal.expand(-1, len(freqs), K)[:B]
-            values[q] = primal.detach()
-            if tangent is not None:
-                t = tangent.expand(-1, len(freqs), K).reshape(P, B, len(freqs), K)
-                jac[q] = t.permute(1, 2, 3, 0).detach()  # [B, F, K, P]
-        thickness = fwad.unpack_dual(mv.thickness)[0].detach()
-    base = MaterialValues(values["eps_r"], values["sigma"], thickness, scattering=values.get("scattering"),
-                          xpd=values.get("xpd"), pattern=mv.pattern, alpha_r=mv.alpha_r, alpha_i=mv.alpha_i,
-                          lambda_=mv.lambda_)
+    F = len(freqs)
+    th = theta.detach().requires_grad_(True)
+    with torch.enable_grad():
+        mv = functional_call(model, dict(zip(names, torch.split(th, sizes, 1))), (freqs,))
+    values, jac = {}, {}
+    for q in _QUANTITIES:
+        v = getattr(mv, q)
+        if v is None:
+            continue
+        K = v.shape[-1]
+        v = v.expand(B, F, K)
+        values[q] = v.detach()
+        if v.requires_grad:
+            n = F * K
+            onehot = torch.eye(n, dtype=v.dtype, device=v.device).reshape(n, 1, F, K).expand(n, B, F, K)
+            (g,) = torch.autograd.grad(v, th, onehot, retain_graph=True, is_grads_batched=True, allow_unused=True)
+            if g is not None:  # [F K, B, P]
+                jac[q] = g.reshape(F, K, B, P).permute(2, 0, 1, 3).contiguous()
+    base = MaterialValues(values["eps_r"], values["sigma"], mv.thickness.detach(),
+                          scattering=values.get("scattering"), xpd=values.get("xpd"), pattern=mv.pattern,
+                          alpha_r=mv.alpha_r, alpha_i=mv.alpha_i, lambda_=mv.lambda_)
     return base, jac
 
 

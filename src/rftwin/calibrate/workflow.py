@@ -114,9 +114,8 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
     prior; projected steps), which keeps the fit out of resonance-order aliases outside the range.
     ``later_rounds``: how a re-trace round starts from the result it carries: "sweep" (the global sweeps again,
     when ``global_sweeps`` > 0, then a local refinement), "restart" (next to the carried result ``num_starts - 1``
-    fresh random starts, another seed, inside the prior range, so a first round that ended in a wrong basin gets
-    another chance; no sweeps) or "carry" (a local refinement of the carried result alone: a re-trace moves the
-    paths a little, not the basin).
+    fresh random starts, another seed per round, inside the prior range, so a round that ended in a wrong basin
+    gets another chance; no sweeps) or "carry" (a local refinement of the carried result alone).
     ``targets`` may also be a callable ``PathSet -> Targets``, called with every new trace (the first and each
     re-trace): targets that refer to individual paths (per-MPC powers matched to the traced paths) are rebuilt
     for the paths of that trace.

@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
              bounded: bool = typer.Option(True, "--bounded/--unbounded",
                                           help="Keep the fit inside the prior range."),
              retrace: int = typer.Option(2, help="Re-trace rounds at the calibrated materials."),
-             sweeps: int = typer.Option(2, "--sweeps", help="Global per-object grid sweeps before each local "
+             sweeps: int = typer.Option(0, "--sweeps", help="Global per-object grid sweeps before each local "
                                                             "round (0 = off)."),
              init: str = typer.Option("label", help="Initialisation: label | uniform | random."),
              optimizer: str = typer.Option("lm", help="lm | adam | lbfgs."),
