@@ -62,6 +62,23 @@ def channel_features(ps: PathSet, a: torch.Tensor, angular_method: str = "circul
             "angular_spread_departure_deg": F.angular_spread_deg(p, aod_az, ps.link, L, angular_method)}
 
 
+def _shard_wideband(sp: PathSet, a: torch.Tensor, uf: np.ndarray, links: np.ndarray, num_links: int,
+                    row_link: np.ndarray, row_f: np.ndarray, ids: list[str], grid: WidebandGrid) -> dict:
+    """Wideband records (link id -> :class:`rftwin.data.wideband.WidebandLink`) of the rows whose link is in the
+    shard (``links``: the shard's global link indices; ``a`` its coefficients [F, N, R, T] at ``uf``)."""
+    from rftwin.data.wideband import simulate_wideband  # noqa: PLC0415
+
+    local = np.full(num_links, -1, dtype=np.int64)
+    local[links] = np.arange(len(links))
+    rows = np.nonzero(local[row_link] >= 0)[0]
+    if not len(rows):
+        return {}
+    wb = simulate_wideband(sp, a, uf, [ids[r] for r in rows], local[row_link[rows]], row_f[rows],
+                           bandwidth_hz=grid.bandwidth_hz, num_subcarriers=grid.num_subcarriers, kind=grid.kind,
+                           normalize_delays=grid.normalize_delays)
+    return wb.links
+
+
 def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_pos: np.ndarray,
                      frequency_hz: np.ndarray, settings: SolverSettings | None = None, progress: bool = True,
                      cache_dir=None, link_ids=None, wideband: WidebandGrid | None = None,
@@ -74,9 +91,10 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
     / CIR taps of every row (keyed by ``link_ids``) plus the band-limited gain, mean delay and delay spread
     (columns ``*_cfr_*``, seed 003 eq. 23-24).
 
-    Without ``wideband``, arrays and ``keep_pathset`` the links are traced and evaluated shard by shard
-    (:func:`rftwin.trace.tracer.iter_trace` under ``memory_budget``): peak memory follows the shard size, not
-    the link count, and ``Prediction.pathset`` is None. ``device``: torch device of the engine (default CPU).
+    Without arrays and ``keep_pathset`` the links are traced and evaluated shard by shard
+    (:func:`rftwin.trace.tracer.iter_trace` under ``memory_budget``; the wideband data of each shard's rows too):
+    peak memory follows the shard size, not the link count (beyond the per-row results), and
+    ``Prediction.pathset`` is None. ``device``: torch device of the engine (default CPU).
     ``workers`` > 1 or ``ray_address``: the links are first traced on Ray workers into the shared cache
     (:func:`rftwin.trace.fanout.fan_out_trace`). With ``tx_array``/``rx_array``
     (:class:`rftwin.physics.arrays.ArraySpec`, spacings at the lowest row frequency unless fixed) the features are
@@ -104,7 +122,7 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
     mv = mv.to(dev)
     freqs = torch.as_tensor(uf, device=dev)
     arrays = tx_array is not None or rx_array is not None
-    if wideband is not None or keep_pathset or arrays:
+    if keep_pathset or arrays:
         ps = trace(twin, utx, urx, settings, cache_dir=cache_dir, progress=progress, memory_budget=memory_budget,
                    materials=materials)
         if arrays:
@@ -120,8 +138,10 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
     feats = {name: np.full((len(uf), U), np.nan) for name in FEATURE_COLUMNS if name != "num_paths"}
     npaths_u = np.zeros(U, dtype=np.int64)
     link_los = np.zeros(U, dtype=bool)
-    a_full = None
     mimo = None
+    rf, rl = row_f.reshape(-1), row_link
+    ids = [str(i) for i in range(len(rl))] if link_ids is None else [str(x) for x in link_ids]
+    wb_links: dict = {}  # wideband records of every row, gathered shard by shard
     if field is not None:
         field = field.to(dev)
     for shard in shards:  # one shard in memory at a time
@@ -138,10 +158,9 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
         npaths_u[shard.links] = sp.paths_per_link().cpu().numpy()
         los_path = (sp.itype == NONE).all(1)
         link_los[shard.links[sp.link[los_path].cpu().numpy()]] = True
-        if ps is not None:
-            a_full = a.cpu()
+        if wideband is not None:
+            wb_links.update(_shard_wideband(sp, a, uf, shard.links, U, rl, rf, ids, wideband))
         del sp, a
-    rf, rl = row_f.reshape(-1), row_link
     npaths = npaths_u[rl]
     none = npaths == 0  # no propagation path found: gain undefined, not "-300 dB"
     out = {}
@@ -151,12 +170,9 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
     table = pd.DataFrame(out)
     wb = None
     if wideband is not None:
-        from rftwin.data.wideband import simulate_wideband
+        from rftwin.data.wideband import FORMAT, VERSION, Wideband  # noqa: PLC0415
 
-        ids = [str(i) for i in range(len(rl))] if link_ids is None else [str(x) for x in link_ids]
-        wb = simulate_wideband(ps, a_full, uf, ids, rl, rf, bandwidth_hz=wideband.bandwidth_hz,
-                               num_subcarriers=wideband.num_subcarriers, kind=wideband.kind,
-                               normalize_delays=wideband.normalize_delays)
+        wb = Wideband({i: wb_links[i] for i in ids}, None, {"format": FORMAT, "version": VERSION})
         bl = wb.features(ids, window=wideband.window)
         table["path_gain_cfr_db"] = np.where(none, np.nan, bl["path_gain_db"].to_numpy())
         table["mean_delay_cfr_s"] = np.where(none, np.nan, bl["mean_delay_s"].to_numpy())

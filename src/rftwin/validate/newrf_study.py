@@ -94,7 +94,7 @@ def compare_room(room: NewrfRoom, ns: NewrfSettings, work: Path) -> dict:
     st = SolverSettings(max_depth=2, samples_per_src=ns.samples_per_src, seed=ns.seed, refraction=False)
     ids = [str(i) for i in range(room.num_links)]
     pred = predict_channels(twin, None, room.tx_pos, room.rx_pos, np.full(room.num_links, room.frequency_hz), st,
-                            progress=False, link_ids=ids, wideband=WidebandGrid(kind="cir"))
+                            progress=False, link_ids=ids, wideband=WidebandGrid(kind="cir"), keep_pathset=True)
     ps = pred.pathset
     ptx, prx = ps.tx_pos.numpy(), ps.rx_pos.numpy()
     row_link = [int(np.nonzero(np.all(np.isclose(ptx, room.tx_pos[i], atol=1e-6), 1)

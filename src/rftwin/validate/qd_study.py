@@ -136,7 +136,7 @@ def trace_qd_rows(scene_xml: Path, tx: np.ndarray, rx: np.ndarray, qs: QdSetting
     st = SolverSettings(max_depth=max_depth, samples_per_src=qs.samples_per_src, seed=qs.seed, refraction=False)
     ids = [str(i) for i in range(len(tx))]
     pred = predict_channels(twin, None, tx, rx, np.full(len(tx), QD_FREQUENCY_HZ), st, progress=False,
-                            link_ids=ids, wideband=WidebandGrid(kind="cir"), materials=mats)
+                            link_ids=ids, wideband=WidebandGrid(kind="cir"), materials=mats, keep_pathset=True)
     ps = pred.pathset
     ptx, prx = ps.tx_pos.numpy(), ps.rx_pos.numpy()
     row_link = {}
