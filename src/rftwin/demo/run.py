@@ -39,6 +39,7 @@ class DemoResult:
     simulate_seconds: float
     seconds: float
     stages: list[dict]  # wall time [s] of every stage (scene, simulation, traces, sweeps, calibration rounds)
+    torch_threads: int = 1  # torch's intra-op threads of the calibration (the idle cores at the start)
 
     @property
     def mre_eps(self) -> float:
@@ -81,7 +82,7 @@ def first_samples(cfg: DemoConfig) -> int | None:
 def run_demo(cfg: DemoConfig | None = None, progress: bool = True, cache_dir=None) -> DemoResult:
     cfg = DemoConfig() if cfg is None else cfg
     spec, m = cfg.spec, cfg.spec.model
-    configure_torch_threads()
+    threads = configure_torch_threads(idle=True)  # the multi-start LM on thousands of paths: all idle cores
     use_budget(spec.solver.budget_bytes())
     watch = Stopwatch(probe=jit_times)
     t_start = time.perf_counter()
@@ -111,7 +112,7 @@ def run_demo(cfg: DemoConfig | None = None, progress: bool = True, cache_dir=Non
                              first_samples_per_src=first_samples(cfg))
     t_trace = time.perf_counter() - t0 - res.seconds
     return DemoResult(twin, eps_t, sig_t, prior.eps_r, prior.sigma, res, rss_dbm, tx, rx, t_trace, t_sim,
-                      time.perf_counter() - t_start, watch.stages)
+                      time.perf_counter() - t_start, watch.stages, threads)
 
 
 def demo_json(d: DemoResult) -> dict:
@@ -130,7 +131,7 @@ def demo_json(d: DemoResult) -> dict:
     return dict(mre_sigma=d.mre_sigma, mre_eps=d.mre_eps, iterations=r.iterations, seconds=d.seconds,
                 calibration_seconds=r.seconds, trace_seconds=d.trace_seconds, simulate_seconds=d.simulate_seconds,
                 loss=r.loss, num_links=len(d.tx_pos), noise_db_for_uncertainty=u.noise_db if u else None,
-                objects=objects, stages=d.stages)
+                objects=objects, stages=d.stages, torch_threads=d.torch_threads)
 
 
 def convergence_plot(d: DemoResult, path: str | Path) -> Path:
