@@ -138,15 +138,15 @@ def idle_cores(sample_s: float = 0.1) -> int:
 def quiet_openmp() -> None:
     """Idle OpenMP threads of torch sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE`` unless set; read when
     torch loads): with 2 threads on 2 cores one of which another process keeps busy, the demo's calibration took
-    1.26 x the single-threaded time with PASSIVE and 1.68 x with the spinning default, and the same on idle cores
-    (docs/scale.md)."""
+    about the single-threaded time with PASSIVE and 1.7 x with the spinning default
+    (benchmarks/bench_demo_threads.py)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def configure_torch_threads(idle: bool = False) -> int:
     """Set torch's intra-op threads and return the count: ``RFTWIN_TORCH_THREADS`` when set; else with ``idle``
     the cores other work leaves idle now (:func:`idle_cores`; for large batched work such as the multi-start LM
-    of many paths, 0.69 x the single-threaded time on 2 idle cores), else 1 (small cached-path workloads run
+    of many paths, 0.6-0.7 x the single-threaded time on 2 idle cores), else 1 (small cached-path workloads run
     faster single-threaded on few-core VMs)."""
     import torch  # noqa: PLC0415
 
