@@ -267,6 +267,24 @@ def posterior_config(cfg: CalibrationConfig, targets: Targets, h: Hyper, n_prior
     return replace(cfg, terms=tuple(terms), prior_weight=h.strength * n_prior)
 
 
+def traced_rows(ps: PathSet, targets: Targets) -> tuple[Targets, int]:
+    """``targets`` with weight 0 on the rows whose link has no traced path, and the number of such measured rows.
+
+    No material can explain such a row (the twin predicts the -300 dB floor whatever the materials, with zero
+    gradient), so it carries no information about them; in the likelihood it would only inflate the noise estimate
+    (one such row at ~200 dB residual makes 60 rows of 1 dB noise look like 27 dB noise and the data worthless)."""
+    has = torch.bincount(ps.link.to(torch.long), minlength=ps.num_links) > 0
+    row_ok = has[targets.link.to(torch.long)]
+    if bool(row_ok.all()):
+        return targets, 0
+    dtype = targets.frequencies_hz.dtype
+    measured = torch.zeros(targets.num, dtype=torch.bool)
+    for f in ("path_gain", "delay_spread", "mean_delay", "cfr"):
+        measured |= targets.mask(f)
+    w = targets.weight if targets.weight is not None else torch.ones(targets.num, dtype=dtype)
+    return replace(targets, weight=w * row_ok.to(dtype)), int((measured & ~row_ok).sum())
+
+
 def chi2(ps: PathSet, model, targets: Targets, cfg: CalibrationConfig) -> dict[str, tuple[float, int]]:
     """Per feature: weighted sum of squared raw residuals of start 0 (offset as configured) and the count of
     measured scalars."""
@@ -634,6 +652,9 @@ def _test_residuals(ps: PathSet, model, targets: Targets, train: Targets, cfg: C
     """Residuals of the measured test rows (test MPCs); NaN where the twin predicts nothing (no traced path)."""
     r = raw_residuals(ps, model, targets, cfg, f, fit_targets=train)[0]
     sel = (test_mpc if f == "mpc_power" else test) & (targets.row_weight(f) > 0)
+    if f != "mpc_power":  # rows of links without a traced path: no prediction (not the -300 dB floor)
+        has = torch.bincount(ps.link.to(torch.long), minlength=ps.num_links) > 0
+        r = torch.where(has[targets.link.to(torch.long)], r, torch.full_like(r, float("nan")))
     r = r[sel].cpu().numpy()
     return np.where(np.isfinite(r), r, np.nan)
 
@@ -714,5 +735,5 @@ def verdict(ho: dict, primary: str) -> str:
 
 __all__ = ["BayesConfig", "GAUSSIAN_METRIC", "Hyper", "LIKELIHOODS", "LaplaceStats", "NOISE_UNITS", "ObjectPriors",
            "PosteriorFit", "SHRINKAGE_GRID", "choose_shrinkage", "correct_labels", "estimate_hyper", "fit_map",
-           "heldout", "heldout_feature", "initial_noise", "irls_weights", "laplace_stats", "posterior_config",
+           "heldout", "heldout_feature", "initial_noise", "traced_rows", "irls_weights", "laplace_stats", "posterior_config",
            "prior_stats", "verdict"]
