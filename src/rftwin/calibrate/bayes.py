@@ -721,19 +721,27 @@ def heldout_feature(a: np.ndarray, b: np.ndarray, d: np.ndarray | None = None, u
     }
 
 
+VERDICT_SE = 2.0  # the held-out check's paired test: a difference of more than this many standard errors decides
+
+
 def verdict(ho: dict, primary: str) -> str:
-    """'improves' (held-out MSE lower by more than 2 standard errors), 'worse' (higher at all) or 'no_difference'."""
+    """The paired test of the held-out check on the rows both twins predict: 'improves' (the calibrated twin's
+    held-out MSE lower by more than :data:`VERDICT_SE` standard errors of the paired difference), 'worse' (higher by
+    more than that) or 'no_difference'. The standard error is that of the mean of the per-row differences of squared
+    residuals (calibrated^2 - label^2): the measurement noise both twins share cancels in each difference, so the
+    test sees the twins' own difference, not the noise (comparing the two RMS errors would not)."""
     f = ho.get("features", {}).get(primary)
     if f is None:
         return "not_checked"
-    if f["calibrated_rmse"] > f["label_rmse"]:
+    d, se = f["mse_difference"], f["mse_difference_se"]
+    if d > VERDICT_SE * se:
         return "worse"
-    if f["mse_difference"] < -2.0 * f["mse_difference_se"]:
+    if d < -VERDICT_SE * se:
         return "improves"
     return "no_difference"
 
 
 __all__ = ["BayesConfig", "GAUSSIAN_METRIC", "Hyper", "LIKELIHOODS", "LaplaceStats", "NOISE_UNITS", "ObjectPriors",
            "PosteriorFit", "SHRINKAGE_GRID", "choose_shrinkage", "correct_labels", "estimate_hyper", "fit_map",
-           "heldout", "heldout_feature", "initial_noise", "traced_rows", "irls_weights", "laplace_stats", "posterior_config",
-           "prior_stats", "verdict"]
+           "heldout", "heldout_feature", "initial_noise", "irls_weights", "laplace_stats", "posterior_config",
+           "prior_stats", "traced_rows", "verdict"]
