@@ -668,6 +668,9 @@ if __name__ == "__main__":
     ap.add_argument("--out", type=Path, default=OUT, help="results JSON (.md and .png are written next to it)")
     ap.add_argument("--fresh", action="store_true", help="ignore the cells already in --out")
     ap.add_argument("--report-only", action="store_true", help="no new cells: summary, table and plot of --out")
+    ap.add_argument("--wrong-first", action="store_true",
+                    help="run the wrong-label cells first, then the near-right ones, the noise-free cells last "
+                         "(each group in the preset's order)")
     ap.add_argument("--quick", action="store_true", help="room only, noise 1 dB, 24 and 60 links, no mismatch")
     ap.add_argument("--oracle-sweep", default=None, metavar="LINKS",
                     help="only the oracle bound over these link counts (e.g. 60,200,1000) in the near-right, "
@@ -683,6 +686,8 @@ if __name__ == "__main__":
     todo = list(PRESET_ISSUE17) if a.preset == "issue17" else grid(
         a.geometries.split(","), [float(x) for x in a.noise.split(",")], [int(x) for x in a.links.split(",")],
         a.mismatch.split(","), a.labels.split(","))
+    if a.wrong_first:
+        todo.sort(key=lambda c: (c[3] == 0.0, c[1] != "wrong"))
     d = main(todo, a.seed, [int(x) for x in a.transfer.split(",") if x], a.out, a.fresh, a.report_only)
     print(table(d))
     print(json.dumps(d.get("summary", {}), indent=1))
