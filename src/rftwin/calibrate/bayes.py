@@ -68,8 +68,8 @@ class BayesConfig:
     ``switch_probability``: a label is switched to the most probable class when that is another class and the
     label's posterior probability is at most 1 - ``switch_probability`` (class prior: mass ``label_mass`` on the
     label, the rest shared by the other classes). The default 0.5 takes the most probable class of this
-    label-class mixture whenever it is not the label (the second condition then always holds); 0.95 asks for
-    decisive evidence against the label.
+    label-class mixture whenever it is not the label (the second condition then always holds); 0.95 (the default)
+    asks for decisive evidence against the label.
     ``folds``: K of the held-out check (0: off); ``revert_if_worse``: export the label twin when the calibrated
     twin predicts held-out rows worse than the labels.
     """
@@ -81,7 +81,7 @@ class BayesConfig:
     student_nu: float = 4.0
     evidence_iters: int = 8
     label_correction: bool = True
-    switch_probability: float = 0.5
+    switch_probability: float = 0.95
     label_mass: float = 0.5
     max_switches: int | None = None
     folds: int = 5

@@ -153,7 +153,7 @@ def register(app: typer.Typer) -> None:
                   label_correction: bool = typer.Option(True, "--label-correction/--no-label-correction",
                                                         help="Switch labels to another material class where the "
                                                              "evidence is decisive."),
-                  switch_probability: float = typer.Option(0.5, "--switch-probability",
+                  switch_probability: float = typer.Option(0.95, "--switch-probability",
                                                            help="Switch a label to its most probable class when "
                                                                 "the label's posterior probability is at most "
                                                                 "1 - this (0.5: whenever another class is more "
