@@ -293,7 +293,7 @@ def test_rows_on_links_without_paths_leave_the_likelihood():
     material explains it, so it must not set the noise estimate (its residual is ~200 dB against the -300 dB
     floor); 1 dB injected noise on the other rows is recovered, and the row is counted."""
     twin = load("floor_wall")
-    tx, rx = fw.links(8, seed=5)
+    tx, rx = fw.links(40, seed=5)
     tx = np.vstack([tx, fw.TX[:1]])
     rx = np.vstack([rx, fw.TX[:1] * np.array([1.0, 1.0, 0.0]) - np.array([0.0, 0.0, 0.5])])
     st = SolverSettings(max_depth=2, samples_per_src=100_000, refraction=False)
@@ -314,16 +314,17 @@ def test_rows_on_links_without_paths_leave_the_likelihood():
 
 
 def test_verdict_is_a_paired_test_of_the_heldout_rows():
-    """Held-out residuals of 200 rows with 2 dB noise shared by both twins: a calibrated twin whose own error
-    differs from the label twin's by much less than the noise is 'no_difference' even when its RMSE is a hair
-    higher (the former rule reverted then); clearly better / worse twins are decided."""
+    """Held-out residuals of 200 rows with 2 dB noise shared by both twins (residual = noise + the twin's own
+    error): two twins with errors of the same size are 'no_difference' though one RMSE is higher (the former rule
+    reverted whenever the calibrated RMSE was higher at all); a twin without error against one 1 dB off is
+    decided either way."""
     rng = np.random.default_rng(0)
     noise = rng.normal(0.0, 2.0, 200)
-    lab = noise + rng.normal(0.0, 0.3, 200)
-    same = noise + rng.normal(0.0, 0.31, 200)
-    f = heldout_feature(lab, same)
-    assert f["calibrated_rmse"] != f["label_rmse"]
+    lab = noise + rng.normal(0.0, 1.0, 200)
+    cal = noise + rng.normal(0.0, 1.0, 200)
+    f = heldout_feature(lab, cal)
+    assert f["calibrated_rmse"] > f["label_rmse"]
+    assert abs(f["mse_difference"]) < 2 * f["mse_difference_se"]
     assert verdict({"features": {"path_gain": f}}, "path_gain") == "no_difference"
     assert verdict({"features": {"path_gain": heldout_feature(lab, noise)}}, "path_gain") == "improves"
-    assert verdict({"features": {"path_gain": heldout_feature(noise, lab + 0.5)}}, "path_gain") == "worse"
-    assert abs(f["mse_difference"]) < 2 * f["mse_difference_se"]
+    assert verdict({"features": {"path_gain": heldout_feature(noise, lab)}}, "path_gain") == "worse"
