@@ -164,6 +164,15 @@ def inference_lines(inf: dict | None, f_ref: float) -> list[str]:
     else:
         lines += ["No label was switched (every label stayed its object's most probable class"
                   + ("" if inf["switch_probability"] <= 0.5 else ", or the evidence was not decisive") + ").", ""]
+    checks = inf.get("switch_checks") or []
+    if checks:
+        lines += ["Held-out checks of switches to a most probable class the evidence did not decide (K-fold paired "
+                  "test: MSE of the switched posterior minus the current one on held-out rows; accepted below -2 "
+                  "standard errors):", "", "| object | to | P(current) | MSE difference | standard error | switched |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {c['object']} | {c['to']} | {c['probability_from']:.2g} | {c['mse_difference']:+.3g} | "
+                  f"{c['mse_difference_se']:.2g} | {'yes' if c['accepted'] else 'no'} |" for c in checks]
+        lines.append("")
     lines += heldout_lines(inf)
     far = [(o, q, z) for o, d in inf.get("prior_z", {}).items() for q, z in d.items() if abs(z) > 3]
     if far:

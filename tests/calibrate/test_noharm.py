@@ -267,9 +267,10 @@ def test_student_likelihood_resists_outliers(scene_links):
 
 def test_switch_probability_half_takes_the_most_probable_class(scene_links):
     """A wall truly metal labelled wood, 16 links at 4 dB noise: the evidence favours metal, but not decisively
-    (P(wood) ~ 0.1, above the 0.05 the default --switch-probability 0.95 needs). --switch-probability 0.5 takes the
-    most probable class of the label-class mixture: metal, and the held-out check shows it beats the labels; the
-    default keeps wood."""
+    (P(wood) ~ 0.1, above the 0.05 that --switch-probability 0.95 needs). --switch-probability 0.5 takes the most
+    probable class of the label-class mixture: metal, and the held-out check shows it beats the labels. The default
+    keeps wood. --check-switches submits the switch to a K-fold paired test on held-out rows, which 16 rows at 4 dB
+    do not pass (a wooden wall with a larger conductivity predicts nearly as well): wood stays, the test recorded."""
     twin, _, _ = scene_links
     tx, rx = fw.links(8, seed=5)
     labels = [twin.objects[0].label, "wood"]
@@ -284,8 +285,14 @@ def test_switch_probability_half_takes_the_most_probable_class(scene_links):
     ho = inf["heldout"]["features"]["path_gain"]
     assert ho["calibrated_rmse"] < 0.6 * ho["label_rmse"] and inf["verdict"] == "improves"
     old, _ = _posterior(twin, tx, rx, labels, y)
-    assert old.inference["switch_probability"] == 0.95
+    assert old.inference["switch_probability"] == 0.95 and not old.inference["check_switches"]
     assert old.inference["classes"] == labels and not old.inference["label_switches"]
+    checked, _ = _posterior(twin, tx, rx, labels, y, check_switches=True)
+    d = checked.inference
+    assert d["classes"] == labels and not d["label_switches"]
+    [chk] = d["switch_checks"]
+    assert (chk["object"], chk["to"], chk["folds"]) == (twin.names[1], "metal", 5) and not chk["accepted"]
+    assert chk["mse_difference"] >= -2 * chk["mse_difference_se"] and chk["probability_from"] > 0.05
 
 
 def test_rows_on_links_without_paths_leave_the_likelihood():

@@ -96,6 +96,7 @@ def posterior_round(ps: PathSet, model: PerObjectMaterials, targets: Targets, cf
         fit = correct_labels(ps, fit, targets, cfg, setup.priors, make_model, fitq, bc, power_law, progress)
     elif setup.fit is not None:  # later rounds keep the first round's label decisions
         fit.switches, fit.class_posteriors = setup.fit.switches, setup.fit.class_posteriors
+        fit.switch_checks = setup.fit.switch_checks
     if first and bc.shrinkage_auto:  # rho by the evidence, on the corrected classes
         fit = choose_shrinkage(ps, fit, targets, cfg, setup.priors, make_model, fitq, bc, power_law, progress)
     elif setup.fit is not None:
@@ -130,6 +131,7 @@ def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSe
                     "effective_parameters": float(fit.stats.gamma[0]),
                     "log_evidence": float(fit.stats.log_evidence[0]), "likelihood": bc.likelihood,
                     "label_switches": fit.switches, "class_posteriors": fit.class_posteriors,
+                    "switch_checks": fit.switch_checks, "check_switches": bc.check_switches,
                     "classes": list(setup.priors.classes), "labels": list(setup.priors.labels),
                     "switch_probability": bc.switch_probability, "label_mass": bc.label_mass,
                     "shrinkage": setup.priors.shrinkage,

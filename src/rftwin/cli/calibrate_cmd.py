@@ -158,6 +158,10 @@ def register(app: typer.Typer) -> None:
                                                                 "the label's posterior probability is at most "
                                                                 "1 - this (0.5: whenever another class is more "
                                                                 "probable)."),
+                  check_switches: bool = typer.Option(False, "--check-switches/--no-check-switches",
+                                                      help="Switch a label whose most probable class is another "
+                                                           "one, though not decisively, when a K-fold paired "
+                                                           "test on held-out rows confirms the switch."),
                   folds: int = typer.Option(5, "--folds", help="K of the held-out check (0: off)."),
                   checkpoint_every: int = typer.Option(0, "--checkpoint-every",
                                                        help="Write a checkpoint to OUT/checkpoint every N "
