@@ -231,11 +231,13 @@ def new_calibration(ps, names, labels, thickness, t: Targets, tx_of_link: np.nda
     """The posterior calibration (the CLI's default inference) on one traced PathSet; with ``with_setup`` also its
     BayesSetup (whose ``fit.model`` is the posterior before the held-out check's decision)."""
     op = ObjectPriors(names, list(labels), table or itu_table(F), F)
-    setup = BayesSetup(op, BayesConfig(seed=seed, check_switches=CHECK_SWITCHES))
+    setup = BayesSetup(op, BayesConfig(seed=seed, check_switches=CHECK_SWITCHES,
+                                       switch_probability=SWITCH_PROBABILITY))
     res = calibrate_posterior(ps, t, setup, thickness, num_starts=16, seed=seed, link_tx=tx_of_link)
     return (res, setup) if with_setup else res
 
 
+SWITCH_PROBABILITY = 0.95  # --switch-probability of the posterior calibrations
 CHECK_SWITCHES = False  # --check-switches: the posterior calibrations run with BayesConfig(check_switches=True)
 DETECTABLE_HALF_CHI2 = 5.0  # a wrong label is detectable when fixing it alone could gain this much log likelihood
 
@@ -671,6 +673,8 @@ if __name__ == "__main__":
     ap.add_argument("--report-only", action="store_true", help="no new cells: summary, table and plot of --out")
     ap.add_argument("--check-switches", action="store_true",
                     help="posterior calibrations with rftwin calibrate --check-switches (write to another --out)")
+    ap.add_argument("--switch-probability", type=float, default=0.95,
+                    help="the posterior calibrations' --switch-probability (write to another --out)")
     ap.add_argument("--labels-only", default=None, choices=["near", "wrong"],
                     help="with --preset: only the cells of these labels")
     ap.add_argument("--wrong-first", action="store_true",
@@ -691,7 +695,7 @@ if __name__ == "__main__":
     todo = list(PRESET_ISSUE17) if a.preset == "issue17" else grid(
         a.geometries.split(","), [float(x) for x in a.noise.split(",")], [int(x) for x in a.links.split(",")],
         a.mismatch.split(","), a.labels.split(","))
-    CHECK_SWITCHES = a.check_switches
+    CHECK_SWITCHES, SWITCH_PROBABILITY = a.check_switches, a.switch_probability
     if a.labels_only:
         todo = [c for c in todo if c[1] == a.labels_only]
     if a.wrong_first:
