@@ -298,7 +298,8 @@ def test_switch_probability_half_takes_the_most_probable_class(scene_links):
 def test_rows_on_links_without_paths_leave_the_likelihood():
     """One measured row on a link the trace reaches with no path (receiver under the floor, no refraction): no
     material explains it, so it must not set the noise estimate (its residual is ~200 dB against the -300 dB
-    floor); 1 dB injected noise on the other rows is recovered, and the row is counted."""
+    floor); 1 dB injected noise on the other rows is recovered, the row is counted, and the held-out check has no
+    prediction for it in either twin (the two stay paired on the other rows)."""
     twin = load("floor_wall")
     tx, rx = fw.links(40, seed=5)
     tx = np.vstack([tx, fw.TX[:1]])
@@ -314,10 +315,14 @@ def test_rows_on_links_without_paths_leave_the_likelihood():
     assert int((ps.link == len(rx) - 1).sum()) == 0  # the last link has no path
     y[-1] = -75.0  # what a receiver there might measure
     op = ObjectPriors(twin.names, labels, itu_table(F), F)
-    res = calibrate_posterior(ps, _targets(y), BayesSetup(op, BayesConfig(folds=0, label_correction=False)),
+    res = calibrate_posterior(ps, _targets(y), BayesSetup(op, BayesConfig(label_correction=False)),
                               [o.thickness_m for o in twin.objects], num_starts=4)
     assert res.inference["rows_without_paths"] == 1
     assert res.inference["noise"]["path_gain"] == pytest.approx(1.0, rel=0.25)
+    ho = res.inference["heldout"]["features"]["path_gain"]
+    assert ho["rows_without_prediction"] == {"label": 1, "calibrated": 1}
+    assert ho["rows"] == ho["label_rows"] == int(np.isfinite(y).sum()) - 1
+    assert ho["label_rmse"] < 5.0 and ho["mse_difference_se"] > 0
 
 
 def test_verdict_is_a_paired_test_of_the_heldout_rows():

@@ -749,10 +749,13 @@ def heldout(ps: PathSet, targets: Targets, cfg: CalibrationConfig, fit: Posterio
     folds = _fold_of(ps, targets, group, assign)
     folds_l = _fold_of(ps_l, tg_l, group, assign)
     feats = features_of(cfg, targets)
+    # the fits leave out rows on links without a traced path; their test residuals are NaN (no prediction), in
+    # both twins' lists alike, so the two stay paired row by row
+    fit_targets, _ = traced_rows(ps, targets)
     err = {f: {"label": [], "calibrated": []} for f in feats}
     map_vals, lab_vals = fit.model.values(), label_model.values()
     for fo in range(k):
-        train, test, test_mpc = _split(targets, *folds, fo)
+        train, test, test_mpc = _split(fit_targets, *folds, fo)
         train_l, test_l, test_mpc_l = _split(tg_l, *folds_l, fo)
         if not all(bool(train.row_weight(f).sum() > 0) for f in feats):
             continue

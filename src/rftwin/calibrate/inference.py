@@ -120,7 +120,7 @@ def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSe
     bc = setup.config
     fit = setup.fit
     st = setup.stats(fitq, power_law)
-    targets, setup.rows_without_paths = traced_rows(ps, targets)
+    setup.rows_without_paths = traced_rows(ps, targets)[1]  # the check leaves them out of its fits by itself
     lab = _label_model(setup, make_model, fitq)
     primary = next((f for f in ("path_gain", "mpc_power", "cfr", "delay_spread", "mean_delay")
                     if f in fit.hyper.noise), None)
