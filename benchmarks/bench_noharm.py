@@ -227,10 +227,45 @@ def old_calibration(ps, labels, thickness, t: Targets, seed: int):
 
 
 def new_calibration(ps, names, labels, thickness, t: Targets, tx_of_link: np.ndarray, seed: int,
-                    table=None):
+                    table=None, with_setup: bool = False):
+    """The posterior calibration (the CLI's default inference) on one traced PathSet; with ``with_setup`` also its
+    BayesSetup (whose ``fit.model`` is the posterior before the held-out check's decision)."""
     op = ObjectPriors(names, list(labels), table or itu_table(F), F)
-    setup = BayesSetup(op, BayesConfig(seed=seed))
-    return calibrate_posterior(ps, t, setup, thickness, num_starts=16, seed=seed, link_tx=tx_of_link)
+    setup = BayesSetup(op, BayesConfig(seed=seed, check_switches=CHECK_SWITCHES,
+                                       switch_probability=SWITCH_PROBABILITY))
+    res = calibrate_posterior(ps, t, setup, thickness, num_starts=16, seed=seed, link_tx=tx_of_link)
+    return (res, setup) if with_setup else res
+
+
+SWITCH_PROBABILITY = 0.95  # --switch-probability of the posterior calibrations
+CHECK_SWITCHES = False  # --check-switches: the posterior calibrations run with BayesConfig(check_switches=True)
+DETECTABLE_HALF_CHI2 = 5.0  # a wrong label is detectable when fixing it alone could gain this much log likelihood
+
+
+def wrong_label_detail(p: dict, wrong: list[int], rows: np.ndarray, noise_db: float, inf: dict, n: int) -> list[dict]:
+    """Per wrong label: how much the training data could see it (half the chi^2 gain of setting that object
+    alone to its true material on the label twin's paths, noise ``noise_db`` floored at 0.1 dB, against
+    :data:`DETECTABLE_HALF_CHI2`: about the label's prior odds ln(14) against one other class plus the Occam factor
+    of two parameters), its class posterior probabilities (label, true class, the most probable) and its final
+    class. ``rows`` [M]: training links."""
+    g0 = predict_db(p["ps"], PerObjectMaterials(p["e0"][None], p["s0"][None], p["thickness"]), n)
+    s = max(noise_db, 0.1)
+    out = []
+    for i in wrong:
+        e, sg = p["e0"].copy(), p["s0"].copy()
+        e[i], sg[i] = p["eps_t"][i], p["sig_t"][i]
+        d = (predict_db(p["ps"], PerObjectMaterials(e[None], sg[None], p["thickness"]), n) - g0)[rows]
+        d = d[np.isfinite(d)]
+        half_chi2 = 0.5 * float(np.sum(d**2)) / s**2
+        name, lab, true = p["names"][i], p["labels"][i], p["cls_t"][i]
+        post = inf["class_posteriors"].get(name, {})
+        top = max(post, key=post.get) if post else None
+        out.append({"object": name, "label": lab, "true": true, "final": inf["classes"][i],
+                    "half_chi2": half_chi2, "detectable": half_chi2 >= DETECTABLE_HALF_CHI2,
+                    "train_change_rms_db": float(np.sqrt(np.mean(d**2))) if len(d) else 0.0,
+                    "p_label": post.get(lab), "p_true": post.get(true), "most_probable": top,
+                    "p_most_probable": post.get(top) if top else None})
+    return out
 
 
 def prepare(geom: str, labels_case: str, mismatch: str, tmp: Path, seed: int, n_train: int) -> dict:
@@ -268,7 +303,12 @@ def run_cell(p: dict, noise_db: float, n_links: int, seed: int) -> dict:
     test = np.arange(n - N_TEST, n)
     y = p["truth_meas"] + rng.normal(0.0, noise_db, n)
     ok = np.isfinite(y[train])
-    t = Targets.build(train[ok], np.full(ok.sum(), F), y[train][ok])
+    rows = train[ok]
+    # the calibrations see the training links' paths only (the PathSet also holds the test links and, for cells
+    # sharing a draw, up to 1 000 training links: computing all of them in every LM step made the calibrations
+    # up to 20x slower); the materials they return predict the test links on the full PathSet
+    ps_fit = p["ps"].select_links(rows)
+    t = Targets.build(np.arange(len(rows)), np.full(len(rows), F), y[rows])
     thickness = p["thickness"]
     lab_model = PerObjectMaterials(p["e0"][None], p["s0"][None], thickness)
     truth = p["truth_nom"][test]
@@ -278,18 +318,22 @@ def run_cell(p: dict, noise_db: float, n_links: int, seed: int) -> dict:
     out = {"label_twin_db": rmse(lab_pred, truth), "test_links_unreached": int((~reach).sum()),
            "label_twin_reached_db": rmse(lab_pred[reach], truth[reach])}
     t0 = time.perf_counter()
-    out.update(oracle(p, train[ok], y[train][ok], noise_db, test))
+    out.update(oracle(p, rows, y[rows], noise_db, test))
     out["oracle_seconds"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    old = old_calibration(p["ps"], p["labels"], thickness, t, seed)
+    old = old_calibration(ps_fit, p["labels"], thickness, t, seed)
     out["old_seconds"] = time.perf_counter() - t0
     pred = predict_db(p["ps"], old.model, n)[test]
     out["old_db"], out["old_reached_db"] = rmse(pred, truth), rmse(pred[reach], truth[reach])
     out["old_mre_eps"], out["old_mre_sigma"] = mre(old.eps_r, p["eps_t"]), mre(old.sigma, p["sig_t"])
     out["old_implausible"] = implausible(old.eps_r, old.sigma)
     t0 = time.perf_counter()
-    new = new_calibration(p["ps"], p["names"], p["labels"], thickness, t, p["tx_id"], seed)
+    new, setup = new_calibration(ps_fit, p["names"], p["labels"], thickness, t, p["tx_id"][rows], seed,
+                                 with_setup=True)
     out["new_seconds"] = time.perf_counter() - t0
+    # the posterior before the held-out check's decision: was keeping / reverting right on the truth?
+    before = predict_db(p["ps"], setup.fit.model, n)[test]
+    out["posterior_before_check_db"] = rmse(before, truth)
     pred = predict_db(p["ps"], new.model, n)[test]
     out["new_db"], out["new_reached_db"] = rmse(pred, truth), rmse(pred[reach], truth[reach])
     out["new_mre_eps"], out["new_mre_sigma"] = mre(new.eps_r, p["eps_t"]), mre(new.sigma, p["sig_t"])
@@ -308,6 +352,13 @@ def run_cell(p: dict, noise_db: float, n_links: int, seed: int) -> dict:
     out["wrong_labels_corrected"] = int(sum(classes[i] == p["cls_t"][i] for i in wrong))
     out["right_labels_switched"] = int(sum(classes[i] != p["labels"][i] for i in range(len(classes))
                                            if i not in wrong))
+    out["wrong_label_detail"] = wrong_label_detail(p, wrong, rows, noise_db, inf, n)
+    out["wrong_labels_detectable"] = int(sum(w["detectable"] for w in out["wrong_label_detail"]))
+    out["wrong_labels_detectable_corrected"] = int(sum(w["detectable"] and w["final"] == w["true"]
+                                                       for w in out["wrong_label_detail"]))
+    out["heldout_mse_difference"] = inf["heldout"]["features"]["path_gain"]["mse_difference"]
+    out["heldout_mse_difference_se"] = inf["heldout"]["features"]["path_gain"]["mse_difference_se"]
+    out["rows_without_paths"] = inf.get("rows_without_paths", 0)
     return out
 
 
@@ -357,10 +408,11 @@ def transfer(tmp: Path, seed: int, sizes: list[int], noise_db: float = 1.0) -> l
     for m in sizes:
         tr = np.arange(m)
         ok = np.isfinite(y2[tr])
-        t = Targets.build(tr[ok], np.full(ok.sum(), F), y2[tr][ok])
+        t = Targets.build(np.arange(ok.sum()), np.full(ok.sum(), F), y2[tr][ok])
+        ps_fit = ps2.select_links(tr[ok])  # the training links' paths only (as in run_cell)
         row = {"links": m, "label_twin_db": lab_db}
         for key, tab in (("itu", None), ("library", table)):
-            r = new_calibration(ps2, names2, labels2, th2, t, txid2.reshape(-1), seed, tab)
+            r = new_calibration(ps_fit, names2, labels2, th2, t, txid2.reshape(-1)[tr[ok]], seed, tab)
             row[f"{key}_db"] = rmse(predict_db(ps2, r.model, n)[test], truth2[test])
             row[f"{key}_mre_eps"], row[f"{key}_mre_sigma"] = mre(r.eps_r, e2), mre(r.sigma, s2)
         rows.append(row)
@@ -457,21 +509,30 @@ def table(doc: dict) -> str:
     """The cells in 80 columns: held-out RMS error [dB] of the label twin, the fit to the data alone, the posterior
     and the oracle posterior; implausible values (data alone / posterior), wrong labels fixed, the verdict."""
     lines = [f"{'geom':6} {'lab':5} {'mism':4} {'nz':>3} {'n':>4} {'label':>6} {'alone':>6} {'post':>6} "
-             f"{'oracle':>6} {'impl':>5} {'fix':>3} verdict"]
+             f"{'oracle':>6} {'impl':>5} {'fix':>5} verdict"]
     for c in doc["cells"]:
         lines.append(f"{c['geometry']:6} {c['labels']:5} {c['mismatch'][:4]:4} {c['noise_db']:3g} {c['links']:4d} "
                      f"{c['label_twin_db']:6.3f} {c['old_db']:6.3f} {c['new_db']:6.3f} "
                      f"{c.get('oracle_db', math.nan):6.3f} {c['old_implausible']:>2}/{c['new_implausible']:<2} "
-                     f"{c['wrong_labels_corrected']}/{c['wrong_labels']} "
-                     f"{VERDICT_SHORT.get(c['verdict'], c['verdict'])}")
+                     f"{fixed(c):>5} {VERDICT_SHORT.get(c['verdict'], c['verdict'])}")
     return "\n".join(lines)
+
+
+def fixed(c: dict) -> str:
+    """'corrected/detectable/wrong' labels of a cell ('corrected/wrong' for cells run before detectability was
+    recorded)."""
+    if "wrong_labels_detectable" not in c:
+        return f"{c['wrong_labels_corrected']}/{c['wrong_labels']}"
+    return f"{c['wrong_labels_corrected']}/{c['wrong_labels_detectable']}/{c['wrong_labels']}"
 
 
 def markdown(doc: dict) -> str:
     """The cells and the transfer study as Markdown tables (benchmarks/results/noharm.md)."""
     lines = ["# Calibration that does no harm: results", "",
              "Held-out RMS error [dB] against the noise-free truth on 100 test links; `impl` = implausible values "
-             "(fit to the data alone / posterior); `fixed` = wrong labels switched to the true class; `oracle` = "
+             "(fit to the data alone / posterior); `fixed` = wrong labels switched to the true class / wrong labels "
+             "the training data can detect (half the chi^2 gain of fixing that label alone >= 5) / wrong labels; "
+             "`oracle` = "
              "the posterior mean under the truth's own prior (true classes, lambda ~ N(1, 0.15^2)) and the true noise "
              "(Gauss-Newton on the twin's paths), the best any calibration of this twin can do with these data, and "
              "its expected error (linearised posterior predictive std); `floor` = the twin at the exact true materials "
@@ -491,8 +552,7 @@ def markdown(doc: dict) -> str:
                      f"{c['label_twin_db']:.3f} | {c['old_db']:.3f} | {c['new_db']:.3f}{reach} | "
                      f"{c.get('oracle_db', math.nan):.3f} | {c.get('oracle_expected_db', math.nan):.3f} | "
                      f"{c.get('floor_db', math.nan):.3f} | "
-                     f"{c['old_implausible']}/{c['new_implausible']} | {c['wrong_labels_corrected']}/"
-                     f"{c['wrong_labels']} | {c['verdict']} |")
+                     f"{c['old_implausible']}/{c['new_implausible']} | {fixed(c)} | {c['verdict']} |")
     if doc.get("transfer"):
         lines += ["", "Transfer (room, 200 links -> material library -> office; noise 1 dB):", "",
                   "| office links | label twin | posterior, ITU priors | posterior, library priors |",
@@ -578,6 +638,16 @@ def main(cells: list[tuple], seed: int, transfer_sizes: list[int], out: Path = O
             "wrong_labels_gain_ge_5x": [
                 int(sum(c["label_twin_db"] >= 5 * c["new_db"] for c in cells if c["labels"] == "wrong")),
                 int(sum(1 for c in cells if c["labels"] == "wrong"))],
+            "wrong_labels_gain_ge_5x_on_reached_links": [
+                int(sum(c["label_twin_reached_db"] >= 5 * c["new_reached_db"] for c in cells
+                        if c["labels"] == "wrong")),
+                int(sum(1 for c in cells if c["labels"] == "wrong"))],
+            "wrong_labels_corrected": [int(sum(c["wrong_labels_corrected"] for c in cells if c["labels"] == "wrong")),
+                                       int(sum(c["wrong_labels"] for c in cells if c["labels"] == "wrong"))],
+            "detectable_wrong_labels_corrected": [
+                int(sum(c.get("wrong_labels_detectable_corrected", 0) for c in cells)),
+                int(sum(c.get("wrong_labels_detectable", 0) for c in cells))],
+            "right_labels_switched": int(sum(c.get("right_labels_switched", 0) for c in cells)),
             "implausible_new": int(sum(c["new_implausible"] for c in cells)),
             "implausible_old": int(sum(c["old_implausible"] for c in cells)),
         }
@@ -601,6 +671,15 @@ if __name__ == "__main__":
     ap.add_argument("--out", type=Path, default=OUT, help="results JSON (.md and .png are written next to it)")
     ap.add_argument("--fresh", action="store_true", help="ignore the cells already in --out")
     ap.add_argument("--report-only", action="store_true", help="no new cells: summary, table and plot of --out")
+    ap.add_argument("--check-switches", action="store_true",
+                    help="posterior calibrations with rftwin calibrate --check-switches (write to another --out)")
+    ap.add_argument("--switch-probability", type=float, default=0.95,
+                    help="the posterior calibrations' --switch-probability (write to another --out)")
+    ap.add_argument("--labels-only", default=None, choices=["near", "wrong"],
+                    help="with --preset: only the cells of these labels")
+    ap.add_argument("--wrong-first", action="store_true",
+                    help="run the wrong-label cells first, then the near-right ones, the noise-free cells last "
+                         "(each group in the preset's order)")
     ap.add_argument("--quick", action="store_true", help="room only, noise 1 dB, 24 and 60 links, no mismatch")
     ap.add_argument("--oracle-sweep", default=None, metavar="LINKS",
                     help="only the oracle bound over these link counts (e.g. 60,200,1000) in the near-right, "
@@ -616,6 +695,11 @@ if __name__ == "__main__":
     todo = list(PRESET_ISSUE17) if a.preset == "issue17" else grid(
         a.geometries.split(","), [float(x) for x in a.noise.split(",")], [int(x) for x in a.links.split(",")],
         a.mismatch.split(","), a.labels.split(","))
+    CHECK_SWITCHES, SWITCH_PROBABILITY = a.check_switches, a.switch_probability
+    if a.labels_only:
+        todo = [c for c in todo if c[1] == a.labels_only]
+    if a.wrong_first:
+        todo.sort(key=lambda c: (c[3] == 0.0, c[1] != "wrong"))
     d = main(todo, a.seed, [int(x) for x in a.transfer.split(",") if x], a.out, a.fresh, a.report_only)
     print(table(d))
     print(json.dumps(d.get("summary", {}), indent=1))

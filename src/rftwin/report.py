@@ -152,15 +152,27 @@ def inference_lines(inf: dict | None, f_ref: float) -> list[str]:
         lines += [f"Hierarchical prior: within-class correlation rho = {inf['shrinkage']:.2f} (fixed).", ""]
     sw = inf.get("label_switches") or []
     if sw:
-        lines += [f"Labels switched (posterior probability of the label <= {1 - inf['switch_probability']:.2g} with "
-                  f"prior mass {inf['label_mass']:.2g} on the label):", "",
+        rule = "" if inf["switch_probability"] <= 0.5 else \
+            f"; the label's posterior probability <= {1 - inf['switch_probability']:.2g}"
+        lines += [f"Labels switched to their most probable class (class prior: mass {inf['label_mass']:.2g} on the "
+                  f"label, the rest shared by the other classes{rule}):", "",
                   "| object (group: its objects) | label | now | P(now) | P(label) |", "|---|---|---|---|---|"]
         lines += [f"| {s['object']}{' (' + ', '.join(s['objects']) + ')' if s.get('objects') else ''} | "
                   f"{s['label'] or '-'} | {s['to']} | {s['probability']:.3f} | {s['probability_from']:.2g} |"
                   for s in sw]
         lines.append("")
     else:
-        lines += ["No label was switched (the evidence was not decisive against any label).", ""]
+        lines += ["No label was switched (every label stayed its object's most probable class"
+                  + ("" if inf["switch_probability"] <= 0.5 else ", or the evidence was not decisive") + ").", ""]
+    checks = inf.get("switch_checks") or []
+    if checks:
+        lines += ["Held-out checks of switches to a most probable class the evidence did not decide (K-fold paired "
+                  "test: MSE of the switched posterior minus the current one on held-out rows; accepted below -2 "
+                  "standard errors):", "", "| object | to | P(current) | MSE difference | standard error | switched |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {c['object']} | {c['to']} | {c['probability_from']:.2g} | {c['mse_difference']:+.3g} | "
+                  f"{c['mse_difference_se']:.2g} | {'yes' if c['accepted'] else 'no'} |" for c in checks]
+        lines.append("")
     lines += heldout_lines(inf)
     far = [(o, q, z) for o, d in inf.get("prior_z", {}).items() for q, z in d.items() if abs(z) > 3]
     if far:
@@ -186,11 +198,18 @@ def heldout_lines(inf: dict) -> list[str]:
                 lines.append(f"| {f} (by {h['by']}) | {v['rows']} | {v['label_rmse']:.3f} {v['unit']} | "
                              f"{v['calibrated_rmse']:.3f} {v['unit']} |")
         lines.append("")
+    f = (ho or {}).get("features", {}).get("path_gain")
+    if f is not None:
+        lines += [f"Paired test (path gain): held-out MSE difference calibrated - labels {f['mse_difference']:+.3g} "
+                  f"{f['unit']}^2, standard error {f['mse_difference_se']:.2g}; beyond 2 standard errors decides.", ""]
+    if inf.get("rows_without_paths"):
+        lines += [f"{inf['rows_without_paths']} measured rows lie on links the trace reached with no path; no "
+                  "material explains them: they are left out of the likelihood and the check.", ""]
     verdict = inf.get("verdict")
     msg = {"improves": "The calibrated twin predicts held-out links better than the labels.",
            "no_difference": "The calibration does not beat the labels beyond the noise on held-out links; the "
                             "values stay close to their priors.",
-           "worse": "The calibration predicts held-out links worse than the labels."
+           "worse": "The calibration predicts held-out links worse than the labels, beyond the noise."
                     + (" **The exported twin keeps the label values.**" if inf.get("reverted_to_labels") else ""),
            "not_checked": "No held-out check was run (--folds 0)."}.get(verdict, "")
     return lines + [f"**Verdict:** {msg}", ""]

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import _floor_wall as fw
 from rftwin.calibrate import CalibrationConfig, Targets
-from rftwin.calibrate.bayes import BayesConfig, ObjectPriors, prior_stats
+from rftwin.calibrate.bayes import BayesConfig, ObjectPriors, heldout_feature, prior_stats, verdict
 from rftwin.calibrate.inference import BayesSetup, calibrate_posterior
 from rftwin.calibrate.jacobians import jacobian
 from rftwin.calibrate.objectives import residuals
@@ -263,3 +263,80 @@ def test_student_likelihood_resists_outliers(scene_links):
         out[lik] = (max(wall), res.inference["noise"]["path_gain"])
     assert out["student"][0] < 0.5 * out["gaussian"][0]
     assert out["student"][1] < 0.4 and out["gaussian"][1] > 2.0
+
+
+def test_switch_probability_half_takes_the_most_probable_class(scene_links):
+    """A wall truly metal labelled wood, 16 links at 4 dB noise: the evidence favours metal, but not decisively
+    (P(wood) ~ 0.1, above the 0.05 that --switch-probability 0.95 needs). --switch-probability 0.5 takes the most
+    probable class of the label-class mixture: metal, and the held-out check shows it beats the labels. The default
+    keeps wood. --check-switches submits the switch to a K-fold paired test on held-out rows, which 16 rows at 4 dB
+    do not pass (a wooden wall with a larger conductivity predicts nearly as well): wood stays, the test recorded."""
+    twin, _, _ = scene_links
+    tx, rx = fw.links(8, seed=5)
+    labels = [twin.objects[0].label, "wood"]
+    e, s = _itu([labels[0], "metal"])
+    _, y = _measure(twin, tx, rx, e, s, 4.0, seed=2)
+    res, _ = _posterior(twin, tx, rx, labels, y, switch_probability=0.5)
+    inf = res.inference
+    assert inf["classes"] == [labels[0], "metal"]
+    sw = inf["label_switches"]
+    assert [(x["object"], x["to"]) for x in sw] == [(twin.names[1], "metal")]
+    assert 0.05 < sw[0]["probability_from"] < 0.5  # not decisive against wood: the old rule would not switch
+    ho = inf["heldout"]["features"]["path_gain"]
+    assert ho["calibrated_rmse"] < 0.6 * ho["label_rmse"] and inf["verdict"] == "improves"
+    old, _ = _posterior(twin, tx, rx, labels, y)
+    assert old.inference["switch_probability"] == 0.95 and not old.inference["check_switches"]
+    assert old.inference["classes"] == labels and not old.inference["label_switches"]
+    checked, _ = _posterior(twin, tx, rx, labels, y, check_switches=True)
+    d = checked.inference
+    assert d["classes"] == labels and not d["label_switches"]
+    [chk] = d["switch_checks"]
+    assert (chk["object"], chk["to"], chk["folds"]) == (twin.names[1], "metal", 5) and not chk["accepted"]
+    assert chk["mse_difference"] >= -2 * chk["mse_difference_se"] and chk["probability_from"] > 0.05
+
+
+def test_rows_on_links_without_paths_leave_the_likelihood():
+    """One measured row on a link the trace reaches with no path (receiver under the floor, no refraction): no
+    material explains it, so it must not set the noise estimate (its residual is ~200 dB against the -300 dB
+    floor); 1 dB injected noise on the other rows is recovered, the row is counted, and the held-out check has no
+    prediction for it in either twin (the two stay paired on the other rows)."""
+    twin = load("floor_wall")
+    tx, rx = fw.links(40, seed=5)
+    tx = np.vstack([tx, fw.TX[:1]])
+    rx = np.vstack([rx, fw.TX[:1] * np.array([1.0, 1.0, 0.0]) - np.array([0.0, 0.0, 0.5])])
+    st = SolverSettings(max_depth=2, samples_per_src=100_000, refraction=False)
+    labels = [o.label for o in twin.objects]
+    e, s = _itu(labels)
+    twin.set_materials(e * 1.1, s * 0.8)
+    y = fw.sionna_gain_db(trace(twin, tx, rx, st, cache_dir=False, progress=False))
+    y = y + np.random.default_rng(1).normal(0.0, 1.0, len(y))
+    twin.set_materials(e, s)
+    ps = trace(twin, tx, rx, st, cache_dir=False, progress=False)
+    assert int((ps.link == len(rx) - 1).sum()) == 0  # the last link has no path
+    y[-1] = -75.0  # what a receiver there might measure
+    op = ObjectPriors(twin.names, labels, itu_table(F), F)
+    res = calibrate_posterior(ps, _targets(y), BayesSetup(op, BayesConfig(label_correction=False)),
+                              [o.thickness_m for o in twin.objects], num_starts=4)
+    assert res.inference["rows_without_paths"] == 1
+    assert res.inference["noise"]["path_gain"] == pytest.approx(1.0, rel=0.25)
+    ho = res.inference["heldout"]["features"]["path_gain"]
+    assert ho["rows_without_prediction"] == {"label": 1, "calibrated": 1}
+    assert ho["rows"] == ho["label_rows"] == int(np.isfinite(y).sum()) - 1
+    assert ho["label_rmse"] < 5.0 and ho["mse_difference_se"] > 0
+
+
+def test_verdict_is_a_paired_test_of_the_heldout_rows():
+    """Held-out residuals of 200 rows with 2 dB noise shared by both twins (residual = noise + the twin's own
+    error): two twins with errors of the same size are 'no_difference' though one RMSE is higher (the former rule
+    reverted whenever the calibrated RMSE was higher at all); a twin without error against one 1 dB off is
+    decided either way."""
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.0, 2.0, 200)
+    lab = noise + rng.normal(0.0, 1.0, 200)
+    cal = noise + rng.normal(0.0, 1.0, 200)
+    f = heldout_feature(lab, cal)
+    assert f["calibrated_rmse"] > f["label_rmse"]
+    assert abs(f["mse_difference"]) < 2 * f["mse_difference_se"]
+    assert verdict({"features": {"path_gain": f}}, "path_gain") == "no_difference"
+    assert verdict({"features": {"path_gain": heldout_feature(lab, noise)}}, "path_gain") == "improves"
+    assert verdict({"features": {"path_gain": heldout_feature(noise, lab)}}, "path_gain") == "worse"

@@ -186,7 +186,9 @@ def test_field_under_the_labels_prior_has_the_heldout_proof(tmp_path):
     pg = ho["features"]["path_gain"]
     assert pg["calibrated_rmse"] == pytest.approx(min(ho["strengths"].values()))
     assert inf["verdict"] in ("improves", "no_difference", "worse") and "held-out path_gain" in res.output
-    assert inf["reverted_to_labels"] == (pg["calibrated_rmse"] > pg["label_rmse"])
+    # the paired test: worse (and reverted) only beyond 2 standard errors of the paired difference
+    assert inf["reverted_to_labels"] == (inf["verdict"] == "worse")
+    assert (inf["verdict"] == "worse") == (pg["mse_difference"] > 2 * pg["mse_difference_se"])
 
 
 # ---- priors from text, MCMC posterior ---------------------------------------------------------------------------

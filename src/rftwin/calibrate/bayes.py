@@ -65,9 +65,13 @@ class BayesConfig:
 
     ``noise``: known noise std per feature (units :data:`NOISE_UNITS`); features left out are estimated.
     ``strength``: fixed prior-precision multiplier lambda (None: evidence maximisation within ``strength_range``).
-    ``switch_probability``: a label is switched (to the most probable class) when the evidence is decisive against
-    it: its class posterior probability is at most 1 - ``switch_probability``, with prior mass ``label_mass`` on the
-    label and the rest shared by the other classes.
+    ``switch_probability``: a label is switched to the most probable class when that is another class and the
+    label's posterior probability is at most 1 - ``switch_probability`` (class prior: mass ``label_mass`` on the
+    label, the rest shared by the other classes). 0.5 takes the most probable class of this label-class
+    mixture whenever it is not the label (the second condition then always holds); 0.95 (the default) asks for
+    decisive evidence against the label. With ``check_switches`` a label that is not its object's most probable
+    class, but whose probability is above 1 - ``switch_probability``, is switched to the most probable class when a
+    K-fold paired test on held-out rows (:func:`check_switch`) shows the switch predicts better.
     ``folds``: K of the held-out check (0: off); ``revert_if_worse``: export the label twin when the calibrated
     twin predicts held-out rows worse than the labels.
     """
@@ -85,6 +89,7 @@ class BayesConfig:
     folds: int = 5
     revert_if_worse: bool = True
     seed: int = 0
+    check_switches: bool = False  # switch to a most probable but not decisive class when held-out rows confirm it
     shrinkage_auto: bool = False  # choose the hierarchical prior's rho by the Laplace evidence over shrinkage_grid
     shrinkage_grid: tuple[float, ...] = SHRINKAGE_GRID
 
@@ -267,6 +272,24 @@ def posterior_config(cfg: CalibrationConfig, targets: Targets, h: Hyper, n_prior
     return replace(cfg, terms=tuple(terms), prior_weight=h.strength * n_prior)
 
 
+def traced_rows(ps: PathSet, targets: Targets) -> tuple[Targets, int]:
+    """``targets`` with weight 0 on the rows whose link has no traced path, and the number of such measured rows.
+
+    No material can explain such a row (the twin predicts the -300 dB floor whatever the materials, with zero
+    gradient), so it carries no information about them; in the likelihood it would only inflate the noise estimate
+    (one such row at ~200 dB residual makes 60 rows of 1 dB noise look like 27 dB noise and the data worthless)."""
+    has = torch.bincount(ps.link.to(torch.long), minlength=ps.num_links) > 0
+    row_ok = has[targets.link.to(torch.long)]
+    if bool(row_ok.all()):
+        return targets, 0
+    dtype = targets.frequencies_hz.dtype
+    measured = torch.zeros(targets.num, dtype=torch.bool)
+    for f in ("path_gain", "delay_spread", "mean_delay", "cfr"):
+        measured |= targets.mask(f)
+    w = targets.weight if targets.weight is not None else torch.ones(targets.num, dtype=dtype)
+    return replace(targets, weight=w * row_ok.to(dtype)), int((measured & ~row_ok).sum())
+
+
 def chi2(ps: PathSet, model, targets: Targets, cfg: CalibrationConfig) -> dict[str, tuple[float, int]]:
     """Per feature: weighted sum of squared raw residuals of start 0 (offset as configured) and the count of
     measured scalars."""
@@ -375,6 +398,7 @@ class PosteriorFit:
     class_posteriors: dict[str, dict[str, float]] = field(default_factory=dict)
     offset_db: float = 0.0
     shrinkage_evidence: list[dict] = field(default_factory=list)  # --shrinkage auto: the grid and its evidence
+    switch_checks: list[dict] = field(default_factory=list)  # held-out checks of not decisive label switches
 
 
 def initial_noise(ps: PathSet, model, targets: Targets, cfg: CalibrationConfig, given: dict[str, float]
@@ -516,6 +540,8 @@ def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: Calibr
     switches: list[dict] = []
     max_sw = U if bc.max_switches is None else bc.max_switches
     posts: dict[str, dict[str, float]] = {}
+    checks: list[dict] = []
+    rejected: set[tuple[int, str]] = set()
     for _ in range(max_sw + 1):
         current = [op.unit_class(m) for _, m in units]
         pairs = [(u, c) for u in range(U) for c in cands if c != current[u]]
@@ -530,8 +556,8 @@ def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: Calibr
         ev = {pair: le1[i + 1] for i, pair in enumerate(pairs)}
         ev.update({pair: le2[i + 1] for i, pair in enumerate(top)})
         where = {pair: i + 1 for i, pair in enumerate(top)}
-        best = None
         posts = {}
+        candidates = []  # (P(current), P(class), unit, class, candidate index, log Bayes factor, decisive)
         for u, (uname, members) in enumerate(units):
             names = [current[u]] + [c for uu, c in pairs if uu == u]
             logev = np.array([le2[0]] + [ev[(u, c)] for c in names[1:]])
@@ -543,16 +569,33 @@ def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: Calibr
             p /= p.sum()
             posts[uname] = {nm: float(pi) for nm, pi in zip(names, p)}
             j = int(np.argmax(p))
-            # decisive against the current class: its posterior probability is at most 1 - switch_probability
-            if j > 0 and (u, names[j]) in where and p[0] <= 1.0 - bc.switch_probability \
-                    and (best is None or p[0] < best[5]):
-                best = (float(p[j]), u, names[j], where[(u, names[j])], float(logev[j] - logev[0]), float(p[0]))
+            # decisive against the current class: its posterior probability is at most 1 - switch_probability;
+            # otherwise (check_switches) the most probable class is a candidate for the held-out check
+            decisive = bool(p[0] <= 1.0 - bc.switch_probability)
+            if j > 0 and (u, names[j]) in where and (u, names[j]) not in rejected and (decisive or bc.check_switches):
+                candidates.append((float(p[0]), float(p[j]), u, names[j], where[(u, names[j])],
+                                   float(logev[j] - logev[0]), decisive))
+        best = None
+        for cand in sorted(candidates):  # the least probable current class first
+            if cand[6]:
+                best = cand
+                break
+            _, _, u, c, i, _, _ = cand
+            chk = check_switch(ps, fit, targets, cfg, op, make_model, fitq, power_law, units[u][1], c,
+                               {q: v[i:i + 1] for q, v in vals.items()}, bc)
+            chk.update(object=units[u][0], to=c, probability_from=cand[0], probability=cand[1])
+            checks.append(chk)
+            if chk["accepted"]:
+                best = cand
+                break
+            rejected.add((u, c))
         if best is None or len(switches) >= max_sw:
             break
-        prob, u, new, i, dlog, p_old = best
+        p_old, prob, u, new, i, dlog, decisive = best
         uname, members = units[u]
         sw = {"object": uname, "label": op.unit_class(members, op.labels), "from": current[u], "to": new,
-              "probability": prob, "probability_from": p_old, "log_bayes_factor": dlog}
+              "probability": prob, "probability_from": p_old, "log_bayes_factor": dlog,
+              "rule": "decisive" if decisive else "most probable, held-out check"}
         if grouped:
             sw.update(group=uname, objects=[op.names[k] for k in members])
         switches.append(sw)
@@ -563,7 +606,54 @@ def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: Calibr
         fit = estimate_hyper(ps, make_model(chosen), targets, cfg, st1, fit.hyper, bc, progress)
     fit.switches = switches
     fit.class_posteriors = posts
+    fit.switch_checks = checks
     return fit
+
+
+def check_switch(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: CalibrationConfig, op: ObjectPriors,
+                 make_model: ModelFactory, fitq: Sequence[str], power_law: bool, members: np.ndarray, cls: str,
+                 start: dict[str, np.ndarray], bc: BayesConfig) -> dict:
+    """K-fold paired test of one label switch (objects ``members`` to class ``cls``, refined values ``start``
+    [1, K]) against the current classes (``fit``'s MAP point): per fold both posteriors are refitted on the other
+    folds (same noise and prior strength) and predict the fold's rows of the primary feature; the switch is
+    ``accepted`` when the mean of (switched^2 - current^2) residuals is below -:data:`VERDICT_SE` standard errors.
+    Folds by link (``bc.folds``; 5 when the closing check is off)."""
+    feats = features_of(cfg, targets)
+    primary = next(f for f in ("path_gain", "mpc_power", "cfr", "delay_spread", "mean_delay") if f in feats)
+    used = np.unique(targets.link[targets.row_weight(primary) > 0].cpu().numpy()) if primary != "mpc_power" \
+        else np.unique(targets.link.cpu().numpy())
+    k = min(bc.folds if bc.folds else 5, len(used))
+    out = {"folds": k, "feature": primary, "mse_difference": float("nan"), "mse_difference_se": float("nan"),
+           "accepted": False}
+    if k < 2:
+        return out
+    assign = {g: -1 for g in range(ps.num_links)}
+    assign.update(zip(used.tolist(), fold_ids(len(used), k, bc.seed).tolist()))
+    folds = _fold_of(ps, targets, np.arange(ps.num_links), assign)
+    classes = list(op.classes)
+    for m in members:
+        classes[m] = cls
+    ex = _exponents(fit.model) if power_law else None
+    st_now = prior_stats(op, fitq, power_law=power_law, exponents=ex)
+    st_new = prior_stats(replace(op, classes=classes), fitq, power_law=power_law, exponents=ex)
+    now = {q: v[0:1].copy() for q, v in fit.model.values().items()}
+    d = []
+    for fo in range(k):
+        train, test, test_mpc = _split(targets, *folds, fo)
+        if not bool(train.row_weight(primary).sum() > 0):
+            continue
+        ra, _, _ = fit_map(ps, make_model(now), train, cfg, st_now, fit.hyper)
+        rb, _, _ = fit_map(ps, make_model(start), train, cfg, st_new, fit.hyper)
+        a = _test_residuals(ps, ra.model, targets, train, cfg, primary, test, test_mpc)
+        b = _test_residuals(ps, rb.model, targets, train, cfg, primary, test, test_mpc)
+        ok = np.isfinite(a) & np.isfinite(b)
+        d.append(b[ok] ** 2 - a[ok] ** 2)
+    d = np.concatenate(d) if d else np.zeros(0)
+    if len(d) < 2:
+        return out
+    mean, se = float(np.mean(d)), float(np.std(d) / math.sqrt(len(d)))
+    out.update(mse_difference=mean, mse_difference_se=se, rows=int(len(d)), accepted=bool(mean < -VERDICT_SE * se))
+    return out
 
 
 def choose_shrinkage(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: CalibrationConfig, op: ObjectPriors,
@@ -585,7 +675,7 @@ def choose_shrinkage(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: Cali
         if best is None or le > float(best.stats.log_evidence[0]) + 1e-9:
             best, best_rho = f, float(rho)
     op.shrinkage = best_rho
-    best.switches, best.class_posteriors = fit.switches, fit.class_posteriors
+    best.switches, best.class_posteriors, best.switch_checks = fit.switches, fit.class_posteriors, fit.switch_checks
     best.iterations += fit.iterations
     best.shrinkage_evidence = rows
     return best
@@ -634,6 +724,9 @@ def _test_residuals(ps: PathSet, model, targets: Targets, train: Targets, cfg: C
     """Residuals of the measured test rows (test MPCs); NaN where the twin predicts nothing (no traced path)."""
     r = raw_residuals(ps, model, targets, cfg, f, fit_targets=train)[0]
     sel = (test_mpc if f == "mpc_power" else test) & (targets.row_weight(f) > 0)
+    if f != "mpc_power":  # rows of links without a traced path: no prediction (not the -300 dB floor)
+        has = torch.bincount(ps.link.to(torch.long), minlength=ps.num_links) > 0
+        r = torch.where(has[targets.link.to(torch.long)], r, torch.full_like(r, float("nan")))
     r = r[sel].cpu().numpy()
     return np.where(np.isfinite(r), r, np.nan)
 
@@ -656,10 +749,13 @@ def heldout(ps: PathSet, targets: Targets, cfg: CalibrationConfig, fit: Posterio
     folds = _fold_of(ps, targets, group, assign)
     folds_l = _fold_of(ps_l, tg_l, group, assign)
     feats = features_of(cfg, targets)
+    # the fits leave out rows on links without a traced path; their test residuals are NaN (no prediction), in
+    # both twins' lists alike, so the two stay paired row by row
+    fit_targets, _ = traced_rows(ps, targets)
     err = {f: {"label": [], "calibrated": []} for f in feats}
     map_vals, lab_vals = fit.model.values(), label_model.values()
     for fo in range(k):
-        train, test, test_mpc = _split(targets, *folds, fo)
+        train, test, test_mpc = _split(fit_targets, *folds, fo)
         train_l, test_l, test_mpc_l = _split(tg_l, *folds_l, fo)
         if not all(bool(train.row_weight(f).sum() > 0) for f in feats):
             continue
@@ -700,14 +796,22 @@ def heldout_feature(a: np.ndarray, b: np.ndarray, d: np.ndarray | None = None, u
     }
 
 
+VERDICT_SE = 2.0  # the held-out check's paired test: a difference of more than this many standard errors decides
+
+
 def verdict(ho: dict, primary: str) -> str:
-    """'improves' (held-out MSE lower by more than 2 standard errors), 'worse' (higher at all) or 'no_difference'."""
+    """The paired test of the held-out check on the rows both twins predict: 'improves' (the calibrated twin's
+    held-out MSE lower by more than :data:`VERDICT_SE` standard errors of the paired difference), 'worse' (higher by
+    more than that) or 'no_difference'. The standard error is that of the mean of the per-row differences of squared
+    residuals (calibrated^2 - label^2): the measurement noise both twins share cancels in each difference, so the
+    test sees the twins' own difference, not the noise (comparing the two RMS errors would not)."""
     f = ho.get("features", {}).get(primary)
     if f is None:
         return "not_checked"
-    if f["calibrated_rmse"] > f["label_rmse"]:
+    d, se = f["mse_difference"], f["mse_difference_se"]
+    if d > VERDICT_SE * se:
         return "worse"
-    if f["mse_difference"] < -2.0 * f["mse_difference_se"]:
+    if d < -VERDICT_SE * se:
         return "improves"
     return "no_difference"
 
@@ -715,4 +819,4 @@ def verdict(ho: dict, primary: str) -> str:
 __all__ = ["BayesConfig", "GAUSSIAN_METRIC", "Hyper", "LIKELIHOODS", "LaplaceStats", "NOISE_UNITS", "ObjectPriors",
            "PosteriorFit", "SHRINKAGE_GRID", "choose_shrinkage", "correct_labels", "estimate_hyper", "fit_map",
            "heldout", "heldout_feature", "initial_noise", "irls_weights", "laplace_stats", "posterior_config",
-           "prior_stats", "verdict"]
+           "prior_stats", "traced_rows", "verdict"]

@@ -24,6 +24,7 @@ from rftwin.calibrate.bayes import (
     initial_noise,
     num_prior_rows,
     prior_stats,
+    traced_rows,
     verdict,
 )
 from rftwin.calibrate.jacobians import prior_block
@@ -46,6 +47,7 @@ class BayesSetup:
     hyper: Hyper | None = None
     fit: PosteriorFit | None = None
     rounds: list[dict] = field(default_factory=list)
+    rows_without_paths: int = 0  # measured rows on links the last trace reached with no path (out of the likelihood)
 
     def label_values(self) -> dict[str, np.ndarray | None]:
         """[1, K] start values of the label twin (the original labels' class centres)."""
@@ -83,6 +85,7 @@ def posterior_round(ps: PathSet, model: PerObjectMaterials, targets: Targets, cf
     recomputed deterministically on resume."""
     bc = setup.config
     st = setup.stats(fitq, power_law)
+    targets, setup.rows_without_paths = traced_rows(ps, targets)
     if setup.hyper is None:
         lab = _label_model(setup, make_model, fitq)
         noise = initial_noise(ps, lab, targets, cfg, bc.noise)
@@ -93,6 +96,7 @@ def posterior_round(ps: PathSet, model: PerObjectMaterials, targets: Targets, cf
         fit = correct_labels(ps, fit, targets, cfg, setup.priors, make_model, fitq, bc, power_law, progress)
     elif setup.fit is not None:  # later rounds keep the first round's label decisions
         fit.switches, fit.class_posteriors = setup.fit.switches, setup.fit.class_posteriors
+        fit.switch_checks = setup.fit.switch_checks
     if first and bc.shrinkage_auto:  # rho by the evidence, on the corrected classes
         fit = choose_shrinkage(ps, fit, targets, cfg, setup.priors, make_model, fitq, bc, power_law, progress)
     elif setup.fit is not None:
@@ -116,6 +120,7 @@ def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSe
     bc = setup.config
     fit = setup.fit
     st = setup.stats(fitq, power_law)
+    setup.rows_without_paths = traced_rows(ps, targets)[1]  # the check leaves them out of its fits by itself
     lab = _label_model(setup, make_model, fitq)
     primary = next((f for f in ("path_gain", "mpc_power", "cfr", "delay_spread", "mean_delay")
                     if f in fit.hyper.noise), None)
@@ -126,12 +131,13 @@ def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSe
                     "effective_parameters": float(fit.stats.gamma[0]),
                     "log_evidence": float(fit.stats.log_evidence[0]), "likelihood": bc.likelihood,
                     "label_switches": fit.switches, "class_posteriors": fit.class_posteriors,
+                    "switch_checks": fit.switch_checks, "check_switches": bc.check_switches,
                     "classes": list(setup.priors.classes), "labels": list(setup.priors.labels),
                     "switch_probability": bc.switch_probability, "label_mass": bc.label_mass,
                     "shrinkage": setup.priors.shrinkage,
                     "shrinkage_method": "evidence (type-II ML over a grid)" if bc.shrinkage_auto else "fixed",
                     "shrinkage_evidence": fit.shrinkage_evidence,
-                    "rounds": setup.rounds}
+                    "rounds": setup.rounds, "rows_without_paths": setup.rows_without_paths}
     if bc.folds:
         report["heldout"] = heldout(ps, targets, cfg, fit, lab, st, make_model, bc, label_eval=label_eval)
         if link_tx is not None and len(np.unique(link_tx)) >= 2:

@@ -180,7 +180,8 @@ class PriorSpec:
     likelihood: str = "gaussian"
     strength: float | None = None  # None: evidence maximisation
     label_correction: bool = True
-    switch_probability: float = 0.95
+    switch_probability: float = 0.95  # 0.5: the most probable class of the label-class mixture
+    check_switches: bool = False  # a most probable, not decisive class: switch when held-out rows confirm it
     folds: int = 5
     prior_weight: float = 0.0  # Gaussian MAP weight of --prior none
     posterior: str = "laplace"

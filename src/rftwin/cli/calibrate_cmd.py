@@ -154,8 +154,14 @@ def register(app: typer.Typer) -> None:
                                                         help="Switch labels to another material class where the "
                                                              "evidence is decisive."),
                   switch_probability: float = typer.Option(0.95, "--switch-probability",
-                                                           help="Switch a label when its class posterior "
-                                                                "probability falls to 1 - this."),
+                                                           help="Switch a label to its most probable class when "
+                                                                "the label's posterior probability is at most "
+                                                                "1 - this (0.5: whenever another class is more "
+                                                                "probable)."),
+                  check_switches: bool = typer.Option(False, "--check-switches/--no-check-switches",
+                                                      help="Switch a label whose most probable class is another "
+                                                           "one, though not decisively, when a K-fold paired "
+                                                           "test on held-out rows confirms the switch."),
                   folds: int = typer.Option(5, "--folds", help="K of the held-out check (0: off)."),
                   checkpoint_every: int = typer.Option(0, "--checkpoint-every",
                                                        help="Write a checkpoint to OUT/checkpoint every N "
@@ -276,7 +282,7 @@ def _print_inference(inf: dict) -> None:
                       f"{v['calibrated_rmse']:.3f} {v['unit']} ({inf['heldout']['folds']}-fold by link)")
     msg = {"improves": "the calibrated twin predicts held-out links better than the labels",
            "no_difference": "the calibration does not beat the labels beyond the noise on held-out links",
-           "worse": "the calibration predicts held-out links WORSE than the labels"
+           "worse": "the calibration predicts held-out links WORSE than the labels, beyond the noise"
                     + ("; the exported twin keeps the label values" if inf.get("reverted_to_labels") else "")}
     if inf.get("verdict") in msg:
         console.print(f"verdict: {msg[inf['verdict']]}")
