@@ -6,7 +6,8 @@ benchmarks/results/demo_seeds.json after each run (atomic write), and a re-run s
 interrupted benchmark resumes. ``seconds`` depends on the path cache (traces already cached are reused).
 
 Run: .venv/bin/python benchmarks/bench_demo_seeds.py [--receivers 8,16,24,32 --seeds 1,2,3,4,5,6,7]
-     [--samples-per-src N --first-samples-per-src M --out FILE]  (other ray counts: results in FILE)
+     [--samples-per-src N --first-samples-per-src M --later-rounds R --starts S --prune-every P --sweeps W]
+     [--out FILE]  (other settings: results in FILE)
 """
 from __future__ import annotations
 
