@@ -23,6 +23,9 @@ from rftwin.cli.outputs import check_cache, check_input_file, check_output_dir
 CHECKPOINT_DIR = "checkpoint"
 OWNED = ("calibration.json", CHECKPOINT_DIR)  # an --out folder holding one of these is an earlier calibration
 NOT_SPEC = ("out", "spec", "resume", "scene", "measurements", "ctx")  # command arguments that are not spec fields
+# spec fields given as 'auto' (None) or a number: their option and what the number must be
+AUTO_OR_NUMBER = {"shrinkage": ("--shrinkage", "a number in [0, 1)"),
+                  "prior_strength": ("--prior-strength", "a positive number")}
 
 
 def register(app: typer.Typer) -> None:
@@ -248,20 +251,14 @@ def _option_value(name: str, v):
     """A command-line value in the spec's types (lists -> tuples, paths -> absolute strings, 'auto' -> None)."""
     from rftwin.calibrate.spec import SpecError  # noqa: PLC0415
 
-    if name == "shrinkage":
+    if name in AUTO_OR_NUMBER:
         if v == "auto":
             return None
         try:
             return float(v)
         except ValueError:
-            raise SpecError(f"--shrinkage: expected 'auto' or a number in [0, 1), got '{v}'") from None
-    if name == "prior_strength":
-        if v == "auto":
-            return None
-        try:
-            return float(v)
-        except ValueError:
-            raise SpecError(f"--prior-strength: expected 'auto' or a positive number, got '{v}'") from None
+            option, what = AUTO_OR_NUMBER[name]
+            raise SpecError(f"{option}: expected 'auto' or {what}, got '{v}'") from None
     if name == "fit":
         return tuple(x.strip() for x in v.split(",") if x.strip())
     if isinstance(v, Path):

@@ -140,7 +140,8 @@ def predict_channels(twin: TwinScene, doc: dict | None, tx_pos: np.ndarray, rx_p
     link_los = np.zeros(U, dtype=bool)
     mimo = None
     rf, rl = row_f.reshape(-1), row_link
-    ids = [str(i) for i in range(len(rl))] if link_ids is None else [str(x) for x in link_ids]
+    ids = ([str(i) for i in range(len(rl))] if link_ids is None else [str(x) for x in link_ids]) \
+        if wideband is not None else []
     wb_links: dict = {}  # wideband records of every row, gathered shard by shard
     if field is not None:
         field = field.to(dev)
