@@ -150,6 +150,10 @@ def inference_lines(inf: dict | None, f_ref: float) -> list[str]:
         lines.append("")
     elif inf.get("shrinkage"):
         lines += [f"Hierarchical prior: within-class correlation rho = {inf['shrinkage']:.2f} (fixed).", ""]
+    masses = inf.get("label_masses") or {}
+    if masses:
+        lines += [f"Label probabilities from the prior file (the others {inf['label_mass']:.2g}): "
+                  + ", ".join(f"{u} {m:.2g}" for u, m in masses.items()) + ".", ""]
     sw = inf.get("label_switches") or []
     if sw:
         rule = "" if inf["switch_probability"] <= 0.5 else \

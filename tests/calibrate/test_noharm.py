@@ -209,6 +209,8 @@ def test_prior_file_overrides_and_errors(tmp_path):
                       ("objects:\n  door: {conductivity: 1}\n", "unknown object 'door'"),
                       ("classes:\n  brick: {log_std_eps: -1}\n", "'log_std_eps' must be a positive number"),
                       ("classes:\n  brick: {colour: red}\n", "unknown keys"),
+                      ("objects:\n  wall: {label_probability: 1.0}\n", "'label_probability' must lie in \\(0, 1\\)"),
+                      ("classes:\n  brick: {label_probability: 0}\n", "'label_probability' must be a positive"),
                       ("other: 1\n", "expected a mapping")):
         p.write_text(text)
         with pytest.raises(PriorError, match=msg):
@@ -224,6 +226,7 @@ def test_prior_file_overrides_and_errors(tmp_path):
     (["--prior", "vibes"], "--prior"),
     (["--folds", "1"], "--folds"),
     (["--switch-probability", "0.2"], "--switch-probability"),
+    (["--label-probability", "1"], "--label-probability must lie in (0, 1)"),
     (["--prior-weight", "0.5"], "--prior-strength"),
     (["--terms", "path_gain:smape:1"], "least-squares metrics"),
 ])
@@ -293,6 +296,42 @@ def test_switch_probability_half_takes_the_most_probable_class(scene_links):
     [chk] = d["switch_checks"]
     assert (chk["object"], chk["to"], chk["folds"]) == (twin.names[1], "metal", 5) and not chk["accepted"]
     assert chk["mse_difference"] >= -2 * chk["mse_difference_se"] and chk["probability_from"] > 0.05
+
+
+def test_label_probability_from_the_prior_file_decides_an_undecided_label(scene_links):
+    """The case above (a metal wall labelled wood, 16 links at 4 dB: P(wood) ~ 0.1 under the default prior mass
+    0.5 on labels, not decisive). A user who marks that label as a guess (``label_probability: 0.05`` for the object
+    in the prior file) gives the data's Bayes factor the odds it needs: the default rule switches the wall to metal.
+    Marked as certain (0.99) the label holds, with a higher posterior than under the default mass."""
+    from rftwin.materials.class_prior import apply_overrides
+
+    twin, _, _ = scene_links
+    tx, rx = fw.links(8, seed=5)
+    labels = [twin.objects[0].label, "wood"]
+    e, s = _itu([labels[0], "metal"])
+    _, y = _measure(twin, tx, rx, e, s, 4.0, seed=2)
+    e0, s0 = _itu(labels)
+    twin.set_materials(e0, s0)
+    ps = trace(twin, tx, rx, SETTINGS, cache_dir=False, progress=False)
+    _, tx_id = np.unique(tx, axis=0, return_inverse=True)
+    out = {}
+    for p in (0.05, 0.99):
+        table = apply_overrides(itu_table(F), {"objects": {twin.names[1]: {"label_probability": p}}}, "p.yaml",
+                                dict(zip(twin.names, labels)))
+        op = ObjectPriors(twin.names, list(labels), table, F)
+        assert op.label_mass(np.array([1]), 0.5) == p and op.label_mass(np.array([0]), 0.5) == 0.5
+        res = calibrate_posterior(ps, _targets(y), BayesSetup(op, BayesConfig()), [o.thickness_m for o in twin.objects],
+                                  None, num_starts=4, link_tx=tx_id.reshape(-1))
+        out[p] = res.inference
+    unsure, sure = out[0.05], out[0.99]
+    assert unsure["classes"] == [labels[0], "metal"] and unsure["label_masses"] == {twin.names[1]: 0.05}
+    assert unsure["class_posteriors"][twin.names[1]]["wood"] <= 0.05
+    assert sure["classes"] == labels and not sure["label_switches"]
+    assert sure["class_posteriors"][twin.names[1]]["wood"] > 0.5
+    from rftwin.report import inference_lines
+
+    text = "\n".join(inference_lines(unsure, F))
+    assert f"Label probabilities from the prior file (the others 0.5): {twin.names[1]} 0.05." in text
 
 
 def test_rows_on_links_without_paths_leave_the_likelihood():

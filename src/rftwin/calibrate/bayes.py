@@ -168,6 +168,19 @@ class ObjectPriors:
             return ClassPrior(UNLABELLED, e, s, *UNLABELLED_LOG_STD, self.frequency_hz, "unlabelled")
         return self.table.for_object(self.names[i], c) if ov is None else self.table.classes[c]
 
+    def label_mass(self, members: np.ndarray, default: float) -> float:
+        """Prior probability that the label of the objects ``members`` is right: the prior file's
+        ``label_probability`` of the object, else of its label's class, else ``default``; for a group the mean of
+        its members'."""
+        out = []
+        for k in members:
+            ov, lab = self.table.objects.get(self.names[k]), self.labels[k]
+            cls = self.table.classes.get(lab) if lab is not None else None
+            p = next((x.label_probability for x in (ov, cls) if x is not None and x.label_probability is not None),
+                     default)
+            out.append(p)
+        return float(np.mean(out))
+
     def centres(self, classes: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(eps_r, sigma, log_std_eps, log_std_sigma) [K] of the current (or given) classes."""
         ps = [self.prior_of(i) if classes is None else self.prior_of(i, c) for i, c in
@@ -532,7 +545,7 @@ def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: Calibr
     Each pass screens every (unit, class) switch with :data:`SCREEN_ITERATIONS` // 6 LM steps, refines the
     :data:`REFINE_CLASSES` best classes of each unit with :data:`SCREEN_ITERATIONS` steps, and turns the Laplace
     evidence (noise as estimated, class priors at their nominal spreads) into class posteriors (prior mass
-    ``bc.label_mass`` on the label). After a switch the noise and prior strength are estimated again."""
+    ``bc.label_mass`` on the label, or the prior file's ``label_probability``: :meth:`ObjectPriors.label_mass`). After a switch the noise and prior strength are estimated again."""
     cands = candidate_classes(op.frequency_hz)
     units = op.units()
     grouped = op.group_index is not None
@@ -563,8 +576,8 @@ def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: Calibr
             logev = np.array([le2[0]] + [ev[(u, c)] for c in names[1:]])
             lab = op.unit_class(members, op.labels)
             n_other = len(names) - (1 if lab in names else 0)
-            logp = logev + np.log([bc.label_mass if nm == lab else (1.0 - bc.label_mass) / max(n_other, 1)
-                                   for nm in names])
+            mass = op.label_mass(members, bc.label_mass)
+            logp = logev + np.log([mass if nm == lab else (1.0 - mass) / max(n_other, 1) for nm in names])
             p = np.exp(logp - logp.max())
             p /= p.sum()
             posts[uname] = {nm: float(pi) for nm, pi in zip(names, p)}

@@ -134,6 +134,8 @@ def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSe
                     "switch_checks": fit.switch_checks, "check_switches": bc.check_switches,
                     "classes": list(setup.priors.classes), "labels": list(setup.priors.labels),
                     "switch_probability": bc.switch_probability, "label_mass": bc.label_mass,
+                    "label_masses": {u: m for u, mem in setup.priors.units()
+                                     if (m := setup.priors.label_mass(mem, bc.label_mass)) != bc.label_mass},
                     "shrinkage": setup.priors.shrinkage,
                     "shrinkage_method": "evidence (type-II ML over a grid)" if bc.shrinkage_auto else "fixed",
                     "shrinkage_evidence": fit.shrinkage_evidence,

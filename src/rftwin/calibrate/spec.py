@@ -181,6 +181,7 @@ class PriorSpec:
     strength: float | None = None  # None: evidence maximisation
     label_correction: bool = True
     switch_probability: float = 0.95  # 0.5: the most probable class of the label-class mixture
+    label_probability: float = 0.5  # prior probability that a label is right (the prior file may set it per class)
     check_switches: bool = False  # a most probable, not decisive class: switch when held-out rows confirm it
     folds: int = 5
     prior_weight: float = 0.0  # Gaussian MAP weight of --prior none
@@ -201,6 +202,8 @@ class PriorSpec:
             raise SpecError(f"--prior-strength: expected 'auto' or a positive number, got '{self.strength}'")
         if not 0.5 <= self.switch_probability < 1.0:
             raise SpecError(f"--switch-probability must lie in [0.5, 1), got {self.switch_probability}")
+        if not 0.0 < self.label_probability < 1.0:
+            raise SpecError(f"--label-probability must lie in (0, 1), got {self.label_probability}")
         if self.folds < 0 or self.folds == 1:
             raise SpecError(f"--folds must be 0 (off) or >= 2, got {self.folds}")
         if self.prior_weight < 0:

@@ -161,6 +161,10 @@ def register(app: typer.Typer) -> None:
                                                                 "the label's posterior probability is at most "
                                                                 "1 - this (0.5: whenever another class is more "
                                                                 "probable)."),
+                  label_probability: float = typer.Option(0.5, "--label-probability",
+                                                          help="Prior probability that a label is right (the "
+                                                               "other classes share the rest); a prior file's "
+                                                               "label_probability sets it per class or object."),
                   check_switches: bool = typer.Option(False, "--check-switches/--no-check-switches",
                                                       help="Switch a label whose most probable class is another "
                                                            "one, though not decisively, when a K-fold paired "

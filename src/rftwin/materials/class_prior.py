@@ -47,6 +47,7 @@ class ClassPrior:
     log_std_sigma: float = DEFAULT_LOG_STD_SIGMA
     frequency_hz: float = 3.5e9
     source: str = "itu"  # itu | library | override
+    label_probability: float | None = None  # prior probability that a label of this class (object) is right
 
     @property
     def mu(self) -> tuple[float, float]:
@@ -106,7 +107,8 @@ def _positive(doc: Mapping, key: str, where: str) -> float | None:
     return float(v)
 
 
-_OVERRIDE_KEYS = {"relative_permittivity", "conductivity", "log_std_eps", "log_std_sigma", "class"}
+_OVERRIDE_KEYS = {"relative_permittivity", "conductivity", "log_std_eps", "log_std_sigma", "label_probability",
+                  "class"}
 
 
 def _override(base: ClassPrior, doc: object, where: str) -> ClassPrior:
@@ -118,16 +120,21 @@ def _override(base: ClassPrior, doc: object, where: str) -> ClassPrior:
     eps = _positive(doc, "relative_permittivity", where)
     if eps is not None and eps < 1.0:
         raise PriorError(f"{where}: 'relative_permittivity' must be >= 1, got {eps}")
+    lp = _positive(doc, "label_probability", where)
+    if lp is not None and not lp < 1.0:
+        raise PriorError(f"{where}: 'label_probability' must lie in (0, 1), got {lp}")
     return ClassPrior(base.name, eps if eps is not None else base.eps_r,
                       _positive(doc, "conductivity", where) or base.sigma,
                       _positive(doc, "log_std_eps", where) or base.log_std_eps,
-                      _positive(doc, "log_std_sigma", where) or base.log_std_sigma, base.frequency_hz, "override")
+                      _positive(doc, "log_std_sigma", where) or base.log_std_sigma, base.frequency_hz, "override",
+                      lp if lp is not None else base.label_probability)
 
 
 def apply_overrides(table: PriorTable, doc: object, source: str, object_labels: Mapping[str, str | None]
                     ) -> PriorTable:
     """Overrides from a parsed prior file: ``{classes: {CLASS: {...}}, objects: {OBJECT: {class: C, ...}}}`` with
-    keys relative_permittivity, conductivity, log_std_eps, log_std_sigma (objects also ``class``)."""
+    keys relative_permittivity, conductivity, log_std_eps, log_std_sigma, label_probability (the prior probability
+    that a label of that class, or that object's label, is right; label correction) and, for objects, ``class``."""
     if not isinstance(doc, Mapping) or not set(doc) <= {"classes", "objects"}:
         raise PriorError(f"{source}: expected a mapping with keys 'classes' and/or 'objects'")
     classes = dict(table.classes)

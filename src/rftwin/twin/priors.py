@@ -130,6 +130,7 @@ def bayes_config(spec: CalibrationSpec) -> BayesConfig | None:
         noise.update(delay_spread=p.noise_ns, mean_delay=p.noise_ns)
     return BayesConfig(noise=noise, strength=p.strength, likelihood=p.likelihood,
                        label_correction=p.label_correction, switch_probability=p.switch_probability,
+                       label_mass=p.label_probability,
                        check_switches=p.check_switches,
                        folds=p.folds, seed=spec.solver.seed, shrinkage_auto=spec.model.shrinkage is None)
 
