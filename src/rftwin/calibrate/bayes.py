@@ -545,7 +545,8 @@ def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: Calibr
     Each pass screens every (unit, class) switch with :data:`SCREEN_ITERATIONS` // 6 LM steps, refines the
     :data:`REFINE_CLASSES` best classes of each unit with :data:`SCREEN_ITERATIONS` steps, and turns the Laplace
     evidence (noise as estimated, class priors at their nominal spreads) into class posteriors (prior mass
-    ``bc.label_mass`` on the label, or the prior file's ``label_probability``: :meth:`ObjectPriors.label_mass`). After a switch the noise and prior strength are estimated again."""
+    ``bc.label_mass`` on the label, or the prior file's ``label_probability``: :meth:`ObjectPriors.label_mass`).
+    After a switch the noise and prior strength are estimated again."""
     cands = candidate_classes(op.frequency_hz)
     units = op.units()
     grouped = op.group_index is not None
