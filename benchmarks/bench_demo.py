@@ -9,7 +9,10 @@ interpreter start, imports, the plot, exit. Dr.Jit's own kernel cache (``~/.drji
 The machine is shared: compare totals only within one invocation. ``--compare SRC`` runs the same command with
 another checkout's ``src`` first (e.g. the main branch), so both totals come from the same minutes.
 
-Run: .venv/bin/python benchmarks/bench_demo.py [--compare /work/main/src] [--demo-args "--retrace 2"]
+``--thp`` runs this checkout with transparent huge pages (``RFTWIN_THP=1``) and then without (the default since
+:func:`rftwin.runtime.disable_transparent_hugepages`).
+
+Run: .venv/bin/python benchmarks/bench_demo.py [--compare /work/main/src] [--thp] [--demo-args "--retrace 2"]
 Results: benchmarks/results/demo_timing.json and demo_timing.png.
 """
 from __future__ import annotations
@@ -31,17 +34,19 @@ OUT = ROOT / "benchmarks" / "results" / "demo_timing.json"
 RFTWIN = ROOT / ".venv" / "bin" / "rftwin"
 
 
-def run_demo_child(src: Path, args: list[str], jit_history: bool) -> dict:
+def run_demo_child(src: Path, args: list[str], jit_history: bool, label: str, env_extra: dict | None = None
+                   ) -> dict:
     """One ``rftwin demo --json`` with ``src`` on PYTHONPATH and an empty cache: wall, peak RSS, the demo's JSON."""
     with tempfile.TemporaryDirectory(prefix="bench_demo_") as tmp:
-        env = dict(os.environ, PYTHONPATH=str(src), RFTWIN_CACHE=str(Path(tmp) / "cache"), RFTWIN_PROGRESS="0")
+        env = dict(os.environ, PYTHONPATH=str(src), RFTWIN_CACHE=str(Path(tmp) / "cache"), RFTWIN_PROGRESS="0",
+                   **(env_extra or {}))
         env["RFTWIN_JIT_HISTORY"] = "1" if jit_history else "0"
         out = Path(tmp) / "demo.json"
         cmd = " ".join(shlex.quote(str(x)) for x in [RFTWIN, "demo", "--json", "--out", Path(tmp) / "out", *args])
         load_before = os.getloadavg()[0]
         res = run_child(["sh", "-c", f"exec {cmd} > {shlex.quote(str(out))}"], env)
         doc = json.loads(out.read_text())
-    return dict(src=str(src), args=args, wall_s=res["seconds"], peak_rss_bytes=res["peak_rss_bytes"],
+    return dict(src=str(src), label=label, env=env_extra or {}, args=args, wall_s=res["seconds"], peak_rss_bytes=res["peak_rss_bytes"],
                 load_average_before=load_before, load_average_after=os.getloadavg()[0], demo=doc)
 
 
@@ -91,7 +96,8 @@ def plot(runs: list[dict], path: Path) -> None:
                 ax.text(left + r["seconds"] / 2, i, r["stage"].split(" (")[0], ha="center", va="center", fontsize=6,
                         rotation=90)
             left += r["seconds"]
-    ax.set_yticks(range(len(runs)), [f"{Path(r['src']).parent.name}\n{r['wall_s']:.1f} s" for r in runs])
+    ax.set_yticks(range(len(runs)), [f"{r.get('label') or Path(r['src']).parent.name}\n{r['wall_s']:.1f} s"
+                                     for r in runs])
     ax.set_xlabel("wall time [s] (start-up and plot: 'outside run_demo')")
     ax.set_title("rftwin demo from scratch: where the time goes")
     fig.tight_layout()
@@ -112,24 +118,33 @@ def main() -> None:
     ap.add_argument("--compare", type=Path, default=None, help="another checkout's src folder, run first")
     ap.add_argument("--demo-args", default="", help="extra options of rftwin demo, e.g. '--retrace 1'")
     ap.add_argument("--no-jit-history", action="store_true", help="do not record Dr.Jit's kernel history")
+    ap.add_argument("--out", type=Path, default=OUT.relative_to(ROOT), help="results JSON (the PNG goes beside it)")
+    ap.add_argument("--thp", action="store_true",
+                    help="this checkout twice: with transparent huge pages (RFTWIN_THP=1) first, then without")
     a = ap.parse_args()
     args = shlex.split(a.demo_args)
+    plan = [(a.compare, a.compare.parent.name, {})] if a.compare else []
+    if a.thp:
+        plan.append((ROOT / "src", "huge pages on", {"RFTWIN_THP": "1"}))
+    plan.append((ROOT / "src", "huge pages off" if a.thp else ROOT.name, {"RFTWIN_THP": "0"} if a.thp else {}))
     runs = []
-    for src in ([a.compare] if a.compare else []) + [ROOT / "src"]:
-        print(f"rftwin demo {' '.join(args)} with {src} ...", file=sys.stderr, flush=True)
-        runs.append(run_demo_child(src, args, not a.no_jit_history))
+    for src, label, extra in plan:
+        print(f"rftwin demo {' '.join(args)} with {src} ({label}) ...", file=sys.stderr, flush=True)
+        runs.append(run_demo_child(src, args, not a.no_jit_history, label, extra))
         print("\n".join(table(runs[-1])), flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     doc = {"command": "benchmarks/bench_demo.py" + (f" --compare {a.compare}" if a.compare else "")
+           + (" --thp" if a.thp else "") + (f" --out {a.out}" if ROOT / a.out != OUT else "")
            + (f" --demo-args {shlex.quote(a.demo_args)}" if a.demo_args else ""), "commit": commit.stdout.strip(),
            "cpus": os.cpu_count(), "runs": [dict(r, stages=stage_rows(r)) for r in runs]}
     for r in doc["runs"]:  # keep the record small: the per-object table stays in the demo's own output
         r["demo"] = {k: v for k, v in r["demo"].items() if k not in ("objects", "stages")}
     from rftwin.io import write_json  # noqa: PLC0415
 
-    write_json(OUT, doc)
-    plot(doc["runs"], OUT.with_suffix(".png"))
-    print(f"wrote {OUT} and {OUT.with_suffix('.png')}", file=sys.stderr)
+    out = ROOT / a.out
+    write_json(out, doc)
+    plot(doc["runs"], out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}", file=sys.stderr)
 
 
 if __name__ == "__main__":

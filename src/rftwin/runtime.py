@@ -58,10 +58,36 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "rftwin" / "paths"))
 
 
+THP_ENV = "RFTWIN_THP"
+_PR_SET_THP_DISABLE = 41  # linux/prctl.h
+
+
+def disable_transparent_hugepages() -> bool:
+    """Turn transparent huge pages off for this process (Linux ``prctl(PR_SET_THP_DISABLE)``; inherited by child
+    processes) unless ``$RFTWIN_THP=1``; returns whether it was turned off.
+
+    Dr.Jit asks the kernel for huge pages (``madvise``) on its large buffers, and Sionna's solver allocates and frees
+    buffers of up to ~10^8 lanes whose pages it only partly touches: with huge pages every first touch zeroes 2 MiB.
+    On this project's 2-vCPU VM the demo's first 5 10^5-ray trace (96 links, depth 4) took 12.5-13.7 s with them
+    (15-16 s of kernel time) and 7.1 s without, with the same paths to the last bit; later calls of a process
+    differed little (``benchmarks/bench_demo.py --thp``). Torch does not ask for huge pages, so on the usual
+    ``madvise`` setting only Dr.Jit's buffers are affected."""
+    if os.environ.get(THP_ENV) == "1" or not sys.platform.startswith("linux"):
+        return False
+    import ctypes  # noqa: PLC0415
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # no prctl (not glibc): leave the setting alone
+        return False
+
+
 @lru_cache(maxsize=1)
 def sionna_rt() -> ModuleType:
-    """Import and return ``sionna.rt`` after the LLVM set-up (CUDA variant is chosen by Sionna when present)."""
+    """Import and return ``sionna.rt`` after the LLVM set-up (CUDA variant is chosen by Sionna when present) and
+    with transparent huge pages off (:func:`disable_transparent_hugepages`)."""
     ensure_llvm()
+    disable_transparent_hugepages()
     try:
         import sionna.rt as rt  # noqa: PLC0415
     except ImportError as exc:  # pragma: no cover - install problem

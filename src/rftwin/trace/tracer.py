@@ -306,10 +306,19 @@ def solve_paths(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: Solve
     raw["candidates_per_src"] = counter.per_source
     _clear_devices(sc)
     del paths, solver, counter
+    return raw
+
+
+def release_drjit_memory() -> None:
+    """Give Dr.Jit's memory back after a solver call: its allocation cache (the next call is sized from the budget,
+    not from the cache) and its in-memory kernel cache. Sionna's and the read-out's kernels are specialised to the
+    call's array sizes, so every call with another path count adds kernels (about 10 kB per receiver of a call
+    in the room); a trace of 10^5 links grew by 1 GiB before. The kernels stay on disk (~/.drjit): reloading the
+    few reused ones costs milliseconds."""
     import drjit as dr  # noqa: PLC0415
 
-    dr.flush_malloc_cache()  # give the call's memory back: the next call is sized from the budget, not the cache
-    return raw
+    dr.flush_malloc_cache()
+    dr.flush_kernel_cache()
 
 
 class _CandidateCounter:
@@ -432,6 +441,7 @@ def trace_call(twin: TwinScene, ut: np.ndarray, ur: np.ndarray, grid: np.ndarray
     raw = {k: v[keep] for k, v in raw.items()}
     geo = _geometry(raw, ut, ur, id_to_index, meshes, samples_per_src=settings.samples_per_src)
     f_tx, f_rx = _antenna_vectors(twin.scene, geo["k_tx"], geo["k_last_in"])
+    release_drjit_memory()
     links = np.sort(grid[grid >= 0])
     local = np.searchsorted(links, link[keep])
     order = np.argsort(local, kind="stable")
