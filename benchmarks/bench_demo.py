@@ -47,7 +47,8 @@ def run_demo_child(src: Path, args: list[str], jit_history: bool, label: str, en
         res = run_child(["sh", "-c", f"exec {cmd} > {shlex.quote(str(out))}"], env)
         doc = json.loads(out.read_text())
     return dict(src=str(src), label=label, env=env_extra or {}, args=args, wall_s=res["seconds"],
-                peak_rss_bytes=res["peak_rss_bytes"], load_average_before=load_before, load_average_after=os.getloadavg()[0], demo=doc)
+                peak_rss_bytes=res["peak_rss_bytes"], load_average_before=load_before,
+                load_average_after=os.getloadavg()[0], demo=doc)
 
 
 def stage_rows(run: dict) -> list[dict]:
