@@ -287,20 +287,64 @@ _MECHANISM_FIELDS = {"tube_length_m": "tube_length", "k_out": "k_out", "cos_o": 
                      "utd_wide": "utd_wide"}
 
 
+def _aligned(x: np.ndarray, align: int = 64) -> np.ndarray:
+    """A contiguous copy of ``x`` starting at a multiple of ``align`` bytes: Dr.Jit reads numpy memory in place and
+    compiles the pointer's alignment into the kernel, so arrays at other offsets would compile other kernels."""
+    buf = np.empty(x.size * x.itemsize + align, dtype=np.uint8)
+    off = (-buf.ctypes.data) % align
+    out = buf[off:off + x.size * x.itemsize].view(x.dtype).reshape(x.shape)
+    out[...] = x
+    return out
+
+
+def _array_endpoints(scene, positions: dict[str, np.ndarray]):
+    """``Scene._endpoints`` of Sionna 2.2 (positions, orientations, antenna offsets of the path sources or targets)
+    built from the arrays of the device positions [m] by name, for devices with zero orientation and velocity and
+    a synthetic array (as :func:`solve_paths` adds them); other calls go to Sionna's own.
+
+    Sionna scatters every device's position into the endpoint arrays one by one, as literals: one kernel whose code
+    holds every position, so each solver call with other receivers compiled it anew (2 048 receivers: about 10 s of
+    LLVM per call, more than the trace itself). Built from arrays the kernel code depends on the device count only
+    and comes from Dr.Jit's cache; the values are the same float32 numbers."""
+    import drjit as dr  # noqa: PLC0415
+    import mitsuba as mi  # noqa: PLC0415
+
+    own = scene._endpoints  # noqa: SLF001
+
+    def endpoints(radio_devices, array, synthetic_array, return_velocities):
+        devs = list(radio_devices)
+        if not synthetic_array or array is None or not devs or any(d.name not in positions for d in devs):
+            return own(devs, array, synthetic_array, return_velocities)
+        p = np.stack([positions[d.name] for d in devs]).astype(np.float32)
+        pos = mi.Point3f(*(_aligned(p[:, k]) for k in range(3)))
+        offsets = array.rotate(scene.wavelength, mi.Point3f(0.0, 0.0, 0.0))  # [array size], as at zero orientation
+        idx = dr.arange(mi.UInt, len(devs) * array.array_size) % array.array_size
+        rel = mi.Point3f(*(dr.gather(mi.Float, c, idx) for c in (offsets.x, offsets.y, offsets.z)))
+        vel = dr.zeros(mi.Vector3f, len(devs)) if return_velocities else None  # the devices do not move
+        return pos, dr.zeros(mi.Point3f, len(devs)), rel, vel
+
+    return endpoints
+
+
 def solve_paths(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: SolverSettings):
     """One PathSolver call with transmitters ``tx`` [T, 3] and receivers ``rx`` [R, 3]; returns the raw buffer."""
     rt = sionna_rt()
     sc = twin.scene
     _clear_devices(sc)
-    for i, p in enumerate(tx):
-        sc.add(rt.Transmitter(name=f"tx{i}", position=[float(v) for v in p]))
-    for i, p in enumerate(rx):
-        sc.add(rt.Receiver(name=f"rx{i}", position=[float(v) for v in p]))
+    positions = {}
+    for prefix, pts, kind in (("tx", tx, rt.Transmitter), ("rx", rx, rt.Receiver)):
+        for i, p in enumerate(np.asarray(pts, dtype=np.float64)):
+            positions[f"{prefix}{i}"] = p
+            sc.add(kind(name=f"{prefix}{i}", position=[float(v) for v in p]))
     solver = rt.PathSolver(deterministic=True)
     counter = _CandidateCounter(solver._candidate_generator)  # noqa: SLF001 - only way to see the budget use
     solver._candidate_generator = counter  # noqa: SLF001
     s = asdict(settings)
-    paths = solver(sc, synthetic_array=True, **s)
+    sc._endpoints = _array_endpoints(sc, positions)  # noqa: SLF001 - Sionna's compiles a kernel per call
+    try:
+        paths = solver(sc, synthetic_array=True, **s)
+    finally:
+        del sc._endpoints  # noqa: SLF001 - the class's own again
     raw = buffer_to_numpy(paths._paths_buffer, (len(sc.rx_array.antenna_pattern.patterns),  # noqa: SLF001
                                                   len(sc.tx_array.antenna_pattern.patterns)))
     raw["candidates_per_src"] = counter.per_source
