@@ -17,6 +17,7 @@ from rftwin.pathset import PathSet
 from rftwin.physics.arrays import ArraySpec
 from rftwin.physics.slab import SPEED_OF_LIGHT
 from rftwin.runtime import sionna_rt
+from rftwin.trace.kernel_cache import float_array
 
 
 def planar_array(spec: ArraySpec):
@@ -51,9 +52,8 @@ def field_vectors(spec: ArraySpec, k: np.ndarray, direction: str) -> np.ndarray:
     n = k.shape[0]
     if n == 0:
         return np.zeros((0, spec.num_patterns, 2), dtype=np.complex128)
-    o = [np.full(n, float(x), np.float32) for x in spec.orientation]
-    rot = rotation_matrix(mi.Point3f(*o))
-    kv = mi.Vector3f(*(np.ascontiguousarray(k[:, i], dtype=np.float32) for i in range(3)))
+    rot = rotation_matrix(mi.Point3f(*(float_array(np.full(n, float(x))) for x in spec.orientation)))
+    kv = mi.Vector3f(*(float_array(k[:, i]) for i in range(3)))
     out = []
     for p in planar_array(spec).antenna_pattern.patterns:
         f = antenna_pattern_to_world_implicit(p, rot, kv, direction=direction)

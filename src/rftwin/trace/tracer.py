@@ -20,6 +20,7 @@ from rftwin.scene.scene_materials import SceneMaterials, applied_materials, reso
 from rftwin.trace import budget as _budget
 from rftwin.trace import cache as _cache
 from rftwin.trace import geometry as g
+from rftwin.trace.kernel_cache import array_endpoints, float_array, opaque_materials, release_drjit_memory
 from rftwin.trace.shared_materials import share_materials
 
 FORMAT_VERSION = 2  # 2: diffuse-reflection and diffraction records
@@ -84,10 +85,10 @@ def _antenna_vectors(scene, k_tx: np.ndarray, k_in_last: np.ndarray) -> tuple[np
     if n == 0:  # no path in this call: Dr.Jit aborts on size-0 rotations ("jit_var(r0): unknown variable")
         return (np.zeros((0, len(scene.tx_array.antenna_pattern.patterns), 2), np.complex128),
                 np.zeros((0, len(scene.rx_array.antenna_pattern.patterns), 2), np.complex128))
-    rot = rotation_matrix(mi.Point3f(np.zeros(n, np.float32), np.zeros(n, np.float32), np.zeros(n, np.float32)))
+    rot = rotation_matrix(mi.Point3f(*(float_array(np.zeros(n)) for _ in range(3))))
 
     def vec(x):
-        return mi.Vector3f(*(x[:, i].astype(np.float32) for i in range(3)))
+        return mi.Vector3f(*(float_array(x[:, i]) for i in range(3)))
 
     def eval_(patterns, k, direction):
         out = []
@@ -287,45 +288,6 @@ _MECHANISM_FIELDS = {"tube_length_m": "tube_length", "k_out": "k_out", "cos_o": 
                      "utd_wide": "utd_wide"}
 
 
-def _aligned(x: np.ndarray, align: int = 64) -> np.ndarray:
-    """A contiguous copy of ``x`` starting at a multiple of ``align`` bytes: Dr.Jit reads numpy memory in place and
-    compiles the pointer's alignment into the kernel, so arrays at other offsets would compile other kernels."""
-    buf = np.empty(x.size * x.itemsize + align, dtype=np.uint8)
-    off = (-buf.ctypes.data) % align
-    out = buf[off:off + x.size * x.itemsize].view(x.dtype).reshape(x.shape)
-    out[...] = x
-    return out
-
-
-def _array_endpoints(scene, positions: dict[str, np.ndarray]):
-    """``Scene._endpoints`` of Sionna 2.2 (positions, orientations, antenna offsets of the path sources or targets)
-    built from the arrays of the device positions [m] by name, for devices with zero orientation and velocity and
-    a synthetic array (as :func:`solve_paths` adds them); other calls go to Sionna's own.
-
-    Sionna scatters every device's position into the endpoint arrays one by one, as literals: one kernel whose code
-    holds every position, so each solver call with other receivers compiled it anew (2 048 receivers: about 10 s of
-    LLVM per call, more than the trace itself). Built from arrays the kernel code depends on the device count only
-    and comes from Dr.Jit's cache; the values are the same float32 numbers."""
-    import drjit as dr  # noqa: PLC0415
-    import mitsuba as mi  # noqa: PLC0415
-
-    own = scene._endpoints  # noqa: SLF001
-
-    def endpoints(radio_devices, array, synthetic_array, return_velocities):
-        devs = list(radio_devices)
-        if not synthetic_array or array is None or not devs or any(d.name not in positions for d in devs):
-            return own(devs, array, synthetic_array, return_velocities)
-        p = np.stack([positions[d.name] for d in devs]).astype(np.float32)
-        pos = mi.Point3f(*(_aligned(p[:, k]) for k in range(3)))
-        offsets = array.rotate(scene.wavelength, mi.Point3f(0.0, 0.0, 0.0))  # [array size], as at zero orientation
-        idx = dr.arange(mi.UInt, len(devs) * array.array_size) % array.array_size
-        rel = mi.Point3f(*(dr.gather(mi.Float, c, idx) for c in (offsets.x, offsets.y, offsets.z)))
-        vel = dr.zeros(mi.Vector3f, len(devs)) if return_velocities else None  # the devices do not move
-        return pos, dr.zeros(mi.Point3f, len(devs)), rel, vel
-
-    return endpoints
-
-
 def solve_paths(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: SolverSettings):
     """One PathSolver call with transmitters ``tx`` [T, 3] and receivers ``rx`` [R, 3]; returns the raw buffer."""
     rt = sionna_rt()
@@ -340,7 +302,8 @@ def solve_paths(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: Solve
     counter = _CandidateCounter(solver._candidate_generator)  # noqa: SLF001 - only way to see the budget use
     solver._candidate_generator = counter  # noqa: SLF001
     s = asdict(settings)
-    sc._endpoints = _array_endpoints(sc, positions)  # noqa: SLF001 - Sionna's compiles a kernel per call
+    opaque_materials(sc)
+    sc._endpoints = array_endpoints(sc, positions)  # noqa: SLF001 - Sionna's compiles a kernel per call
     try:
         paths = solver(sc, synthetic_array=True, **s)
     finally:
@@ -351,18 +314,6 @@ def solve_paths(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: Solve
     _clear_devices(sc)
     del paths, solver, counter
     return raw
-
-
-def release_drjit_memory() -> None:
-    """Give Dr.Jit's memory back after a solver call: its allocation cache (the next call is sized from the budget,
-    not from the cache) and its in-memory kernel cache. Sionna's and the read-out's kernels are specialised to the
-    call's array sizes, so every call with another path count adds kernels (about 10 kB per receiver of a call
-    in the room); a trace of 10^5 links grew by 1 GiB before. The kernels stay on disk (~/.drjit): reloading the
-    few reused ones costs milliseconds."""
-    import drjit as dr  # noqa: PLC0415
-
-    dr.flush_malloc_cache()
-    dr.flush_kernel_cache()
 
 
 class _CandidateCounter:
