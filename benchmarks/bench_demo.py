@@ -9,10 +9,12 @@ interpreter start, imports, the plot, exit. Dr.Jit's own kernel cache (``~/.drji
 The machine is shared: compare totals only within one invocation. ``--compare SRC`` runs the same command with
 another checkout's ``src`` first (e.g. the main branch), so both totals come from the same minutes.
 
+``--fresh-kernels`` gives every run an empty home folder, so Dr.Jit compiles every kernel as on a new machine.
 ``--thp`` runs this checkout with transparent huge pages (``RFTWIN_THP=1``) and then without (the default since
 :func:`rftwin.runtime.disable_transparent_hugepages`).
 
-Run: .venv/bin/python benchmarks/bench_demo.py [--compare /work/main/src] [--thp] [--demo-args "--retrace 2"]
+Run: .venv/bin/python benchmarks/bench_demo.py [--compare /work/main/src] [--fresh-kernels] [--thp]
+     [--out FILE] [--demo-args "--retrace 2"]
 Results: benchmarks/results/demo_timing.json and demo_timing.png.
 """
 from __future__ import annotations
@@ -34,19 +36,25 @@ OUT = ROOT / "benchmarks" / "results" / "demo_timing.json"
 RFTWIN = ROOT / ".venv" / "bin" / "rftwin"
 
 
-def run_demo_child(src: Path, args: list[str], jit_history: bool, label: str, env_extra: dict | None = None
-                   ) -> dict:
-    """One ``rftwin demo --json`` with ``src`` on PYTHONPATH and an empty cache: wall, peak RSS, the demo's JSON."""
+def run_demo_child(src: Path, args: list[str], jit_history: bool, label: str, env_extra: dict | None = None,
+                   fresh_kernels: bool = False) -> dict:
+    """One ``rftwin demo --json`` with ``src`` on PYTHONPATH and an empty cache: wall, peak RSS, the demo's JSON.
+    ``fresh_kernels``: with an empty home folder, so Dr.Jit's kernel cache (``~/.drjit``) starts empty as on a new
+    machine."""
     with tempfile.TemporaryDirectory(prefix="bench_demo_") as tmp:
         env = dict(os.environ, PYTHONPATH=str(src), RFTWIN_CACHE=str(Path(tmp) / "cache"), RFTWIN_PROGRESS="0",
                    **(env_extra or {}))
+        if fresh_kernels:
+            (Path(tmp) / "home").mkdir()
+            env["HOME"] = str(Path(tmp) / "home")
         env["RFTWIN_JIT_HISTORY"] = "1" if jit_history else "0"
         out = Path(tmp) / "demo.json"
         cmd = " ".join(shlex.quote(str(x)) for x in [RFTWIN, "demo", "--json", "--out", Path(tmp) / "out", *args])
         load_before = os.getloadavg()[0]
         res = run_child(["sh", "-c", f"exec {cmd} > {shlex.quote(str(out))}"], env)
         doc = json.loads(out.read_text())
-    return dict(src=str(src), label=label, env=env_extra or {}, args=args, wall_s=res["seconds"],
+    return dict(src=str(src), label=label, env=env_extra or {}, fresh_kernels=fresh_kernels, args=args,
+                wall_s=res["seconds"],
                 peak_rss_bytes=res["peak_rss_bytes"], load_average_before=load_before,
                 load_average_after=os.getloadavg()[0], demo=doc)
 
@@ -120,6 +128,8 @@ def main() -> None:
     ap.add_argument("--demo-args", default="", help="extra options of rftwin demo, e.g. '--retrace 1'")
     ap.add_argument("--no-jit-history", action="store_true", help="do not record Dr.Jit's kernel history")
     ap.add_argument("--out", type=Path, default=OUT.relative_to(ROOT), help="results JSON (the PNG goes beside it)")
+    ap.add_argument("--fresh-kernels", action="store_true",
+                    help="every run with an empty Dr.Jit kernel cache (an empty home folder), as on a new machine")
     ap.add_argument("--thp", action="store_true",
                     help="this checkout twice: with transparent huge pages (RFTWIN_THP=1) first, then without")
     a = ap.parse_args()
@@ -131,11 +141,12 @@ def main() -> None:
     runs = []
     for src, label, extra in plan:
         print(f"rftwin demo {' '.join(args)} with {src} ({label}) ...", file=sys.stderr, flush=True)
-        runs.append(run_demo_child(src, args, not a.no_jit_history, label, extra))
+        runs.append(run_demo_child(src, args, not a.no_jit_history, label, extra, a.fresh_kernels))
         print("\n".join(table(runs[-1])), flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     doc = {"command": "benchmarks/bench_demo.py" + (f" --compare {a.compare}" if a.compare else "")
-           + (" --thp" if a.thp else "") + (f" --out {a.out}" if ROOT / a.out != OUT else "")
+           + (" --thp" if a.thp else "") + (" --fresh-kernels" if a.fresh_kernels else "")
+           + (f" --out {a.out}" if ROOT / a.out != OUT else "")
            + (f" --demo-args {shlex.quote(a.demo_args)}" if a.demo_args else ""), "commit": commit.stdout.strip(),
            "cpus": os.cpu_count(), "runs": [dict(r, stages=stage_rows(r)) for r in runs]}
     for r in doc["runs"]:  # keep the record small: the per-object table stays in the demo's own output

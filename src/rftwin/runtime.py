@@ -68,9 +68,9 @@ def disable_transparent_hugepages() -> bool:
 
     Dr.Jit asks the kernel for huge pages (``madvise``) on its large buffers, and Sionna's solver allocates and frees
     buffers of up to ~10^8 lanes whose pages it only partly touches: with huge pages every first touch zeroes 2 MiB.
-    On this project's 2-vCPU VM the demo's first 5 10^5-ray trace (96 links, depth 4) took 12.5-13.7 s with them
-    (15-16 s of kernel time) and 7.1 s without, with the same paths to the last bit; later calls of a process
-    differed little (``benchmarks/bench_demo.py --thp``). Torch does not ask for huge pages, so on the usual
+    On this project's 2-vCPU VM the demo's simulation (its first solver call: 96 links, depth 4, 5 10^5 rays)
+    took 15.7 s with them and 6.4 s without, with the same paths to the last bit (``benchmarks/bench_demo.py
+    --thp``, docs/scale.md). Torch does not ask for huge pages, so on the usual
     ``madvise`` setting only Dr.Jit's buffers are affected."""
     if os.environ.get(THP_ENV) == "1" or not sys.platform.startswith("linux"):
         return False

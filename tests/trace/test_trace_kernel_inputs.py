@@ -1,8 +1,8 @@
 """Kernel inputs instead of literals (rftwin.trace.kernel_cache). Sionna 2.2 scatters each device's position
 into the path endpoints as a literal, one kernel per device whose code holds its position, and keeps the material
-values as literals: every solver call with new receivers compiled thousands of kernels (2 048 receivers: ~9 s of
-LLVM per call on an empty kernel cache) and every trace at new materials the solver's kernels again. Real Sionna
-traces of the room; kernels counted with Dr.Jit's kernel history."""
+values as literals: every solver call with new receivers compiled thousands of kernels (2 048 receivers: 8-12 s
+of LLVM per call on an empty kernel cache, benchmarks/bench_kernel_cache.py) and every trace at new materials
+the solver's kernels again. Real Sionna traces of the room; kernels counted with Dr.Jit's kernel history."""
 import numpy as np
 import pytest
 import torch

@@ -43,8 +43,9 @@ def array_endpoints(scene, positions: dict[str, np.ndarray]):
     calls go to Sionna's own.
 
     Sionna scatters every device's position into the endpoint arrays one by one, as literals: kernels whose code
-    holds the positions, compiled anew for every call with other receivers (2 048 receivers: about 9 s of LLVM per
-    call). Built from arrays, the code depends on the device count only; the values are the same float32 numbers."""
+    holds the positions, compiled anew for every call with other receivers (2 048 receivers: 8-12 s of LLVM per
+    call, benchmarks/bench_kernel_cache.py). Built from arrays, the code depends on the device count only; the
+    values are the same float32 numbers."""
     import drjit as dr  # noqa: PLC0415
     import mitsuba as mi  # noqa: PLC0415
 
@@ -68,8 +69,8 @@ def array_endpoints(scene, positions: dict[str, np.ndarray]):
 def opaque_materials(scene) -> None:
     """Make the values of every radio material of ``scene`` kernel inputs instead of literals (eps_r, sigma,
     thickness, S, K_xpd): otherwise each trace at new material values, e.g. every re-trace of a calibration,
-    compiled the solver's kernels again (the demo's room, 96 links, 10^5 rays: 2.0-2.2 s of LLVM per trace on an
-    empty kernel cache)."""
+    compiled the solver's kernels again (the demo's 96 links, 10^5 rays: 1.4-1.6 s of LLVM per re-trace on an
+    empty kernel cache, benchmarks/bench_kernel_cache.py)."""
     import drjit as dr  # noqa: PLC0415
 
     for rm in scene.radio_materials.values():
@@ -80,9 +81,8 @@ def opaque_materials(scene) -> None:
 
 def release_drjit_memory() -> None:
     """Give Dr.Jit's memory back after a solver call: its allocation cache (the next call is sized from the budget,
-    not from the cache) and its in-memory kernel cache. Kernels specialised to a call's path count accumulate
-    otherwise (about 10 kB per receiver of a call in the room: a 10^5-link trace grew by 1 GiB). The kernels stay
-    on disk; reloading the ones a later call needs costs milliseconds."""
+    not from the cache) and its in-memory kernel cache, where kernels specialised to each call accumulated (a
+    10^5-link trace grew by 1 GiB). The kernels stay on disk, where a later call finds the ones it needs."""
     import drjit as dr  # noqa: PLC0415
 
     dr.flush_malloc_cache()
