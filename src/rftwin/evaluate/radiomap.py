@@ -118,6 +118,7 @@ def compute_radio_map(twin: TwinScene, doc: dict | None, tx_pos, frequency_hz: f
         kw = {} if tx_power_dbm is None else {"power_dbm": float(tx_power_dbm)}
         sc.add(rt.Transmitter(name=f"tx{i}", position=[float(v) for v in p], **kw))
     try:
+        from rftwin.trace.kernel_cache import opaque_materials  # noqa: PLC0415
         from rftwin.trace.shared_materials import share_materials  # noqa: PLC0415
 
         solver = rt.RadioMapSolver()
@@ -127,6 +128,7 @@ def compute_radio_map(twin: TwinScene, doc: dict | None, tx_pos, frequency_hz: f
         with applied_materials(twin, frequency_hz=frequency_hz):
             mats = materials if materials is not None else document_materials(twin, doc, frequency_hz)
             with applied_materials(twin, mats), share_materials(twin):
+                opaque_materials(sc)  # material values as kernel inputs: a map at new values compiles nothing new
                 rm = solver(sc, center=mi.Point3f((x0 + x1) / 2, (y0 + y1) / 2, float(height_m)),
                             orientation=mi.Point3f(0.0, 0.0, 0.0), size=mi.Point2f(x1 - x0, y1 - y0),
                             cell_size=mi.Point2f(cell_m, cell_m), samples_per_tx=int(settings.samples_per_src),
