@@ -9,7 +9,7 @@ that took longer than the tracing itself (docs/scale.md, "Kernels compiled per c
 * the alignment of numpy memory, which Dr.Jit reads in place: :func:`aligned`, :func:`float_array`;
 * sizes: kernels specialised to a call's path count remain (Sionna's own tensor strides).
 
-:func:`release_drjit_memory` frees the in-memory caches after a call (the kernels stay on disk).
+:func:`release_drjit_memory` frees the in-memory caches after calls (the kernels stay on disk).
 """
 from __future__ import annotations
 
@@ -79,14 +79,26 @@ def opaque_materials(scene) -> None:
             dr.make_opaque(*vals)
 
 
-def release_drjit_memory() -> None:
-    """Give Dr.Jit's memory back after a solver call: its allocation cache (the next call is sized from the budget,
-    not from the cache) and its in-memory kernel cache, where kernels specialised to each call accumulated (a
-    10^5-link trace grew by 1 GiB). The kernels stay on disk, where a later call finds the ones it needs."""
+#: (tx, rx) pairs traced between releases of Dr.Jit's in-memory kernel cache (~10 kB of kernels per pair)
+KERNEL_RELEASE_PAIRS = 2048
+_pairs_since_release = 0
+
+
+def release_drjit_memory(pairs: int) -> None:
+    """Give Dr.Jit's memory back after a solver call of ``pairs`` (tx, rx) pairs: its allocation cache every time
+    (the next call is sized from the budget, not from the cache) and its in-memory kernel cache once
+    :data:`KERNEL_RELEASE_PAIRS` pairs were traced since the last release. Kernels specialised to each call
+    accumulated there (a 10^5-link trace grew by 1 GiB); they stay on disk, where a later call finds the ones it
+    needs. Small calls keep their kernels in memory a while: reloading them for every call of a few links cost
+    more than the call."""
+    global _pairs_since_release
     import drjit as dr  # noqa: PLC0415
 
     dr.flush_malloc_cache()
-    dr.flush_kernel_cache()
+    _pairs_since_release += int(pairs)
+    if _pairs_since_release >= KERNEL_RELEASE_PAIRS:
+        dr.flush_kernel_cache()
+        _pairs_since_release = 0
 
 
 __all__ = ["aligned", "array_endpoints", "float_array", "opaque_materials", "release_drjit_memory"]

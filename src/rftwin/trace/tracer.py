@@ -436,7 +436,7 @@ def trace_call(twin: TwinScene, ut: np.ndarray, ur: np.ndarray, grid: np.ndarray
     raw = {k: v[keep] for k, v in raw.items()}
     geo = _geometry(raw, ut, ur, id_to_index, meshes, samples_per_src=settings.samples_per_src)
     f_tx, f_rx = _antenna_vectors(twin.scene, geo["k_tx"], geo["k_last_in"])
-    release_drjit_memory()
+    release_drjit_memory(len(ut) * len(ur))
     links = np.sort(grid[grid >= 0])
     local = np.searchsorted(links, link[keep])
     order = np.argsort(local, kind="stable")
