@@ -85,7 +85,8 @@ def _antenna_vectors(scene, k_tx: np.ndarray, k_in_last: np.ndarray) -> tuple[np
     if n == 0:  # no path in this call: Dr.Jit aborts on size-0 rotations ("jit_var(r0): unknown variable")
         return (np.zeros((0, len(scene.tx_array.antenna_pattern.patterns), 2), np.complex128),
                 np.zeros((0, len(scene.rx_array.antenna_pattern.patterns), 2), np.complex128))
-    rot = rotation_matrix(mi.Point3f(*(float_array(np.zeros(n)) for _ in range(3))))
+    zero = float_array(np.zeros(n))
+    rot = rotation_matrix(mi.Point3f(zero, zero, zero))
 
     def vec(x):
         return mi.Vector3f(*(float_array(x[:, i]) for i in range(3)))
