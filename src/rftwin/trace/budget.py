@@ -22,6 +22,8 @@ GIB = 2**30
 MIB = 2**20
 #: measured 37 B (benchmarks/measure_trace_memory.py: room, depth 2-4, 1e4-1e5 rays, 1-1000 receivers), +30 %
 BYTES_PER_LANE = 48.0
+#: Sionna's two specular-chain tables: two uint32 per slot (rftwin.trace.dedup_table)
+BYTES_PER_SLOT = 8
 #: measured 3.8 kB per returned path (raw buffer, geometry records, antenna vectors, PathSet), x 2
 BYTES_PER_PATH = 8192.0
 #: paths per (tx, rx) pair assumed when sizing a call (the count is unknown before tracing)
@@ -84,11 +86,14 @@ class CallSizer:
     resident: int
     paths_per_pair: int = PATHS_PER_PAIR
     lane_limit: int = MAX_SOLVER_LANES
+    #: slots of Sionna's specular-chain tables per lane when sized per call (rftwin.trace.dedup_table), 8 B each
+    slots_per_lane: float = 0.0
 
     @property
     def pair_cost(self) -> float:
         """Bytes one (tx, rx) pair adds to a call."""
-        return BYTES_PER_LANE * self.lanes_per_pair + BYTES_PER_PATH * self.paths_per_pair
+        return ((BYTES_PER_LANE + BYTES_PER_SLOT * self.slots_per_lane) * self.lanes_per_pair
+                + BYTES_PER_PATH * self.paths_per_pair)
 
     @property
     def allowance(self) -> float:
@@ -110,5 +115,6 @@ class CallSizer:
         return self.max_pairs() * self.lanes_per_pair
 
 
-__all__ = ["BYTES_PER_LANE", "BYTES_PER_PATH", "BudgetError", "CallSizer", "MAX_SOLVER_LANES", "current_rss",
+__all__ = ["BYTES_PER_LANE", "BYTES_PER_PATH", "BYTES_PER_SLOT", "BudgetError", "CallSizer", "MAX_SOLVER_LANES",
+           "current_rss",
            "default_budget", "fmt_bytes", "parse_budget", "use_budget"]

@@ -19,6 +19,7 @@ from rftwin.scene.load import TwinScene
 from rftwin.scene.scene_materials import SceneMaterials, applied_materials, resolve_materials
 from rftwin.trace import budget as _budget
 from rftwin.trace import cache as _cache
+from rftwin.trace import dedup_table as _dedup
 from rftwin.trace import geometry as g
 from rftwin.trace.kernel_cache import array_endpoints, float_array, opaque_materials, release_drjit_memory
 from rftwin.trace.shared_materials import share_materials
@@ -289,8 +290,33 @@ _MECHANISM_FIELDS = {"tube_length_m": "tube_length", "k_out": "k_out", "cos_o": 
                      "utd_wide": "utd_wide"}
 
 
+def table_key(twin: TwinScene, settings: SolverSettings) -> tuple:
+    """What the candidates per solver lane depend on (:mod:`rftwin.trace.dedup_table`)."""
+    return twin.source, settings
+
+
 def solve_paths(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: SolverSettings):
-    """One PathSolver call with transmitters ``tx`` [T, 3] and receivers ``rx`` [R, 3]; returns the raw buffer."""
+    """One PathSolver call with transmitters ``tx`` [T, 3] and receivers ``rx`` [R, 3]; returns the raw buffer
+    (plus ``candidates_per_src`` [T]). With ``RFTWIN_CHAIN_TABLES=sized`` its specular-chain tables are sized for
+    the call (:mod:`rftwin.trace.dedup_table`) and a call that filled them is traced again with larger ones."""
+    if _dedup.policy() == "sionna":
+        return _solve(twin, tx, rx, settings)
+    key = table_key(twin, settings)
+    lanes_per_source = max(1, settings.max_depth) * settings.samples_per_src * len(rx)
+    slots = _dedup.table_slots(key, lanes_per_source, len(tx), settings.max_num_paths_per_src)
+    for _ in range(_dedup.MAX_ATTEMPTS):
+        with _dedup.sized_tables(slots):
+            raw = _solve(twin, tx, rx, settings)
+        fullest = int(raw["candidates_per_src"].max(initial=0))
+        _dedup.record(key, fullest, lanes_per_source)
+        larger = _dedup.table_slots(key, lanes_per_source, len(tx), slots, candidates=fullest)
+        if not _dedup.too_full(fullest, slots) or larger <= slots:
+            break
+        slots = larger
+    return raw
+
+
+def _solve(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: SolverSettings) -> dict:
     rt = sionna_rt()
     sc = twin.scene
     _clear_devices(sc)
@@ -394,6 +420,8 @@ def cache_key(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, settings:
     antenna settings, frequency."""
     h = hashlib.sha256()
     h.update(f"v{FORMAT_VERSION}".encode())
+    if _dedup.policy() != "sionna":  # other tables, other paths
+        h.update(f"tables={_dedup.policy()}".encode())
     h.update(twin.geometry_hash(resolve_materials(twin, materials)).encode())
     h.update(np.ascontiguousarray(tx_pos, dtype=np.float64).tobytes())
     h.update(np.ascontiguousarray(rx_pos, dtype=np.float64).tobytes())
@@ -489,6 +517,15 @@ def _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir, 
     return tx_pos, rx_pos, key, root
 
 
+def _max_pairs(twin: TwinScene, settings: SolverSettings, memory_budget: int | None) -> int:
+    """(tx, rx) pairs per solver call that fit ``memory_budget`` (default: the process's) above the resident
+    memory now; raises :class:`rftwin.trace.budget.BudgetError` when not even one does."""
+    lanes_per_pair = max(1, settings.max_depth) * settings.samples_per_src
+    return _budget.CallSizer(_budget.default_budget() if memory_budget is None else int(memory_budget),
+                             lanes_per_pair, _budget.current_rss(), lane_limit=MAX_SOLVER_LANES,
+                             slots_per_lane=_dedup.slots_per_lane(table_key(twin, settings))).max_pairs()
+
+
 def iter_trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSettings(),
                tx_antenna: AntennaSpec = AntennaSpec(), rx_antenna: AntennaSpec = AntennaSpec(),
                cache_dir: str | os.PathLike | None | bool = None, progress: bool = True,
@@ -507,10 +544,7 @@ def iter_trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = Solve
     """
     tx_pos, rx_pos, key, root = _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir,
                                          materials)
-    lanes_per_pair = max(1, settings.max_depth) * settings.samples_per_src
-    sizer = _budget.CallSizer(_budget.default_budget() if memory_budget is None else int(memory_budget),
-                              lanes_per_pair, _budget.current_rss(), lane_limit=MAX_SOLVER_LANES)
-    max_pairs = sizer.max_pairs()  # raises BudgetError before anything is traced or written
+    max_pairs = _max_pairs(twin, settings, memory_budget)  # raises BudgetError before anything is traced
     if root is not None:  # entries carry their key and a checksum: a damaged or swapped one is re-traced
         whole = _cache.read_entry(_cache.entry_path(root, key), key)
         if whole is not None:
@@ -571,9 +605,7 @@ def trace_into_cache(twin: TwinScene, tx_pos, rx_pos, links, settings: SolverSet
                            "the scene file must be reachable under the same path on every worker")
     if root is None:
         raise ValueError("a fanned-out trace needs a cache folder shared by the workers")
-    lanes_per_pair = max(1, settings.max_depth) * settings.samples_per_src
-    max_pairs = _budget.CallSizer(_budget.default_budget() if memory_budget is None else int(memory_budget),
-                                  lanes_per_pair, _budget.current_rss(), lane_limit=MAX_SOLVER_LANES).max_pairs()
+    max_pairs = _max_pairs(twin, settings, memory_budget)
     sdir = root / f"{key}.shards"
     covered = np.zeros(len(tx_pos), dtype=bool)
     for _, done in _cached_shards(sdir, len(tx_pos)):
