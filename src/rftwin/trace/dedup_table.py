@@ -9,17 +9,17 @@ Sionna's default 10^6 slots, the room traced 256-512 receivers per call lost abo
 links traced four at a time (figures in ``benchmarks/results/dedup_table.json``), and sizes that are powers of two
 lost paths even at low load (the hash's low bits collide). ``benchmarks/bench_dedup_table.py`` measures it.
 
-With ``RFTWIN_CHAIN_TABLES=sized`` every call gets tables sized from the candidates it is expected to store
-(``TARGET_LOAD`` candidates per slot, a prime number of slots), and a call whose tables were fuller than
-``MAX_LOAD`` is traced again with larger ones. The expected candidates per solver lane are learnt per scene and
-solver settings in this process. Sionna sizes the tables as max(``max_num_paths_per_src``,
+With ``RFTWIN_CHAIN_TABLES=sized`` every call gets tables of a prime number of slots, ``SLOTS_PER_LANE`` per solver
+lane (about ``TARGET_LOAD`` candidates per slot), and a call whose tables ended fuller than ``MAX_LOAD`` is traced
+again with tables sized from its count. Sionna sizes the tables as max(``max_num_paths_per_src``,
 ``SBCandidateGenerator.MIN_SPEC_COUNT_SIZE``); :func:`sized_tables` sets the latter for one call.
 ``max_num_paths_per_src`` itself stays the per-source path cap: Sionna allocates its path records for that many
 paths (about 120 bytes each), so it cannot be the knob.
 
-The default (``RFTWIN_CHAIN_TABLES=sionna``) keeps Sionna's tables. With sized tables the demo recovers its
-materials on 3 of 14 truth draws instead of 13, with a loss floor of 1e-5 to 1e-3 dB^2 that says that its re-traces
-no longer reproduce the simulated data; why is not yet known (docs/scale.md).
+The size depends on the call alone. A first version learnt the candidates per lane in the process and sized later
+calls from that: the demo's re-traces then had other tables than its simulation, the few collisions left at that
+load differed, and the demo recovered its materials on 3 of 14 truth draws (loss floor 1e-5 to 1e-3 dB^2) instead
+of 13. The default (``RFTWIN_CHAIN_TABLES=sionna``) still keeps Sionna's tables (docs/scale.md).
 """
 from __future__ import annotations
 
@@ -28,21 +28,20 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-#: candidates per slot a table is sized for; below about 1e-3 no path of the benchmark's cases was lost
+#: candidates per slot a table is sized for; below about 1e-3 few paths of the benchmark's cases were lost
 TARGET_LOAD = 5e-4
 #: a call whose tables ended fuller than this is traced again with tables sized from its count
 MAX_LOAD = 2e-3
 #: solver calls at most for one set of links (the first and up to two with larger tables)
 MAX_ATTEMPTS = 3
-#: candidates per solver lane (depth x samples x targets) assumed before a call of the scene was traced
-#: (measured 3e-4 to 3.4e-3 in the room, depth 2-4)
-FIRST_CANDIDATES_PER_LANE = 1e-3
+#: table slots per solver lane (depth x samples x targets): candidates per lane measured 3e-4 to 3.4e-3 in the
+#: room (depth 2-4), so 1e-3 / TARGET_LOAD. A constant, not learnt: the size must depend on the call alone, or
+#: the rare collisions left differ between two traces of the same links (see the module docstring)
+SLOTS_PER_LANE = 2.0
 #: Sionna asserts the tables' index fits 32 bits
 MAX_SLOTS = 2**32 - 1
 
 POLICIES = ("sionna", "sized")
-
-_candidates_per_lane: dict[object, float] = {}
 
 
 def policy() -> str:
@@ -69,32 +68,19 @@ def next_prime(n: int) -> int:
     return n
 
 
-def candidates_per_lane(key: object) -> float:
-    """Expected candidates per solver lane of the scene and settings ``key`` (the largest seen in this process)."""
-    return _candidates_per_lane.get(key, FIRST_CANDIDATES_PER_LANE)
+def slots_per_lane() -> float:
+    """Table slots per solver lane a call will get (for the memory budget; 0 with Sionna's tables, whose fixed size
+    is part of the measured cost per lane)."""
+    return SLOTS_PER_LANE if policy() == "sized" else 0.0
 
 
-def slots_per_lane(key: object) -> float:
-    """Table slots per solver lane a call of ``key`` will get (for the memory budget; 0 with Sionna's tables,
-    whose fixed size is part of the measured cost per lane)."""
-    return candidates_per_lane(key) / TARGET_LOAD if policy() == "sized" else 0.0
-
-
-def table_slots(key: object, lanes_per_source: int, num_sources: int, min_slots: int,
-                candidates: int | None = None) -> int:
+def table_slots(lanes_per_source: int, num_sources: int, min_slots: int, candidates: int | None = None) -> int:
     """Slots per source of a call with ``lanes_per_source`` lanes (depth x samples x targets) per source: a prime
-    >= ``min_slots`` (Sionna takes the larger of it and ``max_num_paths_per_src``) holding the expected (or,
-    given, the counted) ``candidates`` per source at ``TARGET_LOAD``."""
-    want = (candidates_per_lane(key) * lanes_per_source if candidates is None else candidates) / TARGET_LOAD
+    >= ``min_slots`` (Sionna takes the larger of it and ``max_num_paths_per_src``), ``SLOTS_PER_LANE`` per lane,
+    or, given the ``candidates`` a call stored per source, enough for them at ``TARGET_LOAD``."""
+    want = SLOTS_PER_LANE * lanes_per_source if candidates is None else candidates / TARGET_LOAD
     cap = MAX_SLOTS // max(1, num_sources)
     return min(next_prime(max(int(min_slots), math.ceil(want))), cap)
-
-
-def record(key: object, candidates: int, lanes_per_source: int) -> None:
-    """Learn from a finished call: ``candidates`` stored by its fullest source of ``lanes_per_source`` lanes."""
-    if lanes_per_source > 0:
-        rate = candidates / lanes_per_source
-        _candidates_per_lane[key] = max(rate, _candidates_per_lane.get(key, 0.0))
 
 
 def too_full(candidates: int, slots: int) -> bool:
@@ -114,6 +100,5 @@ def sized_tables(slots: int) -> Iterator[None]:
         SBCandidateGenerator.MIN_SPEC_COUNT_SIZE = before
 
 
-__all__ = ["MAX_ATTEMPTS", "MAX_LOAD", "POLICIES", "TARGET_LOAD", "candidates_per_lane", "next_prime", "policy",
-           "record",
+__all__ = ["MAX_ATTEMPTS", "MAX_LOAD", "POLICIES", "SLOTS_PER_LANE", "TARGET_LOAD", "next_prime", "policy",
            "sized_tables", "slots_per_lane", "table_slots", "too_full"]

@@ -290,26 +290,19 @@ _MECHANISM_FIELDS = {"tube_length_m": "tube_length", "k_out": "k_out", "cos_o": 
                      "utd_wide": "utd_wide"}
 
 
-def table_key(twin: TwinScene, settings: SolverSettings) -> tuple:
-    """What the candidates per solver lane depend on (:mod:`rftwin.trace.dedup_table`)."""
-    return twin.source, settings
-
-
 def solve_paths(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: SolverSettings):
     """One PathSolver call with transmitters ``tx`` [T, 3] and receivers ``rx`` [R, 3]; returns the raw buffer
     (plus ``candidates_per_src`` [T]). With ``RFTWIN_CHAIN_TABLES=sized`` its specular-chain tables are sized for
     the call (:mod:`rftwin.trace.dedup_table`) and a call that filled them is traced again with larger ones."""
     if _dedup.policy() == "sionna":
         return _solve(twin, tx, rx, settings)
-    key = table_key(twin, settings)
     lanes_per_source = max(1, settings.max_depth) * settings.samples_per_src * len(rx)
-    slots = _dedup.table_slots(key, lanes_per_source, len(tx), settings.max_num_paths_per_src)
+    slots = _dedup.table_slots(lanes_per_source, len(tx), settings.max_num_paths_per_src)
     for _ in range(_dedup.MAX_ATTEMPTS):
         with _dedup.sized_tables(slots):
             raw = _solve(twin, tx, rx, settings)
         fullest = int(raw["candidates_per_src"].max(initial=0))
-        _dedup.record(key, fullest, lanes_per_source)
-        larger = _dedup.table_slots(key, lanes_per_source, len(tx), slots, candidates=fullest)
+        larger = _dedup.table_slots(lanes_per_source, len(tx), slots, candidates=fullest)
         if not _dedup.too_full(fullest, slots) or larger <= slots:
             break
         slots = larger
@@ -523,7 +516,7 @@ def _max_pairs(twin: TwinScene, settings: SolverSettings, memory_budget: int | N
     lanes_per_pair = max(1, settings.max_depth) * settings.samples_per_src
     return _budget.CallSizer(_budget.default_budget() if memory_budget is None else int(memory_budget),
                              lanes_per_pair, _budget.current_rss(), lane_limit=MAX_SOLVER_LANES,
-                             slots_per_lane=_dedup.slots_per_lane(table_key(twin, settings))).max_pairs()
+                             slots_per_lane=_dedup.slots_per_lane()).max_pairs()
 
 
 def iter_trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSettings(),
