@@ -116,5 +116,4 @@ class CallSizer:
 
 
 __all__ = ["BYTES_PER_LANE", "BYTES_PER_PATH", "BYTES_PER_SLOT", "BudgetError", "CallSizer", "MAX_SOLVER_LANES",
-           "current_rss",
-           "default_budget", "fmt_bytes", "parse_budget", "use_budget"]
+           "current_rss", "default_budget", "fmt_bytes", "parse_budget", "use_budget"]

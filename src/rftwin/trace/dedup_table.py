@@ -84,7 +84,7 @@ def table_slots(lanes_per_source: int, num_sources: int, min_slots: int, candida
 
 
 def too_full(candidates: int, slots: int) -> bool:
-    return candidates > MAX_LOAD * slots and slots < MAX_SLOTS
+    return candidates > MAX_LOAD * slots
 
 
 @contextmanager

@@ -43,6 +43,11 @@ class SolverSettings:
     diffraction_lit_region: bool = True
     seed: int = 42
 
+    @property
+    def lanes_per_pair(self) -> int:
+        """Solver lanes one (tx, rx) pair takes: max(depth, 1) x samples per source."""
+        return max(1, self.max_depth) * self.samples_per_src
+
     def mechanisms(self) -> list[str]:
         names = ("los", "specular_reflection", "diffuse_reflection", "refraction", "diffraction", "edge_diffraction")
         return [n for n in names if getattr(self, n)]
@@ -296,7 +301,7 @@ def solve_paths(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: Solve
     the call (:mod:`rftwin.trace.dedup_table`) and a call that filled them is traced again with larger ones."""
     if _dedup.policy() == "sionna":
         return _solve(twin, tx, rx, settings)
-    lanes_per_source = max(1, settings.max_depth) * settings.samples_per_src * len(rx)
+    lanes_per_source = settings.lanes_per_pair * len(rx)
     slots = _dedup.table_slots(lanes_per_source, len(tx), settings.max_num_paths_per_src)
     for _ in range(_dedup.MAX_ATTEMPTS):
         with _dedup.sized_tables(slots):
@@ -510,12 +515,11 @@ def _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir, 
     return tx_pos, rx_pos, key, root
 
 
-def _max_pairs(twin: TwinScene, settings: SolverSettings, memory_budget: int | None) -> int:
+def _max_pairs(settings: SolverSettings, memory_budget: int | None) -> int:
     """(tx, rx) pairs per solver call that fit ``memory_budget`` (default: the process's) above the resident
     memory now; raises :class:`rftwin.trace.budget.BudgetError` when not even one does."""
-    lanes_per_pair = max(1, settings.max_depth) * settings.samples_per_src
     return _budget.CallSizer(_budget.default_budget() if memory_budget is None else int(memory_budget),
-                             lanes_per_pair, _budget.current_rss(), lane_limit=MAX_SOLVER_LANES,
+                             settings.lanes_per_pair, _budget.current_rss(), lane_limit=MAX_SOLVER_LANES,
                              slots_per_lane=_dedup.slots_per_lane()).max_pairs()
 
 
@@ -537,7 +541,7 @@ def iter_trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = Solve
     """
     tx_pos, rx_pos, key, root = _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir,
                                          materials)
-    max_pairs = _max_pairs(twin, settings, memory_budget)  # raises BudgetError before anything is traced
+    max_pairs = _max_pairs(settings, memory_budget)  # raises BudgetError before anything is traced
     if root is not None:  # entries carry their key and a checksum: a damaged or swapped one is re-traced
         whole = _cache.read_entry(_cache.entry_path(root, key), key)
         if whole is not None:
@@ -566,7 +570,7 @@ def _trace_links(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, links:
     to ``sdir``."""
     if not len(links):
         return
-    lanes_per_pair = max(1, settings.max_depth) * settings.samples_per_src
+    lanes_per_pair = settings.lanes_per_pair
     _set_arrays(twin.scene, tx_antenna, rx_antenna)
     calls = plan_calls(tx_pos[links], rx_pos[links], lanes_per_pair, max_pairs * lanes_per_pair)
     meta = _trace_meta(twin, settings, tx_antenna, rx_antenna, key, 0, materials)
@@ -598,7 +602,7 @@ def trace_into_cache(twin: TwinScene, tx_pos, rx_pos, links, settings: SolverSet
                            "the scene file must be reachable under the same path on every worker")
     if root is None:
         raise ValueError("a fanned-out trace needs a cache folder shared by the workers")
-    max_pairs = _max_pairs(twin, settings, memory_budget)
+    max_pairs = _max_pairs(settings, memory_budget)
     sdir = root / f"{key}.shards"
     covered = np.zeros(len(tx_pos), dtype=bool)
     for _, done in _cached_shards(sdir, len(tx_pos)):
