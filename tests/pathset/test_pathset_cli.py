@@ -41,10 +41,11 @@ def test_device_to_device_traces_only_requested_pairs():
     assert len(calls) == 3 and sum(int((g >= 0).sum()) for _, _, g in calls) == 3
     assert all(len(r) == 1 for _, r, _ in calls)
     full_tx, full_rx = np.repeat(tx, 3, 0), np.tile(rx, (3, 1))
-    assert len(plan_calls(full_tx, full_rx)) == 1
-    split = plan_calls(full_tx, full_rx, lanes_per_pair=10, max_lanes=40)  # 4 pairs per call at most
+    whole = plan_calls(full_tx, full_rx)  # the full grid: one call per transmitter
+    assert len(whole) == 3 and all(len(t) == 1 and len(r) == 3 for t, r, _ in whole)
+    split = plan_calls(full_tx, full_rx, lanes_per_pair=10, max_lanes=20)  # 2 pairs per call at most
     links = np.concatenate([g[g >= 0] for _, _, g in split])
-    assert all(g.size <= 4 for _, _, g in split) and sorted(links.tolist()) == list(range(9))
+    assert len(split) == 6 and all(g.size <= 2 for _, _, g in split) and sorted(links.tolist()) == list(range(9))
     twin = load("room")
     ps = trace(twin, tx, rx, S, cache_dir=False)
     assert ps.num_links == 3 and set(ps.link.tolist()) == {0, 1, 2}

@@ -61,8 +61,8 @@ def test_one_call_of_many_receivers_finds_the_paths_of_small_calls(links, small_
 
 
 def test_sionnas_fixed_table_loses_paths_here(links, small_calls, monkeypatch):
-    """The case is one where the sizing matters: Sionna's 10^6 slots (the default policy) lose paths of the one big
-    call."""
+    """The case is one where the sizing matters: Sionna's 10^6 slots (``RFTWIN_CHAIN_TABLES=sionna``) lose paths of
+    the one big call."""
     twin, tx, rx = links
     monkeypatch.setenv("RFTWIN_CHAIN_TABLES", "sionna")
     whole = trace(twin, tx, rx, S, cache_dir=False, progress=False, memory_budget=64 * GIB)
@@ -74,7 +74,7 @@ def test_a_call_that_filled_its_tables_is_traced_again_with_larger_ones(links, s
     monkeypatch.setattr(D, "SLOTS_PER_LANE", 1e-9)  # the first call gets the smallest table
     seen = _calls(monkeypatch)
     whole = trace(twin, tx, rx, S, cache_dir=False, progress=False, memory_budget=64 * GIB)
-    assert len(seen) == 2 and seen[0] == D.next_prime(S.max_num_paths_per_src) < seen[1]
+    assert len(seen) == 2 and seen[0] == D.table_slots(1, 1, S.max_num_paths_per_src) < seen[1]
     np.testing.assert_array_equal(np.bincount(whole.link.numpy(), minlength=R), small_calls[0])
 
 
@@ -89,13 +89,24 @@ def test_the_table_size_depends_on_the_call_alone(links, monkeypatch):
     assert seen[0] == seen[2] < seen[1]
 
 
-def test_table_sizes_are_primes_above_sionnas_cap():
+def test_table_sizes_are_few_primes_above_what_the_call_needs():
+    """Sionna compiles the table size into its kernels: sizes are rounded up to a prime above 2^(k/4), so calls of
+    1 to 32 receivers share 15 sizes (and kernels) instead of 32."""
     assert D.next_prime(1_000_000) == 1_000_003 and D.next_prime(2**20) == 1_048_583
-    assert D.table_slots(10, 1, 1_000_000) == 1_000_003
-    assert D.table_slots(10**7, 1, 1_000_000) == D.next_prime(D.SLOTS_PER_LANE * 10**7)
-    assert D.table_slots(10**9, 1, 1_000_000, candidates=10**6) == D.next_prime(10**6 / D.TARGET_LOAD)
+    assert D.table_slots(10, 1, 1_000_000) == D.next_prime(2**20)
+    lanes = 2 * 10**6  # the demo's lanes per receiver
+    sizes = [D.table_slots(lanes * r, 1, 1_000_000) for r in range(1, 33)]
+    for r, n in enumerate(sizes, 1):
+        assert D.next_prime(n) == n and D.SLOTS_PER_LANE * lanes * r <= n < 1.2 * D.SLOTS_PER_LANE * lanes * r + 2**10
+    assert len(set(sizes)) == 15
+    assert D.table_slots(10**9, 1, 1_000_000, candidates=10**6) >= 10**6 / D.TARGET_LOAD
     assert D.table_slots(10**12, 4, 1) <= D.MAX_SLOTS // 4
-    assert D.table_slots(10, 1, 1_000_004) == D.next_prime(1_000_004) > 1_000_004
+    assert D.table_slots(10, 1, 2**21 + 1) >= 2**21 + 1
+
+
+def test_sized_tables_are_the_default(monkeypatch):
+    monkeypatch.delenv("RFTWIN_CHAIN_TABLES")
+    assert D.policy() == "sized" and D.slots_per_lane() == D.SLOTS_PER_LANE
 
 
 def test_an_unknown_policy_is_refused_naming_the_variable(links, monkeypatch):

@@ -1,6 +1,6 @@
 """Tracing many solver calls does not grow the process: Dr.Jit compiled kernels specialised to each call and kept
 them all in memory (a 10^5-link predict grew by 1 GiB), so every call releases its kernels
-(:func:`rftwin.trace.kernel_cache.release_drjit_memory`). Real Sionna traces of the room; resident memory read
+(:func:`rftwin.trace.kernel_cache.release_kernels`). Real Sionna traces of the room; resident memory read
 from the kernel (psutil)."""
 import gc
 

@@ -25,6 +25,7 @@ from rftwin.runtime import default_cache_dir
 from rftwin.scene.load import TwinScene
 from rftwin.scene.scene_materials import SceneMaterials, as_scene_materials, resolve_materials
 from rftwin.trace.budget import default_budget
+from rftwin.trace.dedup_table import policy as table_policy
 from rftwin.trace.tracer import AntennaSpec, SolverSettings, _prepare
 
 
@@ -74,13 +75,15 @@ def _start_ray(address: str | None, workers: int):
 
 
 def _task(source: str, frequency_hz: float, materials: np.ndarray, tx_pos, rx_pos, links, settings: dict,
-          tx_ant: dict, rx_ant: dict, cache_dir: str, budget: int | None, key: str) -> int:
+          tx_ant: dict, rx_ant: dict, cache_dir: str, budget: int | None, key: str, tables: str) -> int:
     """Ray task body: load the scene and trace ``links`` into the cache at the driver's trace-time materials
-    ``materials`` [K, 5] (:func:`rftwin.scene.scene_materials.resolve_materials`)."""
+    ``materials`` [K, 5] (:func:`rftwin.scene.scene_materials.resolve_materials`) with the driver's specular-chain
+    table policy ``tables`` (:mod:`rftwin.trace.dedup_table`; a worker's own environment may say otherwise)."""
     from rftwin.runtime import configure_torch_threads  # noqa: PLC0415
     from rftwin.scene.load import load  # noqa: PLC0415
     from rftwin.trace.tracer import trace_into_cache  # noqa: PLC0415
 
+    os.environ["RFTWIN_CHAIN_TABLES"] = tables
     configure_torch_threads()
     twin = load(source, frequency_hz)
     return trace_into_cache(twin, tx_pos, rx_pos, links, SolverSettings(**settings), AntennaSpec(**tx_ant),
@@ -118,7 +121,7 @@ def fan_out_trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = So
         values = resolve_materials(twin, materials)  # every quantity of every object, as the driver would trace
         refs = [remote.remote(source, float(twin.scene.frequency[0]), values, txr, rxr,
                               np.nonzero(np.isin(ti, g))[0], asdict(settings), asdict(tx_antenna),
-                              asdict(rx_antenna), str(root), budget, key) for g in groups if len(g)]
+                              asdict(rx_antenna), str(root), budget, key, table_policy()) for g in groups if len(g)]
         return int(sum(ray.get(refs)))
     finally:
         if started:

@@ -21,10 +21,19 @@ from rftwin.trace import budget as _budget
 from rftwin.trace import cache as _cache
 from rftwin.trace import dedup_table as _dedup
 from rftwin.trace import geometry as g
-from rftwin.trace.kernel_cache import array_endpoints, float_array, opaque_materials, release_drjit_memory
+from rftwin.trace.kernel_cache import (
+    array_endpoints,
+    float_array,
+    opaque_materials,
+    release_allocations,
+    release_kernels,
+)
 from rftwin.trace.shared_materials import share_materials
 
 FORMAT_VERSION = 2  # 2: diffuse-reflection and diffraction records
+#: how links are grouped into solver calls, part of the cache key since it changes paths (plan_calls);
+#: 2: one transmitter per call
+CALL_PLAN = 2
 
 
 @dataclass(frozen=True)
@@ -367,47 +376,32 @@ class _CandidateCounter:
 MAX_SOLVER_LANES = _budget.MAX_SOLVER_LANES
 
 
-def _split_call(ut: np.ndarray, ur: np.ndarray, grid: np.ndarray, lanes_per_pair: int,
-                max_lanes: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Split one call (T transmitters x R receivers) into calls of at most ``max_lanes`` solver lanes, dropping
-    receiver columns / transmitter rows without a requested link."""
-    T, R = grid.shape
-    t_chunk = max(1, min(T, max_lanes // max(1, lanes_per_pair)))
-    r_chunk = max(1, max_lanes // max(1, lanes_per_pair * t_chunk))
-    out = []
-    for t0 in range(0, T, t_chunk):
-        for r0 in range(0, R, r_chunk):
-            g = grid[t0:t0 + t_chunk, r0:r0 + r_chunk]
-            rows, cols = np.nonzero((g >= 0).any(1))[0], np.nonzero((g >= 0).any(0))[0]
-            if len(rows) and len(cols):
-                out.append((ut[t0:t0 + t_chunk][rows], ur[r0:r0 + r_chunk][cols], g[np.ix_(rows, cols)]))
-    return out
-
-
 def plan_calls(tx_pos: np.ndarray, rx_pos: np.ndarray, lanes_per_pair: int = 1,
-                max_lanes: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Group unique links into solver calls: (tx positions, rx positions, [T, R] link index or -1).
+               max_lanes: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Group unique links into solver calls: (tx positions [1, 3], rx positions [R, 3], [1, R] link index).
 
-    When the requested pairs cover most of the tx x rx grid one call traces everything; otherwise links are
-    grouped by transmitter so that only requested pairs are traced (device-to-device link lists). Calls above
-    ``max_lanes`` solver lanes (``lanes_per_pair`` = depth x samples per source, per tx-rx pair) are split.
+    Every call has one transmitter and the receivers of its requested links (so device-to-device lists trace only
+    their pairs), at most ``max_lanes`` solver lanes (``lanes_per_pair`` = depth x samples per source) each.
+
+    One transmitter per call: Sionna samples each ray's interaction type (reflection, refraction, ...) from a
+    random stream seeded by the ray's lane in the call, and the lanes of a call's second transmitter follow those
+    of its first. A transmitter's paths then depended on its place in the call, and so on the memory budget; alone
+    in its call it always has lanes 0 ... samples - 1. ``tests/trace/test_trace_budget.py`` traces three
+    transmitters in one call each and together: other paths before, the same now.
     """
     max_lanes = MAX_SOLVER_LANES if max_lanes is None else max_lanes
+    r_chunk = max(1, max_lanes // max(1, lanes_per_pair))
     ut, ti = np.unique(tx_pos, axis=0, return_inverse=True)
     ur, ri = np.unique(rx_pos, axis=0, return_inverse=True)
     ti, ri = ti.reshape(-1), ri.reshape(-1)
-    L = len(tx_pos)
-    if L >= 0.5 * len(ut) * len(ur):
-        grid = np.full((len(ut), len(ur)), -1, dtype=np.int64)
-        grid[ti, ri] = np.arange(L)
-        return _split_call(ut, ur, grid, lanes_per_pair, max_lanes)
     calls = []
     for t in range(len(ut)):
         links = np.nonzero(ti == t)[0]
         rx_ids, local = np.unique(ri[links], return_inverse=True)
-        grid = np.full((1, len(rx_ids)), -1, dtype=np.int64)
-        grid[0, local.reshape(-1)] = links
-        calls += _split_call(ut[t:t + 1], ur[rx_ids], grid, lanes_per_pair, max_lanes)
+        grid = np.full(len(rx_ids), -1, dtype=np.int64)
+        grid[local.reshape(-1)] = links
+        calls += [(ut[t:t + 1], ur[rx_ids[r0:r0 + r_chunk]], grid[None, r0:r0 + r_chunk])
+                  for r0 in range(0, len(rx_ids), r_chunk)]
     return calls
 
 
@@ -417,7 +411,7 @@ def cache_key(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, settings:
     effective values give equal keys, so a record equal to the scene's own shares its entries), links, solver and
     antenna settings, frequency."""
     h = hashlib.sha256()
-    h.update(f"v{FORMAT_VERSION}".encode())
+    h.update(f"v{FORMAT_VERSION}.{CALL_PLAN}".encode())
     if _dedup.policy() != "sionna":  # other tables, other paths
         h.update(f"tables={_dedup.policy()}".encode())
     h.update(twin.geometry_hash(resolve_materials(twin, materials)).encode())
@@ -463,7 +457,7 @@ def trace_call(twin: TwinScene, ut: np.ndarray, ur: np.ndarray, grid: np.ndarray
     raw = {k: v[keep] for k, v in raw.items()}
     geo = _geometry(raw, ut, ur, id_to_index, meshes, samples_per_src=settings.samples_per_src)
     f_tx, f_rx = _antenna_vectors(twin.scene, geo["k_tx"], geo["k_last_in"])
-    release_drjit_memory(len(ut) * len(ur))
+    release_kernels(len(ut) * len(ur))
     links = np.sort(grid[grid >= 0])
     local = np.searchsorted(links, link[keep])
     order = np.argsort(local, kind="stable")
@@ -578,14 +572,23 @@ def _trace_links(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, links:
 
     # the call's materials are set (and restored afterwards); objects with equal materials then share one
     # instance while tracing: Sionna's cost grows with the instances
-    with applied_materials(twin, materials), share_materials(twin):
-        id_to_index, meshes = twin.id_to_index(), twin.meshes()
-        for ut, ur, grid in track(calls, "tracing (Sionna RT)", enabled=progress and len(calls) > 1):
-            grid = np.where(grid >= 0, links[np.maximum(grid, 0)], -1)
-            shard = trace_call(twin, ut, ur, grid, tx_pos, rx_pos, settings, meta, id_to_index, meshes)
-            if sdir is not None:
-                shard.pathset.save(sdir / _shard_name(shard.links))
-            yield shard
+    # Dr.Jit's buffers are kept between calls of one size and given back before a call of another size and at
+    # the end (kernel_cache.release_allocations)
+    size = None
+    try:
+        with applied_materials(twin, materials), share_materials(twin):
+            id_to_index, meshes = twin.id_to_index(), twin.meshes()
+            for ut, ur, grid in track(calls, "tracing (Sionna RT)", enabled=progress and len(calls) > 1):
+                if size not in (None, len(ur)):
+                    release_allocations()
+                size = len(ur)
+                grid = np.where(grid >= 0, links[np.maximum(grid, 0)], -1)
+                shard = trace_call(twin, ut, ur, grid, tx_pos, rx_pos, settings, meta, id_to_index, meshes)
+                if sdir is not None:
+                    shard.pathset.save(sdir / _shard_name(shard.links))
+                yield shard
+    finally:
+        release_allocations()
 
 
 def trace_into_cache(twin: TwinScene, tx_pos, rx_pos, links, settings: SolverSettings, tx_antenna: AntennaSpec,
