@@ -306,8 +306,8 @@ _MECHANISM_FIELDS = {"tube_length_m": "tube_length", "k_out": "k_out", "cos_o": 
 
 def solve_paths(twin: TwinScene, tx: np.ndarray, rx: np.ndarray, settings: SolverSettings):
     """One PathSolver call with transmitters ``tx`` [T, 3] and receivers ``rx`` [R, 3]; returns the raw buffer
-    (plus ``candidates_per_src`` [T]). With ``RFTWIN_CHAIN_TABLES=sized`` its specular-chain tables are sized for
-    the call (:mod:`rftwin.trace.dedup_table`) and a call that filled them is traced again with larger ones."""
+    (plus ``candidates_per_src`` [T]). Its specular-chain tables are sized for the call (the default policy,
+    :mod:`rftwin.trace.dedup_table`) and a call that filled them is traced again with larger ones."""
     if _dedup.policy() == "sionna":
         return _solve(twin, tx, rx, settings)
     lanes_per_source = settings.lanes_per_pair * len(rx)
