@@ -2,10 +2,9 @@
 
 Sionna 2.2's deterministic shoot-and-bounce keeps each specular chain once per (source, target): it hashes (chain,
 target) into two tables of ``max_num_paths_per_src`` counters per source, and a candidate is new only where its
-counter was still zero in both (the first ray to reach a slot takes it; which one is first can vary from run to
-run). A candidate whose slot another chain (or the same chain for another target) took first is dropped, and with
-it a path. The tables fill with the
-receivers of the call, so the paths of a link depended on how many other receivers were traced with it: with
+counter was still zero in both (the first ray to reach a slot takes it). A candidate whose slot another chain (or
+the same chain for another target) took first is dropped, and with it a path. The tables fill with the receivers
+of the call, so the paths of a link depended on how many other receivers were traced with it: with
 Sionna's default 10^6 slots, the room traced 256-512 receivers per call lost about 1 % of its paths against the same
 links traced four at a time (figures in ``benchmarks/results/dedup_table.json``), and sizes that are powers of two
 lost paths even at low load (the hash's low bits collide). ``benchmarks/bench_dedup_table.py`` measures it.
