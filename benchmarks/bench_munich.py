@@ -3,10 +3,12 @@
 1. One rooftop base station (:mod:`munich_links`), 300 street-level calibration links + 100 held-out links.
    "Measurements": Sionna's own path coefficients traced at true materials = ITU label values x a per-class factor
    (marble, brick, wood, concrete; metal unchanged), with diffraction, depth 2, 1e5 rays.
-2. ``rftwin calibrate munich MEAS --groups label --diffraction`` (5 classes instead of 2 367 objects).
+2. ``rftwin calibrate munich MEAS --groups label --diffraction`` (5 classes instead of 2 367 objects): fitted to
+   the data alone (``--prior none``, as first measured), and with the command's default, calibration as inference
+   under the label priors (step ``calibrate_posterior``).
 3. ``rftwin predict CALIBRATED LINKS`` on ``--links`` links (fresh trace; ``--src`` runs it with another
    source tree, e.g. an older checkout, stored under ``predict_N{--label}``), and on the held-out links
-   (error against the truth).
+   (error against the truth; the ITU, data-alone and posterior twins).
 4. ``rftwin radiomap CALIBRATED --diffraction`` around the base station.
 Every step runs in a child process whose peak RSS is polled from here (psutil). Results go into
 ``benchmarks/results/scale.json`` under "munich".
@@ -66,7 +68,7 @@ def main() -> None:
     ap.add_argument("--heldout", type=int, default=100)
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--out", default=str(HERE / "results" / "scale.json"))
-    ap.add_argument("--skip", default="", help="steps to skip: heldout,predict,radiomap")
+    ap.add_argument("--skip", default="", help="steps to skip: posterior,heldout,predict,radiomap")
     ap.add_argument("--src", default=str(ROOT / "src"),
                     help="rftwin source tree for the big predict (e.g. an older checkout, for before/after)")
     ap.add_argument("--label", default="", help="suffix of the big predict's result name (e.g. _before)")
@@ -115,17 +117,22 @@ def main() -> None:
                            "label", "--retrace", "0", "--starts", "8", "--refine", "2", "--sweeps", "0",
                            "--max-iter", "60", "--bounded", "--prior-spread", "0.4",
                            "--prior", "none"] + SOLVER)  # as measured for docs/scale.md (fit to the data alone)
-    doc = json.loads((cal / "materials.json").read_text())["objects"]
-    groups = json.loads((cal / "calibration.json").read_text()).get("groups", {})
-    per_class = {}
-    for g, members in groups.items():
-        o = doc[members[0]]
-        per_class[g] = dict(objects=len(members), eps_r=o["relative_permittivity"], sigma=o["conductivity"])
-    res["calibrated_classes"] = per_class
+    res["calibrated_classes"] = group_values(cal)
     res["truth_factors"] = TRUTH_FACTORS
-    # held-out links: prediction of the calibrated twin and of the ITU (label) twin against the truth
+    twins = {"calibrated": cal, "itu": "munich"}
+    if "posterior" not in a.skip:  # the command's default: calibration as inference under the label priors
+        post = work / "cal_posterior"
+        if not (post / "materials.json").is_file():
+            step("calibrate_posterior", [cli, "calibrate", "munich", str(work / "meas_cal.csv"), "--out", str(post),
+                                         "--groups", "label", "--retrace", "0"] + SOLVER)
+        inf = json.loads((post / "calibration.json").read_text())["inference"]
+        res["posterior"] = {k: inf[k] for k in ("noise", "prior_strength", "effective_parameters", "verdict",
+                                                "label_switches")}
+        res["posterior"]["calibrated_classes"] = group_values(post)
+        twins["posterior"] = post
+    # held-out links: prediction of the calibrated twins and of the ITU (label) twin against the truth
     if "heldout" not in a.skip:
-        heldout(step, cli, work, cal, held, res, save)
+        heldout(step, cli, work, twins, held, res, save)
     if "predict" not in a.skip:
         import shutil
         import subprocess
@@ -160,18 +167,28 @@ def main() -> None:
     save()
 
 
-def heldout(step, cli: str, work: Path, cal: Path, held: pd.DataFrame, res: dict, save) -> None:
-    """Predict the held-out links with the calibrated and the ITU twin; MAE against the truth."""
-    step("predict_heldout", [cli, "predict", str(cal), str(work / "links_held.csv"), "--out",
-                             str(work / "pred_held.csv")] + SOLVER)
-    step("predict_heldout_itu", [cli, "predict", "munich", str(work / "links_held.csv"), "--out",
-                                 str(work / "pred_held_itu.csv")] + SOLVER)
-    for name, f in (("calibrated", "pred_held.csv"), ("itu", "pred_held_itu.csv")):
-        p = pd.read_csv(work / f)["path_gain_db"].to_numpy()
-        e = p - held["path_gain_db"].to_numpy()
+def group_values(cal: Path) -> dict:
+    """Per material group of a calibration folder: its object count and (eps_r, sigma)."""
+    doc = json.loads((cal / "materials.json").read_text())["objects"]
+    groups = json.loads((cal / "calibration.json").read_text()).get("groups", {})
+    return {g: dict(objects=len(m), eps_r=doc[m[0]]["relative_permittivity"], sigma=doc[m[0]]["conductivity"])
+            for g, m in groups.items()}
+
+
+def heldout(step, cli: str, work: Path, twins: dict, held: pd.DataFrame, res: dict, save) -> None:
+    """Predict the held-out links with every twin of ``twins`` (name -> calibration folder or scene); MAE, RMSE and
+    median absolute error against the truth on the links both the twin and the truth reach."""
+    for name, twin in twins.items():
+        f = work / f"pred_held_{name}.csv"
+        step(f"predict_heldout_{name}", [cli, "predict", str(twin), str(work / "links_held.csv"), "--out", str(f)]
+             + SOLVER)
+        e = pd.read_csv(f)["path_gain_db"].to_numpy() - held["path_gain_db"].to_numpy()
         e = e[np.isfinite(e)]
-        res[f"heldout_mae_db_{name}"] = float(np.mean(np.abs(e))) if len(e) else None
-    print(f"held-out MAE: calibrated {res['heldout_mae_db_calibrated']}, ITU {res['heldout_mae_db_itu']} dB")
+        for stat, v in (("mae", np.mean(np.abs(e))), ("rmse", np.sqrt(np.mean(e**2))),
+                        ("median_abs", np.median(np.abs(e)))):
+            res[f"heldout_{stat}_db_{name}"] = float(v) if len(e) else None
+        print(f"held-out {name}: MAE {res[f'heldout_mae_db_{name}']:.3f} dB, RMSE {res[f'heldout_rmse_db_{name}']:.3f}"
+              f" dB, median {res[f'heldout_median_abs_db_{name}']:.3f} dB on {len(e)} links", flush=True)
     save()
 
 

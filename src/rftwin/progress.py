@@ -22,21 +22,26 @@ def enabled_default() -> bool:
 
 
 def _plain(items: Iterable[T], description: str, total: int | None) -> Iterator[T]:
-    """One line at the start, at every 10 % step (or every ``PLAIN_EVERY_S`` s) and at the end, on stderr."""
+    """One line at the start, at every 10 % step (or every ``PLAIN_EVERY_S`` s) and at the end, on stderr; a loop
+    left early (an optimiser that converged, an error) ends with "stopped" and the count it reached."""
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
     t0 = last = time.monotonic()
     step = max(1, (total or 0) // 10)
     of = f"/{total}" if total else ""
     print(f"{description}: 0{of}", file=sys.stderr, flush=True)
-    n = 0
-    for n, x in enumerate(items, 1):
-        yield x
-        now = time.monotonic()
-        if (total and n % step == 0 and n < total) or now - last >= PLAIN_EVERY_S:
-            print(f"{description}: {n}{of} ({now - t0:.0f} s)", file=sys.stderr, flush=True)
-            last = now
-    print(f"{description}: done, {n}{of} in {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
+    n, finished = 0, False
+    try:
+        for n, x in enumerate(items, 1):
+            yield x
+            now = time.monotonic()
+            if (total and n % step == 0 and n < total) or now - last >= PLAIN_EVERY_S:
+                print(f"{description}: {n}{of} ({now - t0:.0f} s)", file=sys.stderr, flush=True)
+                last = now
+        finished = True
+    finally:
+        print(f"{description}: {'done' if finished else 'stopped'}, {n}{of} in {time.monotonic() - t0:.1f} s",
+              file=sys.stderr, flush=True)
 
 
 def track(items: Iterable[T], description: str, enabled: bool = True, total: int | None = None) -> Iterator[T]:

@@ -94,13 +94,18 @@ def write_calibration_outputs(out: Path, twin: TwinScene, res: CalibrationResult
         rows.append(f"| {o.name} | {labels[i] or '-'} | " + " | ".join(cells) + f" | {ident} |")
     head = "| object | label | ε_r | σ [S/m] | " + "".join(f"{t} | " for _, t in extra_cols) + "identified |"
     rule = "|---|---|---|---|" + "---|" * len(extra_cols) + "---|"
-    rms = float(np.sqrt(np.mean(fit["residual_db"] ** 2)))
+    # rows whose link has no traced path sit at the -300 dB floor whatever the materials: not part of the fit's RMS
+    reached = (torch.bincount(ps.link.to(torch.long), minlength=ps.num_links) > 0)[targets.link.to(torch.long)]
+    reached = reached.numpy()  # [rows of fit]
+    rms = float(np.sqrt(np.mean(fit["residual_db"].to_numpy()[reached] ** 2))) if reached.any() else float("nan")
+    unreached = "" if reached.all() else (f" over the {int(reached.sum())} rows with traced paths "
+                                          f"({int((~reached).sum())} without)")
     text = "\n".join([
         "# rftwin calibration report", "",
         f"- measurements: {len(meas)} rows, {ps.num_links} distinct links, frequencies (Hz): "
         f"{sorted(set(np.asarray(meas.frequency_hz).tolist()))}",
         f"- optimiser: {cfg.optimizer}, loss: {cfg.loss}, iterations: {res.iterations}, time: {res.seconds:.1f} s",
-        f"- final loss: {res.loss:.4g}; RMS residual: {rms:.3f} dB; global offset: {res.offset_db:.2f} dB",
+        f"- final loss: {res.loss:.4g}; RMS residual: {rms:.3f} dB{unreached}; global offset: {res.offset_db:.2f} dB",
         f"- paths traced: {ps.num_paths} (mechanisms: {', '.join(ps.meta.get('mechanisms', []))})",
         "",
         f"Values at {f_ref / 1e9:g} GHz; ± is the Laplace (Gauss-Newton) std at "

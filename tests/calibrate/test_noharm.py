@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -16,8 +17,10 @@ from rftwin.calibrate.inference import BayesSetup, calibrate_posterior
 from rftwin.calibrate.jacobians import jacobian
 from rftwin.calibrate.objectives import residuals
 from rftwin.cli.main import app
+from rftwin.data import read_measurements
 from rftwin.materials import PerObjectMaterials, itu_eps_sigma
 from rftwin.materials.class_prior import PriorError, itu_table, library_document, read_library, read_prior_file
+from rftwin.report import write_calibration_outputs
 from rftwin.scene import load
 from rftwin.trace import SolverSettings, trace
 
@@ -334,11 +337,12 @@ def test_label_probability_from_the_prior_file_decides_an_undecided_label(scene_
     assert f"Label probabilities from the prior file (the others 0.5): {twin.names[1]} 0.05." in text
 
 
-def test_rows_on_links_without_paths_leave_the_likelihood():
+def test_rows_on_links_without_paths_leave_the_likelihood(tmp_path):
     """One measured row on a link the trace reaches with no path (receiver under the floor, no refraction): no
     material explains it, so it must not set the noise estimate (its residual is ~200 dB against the -300 dB
-    floor); 1 dB injected noise on the other rows is recovered, the row is counted, and the held-out check has no
-    prediction for it in either twin (the two stay paired on the other rows)."""
+    floor); 1 dB injected noise on the other rows is recovered, the row is counted, the held-out check has no
+    prediction for it in either twin (the two stay paired on the other rows), and report.md's RMS residual is that
+    of the other rows, with the row counted."""
     twin = load("floor_wall")
     tx, rx = fw.links(40, seed=5)
     tx = np.vstack([tx, fw.TX[:1]])
@@ -362,6 +366,18 @@ def test_rows_on_links_without_paths_leave_the_likelihood():
     assert ho["rows_without_prediction"] == {"label": 1, "calibrated": 1}
     assert ho["rows"] == ho["label_rows"] == int(np.isfinite(y).sum()) - 1
     assert ho["label_rmse"] < 5.0 and ho["mse_difference_se"] > 0
+    ok = np.isfinite(y)
+    csv = tmp_path / "meas.csv"
+    csv.write_text("link_id,tx_x,tx_y,tx_z,rx_x,rx_y,rx_z,frequency_hz,path_gain_db\n" + "".join(
+        f"L{i},{tx[i, 0]},{tx[i, 1]},{tx[i, 2]},{rx[i, 0]},{rx[i, 1]},{rx[i, 2]},{F},{y[i]}\n"
+        for i in np.flatnonzero(ok)))
+    write_calibration_outputs(tmp_path / "out", twin, res, ps, _targets(y), read_measurements(csv), labels, F,
+                              False, CalibrationConfig())
+    fit = pd.read_csv(tmp_path / "out" / "fit.csv")
+    r = fit["residual_db"].to_numpy()
+    assert abs(r[-1]) > 100 and np.sqrt(np.mean(r[:-1] ** 2)) < 2.0
+    assert (f"RMS residual: {np.sqrt(np.mean(r[:-1] ** 2)):.3f} dB over the {ok.sum() - 1} rows with traced paths "
+            "(1 without)") in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_verdict_is_a_paired_test_of_the_heldout_rows():

@@ -129,6 +129,11 @@ def test_plain_progress_lines_when_not_a_terminal(monkeypatch, capsys):
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "working: 0/20" and err[-1].startswith("working: done, 20/20")
     assert any(line.startswith("working: 10/20") for line in err)
+    for i in track(range(1000), "fitting", enabled=True):  # a loop left early (an optimiser that converged)
+        if i == 6:
+            break
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "fitting: 0/1000" and err[-1].startswith("fitting: stopped, 7/1000 in ")
 
 
 # -------------------------------------------------------------------------------------------- 2: meshes

@@ -385,7 +385,9 @@ def laplace_stats(ps: PathSet, model, targets: Targets, cfg_post: CalibrationCon
     logdet_p = torch.linalg.slogdet(Hp)[1]
     norm = sum(n * math.log(2 * math.pi * h.noise[f] ** 2) for f, n in _counts(targets, cfg_post).items())
     log_ev = -0.5 * L - 0.5 * logdet_h + 0.5 * logdet_p - 0.5 * norm
-    gamma = npr - torch.diagonal(cov @ Hp, dim1=1, dim2=2).sum(-1)
+    # parameters determined by the data (MacKay): P - tr(A^-1 prior precision), P the free parameters (with
+    # material groups fewer than the prior's rows, which are per object)
+    gamma = P - torch.diagonal(cov @ Hp, dim1=1, dim2=2).sum(-1)
     zz = (rp * rp).sum(-1) / max(h.strength, 1e-30)
     return LaplaceStats(L.detach(), log_ev.detach(), gamma.detach(), zz.detach(), cov.detach())
 

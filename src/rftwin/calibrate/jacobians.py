@@ -71,16 +71,39 @@ def forward_columns(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offs
 
 def prior_block(model, prior: PriorStats, cfg: CalibrationConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Scaled prior residuals [B, Pp] (as stacked by :func:`objective`) and their Jacobian [B, Pp, P]; each start's
-    residuals depend on its own parameters only, so one reverse pass per residual gives every start's row."""
+    residuals depend on its own parameters only, so one reverse pass per residual gives every start's row. With
+    fewer parameters than residuals (material groups: one parameter per group, one prior row per object) the
+    columns come instead from one pass per parameter (:func:`_prior_columns`)."""
     params = trainable_params(model)
     with torch.enable_grad():
         rp = prior.residuals(model)
         rp = rp * math.sqrt(cfg.prior_weight / rp.shape[-1])
-        rows = []
-        for i in range(rp.shape[1]):
-            g = torch.autograd.grad(rp[:, i].sum(), params, retain_graph=True, allow_unused=True)
-            rows.append(torch.cat([torch.zeros_like(p) if x is None else x for x, p in zip(g, params)], 1))
-    return rp.detach(), torch.stack(rows, 1).detach()
+        by_columns = sum(p.shape[1] for p in params) < rp.shape[1]
+        return rp.detach(), (_prior_columns if by_columns else _prior_rows)(rp, params)
+
+
+def _prior_rows(rp: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.Tensor:
+    """Jacobian [B, Pp, P] of ``rp`` [B, Pp] by rows: one backward pass per residual."""
+    rows = []
+    for i in range(rp.shape[1]):
+        g = torch.autograd.grad(rp[:, i].sum(), params, retain_graph=True, allow_unused=True)
+        rows.append(torch.cat([torch.zeros_like(p) if x is None else x for x, p in zip(g, params)], 1))
+    return torch.stack(rows, 1).detach()
+
+
+def _prior_columns(rp: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.Tensor:
+    """Jacobian [B, Pp, P] of ``rp`` [B, Pp] by columns: g(u) = J^T u (a backward pass with a cotangent u that
+    requires grad) is linear in u, so the derivative of g . e_j with respect to u is column j of J for every start
+    at once (starts are independent): P + 1 backward passes instead of Pp."""
+    u = torch.zeros_like(rp, requires_grad=True)
+    g = torch.autograd.grad(rp, params, grad_outputs=u, create_graph=True, allow_unused=True)
+    cols = []
+    for gi, p in zip(g, params):
+        for j in range(p.shape[1]):
+            c = None if gi is None else torch.autograd.grad(gi[:, j].sum(), u, retain_graph=True,
+                                                            allow_unused=True)[0]
+            cols.append(torch.zeros_like(rp) if c is None else c)  # None: rp does not depend on it
+    return torch.stack(cols, -1).detach()
 
 
 def jacobian(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_state: torch.Tensor | None = None,
