@@ -5,7 +5,8 @@
    (marble, brick, wood, concrete; metal unchanged), with diffraction, depth 2, 1e5 rays.
 2. ``rftwin calibrate munich MEAS --groups label --diffraction`` (5 classes instead of 2 367 objects): fitted to
    the data alone (``--prior none``, as first measured), and with the command's default, calibration as inference
-   under the label priors (step ``calibrate_posterior``).
+   under the label priors (step ``calibrate_posterior``; ``--likelihoods gaussian,student`` also with the
+   Student-t likelihood, ``calibrate_posterior_student``).
 3. ``rftwin predict CALIBRATED LINKS`` on ``--links`` links (fresh trace; ``--src`` runs it with another
    source tree, e.g. an older checkout, stored under ``predict_N{--label}``), and on the held-out links
    (error against the truth; the ITU, data-alone and posterior twins).
@@ -69,6 +70,8 @@ def main() -> None:
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--out", default=str(HERE / "results" / "scale.json"))
     ap.add_argument("--skip", default="", help="steps to skip: posterior,heldout,predict,radiomap")
+    ap.add_argument("--likelihoods", default="gaussian",
+                    help="likelihoods of the posterior calibrations, comma-separated: gaussian, student")
     ap.add_argument("--src", default=str(ROOT / "src"),
                     help="rftwin source tree for the big predict (e.g. an older checkout, for before/after)")
     ap.add_argument("--label", default="", help="suffix of the big predict's result name (e.g. _before)")
@@ -120,16 +123,18 @@ def main() -> None:
     res["calibrated_classes"] = group_values(cal)
     res["truth_factors"] = TRUTH_FACTORS
     twins = {"calibrated": cal, "itu": "munich"}
-    if "posterior" not in a.skip:  # the command's default: calibration as inference under the label priors
-        post = work / "cal_posterior"
+    for lik in a.likelihoods.split(",") if "posterior" not in a.skip else []:
+        # the command's default: calibration as inference under the label priors (Gaussian or Student-t likelihood)
+        name = "posterior" + ("" if lik == "gaussian" else f"_{lik}")
+        post = work / f"cal_{name}"
         if not (post / "materials.json").is_file():
-            step("calibrate_posterior", [cli, "calibrate", "munich", str(work / "meas_cal.csv"), "--out", str(post),
-                                         "--groups", "label", "--retrace", "0"] + SOLVER)
+            step(f"calibrate_{name}", [cli, "calibrate", "munich", str(work / "meas_cal.csv"), "--out", str(post),
+                                       "--groups", "label", "--retrace", "0", "--likelihood", lik] + SOLVER)
         inf = json.loads((post / "calibration.json").read_text())["inference"]
-        res["posterior"] = {k: inf[k] for k in ("noise", "prior_strength", "effective_parameters", "verdict",
-                                                "label_switches")}
-        res["posterior"]["calibrated_classes"] = group_values(post)
-        twins["posterior"] = post
+        res[name] = {k: inf[k] for k in ("noise", "prior_strength", "effective_parameters", "verdict",
+                                         "label_switches")}
+        res[name]["calibrated_classes"] = group_values(post)
+        twins[name] = post
     # held-out links: prediction of the calibrated twins and of the ITU (label) twin against the truth
     if "heldout" not in a.skip:
         heldout(step, cli, work, twins, held, res, save)

@@ -126,6 +126,17 @@ def convergence_lines(res: CalibrationResult) -> list[str]:
             "may not be converged.", ""]
 
 
+def outlier_hint(inf: dict) -> str | None:
+    """A sentence when the Gaussian fit left far more outlying path-gain rows than its noise explains (see
+    :func:`rftwin.calibrate.bayes.outlier_rows`), else None."""
+    o = inf.get("outliers")
+    if not o or not o["suggest_student"] or inf.get("likelihood") != "gaussian":
+        return None
+    return (f"{o['count']} of {o['rows']} path-gain residuals lie beyond {o['z']:g} robust stds "
+            f"({o['robust_std_db']:.2g} dB) of their median (a Gaussian expects {o['expected_gaussian']:.2g}): rows "
+            "the twin's paths cannot explain pull the Gaussian fit; --likelihood student down-weights them")
+
+
 def inference_lines(inf: dict | None, f_ref: float) -> list[str]:
     """Markdown of the posterior calibration: noise, prior strength, label switches, held-out check, values far
     from their prior or at a plausibility bound."""
@@ -214,6 +225,9 @@ def heldout_lines(inf: dict) -> list[str]:
     if inf.get("rows_without_paths"):
         lines += [f"{inf['rows_without_paths']} measured rows lie on links the trace reached with no path; no "
                   "material explains them: they are left out of the likelihood and the check.", ""]
+    hint = outlier_hint(inf)
+    if hint:
+        lines += [hint[0].upper() + hint[1:] + ".", ""]
     verdict = inf.get("verdict")
     msg = {"improves": "The calibrated twin predicts held-out links better than the labels.",
            "no_difference": "The calibration does not beat the labels beyond the noise on held-out links; the "

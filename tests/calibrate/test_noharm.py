@@ -337,6 +337,18 @@ def test_label_probability_from_the_prior_file_decides_an_undecided_label(scene_
     assert f"Label probabilities from the prior file (the others 0.5): {twin.names[1]} 0.05." in text
 
 
+def _measured_and_traced(twin, tx, rx, st: SolverSettings, noise_db: float):
+    """Labels, Sionna's gains [dB] at the labels' ITU values x (1.1, 0.8) with seeded noise, and the PathSet traced
+    at the labels."""
+    labels = [o.label for o in twin.objects]
+    e, s = _itu(labels)
+    twin.set_materials(e * 1.1, s * 0.8)
+    y = fw.sionna_gain_db(trace(twin, tx, rx, st, cache_dir=False, progress=False))
+    y = y + np.random.default_rng(1).normal(0.0, noise_db, len(y))
+    twin.set_materials(e, s)
+    return labels, y, trace(twin, tx, rx, st, cache_dir=False, progress=False)
+
+
 def test_rows_on_links_without_paths_leave_the_likelihood(tmp_path):
     """One measured row on a link the trace reaches with no path (receiver under the floor, no refraction): no
     material explains it, so it must not set the noise estimate (its residual is ~200 dB against the -300 dB
@@ -347,14 +359,8 @@ def test_rows_on_links_without_paths_leave_the_likelihood(tmp_path):
     tx, rx = fw.links(40, seed=5)
     tx = np.vstack([tx, fw.TX[:1]])
     rx = np.vstack([rx, fw.TX[:1] * np.array([1.0, 1.0, 0.0]) - np.array([0.0, 0.0, 0.5])])
-    st = SolverSettings(max_depth=2, samples_per_src=100_000, refraction=False)
-    labels = [o.label for o in twin.objects]
-    e, s = _itu(labels)
-    twin.set_materials(e * 1.1, s * 0.8)
-    y = fw.sionna_gain_db(trace(twin, tx, rx, st, cache_dir=False, progress=False))
-    y = y + np.random.default_rng(1).normal(0.0, 1.0, len(y))
-    twin.set_materials(e, s)
-    ps = trace(twin, tx, rx, st, cache_dir=False, progress=False)
+    labels, y, ps = _measured_and_traced(twin, tx, rx, SolverSettings(max_depth=2, samples_per_src=100_000,
+                                                                      refraction=False), 1.0)
     assert int((ps.link == len(rx) - 1).sum()) == 0  # the last link has no path
     y[-1] = -75.0  # what a receiver there might measure
     op = ObjectPriors(twin.names, labels, itu_table(F), F)
@@ -395,3 +401,27 @@ def test_verdict_is_a_paired_test_of_the_heldout_rows():
     assert verdict({"features": {"path_gain": f}}, "path_gain") == "no_difference"
     assert verdict({"features": {"path_gain": heldout_feature(lab, noise)}}, "path_gain") == "improves"
     assert verdict({"features": {"path_gain": heldout_feature(noise, lab)}}, "path_gain") == "worse"
+
+
+def test_outlying_rows_suggest_the_student_likelihood():
+    """Four of 40 rows 25 dB above what the twin's paths can give (paths the truth has and the trace missed): the
+    Gaussian calibration reports them as outliers beyond 4 robust stds (a Gaussian expects 0.003) and suggests
+    --likelihood student; the same data without them get no hint, nor does a Student-t calibration."""
+    from rftwin.report import outlier_hint
+
+    twin = load("floor_wall")
+    tx, rx = fw.links(20, seed=5)  # 2 transmitters x 20
+    labels, y, ps = _measured_and_traced(twin, tx, rx, SolverSettings(max_depth=2, samples_per_src=100_000), 0.5)
+    bad = y.copy()
+    bad[[3, 11, 19, 27]] += 25.0
+    infs = {}
+    for name, data, lik in (("clean", y, "gaussian"), ("outliers", bad, "gaussian"), ("student", bad, "student")):
+        op = ObjectPriors(twin.names, labels, itu_table(F), F)
+        setup = BayesSetup(op, BayesConfig(label_correction=False, folds=0, likelihood=lik))
+        infs[name] = calibrate_posterior(ps, _targets(data), setup, [o.thickness_m for o in twin.objects],
+                                         num_starts=2).inference
+    o = infs["outliers"]["outliers"]
+    assert o["rows"] == 40 and o["count"] >= 4 and o["suggest_student"] and o["expected_gaussian"] < 0.01
+    assert "--likelihood student" in outlier_hint(infs["outliers"])
+    assert not infs["clean"]["outliers"]["suggest_student"] and outlier_hint(infs["clean"]) is None
+    assert outlier_hint(infs["student"]) is None

@@ -343,6 +343,33 @@ def raw_residuals(ps: PathSet, model, targets: Targets, cfg: CalibrationConfig, 
         return (sim - meas) / DELAY_UNIT_S
 
 
+OUTLIER_Z = 4.0  # |residual - median| / robust std beyond which a path-gain row counts as an outlier
+OUTLIER_HINT = 10.0  # outliers beyond this many times a Gaussian's expected count: suggest the Student-t likelihood
+OUTLIER_MIN_SCALE_DB = 0.1  # floor of the robust std (near noise-free data: no hint for hundredths of a dB)
+
+
+def outlier_rows(ps: PathSet, model, targets: Targets, cfg: CalibrationConfig) -> dict:
+    """Path-gain rows (with traced paths) of ``model``'s start 0 whose residual lies more than :data:`OUTLIER_Z`
+    robust stds (1.4826 x the median absolute deviation, at least :data:`OUTLIER_MIN_SCALE_DB`) from the median,
+    against the count a Gaussian expects (n P(|z| > 4) = 6.3e-5 n). The robust std is not inflated by the outliers
+    themselves, as the fitted noise is. Far more than expected say the Gaussian's tails are too light for these
+    data (rows the twin's paths cannot explain, e.g. paths the truth has and the trace missed) and that they pull
+    the fit: ``suggest_student`` when above :data:`OUTLIER_HINT` times the expected count and at least 3 rows."""
+    t, _ = traced_rows(ps, targets)
+    ok = t.row_weight("path_gain") > 0
+    r = raw_residuals(ps, model, t, cfg, "path_gain")[0][ok]
+    n = int(r.numel())
+    if n == 0:
+        return {"z": OUTLIER_Z, "rows": 0, "count": 0, "robust_std_db": None, "expected_gaussian": 0.0,
+                "suggest_student": False}
+    d = (r - r.median()).abs()
+    scale = max(1.4826 * float(d.median()), OUTLIER_MIN_SCALE_DB)
+    count = int((d > OUTLIER_Z * scale).sum())
+    expected = n * math.erfc(OUTLIER_Z / math.sqrt(2.0))
+    return {"z": OUTLIER_Z, "rows": n, "count": count, "robust_std_db": scale, "expected_gaussian": expected,
+            "suggest_student": count >= 3 and count > OUTLIER_HINT * expected}
+
+
 def irls_weights(r: torch.Tensor, s: float, nu: float) -> torch.Tensor:
     """Student-t IRLS weights (nu + 1) / (nu + (r / s)^2), NaN residuals -> 1."""
     w = (nu + 1.0) / (nu + (r / s) ** 2)

@@ -23,6 +23,7 @@ from rftwin.calibrate.bayes import (
     heldout,
     initial_noise,
     num_prior_rows,
+    outlier_rows,
     prior_stats,
     traced_rows,
     verdict,
@@ -179,6 +180,8 @@ def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSe
             if x >= hi * (1 - 1e-6) or (q == "sigma" and x <= lo * (1 + 1e-6)):
                 at_bound.append({"object": n, "quantity": q, "value": x, "range": [lo, hi]})
     report["at_plausible_bound"] = at_bound
+    if "path_gain" in fit.hyper.noise and not reverted:
+        report["outliers"] = outlier_rows(ps, model, targets, cfg)
     report["plausible_ranges"] = {q: list(r) for q, r in PLAUSIBLE.items()}
     return replace(res, eps_r=v["eps_r"][0], sigma=v["sigma"][0], power_law=model.power_law_coefficients()[0],
                    scattering=v["scattering"][0] if "scattering" in v else None,

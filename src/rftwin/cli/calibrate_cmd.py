@@ -274,6 +274,8 @@ def _option_value(name: str, v):
 
 def _print_inference(inf: dict) -> None:
     """The verdict of the held-out check and the label switches, plainly."""
+    from rftwin.report import outlier_hint  # noqa: PLC0415 (torch: after the calibration)
+
     for s in inf.get("label_switches", []):
         console.print(f"label switched: {s['object']}: {s['label']} -> {s['to']} "
                       f"(P = {s['probability']:.3f}; P(label) = {s['probability_from']:.2g})")
@@ -287,3 +289,5 @@ def _print_inference(inf: dict) -> None:
                     + ("; the exported twin keeps the label values" if inf.get("reverted_to_labels") else "")}
     if inf.get("verdict") in msg:
         console.print(f"verdict: {msg[inf['verdict']]}")
+    if hint := outlier_hint(inf):
+        console.print(f"note: {hint}")
