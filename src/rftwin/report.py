@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rftwin.calibrate.bayes import rows_with_paths
 from rftwin.calibrate.loop import CalibrationConfig, CalibrationResult
 from rftwin.calibrate.problem import Targets, simulate_path_gain_db
 from rftwin.io import atomic_path, write_json, write_table, write_text
@@ -95,8 +96,7 @@ def write_calibration_outputs(out: Path, twin: TwinScene, res: CalibrationResult
     head = "| object | label | ε_r | σ [S/m] | " + "".join(f"{t} | " for _, t in extra_cols) + "identified |"
     rule = "|---|---|---|---|" + "---|" * len(extra_cols) + "---|"
     # rows whose link has no traced path sit at the -300 dB floor whatever the materials: not part of the fit's RMS
-    reached = (torch.bincount(ps.link.to(torch.long), minlength=ps.num_links) > 0)[targets.link.to(torch.long)]
-    reached = reached.numpy()  # [rows of fit]
+    reached = rows_with_paths(ps, targets).numpy()  # [rows of fit]
     rms = float(np.sqrt(np.mean(fit["residual_db"].to_numpy()[reached] ** 2))) if reached.any() else float("nan")
     unreached = "" if reached.all() else (f" over the {int(reached.sum())} rows with traced paths "
                                           f"({int((~reached).sum())} without)")

@@ -285,14 +285,18 @@ def posterior_config(cfg: CalibrationConfig, targets: Targets, h: Hyper, n_prior
     return replace(cfg, terms=tuple(terms), prior_weight=h.strength * n_prior)
 
 
+def rows_with_paths(ps: PathSet, targets: Targets) -> torch.Tensor:
+    """[M] bool: the rows of ``targets`` whose link has at least one traced path."""
+    return (torch.bincount(ps.link.to(torch.long), minlength=ps.num_links) > 0)[targets.link.to(torch.long)]
+
+
 def traced_rows(ps: PathSet, targets: Targets) -> tuple[Targets, int]:
     """``targets`` with weight 0 on the rows whose link has no traced path, and the number of such measured rows.
 
     No material can explain such a row (the twin predicts the -300 dB floor whatever the materials, with zero
     gradient), so it carries no information about them; in the likelihood it would only inflate the noise estimate
     (one such row at ~200 dB residual makes 60 rows of 1 dB noise look like 27 dB noise and the data worthless)."""
-    has = torch.bincount(ps.link.to(torch.long), minlength=ps.num_links) > 0
-    row_ok = has[targets.link.to(torch.long)]
+    row_ok = rows_with_paths(ps, targets)
     if bool(row_ok.all()):
         return targets, 0
     dtype = targets.frequencies_hz.dtype
