@@ -4,9 +4,9 @@
    "Measurements": Sionna's own path coefficients traced at true materials = ITU label values x a per-class factor
    (marble, brick, wood, concrete; metal unchanged), with diffraction, depth 2, 1e5 rays.
 2. ``rftwin calibrate munich MEAS --groups label --diffraction`` (5 classes instead of 2 367 objects): fitted to
-   the data alone (``--prior none``, as first measured), and with the command's default, calibration as inference
-   under the label priors (step ``calibrate_posterior``; ``--likelihoods gaussian,student`` also with the
-   Student-t likelihood, ``calibrate_posterior_student``).
+   the data alone (``--prior none``, as first measured), and calibration as inference under the label priors
+   with a Gaussian likelihood (step ``calibrate_posterior``; ``--likelihoods gaussian,student,auto`` also with the
+   Student-t likelihood and with the command's default, auto: ``calibrate_posterior_student`` / ``_auto``).
 3. ``rftwin predict CALIBRATED LINKS`` on ``--links`` links (fresh trace; ``--src`` runs it with another
    source tree, e.g. an older checkout, stored under ``predict_N{--label}``), and on the held-out links
    (error against the truth; the ITU, data-alone and posterior twins).
@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(HERE / "results" / "scale.json"))
     ap.add_argument("--skip", default="", help="steps to skip: posterior,heldout,predict,radiomap")
     ap.add_argument("--likelihoods", default="gaussian",
-                    help="likelihoods of the posterior calibrations, comma-separated: gaussian, student")
+                    help="likelihoods of the posterior calibrations, comma-separated: gaussian, student, auto")
     ap.add_argument("--src", default=str(ROOT / "src"),
                     help="rftwin source tree for the big predict (e.g. an older checkout, for before/after)")
     ap.add_argument("--label", default="", help="suffix of the big predict's result name (e.g. _before)")

@@ -7,7 +7,9 @@ Truth: Sionna RT with the true materials (ITU value of the true class x lambda p
 N(1, 0.15^2) clipped to [0.6, 1.4]); "wrong" labels give some objects another true class (metal cabinets labelled
 wood, concrete walls labelled brick, ...). Mismatch: "diffuse" truth traces diffuse reflection (S = 0.3 on every
 object) while the twin is specular; "jitter" moves every measured receiver by N(0, (5 cm)^2) per axis while the
-twin uses the nominal positions. Noise: Gaussian in dB on the measured path gains. Held-out error: RMS dB error of
+twin uses the nominal positions; "blockage" attenuates BLOCKED_FRACTION of the measured links by U(10, 25) dB
+(a person or vehicle in the way during the measurement: rows the twin's paths cannot explain) while the held-out
+truth is unblocked. Noise: Gaussian in dB on the measured path gains. Held-out error: RMS dB error of
 the twin's path gain against the noise-free truth on 100 links never used for fitting. Each calibration runs on
 the paths traced once at the labels (no re-trace; depth 2, 5e4 rays per source), with 16 starts; no global
 sweeps.
@@ -232,12 +234,14 @@ def new_calibration(ps, names, labels, thickness, t: Targets, tx_of_link: np.nda
     BayesSetup (whose ``fit.model`` is the posterior before the held-out check's decision)."""
     op = ObjectPriors(names, list(labels), table or itu_table(F), F)
     setup = BayesSetup(op, BayesConfig(seed=seed, check_switches=CHECK_SWITCHES,
-                                       switch_probability=SWITCH_PROBABILITY))
+                                       switch_probability=SWITCH_PROBABILITY, likelihood=LIKELIHOOD))
     res = calibrate_posterior(ps, t, setup, thickness, num_starts=16, seed=seed, link_tx=tx_of_link)
     return (res, setup) if with_setup else res
 
 
 SWITCH_PROBABILITY = 0.95  # --switch-probability of the posterior calibrations
+LIKELIHOOD = "gaussian"  # --likelihood of the posterior calibrations
+BLOCKED_FRACTION = 0.1  # measured links attenuated by 10-25 dB in the "blockage" mismatch
 CHECK_SWITCHES = False  # --check-switches: the posterior calibrations run with BayesConfig(check_switches=True)
 DETECTABLE_HALF_CHI2 = 5.0  # a wrong label is detectable when fixing it alone could gain this much log likelihood
 
@@ -283,7 +287,10 @@ def prepare(geom: str, labels_case: str, mismatch: str, tmp: Path, seed: int, n_
     rx_meas = rx + (rng.normal(0.0, 0.05, rx.shape) if mismatch == "jitter" else 0.0)
     diffuse = mismatch == "diffuse"
     truth_meas = simulate(twin, tx, rx_meas, eps_t, sig_t, st, diffuse)
-    truth_nom = truth_meas if mismatch == "none" else simulate(twin, tx, rx, eps_t, sig_t, st, diffuse)
+    truth_nom = truth_meas if mismatch in ("none", "blockage") else simulate(twin, tx, rx, eps_t, sig_t, st, diffuse)
+    if mismatch == "blockage":
+        blocked = rng.random(n) < BLOCKED_FRACTION
+        truth_meas = truth_meas - np.where(blocked, rng.uniform(10.0, 25.0, n), 0.0)
     e0 = np.array([itu_eps_sigma(lab, F)[0] for lab in labels])
     s0 = np.array([itu_eps_sigma(lab, F)[1] for lab in labels])
     twin.set_materials(e0, s0)
@@ -343,6 +350,9 @@ def run_cell(p: dict, noise_db: float, n_links: int, seed: int) -> dict:
     out["reverted"] = inf["reverted_to_labels"]
     out["switches"] = [(s["object"], s["to"]) for s in inf["label_switches"]]
     out["noise_estimate_db"] = inf["noise"]["path_gain"]
+    out["likelihood"] = inf["likelihood"]
+    out["outliers"] = inf.get("outliers", {}).get("count")
+    out["gaussian_outliers"] = ((inf.get("likelihood_choice") or {}).get("gaussian_outliers") or {}).get("count")
     out["prior_strength"] = inf["prior_strength"]
     out["heldout_cv_label_db"] = inf["heldout"]["features"]["path_gain"]["label_rmse"]
     out["heldout_cv_new_db"] = inf["heldout"]["features"]["path_gain"]["calibrated_rmse"]
@@ -543,7 +553,7 @@ def markdown(doc: dict) -> str:
              "| geometry | labels | mismatch | noise dB | links | label twin | data alone | posterior | oracle | "
              "oracle expected | floor | impl | fixed | verdict |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    key = {"labels": {"wrong": 0, "near": 1}, "mismatch": {"none": 0, "jitter": 1, "diffuse": 2}}
+    key = {"labels": {"wrong": 0, "near": 1}, "mismatch": {"none": 0, "jitter": 1, "diffuse": 2, "blockage": 3}}
     for c in sorted(doc["cells"], key=lambda c: (c["geometry"], key["labels"][c["labels"]],
                                                    key["mismatch"][c["mismatch"]], c["noise_db"], c["links"])):
         reach = (f" ({c['label_twin_reached_db']:.3f} / {c['old_reached_db']:.3f} / {c['new_reached_db']:.3f} on "
@@ -578,6 +588,7 @@ PRESET_ISSUE17 = (
     + [("room", lc, "none", 2.0, 24) for lc in ("wrong", "near")] + [("room", "near", "none", 1.0, 200)]
     + [("office", lc, "none", 0.0, 60) for lc in ("wrong", "near")]
     + [("room", lc, "none", 0.0, m) for lc in ("wrong", "near") for m in (24, 60)]
+    + [(g, lc, "blockage", 1.0, 60) for g in ("room", "office", "street") for lc in ("wrong", "near")]
     + [(g, "near", "none", 1.0, 1000) for g in ("street", "room", "office")])
 LATE_LINKS = 1000  # cells with at least this many links run after the transfer study
 
@@ -675,6 +686,8 @@ if __name__ == "__main__":
                     help="posterior calibrations with rftwin calibrate --check-switches (write to another --out)")
     ap.add_argument("--switch-probability", type=float, default=0.95,
                     help="the posterior calibrations' --switch-probability (write to another --out)")
+    ap.add_argument("--likelihood", default="gaussian", choices=["gaussian", "student", "auto"],
+                    help="the posterior calibrations' --likelihood (write to another --out)")
     ap.add_argument("--labels-only", default=None, choices=["near", "wrong"],
                     help="with --preset: only the cells of these labels")
     ap.add_argument("--wrong-first", action="store_true",
@@ -695,7 +708,7 @@ if __name__ == "__main__":
     todo = list(PRESET_ISSUE17) if a.preset == "issue17" else grid(
         a.geometries.split(","), [float(x) for x in a.noise.split(",")], [int(x) for x in a.links.split(",")],
         a.mismatch.split(","), a.labels.split(","))
-    CHECK_SWITCHES, SWITCH_PROBABILITY = a.check_switches, a.switch_probability
+    CHECK_SWITCHES, SWITCH_PROBABILITY, LIKELIHOOD = a.check_switches, a.switch_probability, a.likelihood
     if a.labels_only:
         todo = [c for c in todo if c[1] == a.labels_only]
     if a.wrong_first:

@@ -113,9 +113,13 @@ def write_calibration_outputs(out: Path, twin: TwinScene, res: CalibrationResult
         "< 10 % (and absolute std of S, K_xpd < 0.05).",
         "", head, rule, *rows, "",
         *convergence_lines(res),
+        *path_change_lines(res.path_changes),
         *inference_lines(res.inference, f_ref),
         "![convergence](convergence.png)", ""])
     write_text(out / "report.md", text)
+
+
+PATH_CHANGE_NOTE_DB = 0.1  # a last re-trace that changes the gains by more than this RMS gets a note in report.md
 
 
 def convergence_lines(res: CalibrationResult) -> list[str]:
@@ -124,6 +128,26 @@ def convergence_lines(res: CalibrationResult) -> list[str]:
         return ["Every round ended by the stopping rule (loss and parameter changes below their tolerances).", ""]
     return ["**Warning:** a round ended at the iteration cap (--max-iter), not by the stopping rule: the values "
             "may not be converged.", ""]
+
+
+def path_change_lines(changes: list[dict]) -> list[str]:
+    """What each re-trace changed in the traced paths, and what that alone changes in the predicted gains."""
+    if not changes:
+        return []
+    lines = ["Re-traces at the calibrated materials (Sionna draws reflection or refraction at every hit with "
+             "probabilities from the materials, so other materials can give other paths; the gain change is at "
+             "one and the same materials, i.e. what the paths alone change):", "",
+             "| re-trace | links with other paths | reached by one trace only | gain change RMS / max [dB] |",
+             "|---|---|---|---|"]
+    lines += [f"| {c['retrace']} | {c['links_with_other_paths']} of {c['links']} | {c['links_reached_by_one_trace']} "
+              f"| {c['gain_change_rms_db']:.3f} / {c['gain_change_max_db']:.3f} |" for c in changes]
+    last = changes[-1]
+    if last["gain_change_rms_db"] > PATH_CHANGE_NOTE_DB or last["links_reached_by_one_trace"]:
+        lines += ["", "The last re-trace still changed the predicted gains: predictions carry this much error from "
+                      "the traced paths alone, whatever the materials. More rays (--samples-per-src) make it "
+                      "smaller; where transmission through objects does not matter, --no-refraction removes "
+                      "the dependence on the materials."]
+    return lines + [""]
 
 
 def outlier_hint(inf: dict) -> str | None:
@@ -135,6 +159,19 @@ def outlier_hint(inf: dict) -> str | None:
     return (f"{o['count']} of {o['rows']} path-gain residuals lie beyond {o['z']:g} robust stds "
             f"({o['robust_std_db']:.2g} dB) of their median (a Gaussian expects {o['expected_gaussian']:.2g}): rows "
             "the twin's paths cannot explain pull the Gaussian fit; --likelihood student down-weights them")
+
+
+def likelihood_reason(inf: dict) -> str:
+    """Why ``--likelihood auto`` chose what it chose (empty when the likelihood was given)."""
+    c = inf.get("likelihood_choice")
+    if not c:
+        return ""
+    o = c.get("gaussian_outliers")
+    if not o or not o["rows"]:
+        return " (auto: no path-gain rows to test)"
+    seen = (f"{o['count']} of {o['rows']} path-gain residuals of the Gaussian fit beyond {o['z']:g} robust stds, "
+            f"a Gaussian expects {o['expected_gaussian']:.2g}")
+    return f" (auto: {seen})"
 
 
 def inference_lines(inf: dict | None, f_ref: float) -> list[str]:
@@ -153,7 +190,7 @@ def inference_lines(inf: dict | None, f_ref: float) -> list[str]:
     units = inf.get("noise_units", {})
     noise = ", ".join(f"{f} {v:.3g} {units.get(f, '')}" + (" (estimated)" if f in inf.get("noise_estimated", [])
                                                           else " (given)") for f, v in inf["noise"].items())
-    lines += [f"- noise: {noise}; likelihood: {inf['likelihood']}",
+    lines += [f"- noise: {noise}; likelihood: {inf['likelihood']}{likelihood_reason(inf)}",
               f"- prior strength (multiplier of the label priors' precision): {inf['prior_strength']:.3g}, chosen "
               f"by {inf['prior_strength_method']}; parameters determined by the data: "
               f"{inf['effective_parameters']:.1f}", ""]
@@ -176,10 +213,10 @@ def inference_lines(inf: dict | None, f_ref: float) -> list[str]:
             f"; the label's posterior probability <= {1 - inf['switch_probability']:.2g}"
         lines += [f"Labels switched to their most probable class (class prior: mass {inf['label_mass']:.2g} on the "
                   f"label, the rest shared by the other classes{rule}):", "",
-                  "| object (group: its objects) | label | now | P(now) | P(label) |", "|---|---|---|---|---|"]
+                  "| object (group: its objects) | label | from | to | P(to) | P(from) |", "|---|---|---|---|---|---|"]
         lines += [f"| {s['object']}{' (' + ', '.join(s['objects']) + ')' if s.get('objects') else ''} | "
-                  f"{s['label'] or '-'} | {s['to']} | {s['probability']:.3f} | {s['probability_from']:.2g} |"
-                  for s in sw]
+                  f"{s['label'] or '-'} | {s['from'] or '-'} | {s['to']} | {s['probability']:.3f} | "
+                  f"{s['probability_from']:.2g} |" for s in sw]
         lines.append("")
     else:
         lines += ["No label was switched (every label stayed its object's most probable class"

@@ -48,7 +48,7 @@ GAUSSIAN_METRIC = {"path_gain": "mse_db", "mpc_power": "mse_db", "delay_spread":
                    "cfr": "nmse"}
 NOISE_UNITS = {"path_gain": "dB", "mpc_power": "dB", "delay_spread": "ns", "mean_delay": "ns", "cfr": "relative"}
 NOISE_FLOOR = {"path_gain": 1e-3, "mpc_power": 1e-3, "delay_spread": 1e-3, "mean_delay": 1e-3, "cfr": 1e-5}
-LIKELIHOODS = ("gaussian", "student")
+LIKELIHOODS = ("gaussian", "student", "auto")  # auto: Gaussian unless outlying rows call for Student-t
 SCREEN_ITERATIONS = 30  # LM iterations of the refined label-correction candidates
 REFINE_CLASSES = 3  # candidate classes per object refined after the quick screen
 CANDIDATE_LANES = 2_000_000  # label correction: (candidate starts x paths) per batched fit (memory bound)
@@ -72,14 +72,16 @@ class BayesConfig:
     decisive evidence against the label. With ``check_switches`` a label that is not its object's most probable
     class, but whose probability is above 1 - ``switch_probability``, is switched to the most probable class when a
     K-fold paired test on held-out rows (:func:`check_switch`) shows the switch predicts better.
-    ``folds``: K of the held-out check (0: off); ``revert_if_worse``: export the label twin when the calibrated
-    twin predicts held-out rows worse than the labels.
+    ``likelihood``: gaussian, student (heavy-tailed, ``student_nu`` degrees of freedom) or auto (Gaussian unless the
+    first round's Gaussian fit leaves far more outlying path-gain rows than it explains, :func:`outlier_rows`; then
+    Student-t from that round on). ``folds``: K of the held-out check (0: off); ``revert_if_worse``: export the
+    label twin when the calibrated twin predicts held-out rows worse than the labels.
     """
 
     noise: dict[str, float] = field(default_factory=dict)
     strength: float | None = None
     strength_range: tuple[float, float] = (0.1, 10.0)
-    likelihood: str = "gaussian"
+    likelihood: str = "auto"
     student_nu: float = 4.0
     evidence_iters: int = 8
     label_correction: bool = True
@@ -514,7 +516,7 @@ def estimate_hyper(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg
         change = max([abs(math.log(new_noise[f] / h.noise[f])) for f in new_noise] +
                      [abs(math.log(lam / h.strength))])
         h = Hyper(new_noise, lam, rw, mw)
-        if change < 1e-2 and bc.likelihood == "gaussian":
+        if change < 1e-2 and bc.likelihood != "student":
             break
     res, c, tw = fit_map(ps, model, targets, cfg, st, h, progress)
     stats = laplace_stats(ps, res.model, tw, c, st, h)

@@ -49,6 +49,7 @@ class BayesSetup:
     fit: PosteriorFit | None = None
     rounds: list[dict] = field(default_factory=list)
     rows_without_paths: int = 0  # measured rows on links the last trace reached with no path (out of the likelihood)
+    likelihood_choice: dict | None = None  # likelihood auto: what the first round's Gaussian fit showed, and the choice
 
     def label_values(self) -> dict[str, np.ndarray | None]:
         """[1, K] start values of the label twin (the original labels' class centres)."""
@@ -92,7 +93,11 @@ def posterior_round(ps: PathSet, model: PerObjectMaterials, targets: Targets, cf
         noise = initial_noise(ps, lab, targets, cfg, bc.noise)
         setup.hyper = Hyper(noise, bc.strength if bc.strength is not None else 1.0)
     res, _, _ = fit_map(ps, model, targets, cfg, st, setup.hyper, progress, **checkpointing)
-    fit = estimate_hyper(ps, res.model, targets, cfg, st, setup.hyper, bc, progress)
+    auto = bc.likelihood == "auto"
+    fit = estimate_hyper(ps, res.model, targets, cfg, st, setup.hyper,
+                         replace(bc, likelihood="gaussian") if auto else bc, progress)
+    if auto:
+        fit, bc = choose_likelihood(ps, fit, targets, cfg, st, setup, progress)
     if first and bc.label_correction:
         fit = correct_labels(ps, fit, targets, cfg, setup.priors, make_model, fitq, bc, power_law, progress)
     elif setup.fit is not None:  # later rounds keep the first round's label decisions
@@ -110,6 +115,21 @@ def posterior_round(ps: PathSet, model: PerObjectMaterials, targets: Targets, cf
                    xpd=v["xpd"][0] if "xpd" in v else None, iterations=res.iterations + fit.iterations,
                    converged=res.converged and fit.converged, offset_db=fit.offset_db,
                    terms=[str(x) for x in cfg.loss_terms])
+
+
+def choose_likelihood(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: CalibrationConfig, st, setup: BayesSetup,
+                      progress: bool) -> tuple[PosteriorFit, BayesConfig]:
+    """Likelihood auto: keep the Gaussian ``fit`` unless its path-gain residuals hold far more outlying rows than a
+    Gaussian expects (:func:`rftwin.calibrate.bayes.outlier_rows`); then refit with the Student-t likelihood from
+    it. ``setup.config`` becomes the chosen likelihood for the later rounds and the check; the choice and the
+    outlier count behind it go to ``setup.likelihood_choice``."""
+    o = outlier_rows(ps, fit.model, targets, cfg) if "path_gain" in fit.hyper.noise else None
+    chosen = "student" if o is not None and o["suggest_student"] else "gaussian"
+    setup.likelihood_choice = {"requested": "auto", "chosen": chosen, "gaussian_outliers": o}
+    setup.config = replace(setup.config, likelihood=chosen)
+    if chosen == "student":
+        fit = estimate_hyper(ps, fit.model, targets, cfg, st, fit.hyper, setup.config, progress)
+    return fit, setup.config
 
 
 def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSetup, res: CalibrationResult,
@@ -140,7 +160,8 @@ def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSe
                     "shrinkage": setup.priors.shrinkage,
                     "shrinkage_method": "evidence (type-II ML over a grid)" if bc.shrinkage_auto else "fixed",
                     "shrinkage_evidence": fit.shrinkage_evidence,
-                    "rounds": setup.rounds, "rows_without_paths": setup.rows_without_paths}
+                    "rounds": setup.rounds, "rows_without_paths": setup.rows_without_paths,
+                    "likelihood_choice": setup.likelihood_choice}
     if bc.folds:
         report["heldout"] = heldout(ps, targets, cfg, fit, lab, st, make_model, bc, label_eval=label_eval)
         if link_tx is not None and len(np.unique(link_tx)) >= 2:
@@ -234,5 +255,5 @@ def material_library(res: CalibrationResult, setup: BayesSetup, f_ref: float) ->
                             {"eps": se, "sigma": ss}, f_ref, strength)
 
 
-__all__ = ["BayesSetup", "calibrate_posterior", "finish", "material_library", "plausible_bounds",
+__all__ = ["BayesSetup", "calibrate_posterior", "choose_likelihood", "finish", "material_library", "plausible_bounds",
            "posterior_round"]

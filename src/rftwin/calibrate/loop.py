@@ -134,6 +134,7 @@ class CalibrationResult:
     rmse_db: float | None = None  # path-gain RMSE of the kept state (dB, offset applied; an mse_db path-gain term)
     interrupted: bool = False  # Ctrl-C ended the run (``stop_on_interrupt``)
     polish_iterations: int = 0  # L-BFGS iterations after the main loop
+    path_changes: list[dict] = field(default_factory=list)  # what each re-trace changed (calibrate_scene)
 
     def mre(self, eps_true: np.ndarray, sigma_true: np.ndarray) -> tuple[float, float]:
         return (float(np.mean(np.abs(self.eps_r - eps_true) / eps_true)),

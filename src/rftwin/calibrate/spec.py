@@ -24,7 +24,7 @@ INITS = ("label", "uniform", "random")
 OPTIMIZERS = ("lm", "adam", "lbfgs")
 LOSSES = ("mse_db", "nae", "smape")
 OFFSETS = ("none", "closed_form", "ema")
-LIKELIHOODS = ("gaussian", "student")
+LIKELIHOODS = ("gaussian", "student", "auto")
 FIT_QUANTITIES = ("eps_r", "sigma", "scattering", "xpd")
 SPEC_FORMAT = 1
 
@@ -177,7 +177,7 @@ class PriorSpec:
     images: tuple[str, ...] = ()  # PNG scene images for the VLM prior
     noise_db: float | None = None
     noise_ns: float | None = None
-    likelihood: str = "gaussian"
+    likelihood: str = "auto"
     strength: float | None = None  # None: evidence maximisation
     label_correction: bool = True
     switch_probability: float = 0.95  # 0.5: the most probable class of the label-class mixture

@@ -29,6 +29,7 @@ from rftwin.calibrate.uncertainty import laplace
 from rftwin.materials.groups import MaterialGroups, material_model
 from rftwin.materials.per_object import MaterialPrior, PerObjectMaterials, draw_start_values
 from rftwin.pathset import PathSet
+from rftwin.physics.engine import link_gain_db
 from rftwin.progress import Stopwatch, timed
 from rftwin.scene.load import TwinScene
 from rftwin.scene.scene_materials import SceneMaterials
@@ -59,10 +60,16 @@ def trace_checked(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, setti
     return ps
 
 
-def path_keys(ps: PathSet) -> np.ndarray:
+def path_keys(ps: PathSet, depth: int | None = None) -> np.ndarray:
     """One row per path [N, 1 + 3 D] (int64): link, then the interaction type, object and primitive of every
-    depth (what identifies a path; its geometry follows from them)."""
-    return np.concatenate([ps.link.numpy()[:, None], ps.itype.numpy(), ps.obj.numpy(), ps.prim.numpy()], 1)
+    depth (what identifies a path; its geometry follows from them); ``depth`` pads the records to D with -1."""
+    D = ps.itype.shape[1] if depth is None else depth
+
+    def pad(x: torch.Tensor) -> np.ndarray:
+        x = x.numpy().astype(np.int64)
+        return np.pad(x, ((0, 0), (0, D - x.shape[1])), constant_values=-1)
+
+    return np.concatenate([ps.link.numpy()[:, None].astype(np.int64), pad(ps.itype), pad(ps.obj), pad(ps.prim)], 1)
 
 
 def same_paths(a: PathSet, b: PathSet) -> bool:
@@ -72,6 +79,29 @@ def same_paths(a: PathSet, b: PathSet) -> bool:
         return False
     ka, kb = path_keys(a), path_keys(b)
     return bool(np.array_equal(ka[np.lexsort(ka.T[::-1])], kb[np.lexsort(kb.T[::-1])]))
+
+
+def path_change(old: PathSet, new: PathSet, model, frequency_hz: float) -> dict:
+    """What a re-trace of the same links changed in their paths: the links whose paths (:func:`path_keys`) differ,
+    the links only one trace reaches, and the change of the link gain [dB] at one and the same materials
+    (``model``'s start 0, at ``frequency_hz``) over the links both reach: RMS and largest. Sionna draws reflection or
+    refraction at every hit with probabilities from the materials, so a trace at other materials can find other
+    paths; this is the part of a prediction's error that no material value removes."""
+    D = max(old.itype.shape[1], new.itype.shape[1])
+    ua, ca = np.unique(path_keys(old, D), axis=0, return_counts=True)
+    ub, cb = np.unique(path_keys(new, D), axis=0, return_counts=True)
+    rows, n = np.unique(np.concatenate([np.c_[ua, ca], np.c_[ub, cb]]), axis=0, return_counts=True)
+    changed = np.unique(rows[n == 1, 0])
+    f = torch.tensor([frequency_hz], dtype=torch.float64)
+    with torch.no_grad():
+        g = [link_gain_db(p, model(p, f), f, check=False)[0, 0].cpu().numpy() for p in (old, new)]
+    reach = [np.bincount(p.link.numpy(), minlength=p.num_links) > 0 for p in (old, new)]
+    both = reach[0] & reach[1]
+    d = (g[1] - g[0])[both]
+    return {"links": int(old.num_links), "links_with_other_paths": int(len(changed)),
+            "links_reached_by_one_trace": int((reach[0] ^ reach[1]).sum()),
+            "gain_change_rms_db": float(np.sqrt(np.mean(d**2))) if d.size else 0.0,
+            "gain_change_max_db": float(np.abs(d).max()) if d.size else 0.0}
 
 
 def _diffuse_values(twin: TwinScene, prior: MaterialPrior, fit: tuple[str, ...], num_starts: int, seed: int
@@ -225,8 +255,10 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
                            xpd=starts["xpd"], **kw)
     res = run(ps, model, 0, tg)
     history = list(res.history)
+    changes: list[dict] = []
     for k in range(retrace):
         new = trace_at(res.eps_r, res.sigma, res.scattering, res.xpd, k + 1)
+        changes.append({"retrace": k + 1, **path_change(ps, new, res.model, f_ref)})
         if same_paths(new, ps):  # the calibration would see the paths it has seen: done
             if res.uncertainty is None and bayes is None:  # computed in the last round only
                 res = replace(res, uncertainty=laplace(ps, res.model, tg, cfg))
@@ -255,7 +287,7 @@ def calibrate_scene(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray,
         _, link_tx = np.unique(np.asarray(tx_pos, dtype=np.float64), axis=0, return_inverse=True)
         res = finish(ps, tg, cfg, bayes, res, make_model, fit, power_law, link_tx.reshape(-1), label_eval)
     mech = list(ps.meta.get("mechanisms", settings.mechanisms()))
-    return replace(res, history=history, mechanisms=mech), ps
+    return replace(res, history=history, mechanisms=mech, path_changes=changes), ps
 
 
 def calibrated_materials(res: CalibrationResult) -> SceneMaterials:

@@ -148,8 +148,10 @@ def register(app: typer.Typer) -> None:
                                                       "estimated from the data)."),
                   noise_ns: float = typer.Option(None, "--noise-ns",
                                                  help="Known noise std of delay spread / mean delay [ns]."),
-                  likelihood: str = typer.Option("gaussian", "--likelihood",
-                                                 help="gaussian | student (heavy-tailed, for outliers)."),
+                  likelihood: str = typer.Option("auto", "--likelihood",
+                                                 help="gaussian | student (heavy-tailed, for outliers) | auto "
+                                                      "(Student-t when the Gaussian fit leaves far more outlying "
+                                                      "path-gain rows than it explains)."),
                   prior_strength: str = typer.Option("auto", "--prior-strength",
                                                      help="Multiplier of the label priors' precision: auto "
                                                           "(evidence maximisation) or a positive number."),
@@ -219,6 +221,12 @@ def register(app: typer.Typer) -> None:
                           f"offset {summary['offset_db']:.2f} dB); field, maps/ and outputs in {out}")
             return
         res = twin.result
+        from rftwin.report import PATH_CHANGE_NOTE_DB  # noqa: PLC0415 (torch: after the calibration)
+
+        if res.path_changes and (c := res.path_changes[-1])["gain_change_rms_db"] > PATH_CHANGE_NOTE_DB:
+            console.print(f"note: the last re-trace found other paths on {c['links_with_other_paths']} of "
+                          f"{c['links']} links, which alone change the predicted gains by "
+                          f"{c['gain_change_rms_db']:.2f} dB RMS (report.md: more rays, or --no-refraction)")
         extra = ""
         if res.scattering is not None:
             extra = " S = " + ", ".join(f"{nm}: {v:.3f}" for nm, v in zip(twin.names, res.scattering)) + ";"
@@ -277,7 +285,7 @@ def _print_inference(inf: dict) -> None:
     from rftwin.report import outlier_hint  # noqa: PLC0415 (torch: after the calibration)
 
     for s in inf.get("label_switches", []):
-        console.print(f"label switched: {s['object']}: {s['label']} -> {s['to']} "
+        console.print(f"label switched: {s['object']}: {s['from']} -> {s['to']} "
                       f"(P = {s['probability']:.3f}; P(label) = {s['probability_from']:.2g})")
     h = (inf.get("heldout") or {}).get("features", {})
     for f, v in h.items():

@@ -65,7 +65,8 @@ def calibration_summary(res, names: list[str]) -> dict:
     return {"model": "per-object", "fit": list(res.fit), "loss_terms": res.terms, "loss": res.loss,
             "offset_mode": res.offset_mode, "offset_db": res.offset_db, "iterations": res.iterations,
             "seconds": res.seconds, "converged": res.converged, "resumed_at_iteration": res.resumed_at,
-            "traced_mechanisms": res.mechanisms, "noise": None if u is None else u.noise,
+            "traced_mechanisms": res.mechanisms, "path_changes": res.path_changes,
+            "noise": None if u is None else u.noise,
             "inference": res.inference, "objects": objs}
 
 
