@@ -143,10 +143,11 @@ def path_change_lines(changes: list[dict]) -> list[str]:
               f"| {c['gain_change_rms_db']:.3f} / {c['gain_change_max_db']:.3f} |" for c in changes]
     last = changes[-1]
     if last["gain_change_rms_db"] > PATH_CHANGE_NOTE_DB or last["links_reached_by_one_trace"]:
-        lines += ["", "The last re-trace still changed the predicted gains: predictions carry this much error from "
-                      "the traced paths alone, whatever the materials. More rays (--samples-per-src) make it "
-                      "smaller; where transmission through objects does not matter, --no-refraction removes "
-                      "the dependence on the materials."]
+        lines += ["", "The last re-trace still changed the predicted gains: the last round was fitted on paths that "
+                      "had not settled. More re-trace rounds (--retrace) show whether they settle; where they keep "
+                      "changing, predictions carry that much error from the traced paths alone, whatever the "
+                      "materials: more rays (--samples-per-src) make it smaller, and where transmission through "
+                      "objects does not matter, --no-refraction removes the dependence on the materials."]
     return lines + [""]
 
 

@@ -226,7 +226,8 @@ def register(app: typer.Typer) -> None:
         if res.path_changes and (c := res.path_changes[-1])["gain_change_rms_db"] > PATH_CHANGE_NOTE_DB:
             console.print(f"note: the last re-trace found other paths on {c['links_with_other_paths']} of "
                           f"{c['links']} links, which alone change the predicted gains by "
-                          f"{c['gain_change_rms_db']:.2f} dB RMS (report.md: more rays, or --no-refraction)")
+                          f"{c['gain_change_rms_db']:.2f} dB RMS: the paths had not settled; --retrace "
+                          f"{c['retrace'] + 1} shows whether they do (report.md)")
         extra = ""
         if res.scattering is not None:
             extra = " S = " + ", ".join(f"{nm}: {v:.3f}" for nm, v in zip(twin.names, res.scattering)) + ";"
