@@ -84,33 +84,19 @@ print(json.dumps({"true_classes": sorted(set(true)), "lambda": {c: list(map(floa
 """
 
 
-def street_points(twin, n: int, centre: np.ndarray, radius_m: float, rng, height_m: float) -> np.ndarray:
-    """``n`` points [n, 3] at ``height_m`` within ``radius_m`` of ``centre`` (x, y), inside the scene's bounding box
-    (1 m margin) and outside every closed object."""
-    from rftwin.evaluate.radiomap import inside_objects
-
-    lo, hi = twin.bbox()
-    out = np.zeros((0, 3))
-    while len(out) < n:
-        r = radius_m * np.sqrt(rng.uniform(0, 1, 4 * n))
-        a = rng.uniform(0, 2 * np.pi, 4 * n)
-        c = np.c_[centre[0] + r * np.cos(a), centre[1] + r * np.sin(a), np.full(4 * n, height_m)]
-        c = c[np.all((c[:, :2] > lo[:2] + 1.0) & (c[:, :2] < hi[:2] - 1.0), axis=1)]
-        out = np.concatenate([out, c[~inside_objects(twin, c)]])
-    return out[:n]
-
-
 def links_frame(scene: str, n_tx: int, n_rx: int, radius_m: float, seed: int) -> pd.DataFrame:
     """``n_tx`` small cells 6 m above the street near the scene centre, each with ``n_rx`` street receivers."""
+    from munich_links import street_receivers
+
     from rftwin.scene import load
 
     twin = load(scene)
     rng = np.random.default_rng(seed)
     lo, hi = twin.bbox()
-    txs = street_points(twin, n_tx, (lo + hi) / 2, radius_m, rng, 6.0)
+    txs = street_receivers(twin, n_tx, (lo + hi) / 2, radius_m, rng, height_m=6.0, bbox_margin_m=1.0)
     rows = []
     for t in txs:
-        rx = street_points(twin, n_rx, t, radius_m, rng, 1.5)
+        rx = street_receivers(twin, n_rx, t, radius_m, rng, height_m=1.5, bbox_margin_m=1.0)
         rows.append(pd.DataFrame({"tx_x": t[0], "tx_y": t[1], "tx_z": t[2], "rx_x": rx[:, 0], "rx_y": rx[:, 1],
                                   "rx_z": rx[:, 2], "frequency_hz": F, "tx_power_dbm": 30.0}))
     df = pd.concat(rows, ignore_index=True).sample(frac=1.0, random_state=seed).reset_index(drop=True)

@@ -33,15 +33,20 @@ def rooftop_bs(twin: TwinScene, near=(0.0, 0.0), radius_m: float = 150.0, roof_m
     return best + np.array([0.0, 0.0, BS_HEIGHT_ABOVE_ROOF_M])
 
 
-def street_receivers(twin: TwinScene, n: int, center: np.ndarray, radius_m: float, seed: int = 0,
-                     height_m: float = 1.5) -> np.ndarray:
-    """``n`` receivers at ``height_m`` within ``radius_m`` of ``center`` (x, y), outside every closed object."""
+def street_receivers(twin: TwinScene, n: int, center: np.ndarray, radius_m: float,
+                     seed: int | np.random.Generator = 0, height_m: float = 1.5,
+                     bbox_margin_m: float | None = None) -> np.ndarray:
+    """``n`` receivers at ``height_m`` within ``radius_m`` of ``center`` (x, y), outside every closed object (and
+    with ``bbox_margin_m``, that far inside the scene's bounding box); ``seed`` may be a generator to draw on."""
     rng = np.random.default_rng(seed)
+    lo, hi = twin.bbox()
     out = np.zeros((0, 3))
     while len(out) < n:
         r = radius_m * np.sqrt(rng.uniform(0, 1, 4 * n))
         a = rng.uniform(0, 2 * np.pi, 4 * n)
         c = np.c_[center[0] + r * np.cos(a), center[1] + r * np.sin(a), np.full(4 * n, height_m)]
+        if bbox_margin_m is not None:
+            c = c[np.all((c[:, :2] > lo[:2] + bbox_margin_m) & (c[:, :2] < hi[:2] - bbox_margin_m), axis=1)]
         out = np.concatenate([out, c[~inside_objects(twin, c)]])
     return out[:n]
 

@@ -287,9 +287,14 @@ def posterior_config(cfg: CalibrationConfig, targets: Targets, h: Hyper, n_prior
     return replace(cfg, terms=tuple(terms), prior_weight=h.strength * n_prior)
 
 
+def links_with_paths(ps: PathSet) -> torch.Tensor:
+    """[L] bool: the links of ``ps`` with at least one traced path."""
+    return torch.bincount(ps.link.to(torch.long), minlength=ps.num_links) > 0
+
+
 def rows_with_paths(ps: PathSet, targets: Targets) -> torch.Tensor:
     """[M] bool: the rows of ``targets`` whose link has at least one traced path."""
-    return (torch.bincount(ps.link.to(torch.long), minlength=ps.num_links) > 0)[targets.link.to(torch.long)]
+    return links_with_paths(ps)[targets.link.to(torch.long)]
 
 
 def traced_rows(ps: PathSet, targets: Targets) -> tuple[Targets, int]:

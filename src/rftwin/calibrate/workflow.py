@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rftwin.calibrate.bayes import links_with_paths
 from rftwin.calibrate.inference import BayesSetup, finish, plausible_bounds, posterior_round
 from rftwin.calibrate.loop import CalibrationConfig, CalibrationResult, calibrate
 from rftwin.calibrate.problem import Targets
@@ -95,7 +96,7 @@ def path_change(old: PathSet, new: PathSet, model, frequency_hz: float) -> dict:
     f = torch.tensor([frequency_hz], dtype=torch.float64)
     with torch.no_grad():
         g = [link_gain_db(p, model(p, f), f, check=False)[0, 0].cpu().numpy() for p in (old, new)]
-    reach = [np.bincount(p.link.numpy(), minlength=p.num_links) > 0 for p in (old, new)]
+    reach = [links_with_paths(p).numpy() for p in (old, new)]
     both = reach[0] & reach[1]
     d = (g[1] - g[0])[both]
     return {"links": int(old.num_links), "links_with_other_paths": int(len(changed)),
