@@ -2,18 +2,18 @@
 then ``rftwin predict`` of held-out links with the calibrated twin and with the scene's own labels.
 
 Scenes: Sionna's built-in ``simple_street_canyon_with_cars`` (15 objects, calibrated per object), ``etoile`` (565
-objects) and ``florence`` (2 639 objects; both ``--groups label``). Links: three small cells 6 m above the street,
-receivers 1.5 m above it within --radius of them, outside every closed object; --train measured links, --test
-held-out links at other receivers. "Measurements": Sionna's path gain at the true materials plus N(0, --noise-db^2)
-dB. True materials: the ITU value of the true class x lambda, lambda ~ N(1, 0.15^2) clipped to [0.6, 1.4] per class
-and quantity, times a per-object N(1, 0.05^2) (the objects of a class are not identical: the group model is not
-exact); "wrong" labels give one class of the scene another true class (WRONG). Solver: depth 2, 1e5 rays per
-source, diffraction on, in the truth and the twin. Held-out error: RMS / MAE dB of the twin's path gain against the
-noise-free truth on the test links both reach; "floor": the exact true materials on the paths traced at the labels
-(Sionna draws reflection or refraction at every hit with probabilities from the materials, so where refraction
-is on, the paths it finds depend on the materials: no material calibration of those paths removes this error).
-Every command runs in a child process whose peak RSS is polled from here. Results: benchmarks/results/unseen.json
-(resumable: finished cases are skipped) and unseen.md.
+objects), ``florence`` (2 639 objects) and ``san_francisco`` (4 735 objects; the last three ``--groups label``).
+Links: three small cells 6 m above the street, receivers 1.5 m above it within --radius of them, outside every
+closed object; --train measured links, --test held-out links at other receivers. "Measurements": Sionna's path gain
+at the true materials plus N(0, --noise-db^2) dB. True materials: the ITU value of the true class x lambda, lambda ~
+N(1, 0.15^2) clipped to [0.6, 1.4] per class and quantity, times a per-object N(1, 0.05^2) (the objects of a class
+are not identical: the group model is not exact); "wrong" labels give one class of the scene another true class
+(WRONG). Solver: depth 2, 1e5 rays per source, diffraction on, in the truth and the twin. Held-out error: RMS / MAE
+dB of the twin's path gain against the noise-free truth on the test links both reach; "floor": the exact true
+materials on the paths traced at the labels (Sionna draws reflection or refraction at every hit with probabilities
+from the materials, so where refraction is on, the paths it finds depend on the materials: no material calibration
+of those paths removes this error). Every command runs in a child process whose peak RSS is polled from here.
+Results: benchmarks/results/unseen.json (resumable: finished cases are skipped) and unseen.md.
 
     .venv/bin/python benchmarks/bench_unseen.py [--scenes simple_street_canyon_with_cars,etoile] [--work DIR]
 """
@@ -35,11 +35,12 @@ sys.path.insert(0, str(HERE))
 from bench_scale import run_child  # noqa: E402
 
 SOLVER = ["--max-depth", "2", "--samples-per-src", "100000", "--diffraction"]
-GROUPED = {"etoile", "florence"}  # calibrated with --groups label
+GROUPED = {"etoile", "florence", "san_francisco"}  # calibrated with --groups label
 WRONG = {  # scene -> {label: true class} of the "wrong" case
     "simple_street_canyon_with_cars": {"wood": "concrete", "glass": "metal"},
     "etoile": {"marble": "brick"},
     "florence": {"marble": "concrete"},
+    "san_francisco": {"marble": "metal"},  # metal-clad facades labelled marble
 }
 F = 3.5e9
 

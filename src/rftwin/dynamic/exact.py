@@ -24,7 +24,7 @@ from rftwin.physics.channel import link_sum, path_power
 from rftwin.physics.engine import MaterialValues, path_coefficients
 from rftwin.physics.slab import complex_permittivity, slab_coefficients
 from rftwin.scene.load import TwinScene
-from rftwin.trace.tracer import AntennaSpec, _antenna_vectors, _geometry, reset_devices  # noqa: PLC2701 - the tracer's own record code
+from rftwin.trace.tracer import AntennaSpec, antenna_vectors, path_records, reset_devices
 
 _GEO_FIELDS = dict(length_m="length", k_tx="k_tx", k_rx="k_rx", itype="itype", obj="obj", prim="prim",
                    point="point", normal="normal", cos_i="cos_i", rot_in="rot_in", rot_out="rot_out", prob="prob")
@@ -143,9 +143,9 @@ class ImageUpdate:
         meshes.insert(self.proxy_index, (self.proxy_verts0 + np.asarray(position, dtype=np.float64),
                                          self.proxy_faces))
         link = pp.link.numpy()
-        geo = _geometry(raw, ps0.tx_pos.numpy()[link], ps0.rx_pos.numpy()[link], {i: i for i in range(self.K)},
+        geo = path_records(raw, ps0.tx_pos.numpy()[link], ps0.rx_pos.numpy()[link], {i: i for i in range(self.K)},
                         meshes)
-        f_tx, f_rx = _antenna_vectors(self.twin.scene, geo["k_tx"], geo["k_last_in"])
+        f_tx, f_rx = antenna_vectors(self.twin.scene, geo["k_tx"], geo["k_last_in"])
         R, T = ps0.a_ref.shape[1:]
         return PathSet(tx_pos=ps0.tx_pos, rx_pos=ps0.rx_pos, link=pp.link.clone(),
                        f_tx=torch.from_numpy(np.ascontiguousarray(f_tx)),

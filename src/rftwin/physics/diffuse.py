@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 # Scattering-pattern codes (per object): Sionna's registered pattern names
@@ -80,7 +81,7 @@ def backscattering_pattern(cos_i: torch.Tensor, cos_psi_r: torch.Tensor, cos_psi
     values use the generalised binomial series) and ``lambda_`` in [0, 1] broadcast to [...]; ``num_terms``
     series length (default :func:`series_terms` of the given exponents). Returns [...].
     """
-    shape = torch.broadcast_shapes(cos_i.shape, alpha_r.shape, alpha_i.shape, lambda_.shape)
+    shape = np.broadcast_shapes(*(tuple(t.shape) for t in (cos_i, alpha_r, alpha_i, lambda_)))  # as _lead_shape
     tiny = torch.finfo(cos_i.dtype).tiny
     v_r = torch.clamp(0.5 * (1.0 + cos_psi_r), min=tiny) ** alpha_r
     v_i = torch.clamp(0.5 * (1.0 + cos_psi_i), min=tiny) ** alpha_i

@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
+import numpy as np
 import torch
 from torch.utils.checkpoint import checkpoint
 
@@ -109,7 +110,8 @@ def check_supported(ps: PathSet) -> None:
 
 def _lead_shape(*tensors: torch.Tensor | None) -> tuple[int, int]:
     """Broadcast leading [B, F] of tensors shaped [..., X, Y] (gathered material values [..., N, D])."""
-    shape = torch.broadcast_shapes(*(t.shape[:-2] for t in tensors if t is not None))
+    # numpy's rule: torch.broadcast_shapes imports torch.fx's symbolic shapes (and sympy) on first use, ~0.5 s
+    shape = np.broadcast_shapes(*(tuple(t.shape[:-2]) for t in tensors if t is not None))
     if len(shape) > 2:
         raise ValueError(f"material values have too many leading dimensions: {tuple(shape)} (expected [B, F])")
     return tuple([1] * (2 - len(shape)) + list(shape))

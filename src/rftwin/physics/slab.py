@@ -22,20 +22,24 @@ def slab_coefficients(cos_theta: torch.Tensor, eta: torch.Tensor, thickness_m: t
     ITU-R P.2040 eqs. (37), (43), (44): A = sqrt(eta - sin^2), r'_TE = (cos - A)/(cos + A),
     r'_TM = (eta cos - A)/(eta cos + A), q = 2 pi d A / lambda,
     R = r'(1 - e^{-j2q}) / (1 - r'^2 e^{-j2q}), T = (1 - r'^2) e^{-jq} / (1 - r'^2 e^{-j2q}).
+    Written with r' = n / m (n = c - A, m = c + A; c = cos for TE, eta cos for TM) and m^2 - n^2 = 4 A c, so
+    that each polarisation takes one complex division: R = n m (1 - e^{-j2q}) / D, T = 4 A c e^{-jq} / D,
+    D = m^2 - n^2 e^{-j2q} (the same values; divisions dominate the engine's forward and backward passes).
     """
     cos_theta = cos_theta.to(eta.real.dtype)
     sin2 = 1.0 - cos_theta * cos_theta
     A = torch.sqrt(eta - sin2)
-    r_te = (cos_theta - A) / (cos_theta + A)
-    r_tm = (eta * cos_theta - A) / (eta * cos_theta + A)
     q = (2.0 * math.pi) * thickness_m / wavelength_m * A
     e1 = torch.exp(-1j * q)
     e2 = e1 * e1
-    r_te2, r_tm2 = r_te * r_te, r_tm * r_tm
-    den_te = 1.0 - r_te2 * e2
-    den_tm = 1.0 - r_tm2 * e2
-    R_te = r_te * (1.0 - e2) / den_te
-    R_tm = r_tm * (1.0 - e2) / den_tm
-    T_te = (1.0 - r_te2) * e1 / den_te
-    T_tm = (1.0 - r_tm2) * e1 / den_tm
+    one_minus_e2 = 1.0 - e2
+    four_a_e1 = 4.0 * A * e1
+
+    def pair(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n, m = c - A, c + A
+        inv = 1.0 / (m * m - n * n * e2)
+        return n * m * one_minus_e2 * inv, four_a_e1 * c * inv
+
+    R_te, T_te = pair(cos_theta)
+    R_tm, T_tm = pair(eta * cos_theta)
     return R_te, R_tm, T_te, T_tm

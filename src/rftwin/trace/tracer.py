@@ -90,7 +90,7 @@ def reset_devices(scene, tx_ant: AntennaSpec = AntennaSpec(), rx_ant: AntennaSpe
     _set_arrays(scene, tx_ant, rx_ant)
 
 
-def _antenna_vectors(scene, k_tx: np.ndarray, k_in_last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def antenna_vectors(scene, k_tx: np.ndarray, k_in_last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Antenna field vectors (complex [N, T, 2] and [N, R, 2]) in Sionna's world implicit basis."""
     import mitsuba as mi  # noqa: PLC0415
     from sionna.rt.antenna_pattern import antenna_pattern_to_world_implicit  # noqa: PLC0415
@@ -152,7 +152,7 @@ def buffer_to_numpy(buf, patterns: tuple[int, int] = (1, 1)) -> dict[str, np.nda
     return out
 
 
-def _geometry(raw: dict, src: np.ndarray, tgt: np.ndarray, id_to_index: dict[int, int],
+def path_records(raw: dict, src: np.ndarray, tgt: np.ndarray, id_to_index: dict[int, int],
               meshes: list[tuple[np.ndarray, np.ndarray]], samples_per_src: int | None = None
               ) -> dict[str, np.ndarray]:
     """Geometry-only per-path / per-interaction records (float64) from the raw buffer of one solver call.
@@ -295,7 +295,7 @@ def _mechanism_geometry(raw: dict, ps: np.ndarray, pt: np.ndarray, V: np.ndarray
     return out
 
 
-# PathSet field -> key of the :func:`_geometry` record
+# PathSet field -> key of the :func:`path_records` record
 _MECHANISM_FIELDS = {"tube_length_m": "tube_length", "k_out": "k_out", "cos_o": "cos_o", "cos_psi_r": "cos_psi_r",
                      "cos_psi_i": "cos_psi_i", "w_in": "w_in", "w_out": "w_out", "solid_angle": "solid_angle",
                      "s_m": "s", "s_prime_m": "s_prime", "wedge_e": "wedge_e", "wedge_n0": "wedge_n0",
@@ -455,8 +455,8 @@ def trace_call(twin: TwinScene, ut: np.ndarray, ur: np.ndarray, grid: np.ndarray
     link = grid[raw["src"], raw["tgt"]] if len(raw["src"]) else np.zeros(0, np.int64)
     keep = link >= 0
     raw = {k: v[keep] for k, v in raw.items()}
-    geo = _geometry(raw, ut, ur, id_to_index, meshes, samples_per_src=settings.samples_per_src)
-    f_tx, f_rx = _antenna_vectors(twin.scene, geo["k_tx"], geo["k_last_in"])
+    geo = path_records(raw, ut, ur, id_to_index, meshes, samples_per_src=settings.samples_per_src)
+    f_tx, f_rx = antenna_vectors(twin.scene, geo["k_tx"], geo["k_last_in"])
     release_kernels(len(ut) * len(ur))
     links = np.sort(grid[grid >= 0])
     local = np.searchsorted(links, link[keep])
@@ -674,5 +674,5 @@ def trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSett
     return ps
 
 
-__all__ = ["AntennaSpec", "SceneMaterials", "SolverSettings", "TraceShard", "cache_key", "concat", "iter_trace",
-           "trace"]
+__all__ = ["AntennaSpec", "SceneMaterials", "SolverSettings", "TraceShard", "antenna_vectors", "cache_key", "concat",
+           "iter_trace", "path_records", "trace"]
