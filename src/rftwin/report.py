@@ -92,7 +92,8 @@ def write_calibration_outputs(out: Path, twin: TwinScene, res: CalibrationResult
             if ok is not None:
                 flags.append(ok[i])
         ident = "yes" if flags and all(bool(f) for f in flags) else "no"
-        rows.append(f"| {o.name} | {labels[i] or '-'} | " + " | ".join(cells) + f" | {ident} |")
+        rows.append((o.name, f"| {labels[i] or '-'} | " + " | ".join(cells) + f" | {ident} |"))
+    rows = object_rows(rows)
     head = "| object | label | ε_r | σ [S/m] | " + "".join(f"{t} | " for _, t in extra_cols) + "identified |"
     rule = "|---|---|---|---|" + "---|" * len(extra_cols) + "---|"
     # rows whose link has no traced path sit at the -300 dB floor whatever the materials: not part of the fit's RMS
@@ -117,6 +118,28 @@ def write_calibration_outputs(out: Path, twin: TwinScene, res: CalibrationResult
         *inference_lines(res.inference, f_ref),
         "![convergence](convergence.png)", ""])
     write_text(out / "report.md", text)
+
+
+REPORT_OBJECT_ROWS = 60  # report.md lists at most this many rows of objects; materials.json has every object
+
+
+def object_rows(rows: list[tuple[str, str]], limit: int = REPORT_OBJECT_ROWS) -> list[str]:
+    """Markdown rows of the report's object table from (object name, rest of the row) pairs: objects whose rows
+    are the same (e.g. the objects of one material group) share one row, "N objects: first, second, …", in order
+    of first appearance; at most ``limit`` rows, then (after a blank line, below the table) a sentence saying how
+    many objects were left out."""
+    merged: dict[str, list[str]] = {}
+    for name, rest in rows:
+        merged.setdefault(rest, []).append(name)
+    out = []
+    for rest, names in list(merged.items())[:limit]:
+        who = names[0] if len(names) == 1 else f"{len(names)} objects: {', '.join(names[:2])}{', …' * (len(names) > 2)}"
+        out.append(f"| {who} {rest}")
+    left = sum(len(n) for n in list(merged.values())[limit:])
+    if left:
+        more = "1 more object is" if left == 1 else f"{left} more objects are"
+        out += ["", f"{more} not listed; {MATERIALS_FILE} has every object's values."]
+    return out
 
 
 PATH_CHANGE_NOTE_DB = 0.1  # a last re-trace that changes the gains by more than this RMS gets a note in report.md

@@ -1,4 +1,6 @@
 """Tracing under a memory budget: split calls give the same paths, shards resume, a too small budget is refused."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ from rftwin.physics.engine import path_coefficients
 from rftwin.scene import load
 from rftwin.trace import SolverSettings, trace, tracer
 from rftwin.trace import budget as B
+from rftwin.trace.dedup_table import slots_per_lane
 from rftwin.twin_io import material_values
 
 S = SolverSettings(max_depth=2, samples_per_src=200_000, seed=3)
@@ -191,3 +194,47 @@ def test_a_transmitter_has_the_same_paths_whatever_else_is_traced():
         np.testing.assert_array_equal(np.bincount(sub.link.numpy(), minlength=8),
                                       np.bincount(alone.link.numpy(), minlength=8))
         torch.testing.assert_close(_gains(sub, twin), _gains(alone, twin), rtol=0, atol=1e-6)
+
+
+def test_per_call_memory_is_learned_from_a_new_peak_only():
+    key = ("test scene", S)
+    m = B.FIXED_MARGIN
+    try:
+        assert B.learn_fixed(key, B.GIB, B.GIB, None, 0.0) is None  # no new peak: nothing learned
+        # a call that peaked 1 GiB above where it started, 0.2 GiB of which stays resident, lanes costing 0.1 GiB
+        assert B.learn_fixed(key, B.GIB, int(1.2 * B.GIB), 2 * B.GIB, 0.1 * B.GIB) == pytest.approx(0.7 * m * B.GIB)
+        s = B.CallSizer(budget=4 * B.GIB, lanes_per_pair=LANES, resident=B.GIB, fixed=B.learned_fixed(key))
+        assert s.allowance == pytest.approx(3 * B.GIB - 0.7 * m * B.GIB)
+        assert B.learn_fixed(key, B.GIB, B.GIB, int(1.05 * B.GIB), 0.1 * B.GIB) == 0.0  # lanes cost more: none
+        with pytest.raises(B.BudgetError, match="give at least"):
+            B.CallSizer(budget=2 * B.GIB, lanes_per_pair=LANES, resident=B.GIB, fixed=1.5 * B.GIB).max_pairs()
+    finally:
+        B._learned_fixed.pop(key, None)
+
+
+def test_learned_per_call_memory_splits_the_calls_after_it_same_paths(tmp_path, monkeypatch):
+    """A scene whose calls need memory beyond their lanes (Sionna's diffraction records of a city scene, about
+    1 GiB) gets smaller calls once it is known; the paths and gains stay those of one call."""
+    twin = load("room")
+    tx, rx = _links()
+    whole = trace(twin, tx, rx, S, cache_dir=False, memory_budget=1 << 40)
+    calls = []
+    real = tracer.solve_paths
+
+    def counting(tw, ut, ur, st):
+        calls.append(len(ut) * len(ur))
+        return real(tw, ut, ur, st)
+
+    monkeypatch.setattr(tracer, "solve_paths", counting)
+    key = (id(twin.scene), S)
+    cost = B.CallSizer(0, LANES, 0, slots_per_lane=slots_per_lane()).pair_cost  # as the tracer sizes calls
+    resident = B.current_rss()
+    monkeypatch.setattr(B, "current_rss", lambda: resident)  # sizing independent of the allocator's drift
+    budget = int(resident + 1000 * cost)
+    monkeypatch.setitem(B._learned_fixed, key, 997.5 * cost)  # leaves room for 2.5 pairs: 2 per call
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sized, not the one-pair fallback of a budget the fixed part fills
+        parts = trace(twin, tx, rx, S, cache_dir=tmp_path, memory_budget=budget)
+    assert len(calls) >= 3 and max(calls) <= 2, calls
+    assert parts.num_paths == whole.num_paths
+    torch.testing.assert_close(_gains(parts, twin), _gains(whole, twin), rtol=0, atol=1e-5)

@@ -77,6 +77,43 @@ def current_rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
+def peak_rss() -> int | None:
+    """Peak resident memory of this process so far (Linux ``VmHWM``, bytes), or None where unknown. Not reset
+    here (that would also reset what ``getrusage`` reports to whoever measures this process)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+#: per-call memory beyond the lane and path costs, learned from the first solver call of a scene and settings in
+#: this process (bytes), keyed by (id of the Sionna scene, solver settings): e.g. Sionna's diffraction records of a
+#: city scene, over a GiB whatever the call's size
+_learned_fixed: dict[tuple, float] = {}
+#: margin on the learned value: calls of other transmitters of the same scene needed up to ~20 % more
+FIXED_MARGIN = 1.25
+
+
+def learned_fixed(key: tuple) -> float | None:
+    """The per-call memory learned for ``key`` (bytes), None before a call taught it."""
+    return _learned_fixed.get(key)
+
+
+def learn_fixed(key: tuple, rss_before: int, rss_after: int, peak: int | None, call_cost: float) -> float | None:
+    """Learn the memory a solver call needs beyond ``call_cost`` (its lanes and paths) from its ``peak`` resident
+    memory (None: a call that set no new peak of the process, whose own peak is unknown: nothing learned) above
+    the resident memory it started from or left behind once its buffers were given back (whichever is larger: what
+    stays resident, such as the scene's diffraction records, is part of the next call's starting point, not of its
+    cost). Returns the learned value (x :data:`FIXED_MARGIN`, at least 0)."""
+    if peak is not None:
+        _learned_fixed[key] = max(float(peak - max(rss_before, rss_after) - call_cost), 0.0) * FIXED_MARGIN
+    return learned_fixed(key)
+
+
 @dataclass(frozen=True)
 class CallSizer:
     """Sizes solver calls: ``lanes_per_pair`` = max(depth, 1) x samples_per_src."""
@@ -88,6 +125,8 @@ class CallSizer:
     lane_limit: int = MAX_SOLVER_LANES
     #: slots of Sionna's specular-chain tables per lane when sized per call (rftwin.trace.dedup_table), 8 B each
     slots_per_lane: float = 0.0
+    #: bytes every call needs whatever its size (learned from earlier calls: :func:`learn_fixed`)
+    fixed: float = 0.0
 
     @property
     def pair_cost(self) -> float:
@@ -97,7 +136,7 @@ class CallSizer:
 
     @property
     def allowance(self) -> float:
-        return self.budget - self.resident
+        return self.budget - self.resident - self.fixed
 
     def max_pairs(self) -> int:
         """Pairs per call: the largest power of two whose cost fits the allowance (and Sionna's lane limit)."""
@@ -105,9 +144,9 @@ class CallSizer:
             raise BudgetError(
                 f"--memory-budget {fmt_bytes(self.budget)} is too small: the smallest solver call (1 transmitter x "
                 f"1 receiver, {self.lanes_per_pair:.3g} lanes = depth x samples per source) needs about "
-                f"{fmt_bytes(self.pair_cost)} on top of the {fmt_bytes(self.resident)} this process already uses; "
-                f"give at least {fmt_bytes(self.resident + self.pair_cost)} (or lower --samples-per-src / "
-                "--max-depth)")
+                f"{fmt_bytes(self.pair_cost + self.fixed)} on top of the {fmt_bytes(self.resident)} this process "
+                f"already uses; give at least {fmt_bytes(self.resident + self.fixed + self.pair_cost)} (or lower "
+                "--samples-per-src / --max-depth)")
         n = int(min(self.allowance // self.pair_cost, max(1, self.lane_limit // self.lanes_per_pair)))
         return 1 << (max(n, 1).bit_length() - 1)
 
@@ -116,4 +155,5 @@ class CallSizer:
 
 
 __all__ = ["BYTES_PER_LANE", "BYTES_PER_PATH", "BYTES_PER_SLOT", "BudgetError", "CallSizer", "MAX_SOLVER_LANES",
-           "current_rss", "default_budget", "fmt_bytes", "parse_budget", "use_budget"]
+           "current_rss", "default_budget", "fmt_bytes", "learn_fixed", "learned_fixed", "parse_budget", "peak_rss",
+           "use_budget"]

@@ -509,12 +509,20 @@ def _prepare(twin, tx_pos, rx_pos, settings, tx_antenna, rx_antenna, cache_dir, 
     return tx_pos, rx_pos, key, root
 
 
+def _sizer(settings: SolverSettings, memory_budget: int | None, fixed: float = 0.0,
+           resident: int | None = None) -> _budget.CallSizer:
+    """Call sizer of ``memory_budget`` (default: the process's) above ``resident`` (default: the resident memory
+    now), with ``fixed`` bytes every call needs beyond its lanes and paths."""
+    return _budget.CallSizer(_budget.default_budget() if memory_budget is None else int(memory_budget),
+                             settings.lanes_per_pair, _budget.current_rss() if resident is None else resident,
+                             lane_limit=MAX_SOLVER_LANES,
+                             slots_per_lane=_dedup.slots_per_lane(), fixed=fixed)
+
+
 def _max_pairs(settings: SolverSettings, memory_budget: int | None) -> int:
     """(tx, rx) pairs per solver call that fit ``memory_budget`` (default: the process's) above the resident
     memory now; raises :class:`rftwin.trace.budget.BudgetError` when not even one does."""
-    return _budget.CallSizer(_budget.default_budget() if memory_budget is None else int(memory_budget),
-                             settings.lanes_per_pair, _budget.current_rss(), lane_limit=MAX_SOLVER_LANES,
-                             slots_per_lane=_dedup.slots_per_lane()).max_pairs()
+    return _sizer(settings, memory_budget).max_pairs()
 
 
 def iter_trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = SolverSettings(),
@@ -553,15 +561,16 @@ def iter_trace(twin: TwinScene, tx_pos, rx_pos, settings: SolverSettings = Solve
         covered[links] = True
         yield TraceShard(links, ps)
     yield from _trace_links(twin, tx_pos, rx_pos, np.nonzero(~covered)[0], settings, tx_antenna, rx_antenna, key,
-                            max_pairs, sdir, progress, materials)
+                            max_pairs, sdir, progress, materials, memory_budget)
 
 
 def _trace_links(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, links: np.ndarray,
                  settings: SolverSettings, tx_antenna: AntennaSpec, rx_antenna: AntennaSpec, key: str,
-                 max_pairs: int, sdir: Path | None, progress: bool, materials: SceneMaterials | None = None
-                 ) -> Iterator[TraceShard]:
-    """Trace the global links ``links`` in calls of at most ``max_pairs`` pairs at ``materials``; save each shard
-    to ``sdir``."""
+                 max_pairs: int, sdir: Path | None, progress: bool, materials: SceneMaterials | None = None,
+                 memory_budget: int | None = None) -> Iterator[TraceShard]:
+    """Trace the global links ``links`` in calls of at most ``max_pairs`` pairs at ``materials`` (fewer where the
+    calls' per-call memory, learned from their peaks, leaves less of ``memory_budget``); save each shard to
+    ``sdir``."""
     if not len(links):
         return
     lanes_per_pair = settings.lanes_per_pair
@@ -574,21 +583,58 @@ def _trace_links(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, links:
     # instance while tracing: Sionna's cost grows with the instances
     # Dr.Jit's buffers are kept between calls of one size and given back before a call of another size and at
     # the end (kernel_cache.release_allocations)
+    # a call may also need memory that does not grow with its size (Sionna's diffraction records of a city scene:
+    # over a GiB): learned from the first call of this scene and settings that sets a new peak of the process; the
+    # calls after it are split to stay in the budget
+    fixed_key = (id(twin.scene), settings)
     size = None
     try:
         with applied_materials(twin, materials), share_materials(twin):
             id_to_index, meshes = twin.id_to_index(), twin.meshes()
+            base = _budget.current_rss()  # resident memory without Dr.Jit's buffers (as after a release)
             for ut, ur, grid in track(calls, "tracing (Sionna RT)", enabled=progress and len(calls) > 1):
-                if size not in (None, len(ur)):
-                    release_allocations()
-                size = len(ur)
                 grid = np.where(grid >= 0, links[np.maximum(grid, 0)], -1)
-                shard = trace_call(twin, ut, ur, grid, tx_pos, rx_pos, settings, meta, id_to_index, meshes)
-                if sdir is not None:
-                    shard.pathset.save(sdir / _shard_name(shard.links))
-                yield shard
+                r0 = 0
+                while r0 < len(ur):
+                    n = min(len(ur) - r0, _pairs_with_fixed(settings, memory_budget, fixed_key, max_pairs, base))
+                    if size not in (None, n):
+                        release_allocations()
+                        base = _budget.current_rss()
+                    size = n
+                    sl = slice(r0, r0 + n)
+                    before, peak_before = _budget.current_rss(), _budget.peak_rss()
+                    shard = trace_call(twin, ut, ur[sl], grid[:, sl], tx_pos, rx_pos, settings, meta, id_to_index,
+                                       meshes)
+                    peak = _budget.peak_rss()  # the call's own peak where it set a new one for the process
+                    if _budget.learned_fixed(fixed_key) is None and peak_before is not None and peak > peak_before:
+                        cost, after = n * _sizer(settings, memory_budget).pair_cost, peak
+                        if peak - before > _budget.FIXED_MARGIN * cost:  # more than the lanes and paths explain:
+                            release_allocations()  # what stays resident without the buffers the next call reuses
+                            size, after = None, _budget.current_rss()
+                            base = after
+                        _budget.learn_fixed(fixed_key, before, after, peak, cost)
+                    r0 += n
+                    if sdir is not None:
+                        shard.pathset.save(sdir / _shard_name(shard.links))
+                    yield shard
     finally:
         release_allocations()
+
+
+def _pairs_with_fixed(settings: SolverSettings, memory_budget: int | None, fixed_key: tuple, max_pairs: int,
+                      resident: int) -> int:
+    """Pairs of the next call: at most ``max_pairs`` and what the budget holds above ``resident`` (bytes, without
+    Dr.Jit's kept buffers) beside the per-call memory learned so far (at least one pair: a budget the learned
+    memory alone fills is exceeded, with a warning, rather than ending a trace half-way)."""
+    fixed = _budget.learned_fixed(fixed_key)
+    if not fixed:  # not learned yet, or nothing beyond the lanes and paths
+        return max_pairs
+    try:
+        return min(max_pairs, _sizer(settings, memory_budget, fixed, resident).max_pairs())
+    except _budget.BudgetError as e:
+        warnings.warn(f"{e} (the solver calls of this scene need {_budget.fmt_bytes(fixed)} whatever their size); "
+                      "tracing one receiver per call", stacklevel=2)
+        return 1
 
 
 def trace_into_cache(twin: TwinScene, tx_pos, rx_pos, links, settings: SolverSettings, tx_antenna: AntennaSpec,
@@ -614,7 +660,7 @@ def trace_into_cache(twin: TwinScene, tx_pos, rx_pos, links, settings: SolverSet
     todo = links[~covered[links]]
     n = 0
     for shard in _trace_links(twin, tx_pos, rx_pos, todo, settings, tx_antenna, rx_antenna, key, max_pairs, sdir,
-                              False, materials):
+                              False, materials, memory_budget):
         n += len(shard.links)
     return n
 
