@@ -140,6 +140,11 @@ class CallSizer:
 
     def max_pairs(self) -> int:
         """Pairs per call: the largest power of two whose cost fits the allowance (and Sionna's lane limit)."""
+        n = self.fitting_pairs()
+        return 1 << (max(n, 1).bit_length() - 1)
+
+    def fitting_pairs(self) -> int:
+        """The most pairs whose cost fits the allowance (and Sionna's lane limit), not rounded."""
         if self.allowance < self.pair_cost:
             raise BudgetError(
                 f"--memory-budget {fmt_bytes(self.budget)} is too small: the smallest solver call (1 transmitter x "
@@ -147,8 +152,7 @@ class CallSizer:
                 f"{fmt_bytes(self.pair_cost + self.fixed)} on top of the {fmt_bytes(self.resident)} this process "
                 f"already uses; give at least {fmt_bytes(self.resident + self.fixed + self.pair_cost)} (or lower "
                 "--samples-per-src / --max-depth)")
-        n = int(min(self.allowance // self.pair_cost, max(1, self.lane_limit // self.lanes_per_pair)))
-        return 1 << (max(n, 1).bit_length() - 1)
+        return max(int(min(self.allowance // self.pair_cost, max(1, self.lane_limit // self.lanes_per_pair))), 1)
 
     def max_lanes(self) -> int:
         return self.max_pairs() * self.lanes_per_pair

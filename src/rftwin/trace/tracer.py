@@ -630,7 +630,9 @@ def _pairs_with_fixed(settings: SolverSettings, memory_budget: int | None, fixed
     if not fixed:  # not learned yet, or nothing beyond the lanes and paths
         return max_pairs
     try:
-        return min(max_pairs, _sizer(settings, memory_budget, fixed, resident).max_pairs())
+        # not rounded to a power of two: a call split for its fixed part costs that part's time again (Sionna's
+        # diffraction set-up of a city scene: about as long as the rest of a 50-receiver call)
+        return min(max_pairs, _sizer(settings, memory_budget, fixed, resident).fitting_pairs())
     except _budget.BudgetError as e:
         warnings.warn(f"{e} (the solver calls of this scene need {_budget.fmt_bytes(fixed)} whatever their size); "
                       "tracing one receiver per call", stacklevel=2)
