@@ -38,6 +38,23 @@ def _budget_for_pairs(pairs: float) -> int:
     return int(B.current_rss() + pairs * cost)
 
 
+def _whole_then_counted(monkeypatch):
+    """The room's links traced in one call, then the solver wrapped so that later calls record their pairs:
+    (twin, tx, rx, whole PathSet, list of pairs per call)."""
+    twin = load("room")
+    tx, rx = _links()
+    whole = trace(twin, tx, rx, S, cache_dir=False, memory_budget=1 << 40)
+    calls = []
+    real = tracer.solve_paths
+
+    def counting(tw, ut, ur, st):
+        calls.append(len(ut) * len(ur))
+        return real(tw, ut, ur, st)
+
+    monkeypatch.setattr(tracer, "solve_paths", counting)
+    return twin, tx, rx, whole, calls
+
+
 def test_sizer_powers_of_two_and_minimum():
     s = B.CallSizer(budget=10 * B.GIB, lanes_per_pair=LANES, resident=B.GIB)
     n = s.max_pairs()
@@ -50,17 +67,7 @@ def test_sizer_powers_of_two_and_minimum():
 
 
 def test_tiny_budget_splits_calls_same_paths_and_gains(tmp_path, monkeypatch):
-    twin = load("room")
-    tx, rx = _links()
-    whole = trace(twin, tx, rx, S, cache_dir=False, memory_budget=1 << 40)
-    calls = []
-    real = tracer.solve_paths
-
-    def counting(tw, ut, ur, st):
-        calls.append(len(ut) * len(ur))
-        return real(tw, ut, ur, st)
-
-    monkeypatch.setattr(tracer, "solve_paths", counting)
+    twin, tx, rx, whole, calls = _whole_then_counted(monkeypatch)
     parts = trace(twin, tx, rx, S, cache_dir=tmp_path, memory_budget=_budget_for_pairs(3))
     assert len(calls) >= 3 and max(calls) <= 2  # 2 pairs per call at most
     assert parts.num_paths == whole.num_paths
@@ -215,17 +222,7 @@ def test_per_call_memory_is_learned_from_a_new_peak_only():
 def test_learned_per_call_memory_splits_the_calls_after_it_same_paths(tmp_path, monkeypatch):
     """A scene whose calls need memory beyond their lanes (Sionna's diffraction records of a city scene, about
     1 GiB) gets smaller calls once it is known; the paths and gains stay those of one call."""
-    twin = load("room")
-    tx, rx = _links()
-    whole = trace(twin, tx, rx, S, cache_dir=False, memory_budget=1 << 40)
-    calls = []
-    real = tracer.solve_paths
-
-    def counting(tw, ut, ur, st):
-        calls.append(len(ut) * len(ur))
-        return real(tw, ut, ur, st)
-
-    monkeypatch.setattr(tracer, "solve_paths", counting)
+    twin, tx, rx, whole, calls = _whole_then_counted(monkeypatch)
     key = (id(twin.scene), S)
     cost = B.CallSizer(0, LANES, 0, slots_per_lane=slots_per_lane()).pair_cost  # as the tracer sizes calls
     resident = B.current_rss()

@@ -587,6 +587,7 @@ def _trace_links(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, links:
     # over a GiB): learned from the first call of this scene and settings that sets a new peak of the process; the
     # calls after it are split to stay in the budget
     fixed_key = (id(twin.scene), settings)
+    pair_cost = _sizer(settings, memory_budget).pair_cost  # bytes of one (tx, rx) pair's lanes and paths
     size = None
     try:
         with applied_materials(twin, materials), share_materials(twin):
@@ -607,7 +608,7 @@ def _trace_links(twin: TwinScene, tx_pos: np.ndarray, rx_pos: np.ndarray, links:
                                        meshes)
                     peak = _budget.peak_rss()  # the call's own peak where it set a new one for the process
                     if _budget.learned_fixed(fixed_key) is None and peak_before is not None and peak > peak_before:
-                        cost, after = n * _sizer(settings, memory_budget).pair_cost, peak
+                        cost, after = n * pair_cost, peak
                         if peak - before > _budget.FIXED_MARGIN * cost:  # more than the lanes and paths explain:
                             release_allocations()  # what stays resident without the buffers the next call reuses
                             size, after = None, _budget.current_rss()
