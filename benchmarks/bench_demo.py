@@ -146,6 +146,7 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     doc = {"command": "benchmarks/bench_demo.py" + (f" --compare {a.compare}" if a.compare else "")
            + (" --thp" if a.thp else "") + (" --fresh-kernels" if a.fresh_kernels else "")
+           + (" --no-jit-history" if a.no_jit_history else "")
            + (f" --out {a.out}" if ROOT / a.out != OUT else "")
            + (f" --demo-args {shlex.quote(a.demo_args)}" if a.demo_args else ""), "commit": commit.stdout.strip(),
            "cpus": os.cpu_count(), "runs": [dict(r, stages=stage_rows(r)) for r in runs]}

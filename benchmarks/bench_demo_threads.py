@@ -26,14 +26,15 @@ d = run_demo(progress=False)
 st = [s for s in d.stages if s["stage"].startswith("calibration")]
 print(json.dumps({"calibration_s": sum(s["seconds"] for s in st), "rounds_s": [s["seconds"] for s in st],
                   "mre_eps": d.mre_eps, "mre_sigma": d.mre_sigma, "iterations": d.result.iterations,
-                  "torch_threads": d.torch_threads}))
+                  "loss": d.result.loss, "torch_threads": d.torch_threads}))
 """
 CASES = [("1", "PASSIVE"), ("2", "PASSIVE"), ("2", "ACTIVE")]
 
 
-def run(threads: str, policy: str, cache: Path) -> dict:
+def run(threads: str, policy: str, cache: Path, src: Path = ROOT / "src") -> dict:
+    """``run_demo`` in a fresh process with ``src`` on the path and the path cache ``cache``: its calibration."""
     env = dict(os.environ, RFTWIN_TORCH_THREADS=threads, OMP_WAIT_POLICY=policy, RFTWIN_CACHE=str(cache),
-               PYTHONPATH=str(ROOT / "src"))
+               PYTHONPATH=str(src))
     out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

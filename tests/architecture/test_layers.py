@@ -22,7 +22,8 @@ LAYERS: dict[int, tuple[str, ...]] = {
     2: ("trace", "scene"),  # the only Sionna users
     3: ("data", "twin_schema", "twin_io"),  # files: measurements, sidecars, twin folders (validation)
     4: ("calibrate", "fields", "bcm", "priors", "baselines"),  # fitting: objective, optimisers, priors, models
-    5: ("twin", "predict", "evaluate", "plan", "dynamic", "ris", "dataset", "report", "demo"),  # uses of a twin
+    5: ("twin", "predict", "evaluate", "plan", "dynamic", "ris", "dataset", "report", "convergence_plot",
+        "demo"),  # uses of a twin
     6: ("studies", "validate"),  # studies and paper reproductions
     7: ("cli",),  # command line: parses options and calls the layers below
 }

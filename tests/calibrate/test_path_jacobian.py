@@ -80,3 +80,55 @@ def test_other_loss_terms_use_forward_mode(problem):
 
     cfg = CalibrationConfig(terms=(LossTerm("path_gain", "mse_db"), LossTerm("path_gain", "mse_db", 0.5)))
     assert not supports(cfg, _model(twin, 1))
+
+
+@pytest.mark.parametrize("offset", ["none", "closed_form"])
+def test_lm_trial_pass_is_the_next_linearisation(problem, offset):
+    """A Levenberg-Marquardt trial evaluated with ``trial_pass`` gives the objective's loss and offset bit for bit,
+    and the linearisation ``lm_step`` hands to the next step (the trial's where accepted, the old one where
+    rejected) equals a fresh Jacobian at the parameters the step leaves, with the prior's rows."""
+    from rftwin.calibrate.bayes import ObjectPriors, prior_stats
+    from rftwin.calibrate.jacobians import trial_pass
+    from rftwin.calibrate.objectives import objective
+    from rftwin.calibrate.optimizers import lm_step
+    from rftwin.materials.class_prior import itu_table
+
+    twin, ps, t = problem
+    model = _model(twin, 4)
+    cfg = CalibrationConfig(offset=offset, prior_weight=2.0)
+    pst = prior_stats(ObjectPriors(twin.names, ["concrete", "brick"], itu_table(3.5e9), 3.5e9), ("eps_r", "sigma"))
+    parts = {}
+    loss, off, lin = trial_pass(ps, model, t, cfg, None, pst, parts)
+    with torch.no_grad():
+        ref_parts = {}
+        ref_loss, ref_off, _ = objective(ps, model, t, cfg, None, pst, parts=ref_parts)
+    assert torch.equal(loss, ref_loss) and torch.equal(off, ref_off)
+    assert parts.keys() == ref_parts.keys() and all(torch.equal(parts[k], ref_parts[k]) for k in parts)
+    r0, J0 = jacobian(ps, model, t, cfg, None, pst)
+    r1, J1 = lin()
+    assert torch.equal(r0, r1) and torch.equal(J0, J1)
+
+    params = trainable_params(model)
+    mu = torch.tensor([1e-9, 1e-3, 1.0, 1e3], dtype=torch.float64)  # bold to careful steps: some are rejected
+
+    def evaluate(state):
+        return objective(ps, model, t, cfg, state, pst)
+
+    def trial(state):
+        return trial_pass(ps, model, t, cfg, state, pst)
+
+    current, num_res, patterns = (loss, off, lin), None, set()
+    for _ in range(8):
+        before = flat_params(params)
+        loss, off, mu, num_res, lin = lm_step(ps, model, t, cfg, params, mu, None, pst, num_res, None, evaluate,
+                                              None, current, trial)
+        moved = (flat_params(params) != before).any(1)
+        patterns.add(tuple(moved.tolist()))
+        r_ref, J_ref = jacobian(ps, model, t, cfg, None, pst)
+        r_new, J_new = lin()
+        assert torch.equal(r_new, r_ref) and torch.equal(J_new, J_ref)
+        with torch.no_grad():
+            ref_loss, ref_off, _ = objective(ps, model, t, cfg, None, pst)
+        assert torch.equal(loss, ref_loss)
+        current = (loss, off, lin)
+    assert any(0 < sum(p) < len(p) for p in patterns), patterns  # the merge of accepted and rejected starts ran

@@ -4,6 +4,7 @@ the flat parameter vector of a material model."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -11,8 +12,8 @@ import torch.autograd.forward_ad as fwad
 from torch.func import functional_call
 
 from rftwin.calibrate import path_jacobian
-from rftwin.calibrate.objectives import PriorStats, residuals
-from rftwin.calibrate.problem import Targets
+from rftwin.calibrate.objectives import PriorStats, objective_from_features, residuals
+from rftwin.calibrate.problem import Features, Targets
 from rftwin.pathset import PathSet
 
 if TYPE_CHECKING:
@@ -106,6 +107,36 @@ def _prior_columns(rp: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.
     return torch.stack(cols, -1).detach()
 
 
+def pass_jacobian(gp: path_jacobian.GainPass, model, t: Targets, cfg: CalibrationConfig,
+                  offset_state: torch.Tensor | None, prior: PriorStats | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residuals r [B, R] and Jacobian J [B, R, P] of the path-gain objective (:func:`path_jacobian.supports`)
+    from a forward pass ``gp`` at the model's current parameters: its backward pass, the residual scaling and
+    the prior's rows."""
+    r, J = path_jacobian.scaled_residuals(gp.sim_db, gp.jacobian(), t, cfg, offset_state)
+    if prior is None or cfg.prior_weight == 0:
+        return r, J
+    rp, Jp = prior_block(model, prior, cfg)
+    return torch.cat([r, rp], 1), torch.cat([J, Jp], 1)
+
+
+def trial_pass(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_state: torch.Tensor | None,
+               prior: PriorStats | None, parts: dict | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, Callable[[], tuple[torch.Tensor, torch.Tensor]]]:
+    """The objective's loss [B] and offset [B] (dB) at the model's current parameters, as
+    :func:`rftwin.calibrate.objectives.objective` computes them (``parts`` filled alike), and a function that
+    returns the residuals and Jacobian there (:func:`jacobian`) by one backward pass of the same forward pass
+    (the prior's rows at the parameters the model holds when it is called). Only for problems
+    :func:`path_jacobian.supports`."""
+    params = trainable_params(model)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    with torch.enable_grad():  # (called under no_grad by the LM step)
+        gp = path_jacobian.gain_pass(ps, model, t, names, [p.shape[1] for p in params], flat_params(params),
+                                     cfg.chunk_size)
+    loss, off, _ = objective_from_features(Features(path_gain_db=gp.sim_db), model, t, cfg, offset_state, prior,
+                                           parts=parts, ps=ps)
+    return loss, off, lambda: pass_jacobian(gp, model, t, cfg, offset_state, prior)
+
+
 def jacobian(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_state: torch.Tensor | None = None,
              prior: PriorStats | None = None, num_residuals: int | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,11 +154,8 @@ def jacobian(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_stat
         with torch.no_grad():
             num_residuals = residuals(ps, model, t, cfg, offset_state, prior).shape[1]
     if path_jacobian.supports(cfg, model):  # one reverse pass over per-interaction materials
-        r, J = path_jacobian.path_gain_residual_jacobian(ps, model, t, cfg, offset_state, names, sizes, theta)
-        if prior is None or cfg.prior_weight == 0:
-            return r, J
-        rp, Jp = prior_block(model, prior, cfg)
-        return torch.cat([r, rp], 1), torch.cat([J, Jp], 1)
+        gp = path_jacobian.gain_pass(ps, model, t, names, sizes, theta, cfg.chunk_size)
+        return pass_jacobian(gp, model, t, cfg, offset_state, prior)
     if P < num_residuals:  # forward mode: the tangents ride along the start dimension (see forward_columns)
         r, cols = forward_columns(ps, model, t, cfg, offset_state, prior, names, sizes, theta)
         return r, cols.permute(1, 2, 0)
@@ -140,5 +168,5 @@ def jacobian(ps: PathSet, model, t: Targets, cfg: CalibrationConfig, offset_stat
     return r.detach(), torch.stack(rows, 1)
 
 
-__all__ = ["DUAL_MAX_LANES", "flat_params", "forward_columns", "jacobian", "prior_block", "set_flat_params",
-           "trainable_params"]
+__all__ = ["DUAL_MAX_LANES", "flat_params", "forward_columns", "jacobian", "pass_jacobian", "prior_block",
+           "set_flat_params", "trainable_params", "trial_pass"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rftwin.calibrate import jacobians, path_jacobian
 from rftwin.calibrate.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from rftwin.calibrate.jacobians import flat_params, trainable_params
 from rftwin.calibrate.losses import FEATURE_METRICS, LossTerm
@@ -211,6 +212,15 @@ def calibrate(ps: PathSet | LinkShards, model: MaterialModel, targets: Targets,
             return stream.objective(model, targets, cfg, state, pstats, parts)
         return objective(ps, model, targets, cfg, state, pstats, residuals=need_res, parts=parts)
 
+    # LM on path gains alone: a trial's forward pass is also the next Jacobian's when the step is accepted
+    trial = (lambda state: jacobians.trial_pass(ps, model, targets, cfg, state, pstats, parts_cleared())) \
+        if cfg.optimizer == "lm" and stream is None and not ema and path_jacobian.supports(cfg, model) else None
+    lin = None  # the residuals and Jacobian at the current parameters, on demand (lm_step)
+
+    def parts_cleared() -> dict:
+        parts.clear()
+        return parts
+
     def backward(state) -> torch.Tensor:  # loss [B]; d(sum of it)/dtheta accumulated into .grad
         if stream is not None:
             return stream.backward(model, targets, cfg, state, pstats)
@@ -342,11 +352,13 @@ def calibrate(ps: PathSet | LinkShards, model: MaterialModel, targets: Targets,
             else:  # batched Levenberg-Marquardt on the stacked residuals
                 # the loss of the current state is that of the last evaluation (a fixed offset rule: the EMA
                 # offset moves beta between steps)
-                current = (loss, off) if stream is None and not ema else None
-                loss, off, mu, num_res = lm_step(ps, model, targets, cfg, params, mu, beta, pstats, num_res,
-                                                 project, evaluate, stream, current)
+                current = (loss, off, lin) if stream is None and not ema else None
+                loss, off, mu, num_res, lin = lm_step(ps, model, targets, cfg, params, mu, beta, pstats, num_res,
+                                                      project, evaluate, stream, current, trial)
             if cfg.prune_every and cfg.optimizer == "lm" and it % cfg.prune_every == 0 and model.num_starts > 1:
                 keep = torch.argsort(torch.nan_to_num(loss, nan=math.inf))[: (model.num_starts + 1) // 2]
+                if lin is not None:  # taken before the starts are reordered (the prior's rows read the model)
+                    lin = (lambda kept: lambda: kept)(tuple(x[keep] for x in lin()))
                 model.reorder_starts(keep.tolist())
                 params = trainable_params(model)
                 mu, loss, off = mu[keep], loss[keep], off[keep]

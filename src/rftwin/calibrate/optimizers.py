@@ -18,6 +18,8 @@ from rftwin.pathset import PathSet
 if TYPE_CHECKING:
     from rftwin.calibrate.loop import CalibrationConfig
 
+Linearise = Callable[[], tuple[torch.Tensor, torch.Tensor]]  # residuals [B, R] and Jacobian [B, R, P] on demand
+
 
 def screen_starts(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: CalibrationConfig,
                   keep: int, prior: PriorStats | None = None, stream: Stream | None = None) -> PerObjectMaterials:
@@ -96,23 +98,29 @@ def lm_step(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Calib
             params: list[torch.nn.Parameter], mu: torch.Tensor, beta: torch.Tensor | None,
             pstats: PriorStats | None, num_res: int | None, project: Callable[[], None] | None,
             evaluate: Callable, stream: Stream | None = None,
-            current: tuple[torch.Tensor, torch.Tensor] | None = None
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+            current: tuple[torch.Tensor, torch.Tensor, Linearise | None] | None = None,
+            trial: Callable | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, Linearise | None]:
     """One batched Levenberg-Marquardt iteration on the stacked residuals of all B starts (Marquardt-scaled
     damping ``mu`` [B]; ``project`` clips to a box, :func:`projected_step`). ``evaluate(beta)`` returns the
     objective's (loss [B], offset [B], _). With ``stream`` the normal equations are accumulated over its link
     shards (:meth:`rftwin.calibrate.stream.Stream.normal_equations`; J is never formed). Leaves the parameters at
-    the accepted steps; returns the loss [B], the offset [B] (dB), the new damping [B] and the residual count.
-    ``current``: (loss [B], offset [B]) of the current parameters as ``evaluate(beta)`` returned them (the last
-    step's result; unstreamed only), so that the step does not evaluate them again."""
+    the accepted steps; returns the loss [B], the offset [B] (dB), the new damping [B], the residual count and
+    the next step's linearisation (or None).
+    ``current``: (loss [B], offset [B], linearisation or None) of the current parameters, as the last step
+    returned them (unstreamed only), so that the step does not evaluate them again. ``trial(beta)``: like
+    ``evaluate`` but also returns a function giving the residuals and Jacobian at the evaluated parameters from
+    the same forward pass (:func:`rftwin.calibrate.jacobians.trial_pass`): an accepted trial is then the next
+    step's linearisation point without another forward pass."""
+    lin = None if current is None else current[2]
     if stream is None:
-        r, J = jacobian(ps, model, targets, cfg, beta, pstats, num_res)
+        r, J = lin() if lin is not None else jacobian(ps, model, targets, cfg, beta, pstats, num_res)
         num_res = r.shape[1]
         if current is None:  # the current loss by the same computation as the trial's (Jacobian passes round
             with torch.no_grad():  # differently; comparing across them never settles)
                 cost, cur_off, _ = evaluate(beta)
         else:
-            cost, cur_off = current
+            cost, cur_off = current[:2]
         JtJ = J.transpose(1, 2) @ J
         g = J.transpose(1, 2) @ r.unsqueeze(-1)
     else:  # the offset of the current point first: the residuals of every shard are taken at it
@@ -133,16 +141,29 @@ def lm_step(ps: PathSet, model: PerObjectMaterials, targets: Targets, cfg: Calib
     if project is not None:  # box: clipped components stop at the bound, the others are re-solved
         step = projected_step(A, g.squeeze(-1), theta, step, params, project)
     with torch.no_grad():
-        trial, trial_off, _ = evaluate(beta)
+        new, new_off, trial_lin = (trial if trial is not None and stream is None else evaluate)(beta)
     # per start: accept a strict improvement and trust the model more, or reject and damp more (accepting
     # equal losses would let a converged start alternate between both forever)
-    better = trial < cost
+    better = new < cost
     mu = torch.where(better, mu / 3.0, mu * 4.0).clamp(1e-9, 1e9)
     set_flat_params(params, theta + step * better[:, None].to(theta.dtype))
     # the trial evaluation is the new state where accepted; rejected starts keep their current one
-    loss = torch.where(better, trial, cost)
-    off = torch.where(better, trial_off, cur_off)
-    return loss, off, mu, num_res
+    loss = torch.where(better, new, cost)
+    off = torch.where(better, new_off, cur_off)
+    nxt = None
+    if trial is not None and stream is None:  # the next linearisation: the trial's where accepted, else this one
+        if bool(better.all()):
+            nxt = trial_lin
+        elif not bool(better.any()):
+            nxt = lambda: (r, J)  # noqa: E731
+        else:
+            nxt = lambda: _merge(better, trial_lin(), (r, J))  # noqa: E731
+    return loss, off, mu, num_res, nxt
+
+
+def _merge(take: torch.Tensor, a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Per start (first dimension), ``a``'s tensors where ``take`` [B], else ``b``'s."""
+    return tuple(torch.where(take.reshape((-1,) + (1,) * (x.dim() - 1)), x, y) for x, y in zip(a, b))
 
 
 __all__ = ["lm_step", "make_optimizer", "make_scheduler", "polish_lbfgs", "projected_step", "screen_starts"]

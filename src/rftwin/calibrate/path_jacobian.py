@@ -15,7 +15,8 @@ forward-mode passes (:func:`rftwin.calibrate.loop.jacobian` falls back to those 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 import torch.autograd.forward_ad as fwad
@@ -29,85 +30,126 @@ from rftwin.physics.engine import MaterialValues, path_coefficients
 _QUANTITIES = ("eps_r", "sigma", "scattering", "xpd")
 
 
+def tiled_state(model, names: list[str], sizes: list[int], tiled: torch.Tensor, num_starts: int
+                ) -> dict[str, torch.Tensor]:
+    """Parameters and per-start buffers for ``functional_call(model, state, ...)`` with the B = ``num_starts``
+    starts copied G times along the start dimension: ``tiled`` [G B, P] the copies' parameters."""
+    G = tiled.shape[0] // num_starts
+    per_start = {n: b.repeat(G, 1) for n, b in model.named_buffers() if b.dim() == 2 and b.shape[0] == num_starts}
+    return dict(zip(names, torch.split(tiled, sizes, 1)), **per_start)
+
+
 def dual_state(model, names: list[str], sizes: list[int], theta: torch.Tensor, tangents: torch.Tensor
                ) -> dict[str, torch.Tensor]:
-    """Parameters and per-start buffers for ``functional_call(model, state, ...)`` with G tangent directions
-    carried along the start dimension: ``theta`` [B, P] repeated G times, copy g with tangent ``tangents[g]`` [P].
-    Call inside ``torch.autograd.forward_ad.dual_level()``."""
+    """:func:`tiled_state` with G tangent directions carried along the start dimension: ``theta`` [B, P]
+    repeated G times, copy g with tangent ``tangents[g]`` [P]. Call inside
+    ``torch.autograd.forward_ad.dual_level()``."""
     B = theta.shape[0]
     G = tangents.shape[0]
-    dual = fwad.make_dual(theta.repeat(G, 1), tangents.repeat_interleave(B, 0))
-    per_start = {n: b.repeat(G, 1) for n, b in model.named_buffers() if b.dim() == 2 and b.shape[0] == B}
-    return dict(zip(names, torch.split(dual, sizes, 1)), **per_start)
+    return tiled_state(model, names, sizes, fwad.make_dual(theta.repeat(G, 1), tangents.repeat_interleave(B, 0)), B)
 
 
 def _readout_jacobian(model, names: list[str], sizes: list[int], theta: torch.Tensor, freqs: torch.Tensor
                       ) -> tuple[MaterialValues, dict[str, torch.Tensor]]:
     """Per-object material values of ``model`` at ``freqs`` and, per quantity, dv[b, f, k] / dtheta[b, p] as
-    [B, F, K] x P -> [B, F, K, P] (reverse mode through the material model only, no engine: the starts are
-    independent, so one batched backward pass with a one-hot cotangent per (f, k) gives every start's rows).
-    Reverse mode, not forward: forward-mode AD of a scalar add imports ``torch._dynamo`` on first use, about as long
-    as ``import torch`` itself."""
+    [B, F, K] x P -> [B, F, K, P] (reverse mode through the material model only, no engine). The starts are
+    independent, so the read-out is evaluated once per (f, k) on its own copy of the B starts and one backward
+    pass of the sum of each copy's own entry gives every row. Reverse mode, not forward: forward-mode AD of a
+    scalar add imports ``torch._dynamo`` on first use, about as long as ``import torch`` itself; and a scalar
+    backward pass, not a batched one with one-hot cotangents: any tensor of cotangents makes torch import its
+    symbolic shapes (with sympy, ~0.5 s)."""
     B, P = theta.shape
     F = len(freqs)
-    th = theta.detach().requires_grad_(True)
-    with torch.enable_grad():
-        mv = functional_call(model, dict(zip(names, torch.split(th, sizes, 1))), (freqs,))
+    with torch.no_grad():
+        mv = functional_call(model, tiled_state(model, names, sizes, theta.detach(), B), (freqs,))
     values, jac = {}, {}
     for q in _QUANTITIES:
         v = getattr(mv, q)
-        if v is None:
-            continue
-        K = v.shape[-1]
-        v = v.expand(B, F, K)
-        values[q] = v.detach()
-        if v.requires_grad:
-            n = F * K
-            onehot = torch.eye(n, dtype=v.dtype, device=v.device).reshape(n, 1, F, K).expand(n, B, F, K)
-            (g,) = torch.autograd.grad(v, th, onehot, retain_graph=True, is_grads_batched=True, allow_unused=True)
-            if g is not None:  # [F K, B, P]
-                jac[q] = g.reshape(F, K, B, P).permute(2, 0, 1, 3).contiguous()
+        if v is not None:
+            values[q] = v.expand(B, F, v.shape[-1])
+    n = F * max(v.shape[-1] for v in values.values())
+    th = theta.detach().repeat(n, 1).requires_grad_(True)  # copy i (rows i B ... i B + B - 1) for entry i
+    with torch.enable_grad():
+        mv_n = functional_call(model, tiled_state(model, names, sizes, th, B), (freqs,))
+        pick = torch.eye(n, dtype=theta.dtype, device=theta.device)[:, None, :]  # [n, 1, n]
+        for q in values:
+            v = getattr(mv_n, q)
+            if not v.requires_grad:
+                continue
+            K = v.shape[-1]
+            m = F * K
+            picked = v.expand(n * B, F, K).reshape(n, B, m) * pick[..., :m]
+            (g,) = torch.autograd.grad(picked.sum(), th, retain_graph=True, allow_unused=True)
+            if g is not None:  # [n B, P] -> [B, F, K, P]
+                jac[q] = g[: m * B].reshape(F, K, B, P).permute(2, 0, 1, 3).contiguous()
     base = MaterialValues(values["eps_r"], values["sigma"], mv.thickness.detach(),
                           scattering=values.get("scattering"), xpd=values.get("xpd"), pattern=mv.pattern,
                           alpha_r=mv.alpha_r, alpha_i=mv.alpha_i, lambda_=mv.lambda_)
     return base, jac
 
 
-def path_gain_jacobian(ps: PathSet, model, t: Targets, names: list[str], sizes: list[int], theta: torch.Tensor,
-                       chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Simulated path gain (dB) of the target rows [B, M] and its Jacobian [B, M, P] w.r.t. the free parameters
-    ``theta`` [B, P] (named ``names`` with ``sizes`` columns each, in ``model.named_parameters`` order)."""
+@dataclass
+class GainPass:
+    """One forward engine pass at the parameters ``theta`` [B, P] that kept what the Jacobian needs:
+    ``sim_db`` [B, M] the simulated path gain (dB) of the target rows; :meth:`jacobian` the backward pass that
+    turns it into d sim_db / d theta [B, M, P] (so a Levenberg-Marquardt trial pays the backward pass only once
+    accepted, and the next step needs no forward pass of its own)."""
+
+    sim_db: torch.Tensor
+    _finish: Callable[[], torch.Tensor]
+    _jacobian: torch.Tensor | None = None
+
+    def jacobian(self) -> torch.Tensor:
+        """d sim_db / d theta [B, M, P] (the backward pass runs on the first call; the graph is freed then)."""
+        if self._jacobian is None:
+            self._jacobian = self._finish()
+            self._finish = None
+        return self._jacobian
+
+
+def gain_pass(ps: PathSet, model, t: Targets, names: list[str], sizes: list[int], theta: torch.Tensor,
+              chunk_size: int | None = None) -> GainPass:
+    """Simulated path gain (dB) of the target rows at ``theta`` [B, P] (the free parameters, named ``names`` with
+    ``sizes`` columns each, in ``model.named_parameters`` order) with its Jacobian one backward pass away."""
     freqs = t.frequencies_hz
     base, jac = _readout_jacobian(model, names, sizes, theta, freqs)
     obj = ps.obj
-    valid = (obj >= 0).to(theta.dtype)  # [N, D]
     idx = obj.clamp_min(0)
-    leaves = {q: getattr(base, q)[..., idx].clone().requires_grad_(True) for q in jac}  # [B, F, N, D]
+    leaves = {q: getattr(base, q)[..., idx].requires_grad_(True) for q in jac}  # [B, F, N, D] (a gather: new leaves)
     per_int = replace(base.at_interactions(obj), **leaves)
     L = ps.num_links
     with torch.enable_grad():
         pw = path_power(path_coefficients(ps, per_int, freqs, check=False, chunk_size=chunk_size))  # [B, F, N]
-        grads = torch.autograd.grad(pw.sum(), list(leaves.values()))
     G = link_sum(pw.detach(), ps.link, L)  # [B, F, L]
-    # dG[b, f, l] / dtheta = sum_k H_q[b, f, l, k] dv_q[b, f, k] / dtheta, H_q = sum over the link's interactions
-    # with object k of dp / dq (one scatter-add per quantity into link x object bins)
-    K = base.eps_r.shape[-1]
-    bins = (ps.link[:, None] * K + idx).reshape(-1)  # [N D]
-    dG = 0.0
-    for q, g in zip(leaves, grads):
-        B, F = g.shape[:2]
-        gv = (g * valid).reshape(B, F, -1)
-        H = torch.zeros(B, F, L * K, dtype=gv.dtype, device=gv.device).index_add_(-1, bins, gv)
-        dG = dG + H.reshape(B, F, L, K) @ jac[q]  # [B, F, L, P]
     rows_G = G[:, t.freq_index, t.link]  # [B, M]
-    rows_dG = dG[:, t.freq_index, t.link]  # [B, M, P]
     safe = rows_G.clamp_min(1e-30)
-    sim_db = 10.0 * torch.log10(safe)
-    J = torch.where((rows_G > 1e-30)[..., None], (10.0 / math.log(10.0)) * rows_dG / safe[..., None],
-                    torch.zeros((), dtype=rows_dG.dtype))
-    return sim_db, J
+
+    def finish() -> torch.Tensor:
+        grads = torch.autograd.grad(pw.sum(), list(leaves.values()))
+        # dG[b, f, l] / dtheta = sum_k H_q[b, f, l, k] dv_q[b, f, k] / dtheta, H_q = sum over the link's
+        # interactions with object k of dp / dq (one scatter-add per quantity into link x object bins)
+        valid = (obj >= 0).to(theta.dtype)  # [N, D]
+        K = base.eps_r.shape[-1]
+        bins = (ps.link[:, None] * K + idx).reshape(-1)  # [N D]
+        dG = 0.0
+        for q, g in zip(leaves, grads):
+            B, F = g.shape[:2]
+            gv = (g * valid).reshape(B, F, -1)
+            H = torch.zeros(B, F, L * K, dtype=gv.dtype, device=gv.device).index_add_(-1, bins, gv)
+            dG = dG + H.reshape(B, F, L, K) @ jac[q]  # [B, F, L, P]
+        rows_dG = dG[:, t.freq_index, t.link]  # [B, M, P]
+        return torch.where((rows_G > 1e-30)[..., None], (10.0 / math.log(10.0)) * rows_dG / safe[..., None],
+                           torch.zeros((), dtype=rows_dG.dtype))
+
+    return GainPass(10.0 * torch.log10(safe), finish)
 
 
+def path_gain_jacobian(ps: PathSet, model, t: Targets, names: list[str], sizes: list[int], theta: torch.Tensor,
+                       chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Simulated path gain (dB) of the target rows [B, M] and its Jacobian [B, M, P] w.r.t. the free parameters
+    ``theta`` [B, P] (named ``names`` with ``sizes`` columns each, in ``model.named_parameters`` order)."""
+    gp = gain_pass(ps, model, t, names, sizes, theta, chunk_size)
+    return gp.sim_db, gp.jacobian()
 
 
 def supports(cfg, model) -> bool:
@@ -125,6 +167,13 @@ def path_gain_residual_jacobian(ps: PathSet, model, t: Targets, cfg, offset_stat
     """The scaled path-gain residuals [B, M] of :func:`rftwin.calibrate.loop.residuals` and their Jacobian
     [B, M, P] (gain offset: fixed ``offset_state``, closed form, or none as configured)."""
     sim, J = path_gain_jacobian(ps, model, t, names, sizes, theta, cfg.chunk_size)
+    return scaled_residuals(sim, J, t, cfg, offset_state)
+
+
+def scaled_residuals(sim: torch.Tensor, J: torch.Tensor, t: Targets, cfg, offset_state: torch.Tensor | None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scaled path-gain residuals [B, M] and their Jacobian [B, M, P] from the simulated path gain ``sim``
+    [B, M] (dB) and its Jacobian ``J`` [B, M, P] (the offset's own derivative included when it is closed-form)."""
     w = t.row_weight("path_gain")
     ok = w > 0
     meas = torch.where(ok, t.path_gain_db, torch.zeros((), dtype=sim.dtype))
@@ -142,4 +191,5 @@ def path_gain_residual_jacobian(ps: PathSet, model, t: Targets, cfg, offset_stat
     return r.detach(), (J * sw[:, None]).detach()
 
 
-__all__ = ["dual_state", "path_gain_jacobian", "path_gain_residual_jacobian", "supports"]
+__all__ = ["GainPass", "dual_state", "tiled_state", "gain_pass", "path_gain_jacobian", "path_gain_residual_jacobian",
+           "scaled_residuals", "supports"]

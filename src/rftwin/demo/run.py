@@ -136,7 +136,7 @@ def demo_json(d: DemoResult) -> dict:
 
 def convergence_plot(d: DemoResult, path: str | Path) -> Path:
     """PNG of loss, parameters and MRE (eps_r, sigma) per iteration."""
-    from rftwin.report import convergence_png  # noqa: PLC0415
+    from rftwin.convergence_plot import convergence_png  # noqa: PLC0415
 
     return convergence_png(d.result.history, Path(path))
 

@@ -27,10 +27,12 @@ import shutil
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from rftwin.calibrate.spec import CalibrationSpec
 from rftwin.scene.load import TwinScene
@@ -194,6 +196,8 @@ class CalibratedTwin:
         """Per-link features (path gain [dB], delays [s], delay spread, K-factor, angular spreads) of ``links``:
         a links file (CSV / Parquet: link_id, tx_x..rx_z, frequency_hz) or a DataFrame with those columns.
         Further keywords go to :func:`rftwin.predict.predict.predict_channels` (wideband, arrays, workers ...)."""
+        import pandas as pd  # noqa: PLC0415 - pandas only where a table is made (0.4 s to import)
+
         from rftwin.data import read_links  # noqa: PLC0415
         from rftwin.predict.predict import predict_channels  # noqa: PLC0415
 
@@ -312,6 +316,7 @@ class CalibratedTwin:
             write_json(stage / POSTERIOR_FILE, self.samples.to_dict())
 
     def _save_field(self, stage: Path) -> None:
+        import pandas as pd  # noqa: PLC0415
         import torch  # noqa: PLC0415
 
         from rftwin.fields.evaluate import field_values  # noqa: PLC0415
@@ -356,6 +361,8 @@ class CalibratedTwin:
     @classmethod
     def load(cls, folder: str | os.PathLike) -> CalibratedTwin:
         """A twin written by :meth:`save` (``spec.json`` beside the outputs; without one, the default spec)."""
+        import pandas as pd  # noqa: PLC0415
+
         from rftwin.fields.io import is_field_folder, load_field  # noqa: PLC0415
         from rftwin.twin_io import load_twin  # noqa: PLC0415
 
