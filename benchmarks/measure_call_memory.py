@@ -11,6 +11,7 @@ Uses a case folder of ``bench_unseen.py`` (``WORK/san_francisco_near``: ``links.
 Results: benchmarks/results/call_memory.json.
 
     .venv/bin/python benchmarks/measure_call_memory.py --case WORK/san_francisco_near [--calibrate]
+        [--memory-budget 6GiB --skip-calls --out FILE]
 """
 from __future__ import annotations
 
@@ -49,11 +50,13 @@ def main() -> None:
     ap.add_argument("--case", type=Path, required=True, help="a bench_unseen case folder")
     ap.add_argument("--scene", default="san_francisco")
     ap.add_argument("--calibrate", action="store_true", help="also time rftwin calibrate on the case")
+    ap.add_argument("--memory-budget", default=None, help="--memory-budget of that calibrate (default: its own)")
+    ap.add_argument("--skip-calls", action="store_true", help="only the calibrate step")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "call_memory.json")
     a = ap.parse_args()
     env = dict(os.environ, PYTHONPATH=str(HERE.parent / "src"), RFTWIN_PROGRESS="0")
-    doc = {"scene": a.scene, "case": str(a.case), "calls": []}
-    for n, diffraction in ((1, True), (50, True), (1, False)):
+    doc = {"scene": a.scene, "case": str(a.case), "calls": [], "memory_budget": a.memory_budget}
+    for n, diffraction in () if a.skip_calls else ((1, True), (50, True), (1, False)):
         r = run_child([sys.executable, "-c", CHILD, a.scene, str(a.case / "links.csv"), str(n),
                        "1" if diffraction else "0"], env)
         row = dict(json.loads(r["stdout"].strip().splitlines()[-1]), diffraction=diffraction,
@@ -66,7 +69,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             cli = str(Path(sys.executable).with_name("rftwin"))
             r = run_child([cli, "calibrate", a.scene, str(a.case / "meas_train.csv"), "--out", f"{tmp}/twin",
-                           "--groups", "label"] + SOLVER, dict(env, RFTWIN_CACHE=f"{tmp}/cache"))
+                           "--groups", "label"] + SOLVER
+                          + (["--memory-budget", a.memory_budget] if a.memory_budget else []),
+                          dict(env, RFTWIN_CACHE=f"{tmp}/cache"))
         doc["calibrate"] = {"seconds": r["seconds"], "peak_rss_bytes": r["peak_rss_bytes"]}
         print(f"calibrate: {r['seconds']:.0f} s, peak {r['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
     tmp_out = a.out.with_suffix(".tmp")

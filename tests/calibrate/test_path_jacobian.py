@@ -132,3 +132,17 @@ def test_lm_trial_pass_is_the_next_linearisation(problem, offset):
         assert torch.equal(loss, ref_loss)
         current = (loss, off, lin)
     assert any(0 < sum(p) < len(p) for p in patterns), patterns  # the merge of accepted and rejected starts ran
+
+
+def test_readout_jacobian_in_passes_of_one_entry_is_the_same(problem, monkeypatch):
+    """The material read-out Jacobian taken one (frequency, object) entry per pass (a tiny ``READOUT_LANES``, as
+    for scenes with thousands of objects) equals the one-pass result bit for bit (power law: two frequencies)."""
+    from rftwin.calibrate import path_jacobian
+
+    twin, ps, t = problem
+    model = _model(twin, 3, power_law=True)
+    cfg = CalibrationConfig(offset="closed_form")
+    r1, J1 = jacobian(ps, model, t, cfg)
+    monkeypatch.setattr(path_jacobian, "READOUT_LANES", 1)
+    r2, J2 = jacobian(ps, model, t, cfg)
+    assert torch.equal(r1, r2) and torch.equal(J1, J2) and float(J1.abs().max()) > 0

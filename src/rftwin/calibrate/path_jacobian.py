@@ -28,6 +28,8 @@ from rftwin.physics.channel import link_sum, path_power
 from rftwin.physics.engine import MaterialValues, path_coefficients
 
 _QUANTITIES = ("eps_r", "sigma", "scattering", "xpd")
+#: read-out Jacobian: at most this many (copy x start x parameter) values per pass (32 MiB of float64)
+READOUT_LANES = 1 << 22
 
 
 def tiled_state(model, names: list[str], sizes: list[int], tiled: torch.Tensor, num_starts: int
@@ -68,20 +70,27 @@ def _readout_jacobian(model, names: list[str], sizes: list[int], theta: torch.Te
         if v is not None:
             values[q] = v.expand(B, F, v.shape[-1])
     n = F * max(v.shape[-1] for v in values.values())
-    th = theta.detach().repeat(n, 1).requires_grad_(True)  # copy i (rows i B ... i B + B - 1) for entry i
-    with torch.enable_grad():
-        mv_n = functional_call(model, tiled_state(model, names, sizes, th, B), (freqs,))
-        pick = torch.eye(n, dtype=theta.dtype, device=theta.device)[:, None, :]  # [n, 1, n]
-        for q in values:
-            v = getattr(mv_n, q)
-            if not v.requires_grad:
-                continue
-            K = v.shape[-1]
-            m = F * K
-            picked = v.expand(n * B, F, K).reshape(n, B, m) * pick[..., :m]
-            (g,) = torch.autograd.grad(picked.sum(), th, retain_graph=True, allow_unused=True)
-            if g is not None:  # [n B, P] -> [B, F, K, P]
-                jac[q] = g[: m * B].reshape(F, K, B, P).permute(2, 0, 1, 3).contiguous()
+    step = max(1, READOUT_LANES // max(B * P, 1))  # entries per pass: memory of the copies stays bounded
+    for i0 in range(0, n, step):
+        c = min(step, n - i0)
+        th = theta.detach().repeat(c, 1).requires_grad_(True)  # copy i (rows i B ... i B + B - 1): entry i0 + i
+        with torch.enable_grad():
+            mv_n = functional_call(model, tiled_state(model, names, sizes, th, B), (freqs,))
+            for q in values:
+                v = getattr(mv_n, q)
+                m = F * v.shape[-1]
+                if not v.requires_grad or i0 >= m:
+                    continue
+                pick = torch.zeros(c, 1, m, dtype=v.dtype, device=v.device)
+                pick[torch.arange(min(c, m - i0)), 0, i0 + torch.arange(min(c, m - i0))] = 1.0
+                picked = v.expand(c * B, F, v.shape[-1]).reshape(c, B, m) * pick
+                (g,) = torch.autograd.grad(picked.sum(), th, retain_graph=True, allow_unused=True)
+                if g is not None:  # [c B, P]: the rows of entries i0 ... i0 + c - 1 (those < m)
+                    if q not in jac:
+                        jac[q] = torch.zeros(B, m, P, dtype=g.dtype, device=g.device)
+                    e = min(c, m - i0)
+                    jac[q][:, i0:i0 + e] = g[: e * B].reshape(e, B, P).transpose(0, 1)
+    jac = {q: j.reshape(B, F, -1, P) for q, j in jac.items()}  # [B, F, K, P]
     base = MaterialValues(values["eps_r"], values["sigma"], mv.thickness.detach(),
                           scattering=values.get("scattering"), xpd=values.get("xpd"), pattern=mv.pattern,
                           alpha_r=mv.alpha_r, alpha_i=mv.alpha_i, lambda_=mv.lambda_)
