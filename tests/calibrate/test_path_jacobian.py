@@ -134,15 +134,26 @@ def test_lm_trial_pass_is_the_next_linearisation(problem, offset):
     assert any(0 < sum(p) < len(p) for p in patterns), patterns  # the merge of accepted and rejected starts ran
 
 
-def test_readout_jacobian_in_passes_of_one_entry_is_the_same(problem, monkeypatch):
-    """The material read-out Jacobian taken one (frequency, object) entry per pass (a tiny ``READOUT_LANES``, as
-    for scenes with thousands of objects) equals the one-pass result bit for bit (power law: two frequencies)."""
-    from rftwin.calibrate import path_jacobian
+def test_readout_jacobian_by_copies_equals_the_batched_pass(problem, monkeypatch):
+    """The material read-out Jacobian by one scalar pass over copies of the starts (small problems) equals the
+    batched pass with one-hot cotangents (scenes with many objects: ``READOUT_LANES`` 0 here) bit for bit (power
+    law: two frequencies); so does the Laplace delta method's read-out gradient by scalar passes."""
+    import numpy as np
+
+    from rftwin.calibrate import path_jacobian, uncertainty
 
     twin, ps, t = problem
     model = _model(twin, 3, power_law=True)
     cfg = CalibrationConfig(offset="closed_form")
     r1, J1 = jacobian(ps, model, t, cfg)
-    monkeypatch.setattr(path_jacobian, "READOUT_LANES", 1)
+    single = _model(twin, 1, power_law=True)
+    P = flat_params(trainable_params(single)).shape[1]
+    a = torch.tensor(np.random.default_rng(1).normal(size=(P, P)))
+    u1 = uncertainty.uncertainty_from_cov(single, a @ a.T / P, {"path_gain": 1.0})
+    monkeypatch.setattr(path_jacobian, "READOUT_LANES", 0)
+    monkeypatch.setattr(uncertainty, "SCALAR_PASSES", 0)
     r2, J2 = jacobian(ps, model, t, cfg)
+    u2 = uncertainty.uncertainty_from_cov(single, a @ a.T / P, {"path_gain": 1.0})
     assert torch.equal(r1, r2) and torch.equal(J1, J2) and float(J1.abs().max()) > 0
+    assert np.array_equal(u1.eps_std, u2.eps_std) and np.array_equal(u1.sigma_std, u2.sigma_std)
+    assert np.all(u1.eps_std > 0)

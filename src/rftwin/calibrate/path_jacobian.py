@@ -28,8 +28,8 @@ from rftwin.physics.channel import link_sum, path_power
 from rftwin.physics.engine import MaterialValues, path_coefficients
 
 _QUANTITIES = ("eps_r", "sigma", "scattering", "xpd")
-#: read-out Jacobian: at most this many (copy x start x parameter) values per pass (32 MiB of float64)
-READOUT_LANES = 1 << 22
+#: read-out Jacobian by copies of the starts while (entries x starts x (parameters + entries)) stays below this
+READOUT_LANES = 1 << 20
 
 
 def tiled_state(model, names: list[str], sizes: list[int], tiled: torch.Tensor, num_starts: int
@@ -54,47 +54,63 @@ def dual_state(model, names: list[str], sizes: list[int], theta: torch.Tensor, t
 def _readout_jacobian(model, names: list[str], sizes: list[int], theta: torch.Tensor, freqs: torch.Tensor
                       ) -> tuple[MaterialValues, dict[str, torch.Tensor]]:
     """Per-object material values of ``model`` at ``freqs`` and, per quantity, dv[b, f, k] / dtheta[b, p] as
-    [B, F, K] x P -> [B, F, K, P] (reverse mode through the material model only, no engine). The starts are
-    independent, so the read-out is evaluated once per (f, k) on its own copy of the B starts and one backward
-    pass of the sum of each copy's own entry gives every row. Reverse mode, not forward: forward-mode AD of a
-    scalar add imports ``torch._dynamo`` on first use, about as long as ``import torch`` itself; and a scalar
-    backward pass, not a batched one with one-hot cotangents: any tensor of cotangents makes torch import its
-    symbolic shapes (with sympy, ~0.5 s)."""
+    [B, F, K] x P -> [B, F, K, P] (reverse mode through the material model only, no engine). Reverse mode, not
+    forward: forward-mode AD of a scalar add imports ``torch._dynamo`` on first use, about as long as
+    ``import torch`` itself. The starts are independent, so with n = F K entries either pass gives every start's
+    rows: one scalar backward pass over n copies of the starts (:func:`_readout_rows_by_copies`, while
+    n B (P + n) <= ``READOUT_LANES``), or one batched backward pass with a one-hot cotangent per entry (scenes
+    with many objects: the copies would cost n^2 B; any tensor of cotangents makes torch import its symbolic
+    shapes and sympy, ~0.5 s, once)."""
     B, P = theta.shape
     F = len(freqs)
-    with torch.no_grad():
-        mv = functional_call(model, tiled_state(model, names, sizes, theta.detach(), B), (freqs,))
-    values, jac = {}, {}
-    for q in _QUANTITIES:
-        v = getattr(mv, q)
-        if v is not None:
-            values[q] = v.expand(B, F, v.shape[-1])
+    th = theta.detach().requires_grad_(True)
+    with torch.enable_grad():
+        mv = functional_call(model, dict(zip(names, torch.split(th, sizes, 1))), (freqs,))
+    values = {q: getattr(mv, q).expand(B, F, getattr(mv, q).shape[-1]) for q in _QUANTITIES
+              if getattr(mv, q) is not None}
     n = F * max(v.shape[-1] for v in values.values())
-    step = max(1, READOUT_LANES // max(B * P, 1))  # entries per pass: memory of the copies stays bounded
-    for i0 in range(0, n, step):
-        c = min(step, n - i0)
-        th = theta.detach().repeat(c, 1).requires_grad_(True)  # copy i (rows i B ... i B + B - 1): entry i0 + i
-        with torch.enable_grad():
-            mv_n = functional_call(model, tiled_state(model, names, sizes, th, B), (freqs,))
-            for q in values:
-                v = getattr(mv_n, q)
-                m = F * v.shape[-1]
-                if not v.requires_grad or i0 >= m:
-                    continue
-                pick = torch.zeros(c, 1, m, dtype=v.dtype, device=v.device)
-                pick[torch.arange(min(c, m - i0)), 0, i0 + torch.arange(min(c, m - i0))] = 1.0
-                picked = v.expand(c * B, F, v.shape[-1]).reshape(c, B, m) * pick
-                (g,) = torch.autograd.grad(picked.sum(), th, retain_graph=True, allow_unused=True)
-                if g is not None:  # [c B, P]: the rows of entries i0 ... i0 + c - 1 (those < m)
-                    if q not in jac:
-                        jac[q] = torch.zeros(B, m, P, dtype=g.dtype, device=g.device)
-                    e = min(c, m - i0)
-                    jac[q][:, i0:i0 + e] = g[: e * B].reshape(e, B, P).transpose(0, 1)
-    jac = {q: j.reshape(B, F, -1, P) for q, j in jac.items()}  # [B, F, K, P]
-    base = MaterialValues(values["eps_r"], values["sigma"], mv.thickness.detach(),
-                          scattering=values.get("scattering"), xpd=values.get("xpd"), pattern=mv.pattern,
+    if n * B * (P + n) <= READOUT_LANES:
+        jac = _readout_rows_by_copies(model, names, sizes, theta, freqs,
+                                      [q for q, v in values.items() if v.requires_grad], n)
+    else:
+        jac = {}
+        for q, v in values.items():
+            if not v.requires_grad:
+                continue
+            K = v.shape[-1]
+            m = F * K
+            onehot = torch.eye(m, dtype=v.dtype, device=v.device).reshape(m, 1, F, K).expand(m, B, F, K)
+            (g,) = torch.autograd.grad(v, th, onehot, retain_graph=True, is_grads_batched=True, allow_unused=True)
+            if g is not None:  # [F K, B, P]
+                jac[q] = g.reshape(F, K, B, P).permute(2, 0, 1, 3).contiguous()
+    base = MaterialValues(values["eps_r"].detach(), values["sigma"].detach(), mv.thickness.detach(),
+                          scattering=None if "scattering" not in values else values["scattering"].detach(),
+                          xpd=None if "xpd" not in values else values["xpd"].detach(), pattern=mv.pattern,
                           alpha_r=mv.alpha_r, alpha_i=mv.alpha_i, lambda_=mv.lambda_)
     return base, jac
+
+
+def _readout_rows_by_copies(model, names: list[str], sizes: list[int], theta: torch.Tensor, freqs: torch.Tensor,
+                            quantities: list[str], n: int) -> dict[str, torch.Tensor]:
+    """dv[b, f, k] / dtheta[b, p] [B, F, K, P] of ``quantities``: the read-out evaluated on ``n`` (the most entries
+    F K of a quantity) copies of the B starts, copy i for entry i, and one backward pass of the sum of every
+    copy's own entry."""
+    B, P = theta.shape
+    F = len(freqs)
+    th = theta.detach().repeat(n, 1).requires_grad_(True)  # copy i: rows i B ... i B + B - 1
+    jac = {}
+    with torch.enable_grad():
+        mv = functional_call(model, tiled_state(model, names, sizes, th, B), (freqs,))
+        for q in quantities:
+            v = getattr(mv, q)
+            Kq = v.shape[-1]
+            m = F * Kq
+            pick = torch.eye(n, m, dtype=v.dtype, device=v.device)[:, None, :]  # [n, 1, m]: copy i picks entry i
+            (g,) = torch.autograd.grad((v.expand(n * B, F, Kq).reshape(n, B, m) * pick).sum(), th,
+                                       retain_graph=True, allow_unused=True)
+            if g is not None:  # [n B, P]: the first m copies hold the rows of this quantity's entries
+                jac[q] = g[: m * B].reshape(F, Kq, B, P).permute(2, 0, 1, 3).contiguous()
+    return jac
 
 
 @dataclass

@@ -81,6 +81,10 @@ def laplace(ps: PathSet | None, model: PerObjectMaterials, t: Targets, cfg: Cali
     return uncertainty_from_cov(model, cov, noise)
 
 
+#: read-outs up to which the delta method takes one scalar backward pass each
+SCALAR_PASSES = 256
+
+
 def uncertainty_from_cov(model: PerObjectMaterials, cov: torch.Tensor, noise: dict[str, float]) -> Uncertainty:
     """Per-object std of the read-outs at f_ref from the covariance [P, P] of a single-start model's free
     parameters (delta method); quantities held fixed get std 0."""
@@ -91,11 +95,17 @@ def uncertainty_from_cov(model: PerObjectMaterials, cov: torch.Tensor, noise: di
     ro = model.readout()
     keys = list(ro)
     flat = torch.cat([ro[k][0] for k in keys])
-    # one scalar backward pass per read-out (a batched one with one-hot cotangents makes torch import its
-    # symbolic shapes and sympy, ~0.5 s, for a few dozen entries)
-    rows = [torch.autograd.grad(x, params, retain_graph=True, allow_unused=True) for x in flat]
-    G = torch.stack([torch.cat([torch.zeros(p.shape[1], dtype=flat.dtype) if g is None else g[0]
-                                for g, p in zip(row, params)]) for row in rows])  # [Q K, P]
+    if flat.numel() <= SCALAR_PASSES:  # one scalar backward pass per read-out: a batched one (one-hot
+        # cotangents) makes torch import its symbolic shapes and sympy (~0.5 s) for a few dozen entries
+        rows = [torch.autograd.grad(x, params, retain_graph=True, allow_unused=True) for x in flat]
+        grads = [None if all(r[i] is None for r in rows) else  # [Q K, 1, K_i] as the batched pass gives
+                 torch.stack([torch.zeros_like(p) if r[i] is None else r[i] for r in rows]) for i, p in
+                 enumerate(params)]
+    else:
+        eye = torch.eye(flat.numel(), dtype=flat.dtype)
+        grads = torch.autograd.grad(flat, params, grad_outputs=eye, is_grads_batched=True, allow_unused=True)
+    G = torch.cat([torch.zeros(flat.numel(), p.shape[1], dtype=flat.dtype) if g is None else g[:, 0]
+                   for g, p in zip(grads, params)], 1)  # [Q K, P]
     std = torch.sqrt(torch.clamp(torch.einsum("ip,pq,iq->i", G, cov, G), min=0.0)).detach().cpu().numpy()
     K = model.thickness.shape[0]
     vals = {k: ro[k][0].detach().cpu().numpy() for k in keys}
