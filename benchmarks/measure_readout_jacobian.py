@@ -1,5 +1,6 @@
 """Peak memory and time of the material read-out Jacobian (``path_jacobian``'s dv/dtheta, dense [B, F, K, P]) of a
-per-object model with K objects (or K objects in ``--groups`` material groups), each size in a fresh child process, for this checkout and optionally another one.
+per-object model with K objects (or K objects in ``--groups`` material groups), each size in a fresh child process,
+for this checkout and optionally another one.
 
 Per-object models of city scenes have thousands of objects (``munich``: 2 367), and the Levenberg-Marquardt
 Jacobian takes this read-out Jacobian every step. The child reports the growth of its peak RSS (VmHWM) over the
@@ -55,8 +56,8 @@ def main() -> None:
     for k in (int(x) for x in a.objects.split(",")):
         for label, src in sides:
             env = dict(os.environ, PYTHONPATH=str(src), RFTWIN_PROGRESS="0")
-            out = subprocess.run([sys.executable, "-c", CHILD, str(k), str(a.starts), str(a.groups)], env=env, capture_output=True,
-                                 text=True, check=True)
+            out = subprocess.run([sys.executable, "-c", CHILD, str(k), str(a.starts), str(a.groups)], env=env,
+                                 capture_output=True, text=True, check=True)
             r = dict(json.loads(out.stdout.strip().splitlines()[-1]), objects=k, starts=a.starts, groups=a.groups,
                      side=label)
             rows.append(r)
