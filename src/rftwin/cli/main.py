@@ -1,6 +1,8 @@
 """``rftwin`` command line: each command lives in its own module under ``rftwin.cli`` and registers itself."""
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
 import signal
 import sys
@@ -38,4 +40,7 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:  # pragma: no cover
+    # at exit, first freeze every object the garbage collector tracks: the interpreter's final collections then
+    # skip the object graphs of torch, Sionna and Dr.Jit (~0.3-0.5 s of every command's exit, for nothing)
+    atexit.register(gc.freeze)
     app()
