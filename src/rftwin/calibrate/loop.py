@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rftwin.calibrate import jacobians, path_jacobian
 from rftwin.calibrate.checkpoint import fingerprint, load_checkpoint, save_checkpoint
-from rftwin.calibrate.jacobians import flat_params, trainable_params
+from rftwin.calibrate.jacobians import flat_params, trainable_params, trial_pass
 from rftwin.calibrate.losses import FEATURE_METRICS, LossTerm
 from rftwin.calibrate.objectives import PriorStats, closed_form_offset, needed_features, objective
 from rftwin.calibrate.optimizers import lm_step, make_optimizer, make_scheduler, polish_lbfgs, screen_starts
+from rftwin.calibrate.path_jacobian import supports as one_pass_jacobian
 from rftwin.calibrate.problem import DEFAULT_CHUNK, Targets, simulate_features
 from rftwin.calibrate.stream import LinkShards, stream_for
 from rftwin.calibrate.uncertainty import Uncertainty, laplace
@@ -213,8 +213,8 @@ def calibrate(ps: PathSet | LinkShards, model: MaterialModel, targets: Targets,
         return objective(ps, model, targets, cfg, state, pstats, residuals=need_res, parts=parts)
 
     # LM on path gains alone: a trial's forward pass is also the next Jacobian's when the step is accepted
-    trial = (lambda state: jacobians.trial_pass(ps, model, targets, cfg, state, pstats, parts_cleared())) \
-        if cfg.optimizer == "lm" and stream is None and not ema and path_jacobian.supports(cfg, model) else None
+    trial = (lambda state: trial_pass(ps, model, targets, cfg, state, pstats, parts_cleared())) \
+        if cfg.optimizer == "lm" and stream is None and not ema and one_pass_jacobian(cfg, model) else None
     lin = None  # the residuals and Jacobian at the current parameters, on demand (lm_step)
 
     def parts_cleared() -> dict:

@@ -3,14 +3,14 @@
 A path's coefficient depends only on the materials at its own interactions, and a link's path gain is the sum of
 its paths' powers. So with the materials gathered per interaction q[b, f, n, i] (leaf tensors), one backward pass
 of sum(p) gives every dp[b, f, n] / dq[b, f, n, i] exactly (no path shares an interaction). The chain rule then
-only needs dq / dtheta, i.e. the per-object read-outs' Jacobian d v[b, f, k] / d theta[b, p] (forward-mode AD
+only needs dq / dtheta, i.e. the per-object read-outs' Jacobian d v[b, f, k] / d theta[b, p] (reverse mode
 through the material model alone, no engine), gathered at each interaction's object:
 
     dG[l] / dtheta = sum_{n in l} sum_i sum_q dp_n / dq_{n,i} * dv_q[obj(n, i)] / dtheta,
     dr[l] / dtheta = 10 / ln(10) * dG[l] / dtheta / G[l]   (+ the closed-form offset's own derivative).
 
 Cost: about one forward and one backward engine pass for all P parameters and all B starts, instead of P
-forward-mode passes (:func:`rftwin.calibrate.loop.jacobian` falls back to those for other loss terms).
+forward-mode passes (:func:`rftwin.calibrate.jacobians.jacobian` falls back to those for other loss terms).
 """
 from __future__ import annotations
 
@@ -178,21 +178,12 @@ def path_gain_jacobian(ps: PathSet, model, t: Targets, names: list[str], sizes: 
 
 
 def supports(cfg, model) -> bool:
-    """Whether :func:`path_gain_residual_jacobian` covers the data residuals of this problem: least-squares path
-    gain (dB) as the only loss term and a per-object material model (a MAP prior's rows are appended by the
-    caller)."""
+    """Whether :func:`gain_pass` and :func:`scaled_residuals` cover the data residuals of this problem:
+    least-squares path gain (dB) as the only loss term and a per-object material model (a MAP prior's rows are
+    appended by the caller)."""
     terms = cfg.loss_terms
     return (len(terms) == 1 and terms[0].feature == "path_gain" and terms[0].metric == "mse_db"
             and hasattr(model, "readout"))
-
-
-def path_gain_residual_jacobian(ps: PathSet, model, t: Targets, cfg, offset_state: torch.Tensor | None,
-                                names: list[str], sizes: list[int], theta: torch.Tensor
-                                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The scaled path-gain residuals [B, M] of :func:`rftwin.calibrate.loop.residuals` and their Jacobian
-    [B, M, P] (gain offset: fixed ``offset_state``, closed form, or none as configured)."""
-    sim, J = path_gain_jacobian(ps, model, t, names, sizes, theta, cfg.chunk_size)
-    return scaled_residuals(sim, J, t, cfg, offset_state)
 
 
 def scaled_residuals(sim: torch.Tensor, J: torch.Tensor, t: Targets, cfg, offset_state: torch.Tensor | None
@@ -216,5 +207,5 @@ def scaled_residuals(sim: torch.Tensor, J: torch.Tensor, t: Targets, cfg, offset
     return r.detach(), (J * sw[:, None]).detach()
 
 
-__all__ = ["GainPass", "dual_state", "tiled_state", "gain_pass", "path_gain_jacobian", "path_gain_residual_jacobian",
+__all__ = ["GainPass", "dual_state", "tiled_state", "gain_pass", "path_gain_jacobian",
            "scaled_residuals", "supports"]
