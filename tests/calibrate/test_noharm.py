@@ -102,6 +102,59 @@ def test_label_correction_turns_metal_labelled_wood_into_metal(scene_links, lane
     assert inf["verdict"] == "improves"
 
 
+def _unseen_wall(scene_links):
+    """The metal wall labelled wood, measured (0.5 dB noise) only on the links none of whose paths (traced at the
+    labels, as the twin's) meets the wall; the posterior calibration on the label trace."""
+    twin, tx, rx = scene_links
+    labels = [twin.objects[0].label, "wood"]
+    e, s = _itu([labels[0], "metal"])
+    ps, _ = _measure(twin, tx, rx, *_itu(labels), 0.0)
+    wall = torch.zeros(ps.num_links, dtype=torch.bool)
+    wall[ps.link[(ps.obj == 1).any(1)]] = True
+    _, y = _measure(twin, tx, rx, e, s, 0.5, seed=2)
+    y[wall.numpy()] = np.nan  # keep the links whose paths miss the wall
+    assert (~wall).sum() >= 8
+    return _posterior(twin, tx, rx, labels, y)[0], twin.names, labels
+
+
+def test_a_unit_no_measured_path_meets_keeps_its_prior_class_posterior(scene_links):
+    """The data cannot tell the wall's class: its class posterior is its prior (0.5 on the label, the rest
+    shared), exactly, and it stays wood; it is not fitted (at its prior centre). The floor, which every path
+    meets, is compared as before."""
+    res, names, labels = _unseen_wall(scene_links)
+    inf = res.inference
+    assert inf["classes"] == labels and inf["label_switches"] == []
+    post = inf["class_posteriors"][names[1]]
+    others = [p for c, p in post.items() if c != "wood"]
+    assert post["wood"] == pytest.approx(0.5, abs=1e-12)
+    np.testing.assert_allclose(others, 0.5 / len(others), rtol=1e-12)
+    floor = inf["class_posteriors"][names[0]]
+    assert len(floor) == len(post) and abs(floor[labels[0]] - 0.5) > 1e-3  # the data moved the floor's
+    assert inf["unseen_objects"] == [names[1]]
+    e_wood, s_wood = _itu(["wood"])
+    assert res.eps_r[1] == pytest.approx(e_wood[0], rel=1e-12) and res.sigma[1] == pytest.approx(s_wood[0], rel=1e-12)
+
+
+def test_fitting_only_the_seen_objects_is_the_posterior_of_all(scene_links, monkeypatch):
+    """The same calibration with every object's parameters fitted (the reduction turned off): the same MAP point,
+    evidence, effective parameters, noise, prior strength and per-object std (the unseen wall's its prior's)."""
+    import rftwin.calibrate.inference as inference
+
+    red, _, _ = _unseen_wall(scene_links)
+    monkeypatch.setattr(inference, "unseen_reduction", lambda *a, **k: None)
+    full, _, _ = _unseen_wall(scene_links)
+    assert full.inference["unseen_objects"] == []
+    a, b = red.inference, full.inference
+    for key in ("log_evidence", "effective_parameters", "prior_strength"):
+        assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-4), key
+    assert a["noise"]["path_gain"] == pytest.approx(b["noise"]["path_gain"], rel=1e-4)
+    np.testing.assert_allclose(red.eps_r, full.eps_r, rtol=1e-4)
+    np.testing.assert_allclose(red.sigma, full.sigma, rtol=1e-4)
+    for q in ("eps_std", "sigma_std"):
+        np.testing.assert_allclose(getattr(red.uncertainty, q), getattr(full.uncertainty, q), rtol=1e-3)
+    assert red.uncertainty.sigma_std[1] > 0.5 * red.sigma[1]  # the wall: its prior's width, not identified
+
+
 def test_heldout_section_is_correct_when_truth_is_known(scene_links):
     """Noise-free data, truth = labels x 1.1 / 0.8: the label twin has no fitted parameter, so its held-out RMSE is
     its RMS error over all rows; the calibrated twin beats it by far."""

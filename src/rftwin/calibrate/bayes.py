@@ -51,6 +51,10 @@ NOISE_FLOOR = {"path_gain": 1e-3, "mpc_power": 1e-3, "delay_spread": 1e-3, "mean
 LIKELIHOODS = ("gaussian", "student", "auto")  # auto: Gaussian unless outlying rows call for Student-t
 SCREEN_ITERATIONS = 30  # LM iterations of the refined label-correction candidates
 REFINE_CLASSES = 3  # candidate classes per object refined after the quick screen
+# posterior fits stop (LM) once 2 x the negative log posterior of every start fell by less than STALL_CHI2 over
+# STALL_WINDOW iterations: at that rate the 1 000-iteration cap would gain < 2.5 more (loop.stalled)
+STALL_WINDOW = 20
+STALL_CHI2 = 0.05
 CANDIDATE_LANES = 2_000_000  # label correction: (candidate starts x paths) per batched fit (memory bound)
 SHRINKAGE_GRID = (0.0, 0.25, 0.5, 0.7, 0.85, 0.95)  # rho values compared by --shrinkage auto
 UNLABELLED = "unlabelled"
@@ -284,7 +288,8 @@ def posterior_config(cfg: CalibrationConfig, targets: Targets, h: Hyper, n_prior
     for f in features_of(cfg, targets):
         wsum = float(targets.row_weight(f).sum())
         terms.append(LossTerm(f, GAUSSIAN_METRIC[f], wsum / h.noise[f] ** 2))
-    return replace(cfg, terms=tuple(terms), prior_weight=h.strength * n_prior)
+    return replace(cfg, terms=tuple(terms), prior_weight=h.strength * n_prior, stall_window=STALL_WINDOW,
+                   stall_loss=STALL_CHI2)
 
 
 def links_with_paths(ps: PathSet) -> torch.Tensor:
@@ -575,6 +580,19 @@ def _candidate_evidence(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: C
     return np.where(np.isfinite(le), le, -np.inf), {q: np.concatenate(v) for q, v in vals.items()}
 
 
+def seen_units(ps: PathSet, targets: Targets, units: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    """[U] bool: whether a path of a measured link (``targets``) interacts with an object of each unit. The data
+    do not depend on the other units' materials, so their class evidence is the same for every class and their
+    class posterior is their prior: label correction need not fit them (a city scene's few hundred links meet a
+    small share of its objects)."""
+    links = torch.zeros(ps.num_links, dtype=torch.bool, device=ps.obj.device)
+    links[targets.link.to(ps.obj.device)] = True
+    obj = ps.obj[links[ps.link]]
+    hit = np.zeros(max(sum(len(m) for _, m in units), int(obj.max()) + 1 if obj.numel() else 0), dtype=bool)
+    hit[torch.unique(obj[obj >= 0]).cpu().numpy()] = True
+    return np.array([bool(hit[m].any()) for _, m in units], dtype=bool)
+
+
 def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: CalibrationConfig, op: ObjectPriors,
                    make_model: ModelFactory, fitq: Sequence[str], bc: BayesConfig, power_law: bool = False,
                    progress: bool = False) -> PosteriorFit:
@@ -596,15 +614,16 @@ def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: Calibr
     posts: dict[str, dict[str, float]] = {}
     checks: list[dict] = []
     rejected: set[tuple[int, str]] = set()
+    seen = seen_units(ps, targets, units)
     for _ in range(max_sw + 1):
         current = [op.unit_class(m) for _, m in units]
-        pairs = [(u, c) for u in range(U) for c in cands if c != current[u]]
+        pairs = [(u, c) for u in range(U) if seen[u] for c in cands if c != current[u]]
         le1, _ = _candidate_evidence(ps, fit, targets, cfg, op, make_model, fitq, power_law,
                                      [(units[u][1], c) for u, c in pairs], max(SCREEN_ITERATIONS // 6, 1), progress)
-        top = []
-        for u in range(U):
-            idx = [i for i, (uu, _) in enumerate(pairs) if uu == u]
-            top += [pairs[i] for i in sorted(idx, key=lambda i: -le1[i + 1])[:REFINE_CLASSES]]
+        by_unit: dict[int, list[int]] = {}
+        for i, (uu, _) in enumerate(pairs):
+            by_unit.setdefault(uu, []).append(i)
+        top = [pairs[i] for idx in by_unit.values() for i in sorted(idx, key=lambda i: -le1[i + 1])[:REFINE_CLASSES]]
         le2, vals = _candidate_evidence(ps, fit, targets, cfg, op, make_model, fitq, power_law,
                                          [(units[u][1], c) for u, c in top], SCREEN_ITERATIONS, progress)
         ev = {pair: le1[i + 1] for i, pair in enumerate(pairs)}
@@ -613,8 +632,9 @@ def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: Calibr
         posts = {}
         candidates = []  # (P(current), P(class), unit, class, candidate index, log Bayes factor, decisive)
         for u, (uname, members) in enumerate(units):
-            names = [current[u]] + [c for uu, c in pairs if uu == u]
-            logev = np.array([le2[0]] + [ev[(u, c)] for c in names[1:]])
+            names = [current[u]] + [c for c in cands if c != current[u]]
+            # a unit no path of the data meets: every class explains the data alike (its prior integrates to 1)
+            logev = np.array([le2[0]] + [ev[(u, c)] if seen[u] else le2[0] for c in names[1:]])
             lab = op.unit_class(members, op.labels)
             n_other = len(names) - (1 if lab in names else 0)
             mass = op.label_mass(members, bc.label_mass)
@@ -873,4 +893,4 @@ def verdict(ho: dict, primary: str) -> str:
 __all__ = ["BayesConfig", "GAUSSIAN_METRIC", "Hyper", "LIKELIHOODS", "LaplaceStats", "NOISE_UNITS", "ObjectPriors",
            "PosteriorFit", "SHRINKAGE_GRID", "choose_shrinkage", "correct_labels", "estimate_hyper", "fit_map",
            "heldout", "heldout_feature", "initial_noise", "irls_weights", "laplace_stats", "posterior_config",
-           "prior_stats", "traced_rows", "verdict"]
+           "prior_stats", "seen_units", "traced_rows", "verdict"]

@@ -24,9 +24,12 @@ from rftwin.calibrate.bayes import (
     initial_noise,
     num_prior_rows,
     outlier_rows,
+    posterior_config,
     prior_stats,
+    seen_units,
     traced_rows,
     verdict,
+    weighted,
 )
 from rftwin.calibrate.jacobians import prior_block
 from rftwin.calibrate.loop import CalibrationConfig, CalibrationResult
@@ -73,6 +76,56 @@ def plausible_bounds(K: int) -> tuple[np.ndarray, np.ndarray]:
     return e, s
 
 
+def unseen_reduction(ps: PathSet, targets: Targets, setup: BayesSetup, make_model: ModelFactory,
+                     fitq: Sequence[str], power_law: bool) -> tuple[ModelFactory, np.ndarray] | None:
+    """(model factory, indices of the fitted objects) that fits only the objects a path of a measured link meets
+    and keeps the others at their prior centre, or None where that changes nothing or is not exact.
+
+    With independent per-object priors (no groups, no hierarchical shrinkage; constant materials) an object the
+    data do not see has its posterior equal to its prior: its MAP value is the prior centre, and its prior and
+    posterior curvature cancel in the Laplace evidence and in the effective parameters. So the fits need only the
+    seen objects' parameters: a city scene's few hundred links meet a small share of its objects, and the normal
+    equations, Jacobians and label-correction candidates then grow with those, not with the scene."""
+    op, bc = setup.priors, setup.config
+    if op.group_index is not None or op.shrinkage > 0 or bc.shrinkage_auto or power_law:
+        return None
+    seen = seen_units(ps, targets, op.units())  # per object here
+    if seen.all():
+        return None
+    free = np.flatnonzero(seen)
+    fixed = np.flatnonzero(~seen)
+    st = setup.stats(fitq, power_law)
+    inv = {"eps_r": lambda m: 1.0 + np.exp(m), "sigma": np.exp, "scattering": lambda m: 1.0 / (1.0 + np.exp(-m)),
+           "xpd": lambda m: 1.0 / (1.0 + np.exp(-m))}
+    centre = {q: inv[q](st.mu[q].cpu().numpy()) for q in st.mu}
+
+    def make(v: dict[str, np.ndarray | None]) -> PerObjectMaterials:
+        v = {q: None if x is None else np.atleast_2d(np.array(x, dtype=np.float64)) for q, x in v.items()}
+        for q, c in centre.items():
+            if v.get(q) is not None:
+                v[q][:, fixed] = c[fixed]
+        model = make_model(v)
+        if type(model) is not PerObjectMaterials:
+            raise TypeError("unseen_reduction: the factory must make plain per-object models")
+        return model.with_free_objects(free)
+
+    return make, free
+
+
+def _full_covariance(full: PerObjectMaterials, free: np.ndarray, cov_free: torch.Tensor, st, cfg_post
+                     ) -> torch.Tensor:
+    """[P, P] posterior covariance of every parameter of ``full`` (a single-start model over all objects) from
+    that of the fitted objects' parameters ``cov_free``: the others are their prior's (1 / the prior rows'
+    curvature; independent priors, so diagonal)."""
+    _, Jp = prior_block(full, st, cfg_post)
+    var = 1.0 / (Jp[0] ** 2).sum(0).clamp_min(1e-300)
+    cov = torch.diag(var).to(cov_free.dtype)
+    K = full.thickness.shape[0]
+    pos = torch.as_tensor(np.concatenate([i * K + free for i in range(cov.shape[0] // K)]))
+    cov[pos[:, None], pos[None, :]] = cov_free
+    return cov
+
+
 def _label_model(setup: BayesSetup, make_model: ModelFactory, fitq: Sequence[str]) -> PerObjectMaterials:
     v = setup.label_values()
     return make_model({k: x for k, x in v.items() if x is not None or k in fitq})
@@ -88,6 +141,10 @@ def posterior_round(ps: PathSet, model: PerObjectMaterials, targets: Targets, cf
     bc = setup.config
     st = setup.stats(fitq, power_law)
     targets, setup.rows_without_paths = traced_rows(ps, targets)
+    reduced = unseen_reduction(ps, targets, setup, make_model, fitq, power_law)
+    if reduced is not None:  # only the objects the measured paths meet are fitted
+        make_model = reduced[0]
+        model = make_model(model.values())
     if setup.hyper is None:
         lab = _label_model(setup, make_model, fitq)
         noise = initial_noise(ps, lab, targets, cfg, bc.noise)
@@ -141,7 +198,10 @@ def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSe
     bc = setup.config
     fit = setup.fit
     st = setup.stats(fitq, power_law)
-    setup.rows_without_paths = traced_rows(ps, targets)[1]  # the check leaves them out of its fits by itself
+    traced, setup.rows_without_paths = traced_rows(ps, targets)  # the check leaves them out of its fits by itself
+    reduced = unseen_reduction(ps, traced, setup, make_model, fitq, power_law)
+    if reduced is not None:  # as in the round's fits
+        make_model = reduced[0]
     lab = _label_model(setup, make_model, fitq)
     primary = next((f for f in ("path_gain", "mpc_power", "cfr", "delay_spread", "mean_delay")
                     if f in fit.hyper.noise), None)
@@ -161,7 +221,10 @@ def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSe
                     "shrinkage_method": "evidence (type-II ML over a grid)" if bc.shrinkage_auto else "fixed",
                     "shrinkage_evidence": fit.shrinkage_evidence,
                     "rounds": setup.rounds, "rows_without_paths": setup.rows_without_paths,
-                    "likelihood_choice": setup.likelihood_choice}
+                    "likelihood_choice": setup.likelihood_choice,
+                    # objects no path of a measured link meets: not fitted, at their prior (unseen_reduction)
+                    "unseen_objects": [] if reduced is None else
+                    np.delete(np.asarray(setup.priors.names, dtype=object), reduced[1]).tolist()}
     if bc.folds:
         report["heldout"] = heldout(ps, targets, cfg, fit, lab, st, make_model, bc, label_eval=label_eval)
         if link_tx is not None and len(np.unique(link_tx)) >= 2:
@@ -176,6 +239,8 @@ def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSe
     report["reverted_to_labels"] = reverted
     if reverted:
         model = lab
+    if reduced is not None:  # the exported model and its uncertainty cover every object
+        model = model.with_free_objects(None)
     if reverted:  # the label twin's uncertainty is the prior's (the labels' classes at their nominal spreads)
         op = setup.priors
         labels_op = replace(op, classes=[c if c is not None else "unlabelled" for c in op.labels])
@@ -183,6 +248,10 @@ def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSe
         _, Jp = prior_block(model, st0, replace(cfg, prior_weight=float(num_prior_rows(st0))))
         Hp = Jp[0].T @ Jp[0]
         unc = uncertainty_from_cov(model, torch.linalg.inv(Hp + 1e-12 * torch.eye(Hp.shape[0], dtype=Hp.dtype)),
+                                   fit.hyper.noise)
+    elif reduced is not None:
+        c_post = posterior_config(cfg, weighted(traced, fit.hyper), fit.hyper, num_prior_rows(st))
+        unc = uncertainty_from_cov(model, _full_covariance(model, reduced[1], fit.stats.cov[0], st, c_post),
                                    fit.hyper.noise)
     else:
         unc = uncertainty_from_cov(fit.model, fit.stats.cov[0], fit.hyper.noise)

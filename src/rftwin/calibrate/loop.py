@@ -42,6 +42,10 @@ class CalibrationConfig:
     alpha: float = 1e-5  # stop: |loss change| < alpha ...
     beta: float = 1e-4  # ... and max |parameter change| (log-space) < beta ...
     patience: int | None = None  # ... for this many iterations (None: 50 for adam, 5 for lm/lbfgs)
+    # LM also stops when every start's loss fell by less than stall_loss over the last stall_window iterations
+    # (0: off; the posterior fits, whose loss is 2 x the negative log posterior, set it: bayes.posterior_config)
+    stall_window: int = 0
+    stall_loss: float = 0.0
     refine_starts: int = 4  # multi-start: screen all starts with one forward pass, refine this many
     estimate_offset: bool = False  # unknown absolute power reference: fit a global gain offset [dB] (closed form)
     noise_db: float | None = None  # measurement noise std for the uncertainty report (None: from residuals)
@@ -140,6 +144,20 @@ class CalibrationResult:
     def mre(self, eps_true: np.ndarray, sigma_true: np.ndarray) -> tuple[float, float]:
         return (float(np.mean(np.abs(self.eps_r - eps_true) / eps_true)),
                 float(np.mean(np.abs(self.sigma - sigma_true) / sigma_true)))
+
+
+def stalled(recent: list[torch.Tensor], cfg: CalibrationConfig) -> bool:
+    """LM's stall rule: the loss of every start (``recent``: losses [B] of the last iterations, oldest first) fell
+    by less than ``cfg.stall_loss`` over the last ``cfg.stall_window`` iterations. Every start, not the best: the
+    starts of a label-correction batch are separate candidates. Where the loss is 2 x the negative log
+    posterior, a fall of 0.05 is a likelihood ratio of 1.025: the steps left only creep along a curved valley
+    (slab resonances of strongly nonlinear facades: thousands of tiny accepted and rejected steps before the
+    parameter rule of seed 004 holds), and the cap would gain little more at that rate."""
+    w = cfg.stall_window
+    if not w or cfg.optimizer != "lm" or len(recent) <= w:
+        return False
+    fall = torch.nan_to_num(recent[-1 - w] - recent[-1], nan=math.inf)
+    return bool((fall < cfg.stall_loss).all())
 
 
 def _truth_dict(truth) -> dict[str, np.ndarray] | None:
@@ -272,6 +290,7 @@ def calibrate(ps: PathSet | LinkShards, model: MaterialModel, targets: Targets,
     beta = offset_hat() if ema else None
     num_res = None
     pending = None  # Adam: the loss of the current state with its graph (the last evaluation), for the next step
+    recent: list[torch.Tensor] = []  # losses [B] of the last stall_window + 1 iterations (the stall rule)
 
     if ckpt is not None and resume and ckpt.exists():  # a folder in its place is an error, not a fresh start
         st = load_checkpoint(ckpt)  # never unpickles: a tampered file cannot run code
@@ -364,6 +383,7 @@ def calibrate(ps: PathSet | LinkShards, model: MaterialModel, targets: Targets,
                 mu, loss, off = mu[keep], loss[keep], off[keep]
                 beta = None if beta is None else beta[keep]
                 prev_theta = prev_theta[keep]
+                recent = [x[keep] for x in recent]
                 prev_loss = None if prev_loss is None else prev_loss[keep]
                 B = model.num_starts
             row = record(it, loss, off, cfg.optimizer)
@@ -378,6 +398,9 @@ def calibrate(ps: PathSet | LinkShards, model: MaterialModel, targets: Targets,
                 calm = calm + 1 if (dl < cfg.alpha and dp < cfg.beta) else 0
                 prev_loss, prev_theta = loss.detach().clone(), theta_now
                 stop = calm >= patience
+            if cfg.stall_window:
+                recent = (recent + [loss.detach().clone()])[-(cfg.stall_window + 1):]
+                stop = stop or stalled(recent, cfg)
             if stop or it == cfg.max_iter:  # 'done' only when converged: a larger max_iter can continue a run
                 save(it, stop)
             elif checkpoint_every and it % checkpoint_every == 0:

@@ -245,6 +245,12 @@ class PerObjectMaterials(nn.Module):
 
     ``eps_bounds`` / ``sigma_bounds`` ([K, 2] or [2], optional): a box on eps_r / sigma at the reference frequency,
     enforced by projection (:meth:`project_`) after every optimiser step.
+
+    ``free_objects`` (indices, optional; constant model only): only these objects' fitted quantities are
+    parameters ([B, len(free_objects)] each); the others keep their initial values (per-start buffers
+    ``<name>_fixed`` [B, K] hold every object's value). A posterior fit leaves the objects no measured path meets
+    at their prior centre this way (:mod:`rftwin.calibrate.inference`), so its parameters, Jacobian and normal
+    equations grow with what the data see, not with the scene.
     """
 
     def __init__(self, eps_r: np.ndarray, sigma: np.ndarray, thickness: Sequence[float], *,
@@ -252,11 +258,20 @@ class PerObjectMaterials(nn.Module):
                  b: np.ndarray | None = None, d: np.ndarray | None = None,
                  fit: Sequence[str] = ("eps_r", "sigma"), dtype: torch.dtype = torch.float64,
                  scattering: np.ndarray | None = None, xpd: np.ndarray | None = None,
-                 eps_bounds: np.ndarray | None = None, sigma_bounds: np.ndarray | None = None):
+                 eps_bounds: np.ndarray | None = None, sigma_bounds: np.ndarray | None = None,
+                 free_objects: Sequence[int] | None = None):
         super().__init__()
         eps_r = np.atleast_2d(np.asarray(eps_r, dtype=np.float64))
         sigma = np.atleast_2d(np.asarray(sigma, dtype=np.float64))
         B, K = eps_r.shape
+        self.free_objects = None if free_objects is None else np.asarray(free_objects, dtype=np.int64).reshape(-1)
+        if self.free_objects is not None:
+            if power_law:
+                raise ValueError("free_objects applies to the constant model only")
+            if len(np.unique(self.free_objects)) != len(self.free_objects) or np.any(self.free_objects < 0) \
+                    or np.any(self.free_objects >= K):
+                raise ValueError(f"free_objects must be distinct object indices in [0, {K})")
+            self._free = torch.as_tensor(self.free_objects)
         self.power_law = power_law
         self.f_ref_ghz = reference_frequency_hz / 1e9
         self.fit = tuple(fit)
@@ -266,7 +281,10 @@ class PerObjectMaterials(nn.Module):
 
         def make(name: str, value: np.ndarray, free: bool) -> None:
             t = torch.as_tensor(value, dtype=dtype)
-            if free:
+            if free and self.free_objects is not None:
+                self.register_buffer(f"{name}_fixed", t.clone())
+                setattr(self, name, nn.Parameter(t[:, self._free].clone()))
+            elif free:
                 setattr(self, name, nn.Parameter(t))
             else:
                 self.register_buffer(name, t)
@@ -314,7 +332,7 @@ class PerObjectMaterials(nn.Module):
                     shift = self.b * lf
                     self.alpha.copy_(torch.minimum(torch.maximum(self.alpha, lo - shift), hi - shift))
                 else:
-                    self.u.copy_(torch.minimum(torch.maximum(self.u, lo), hi))
+                    self.u.copy_(torch.minimum(torch.maximum(self.u, self._at_free(lo)), self._at_free(hi)))
             if self.sigma_bounds is not None and "sigma" in self.fit:
                 lo, hi = (torch.as_tensor(np.log(self.sigma_bounds[:, i]), dtype=self.thickness.dtype,
                                           device=self.thickness.device) for i in (0, 1))
@@ -322,7 +340,19 @@ class PerObjectMaterials(nn.Module):
                     shift = self.d * lf
                     self.gamma.copy_(torch.minimum(torch.maximum(self.gamma, lo - shift), hi - shift))
                 else:
-                    self.v.copy_(torch.minimum(torch.maximum(self.v, lo), hi))
+                    self.v.copy_(torch.minimum(torch.maximum(self.v, self._at_free(lo)), self._at_free(hi)))
+
+    def _at_free(self, x: torch.Tensor) -> torch.Tensor:
+        """[K] per-object values -> those of the parameters' objects."""
+        return x if self.free_objects is None else x[self._free.to(x.device)]
+
+    def full(self, name: str) -> torch.Tensor | None:
+        """Parameter or buffer ``name`` over all K objects [B, K] (with ``free_objects``: the parameter's columns
+        put into the fixed values, differentiably)."""
+        t = getattr(self, name)
+        if t is None or self.free_objects is None or not hasattr(self, f"{name}_fixed"):
+            return t  # (not isinstance(t, nn.Parameter): torch.func.functional_call passes plain tensors)
+        return getattr(self, f"{name}_fixed").index_copy(1, self._free.to(t.device), t)
 
     @property
     def num_starts(self) -> int:
@@ -341,8 +371,8 @@ class PerObjectMaterials(nn.Module):
         ref = self.u if not self.power_law else self.alpha
         f = torch.as_tensor(frequency_hz, dtype=ref.dtype, device=ref.device).reshape(1, -1, 1)
         if not self.power_law:
-            eps = 1.0 + torch.exp(self.u)[:, None, :]
-            sig = torch.exp(self.v)[:, None, :]
+            eps = 1.0 + torch.exp(self.full("u"))[:, None, :]
+            sig = torch.exp(self.full("v"))[:, None, :]
             return eps.expand(-1, f.shape[1], -1), sig.expand(-1, f.shape[1], -1)
         lf = torch.log(f / 1e9)
         eps = torch.exp(self.alpha[:, None, :] + self.b[:, None, :] * lf)
@@ -352,8 +382,8 @@ class PerObjectMaterials(nn.Module):
 
     def scattering_xpd(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """S and K_xpd [B, K] (sigmoid read-outs), None where the model has no such quantity."""
-        return (None if self.w_s is None else torch.sigmoid(self.w_s),
-                None if self.w_x is None else torch.sigmoid(self.w_x))
+        return (None if self.w_s is None else torch.sigmoid(self.full("w_s")),
+                None if self.w_x is None else torch.sigmoid(self.full("w_x")))
 
     def forward(self, ps_or_frequency, frequency_hz: torch.Tensor | float | None = None) -> MaterialValues:
         """Per-object MaterialValues [B, F, K] at ``frequency_hz`` [F] (Hz). The material-model protocol
@@ -403,7 +433,17 @@ class PerObjectMaterials(nn.Module):
                                   fit=self.fit, dtype=self.thickness.dtype,
                                   scattering=v["scattering"][sl] if "scattering" in v else None,
                                   xpd=v["xpd"][sl] if "xpd" in v else None, eps_bounds=self.eps_bounds,
-                                  sigma_bounds=self.sigma_bounds)
+                                  sigma_bounds=self.sigma_bounds, free_objects=self.free_objects)
+
+    def with_free_objects(self, free_objects: Sequence[int] | None) -> PerObjectMaterials:
+        """A copy with every start's values whose parameters are those of ``free_objects`` (None: all objects;
+        constant model)."""
+        v = self.values()
+        return PerObjectMaterials(v["eps_r"], v["sigma"], self.thickness.cpu().numpy(),
+                                  reference_frequency_hz=self.f_ref_ghz * 1e9, fit=self.fit,
+                                  dtype=self.thickness.dtype, scattering=v.get("scattering"), xpd=v.get("xpd"),
+                                  eps_bounds=self.eps_bounds, sigma_bounds=self.sigma_bounds,
+                                  free_objects=free_objects)
 
     def reorder_starts(self, order: Sequence[int]) -> None:
         """Keep the starts ``order`` (in that order): every parameter and per-start buffer is re-indexed."""
