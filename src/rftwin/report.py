@@ -184,7 +184,12 @@ def inference_lines(inf: dict | None, f_ref: float) -> list[str]:
     lines += [f"- noise: {noise}; likelihood: {inf['likelihood']}{likelihood_reason(inf)}",
               f"- prior strength (multiplier of the label priors' precision): {inf['prior_strength']:.3g}, chosen "
               f"by {inf['prior_strength_method']}; parameters determined by the data: "
-              f"{inf['effective_parameters']:.1f}", ""]
+              f"{inf['effective_parameters']:.1f}"]
+    unseen = inf.get("unseen_objects") or []
+    if unseen:
+        lines.append(f"- objects no path of a measured link meets ({len(unseen)}) were not fitted: they keep their "
+                     "label's prior value and uncertainty (`unseen_objects` in calibration.json)")
+    lines.append("")
     grid = inf.get("shrinkage_evidence") or []
     if grid:
         lines += [f"Hierarchical prior: within-class correlation rho = {inf['shrinkage']:.2f}, chosen by "
@@ -204,10 +209,11 @@ def inference_lines(inf: dict | None, f_ref: float) -> list[str]:
             f"; the label's posterior probability <= {1 - inf['switch_probability']:.2g}"
         lines += [f"Labels switched to their most probable class (class prior: mass {inf['label_mass']:.2g} on the "
                   f"label, the rest shared by the other classes{rule}):", "",
-                  "| object (group: its objects) | label | from | to | P(to) | P(from) |", "|---|---|---|---|---|---|"]
+                  "| object (group: its objects) | label | from | to | P(to) | P(from) | pass |",
+                  "|---|---|---|---|---|---|---|"]
         lines += [f"| {s['object']}{' (' + ', '.join(s['objects']) + ')' if s.get('objects') else ''} | "
                   f"{s['label'] or '-'} | {s['from'] or '-'} | {s['to']} | {s['probability']:.3f} | "
-                  f"{s['probability_from']:.2g} |" for s in sw]
+                  f"{s['probability_from']:.2g} | {s.get('pass', '-')} |" for s in sw]
         lines.append("")
     else:
         lines += ["No label was switched (every label stayed its object's most probable class"

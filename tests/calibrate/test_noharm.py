@@ -131,6 +131,9 @@ def test_a_unit_no_measured_path_meets_keeps_its_prior_class_posterior(scene_lin
     floor = inf["class_posteriors"][names[0]]
     assert len(floor) == len(post) and abs(floor[labels[0]] - 0.5) > 1e-3  # the data moved the floor's
     assert inf["unseen_objects"] == [names[1]]
+    from rftwin.report import inference_lines
+
+    assert any("objects no path of a measured link meets (1) were not fitted" in x for x in inference_lines(inf, F))
     e_wood, s_wood = _itu(["wood"])
     assert res.eps_r[1] == pytest.approx(e_wood[0], rel=1e-12) and res.sigma[1] == pytest.approx(s_wood[0], rel=1e-12)
 
@@ -518,3 +521,31 @@ def test_likelihood_auto_takes_student_only_where_rows_are_outlying():
     assert clean["likelihood"] == "gaussian" and clean["likelihood_choice"]["chosen"] == "gaussian"
     np.testing.assert_array_equal(res["clean_auto"].eps_r, res["clean_gaussian"].eps_r)
     np.testing.assert_array_equal(res["clean_auto"].sigma, res["clean_gaussian"].sigma)
+
+
+def test_wrong_labels_no_link_shares_are_switched_in_one_pass():
+    """simple_street_canyon: a metal building labelled glass at the west end and one labelled brick at the east
+    end, 30 links in each block (0.1 dB noise). No measured link meets both, so the likelihood factorises over
+    them: both switch to metal in the first pass (one refit instead of two), and the right labels stay."""
+    from rftwin.calibrate.bayes import unit_links
+
+    twin = load("simple_street_canyon")
+    labels = [o.label for o in twin.objects]
+    truth = ["metal", "metal"] + labels[2:]
+    rng = np.random.default_rng(1)
+    n = 30
+    tx = np.repeat([[-46.0, 0.0, 6.0], [48.0, 0.0, 6.0]], n, axis=0)
+    rx = np.vstack([np.column_stack([rng.uniform(lo, hi, n), rng.uniform(-6, 6, n), np.full(n, 1.5)])
+                    for lo, hi in ((-60, -33), (34, 61))])
+    _, y = _measure(twin, tx, rx, *_itu(truth), 0.1, seed=1)
+    twin.set_materials(*_itu(labels))
+    ps = trace(twin, tx, rx, SETTINGS, cache_dir=False, progress=False)
+    op = ObjectPriors(twin.names, labels, itu_table(F), F)
+    inc = unit_links(ps, _targets(y), op.units())
+    assert inc[0].any() and inc[1].any() and not (inc[0] & inc[1]).any()
+    res = calibrate_posterior(ps, _targets(y), BayesSetup(op, BayesConfig()), [o.thickness_m for o in twin.objects],
+                              num_starts=4)
+    inf = res.inference
+    assert sorted((s["object"], s["to"], s["pass"]) for s in inf["label_switches"]) == \
+        [("building_1", "metal", 0), ("building_2", "metal", 0)]
+    assert inf["classes"] == truth

@@ -580,25 +580,38 @@ def _candidate_evidence(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: C
     return np.where(np.isfinite(le), le, -np.inf), {q: np.concatenate(v) for q, v in vals.items()}
 
 
-def seen_units(ps: PathSet, targets: Targets, units: list[tuple[str, np.ndarray]]) -> np.ndarray:
-    """[U] bool: whether a path of a measured link (``targets``) interacts with an object of each unit. The data
-    do not depend on the other units' materials, so their class evidence is the same for every class and their
-    class posterior is their prior: label correction need not fit them (a city scene's few hundred links meet a
-    small share of its objects)."""
+def unit_links(ps: PathSet, targets: Targets, units: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    """[U, L] bool: whether a path of measured link l (a link of ``targets``) interacts with an object of unit u.
+    A unit no measured link meets (a row of False) does not change the data: every class explains them alike and
+    its class posterior is its prior, so label correction need not fit it (a city scene's few hundred links meet
+    a small share of its objects); units whose links are disjoint enter separate factors of the likelihood."""
     links = torch.zeros(ps.num_links, dtype=torch.bool, device=ps.obj.device)
     links[targets.link.to(ps.obj.device)] = True
-    obj = ps.obj[links[ps.link]]
-    hit = np.zeros(max(sum(len(m) for _, m in units), int(obj.max()) + 1 if obj.numel() else 0), dtype=bool)
-    hit[torch.unique(obj[obj >= 0]).cpu().numpy()] = True
-    return np.array([bool(hit[m].any()) for _, m in units], dtype=bool)
+    keep = links[ps.link]
+    obj, link = ps.obj[keep], ps.link[keep][:, None].expand(-1, ps.obj.shape[1])
+    ok = obj >= 0
+    K = max(sum(len(m) for _, m in units), int(obj.max()) + 1 if obj.numel() else 0)
+    unit_of = np.full(K, -1)
+    for u, (_, m) in enumerate(units):
+        unit_of[m] = u
+    u_idx = unit_of[obj[ok].cpu().numpy()]
+    out = np.zeros((len(units), ps.num_links), dtype=bool)
+    out[u_idx[u_idx >= 0], link[ok].cpu().numpy()[u_idx >= 0]] = True
+    return out
+
+
+def seen_units(ps: PathSet, targets: Targets, units: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    """[U] bool: whether a path of a measured link meets an object of each unit (:func:`unit_links`)."""
+    return unit_links(ps, targets, units).any(1)
 
 
 def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: CalibrationConfig, op: ObjectPriors,
                    make_model: ModelFactory, fitq: Sequence[str], bc: BayesConfig, power_law: bool = False,
                    progress: bool = False) -> PosteriorFit:
     """Switch labels to another material class where the evidence is decisive against the label, per object or,
-    with material groups (``op.group_index``), per group (all its objects move to the class together); one unit per
-    pass, the most decisive first; records the class posteriors of every unit (keyed by object or group name).
+    with material groups (``op.group_index``), per group (all its objects move to the class together); per pass the
+    most decisive unit first, and with it every decisive unit that shares no measured link with the units taken
+    before it (:func:`unit_links`); records the class posteriors of every unit (keyed by object or group name).
 
     Each pass screens every (unit, class) switch with :data:`SCREEN_ITERATIONS` // 6 LM steps, refines the
     :data:`REFINE_CLASSES` best classes of each unit with :data:`SCREEN_ITERATIONS` steps, and turns the Laplace
@@ -614,8 +627,9 @@ def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: Calibr
     posts: dict[str, dict[str, float]] = {}
     checks: list[dict] = []
     rejected: set[tuple[int, str]] = set()
-    seen = seen_units(ps, targets, units)
-    for _ in range(max_sw + 1):
+    inc = unit_links(ps, targets, units)
+    seen = inc.any(1)
+    for n_pass in range(max_sw + 1):
         current = [op.unit_class(m) for _, m in units]
         pairs = [(u, c) for u in range(U) if seen[u] for c in cands if c != current[u]]
         le1, _ = _candidate_evidence(ps, fit, targets, cfg, op, make_model, fitq, power_law,
@@ -649,10 +663,17 @@ def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: Calibr
             if j > 0 and (u, names[j]) in where and (u, names[j]) not in rejected and (decisive or bc.check_switches):
                 candidates.append((float(p[0]), float(p[j]), u, names[j], where[(u, names[j])],
                                    float(logev[j] - logev[0]), decisive))
-        best = None
+        # every decisive switch whose unit shares no measured link with one taken before it in this pass (the
+        # likelihood factorises over them, so each one's evidence does not depend on the others' classes); else
+        # the first non-decisive one the held-out check accepts (check_switches)
+        best, used = [], np.zeros(inc.shape[1], dtype=bool)
         for cand in sorted(candidates):  # the least probable current class first
             if cand[6]:
-                best = cand
+                if not best or not (inc[cand[2]] & used).any():
+                    best.append(cand)
+                    used |= inc[cand[2]]
+                continue
+            if best:
                 break
             _, _, u, c, i, _, _ = cand
             chk = check_switch(ps, fit, targets, cfg, op, make_model, fitq, power_law, units[u][1], c,
@@ -660,22 +681,28 @@ def correct_labels(ps: PathSet, fit: PosteriorFit, targets: Targets, cfg: Calibr
             chk.update(object=units[u][0], to=c, probability_from=cand[0], probability=cand[1])
             checks.append(chk)
             if chk["accepted"]:
-                best = cand
+                best = [cand]
                 break
             rejected.add((u, c))
-        if best is None or len(switches) >= max_sw:
+        best = best[:max_sw - len(switches)]
+        if not best:
             break
-        p_old, prob, u, new, i, dlog, decisive = best
-        uname, members = units[u]
-        sw = {"object": uname, "label": op.unit_class(members, op.labels), "from": current[u], "to": new,
-              "probability": prob, "probability_from": p_old, "log_bayes_factor": dlog,
-              "rule": "decisive" if decisive else "most probable, held-out check"}
-        if grouped:
-            sw.update(group=uname, objects=[op.names[k] for k in members])
-        switches.append(sw)
-        for k in members:
-            op.classes[k] = new
-        chosen = {q: v[i:i + 1].copy() for q, v in vals.items()}
+        # the new start: one switch's whole refined candidate; several: each unit's values from its own candidate
+        chosen = {q: v[best[0][4]:best[0][4] + 1].copy() for q, v in vals.items()} if len(best) == 1 else \
+            {q: v[0:1].copy() for q, v in fit.model.values().items()}
+        for p_old, prob, u, new, i, dlog, decisive in best:
+            uname, members = units[u]
+            sw = {"object": uname, "label": op.unit_class(members, op.labels), "from": current[u], "to": new,
+                  "probability": prob, "probability_from": p_old, "log_bayes_factor": dlog,
+                  "rule": "decisive" if decisive else "most probable, held-out check", "pass": n_pass}
+            if grouped:
+                sw.update(group=uname, objects=[op.names[k] for k in members])
+            switches.append(sw)
+            for k in members:
+                op.classes[k] = new
+            if len(best) > 1:
+                for q in chosen:
+                    chosen[q][0, members] = vals[q][i, members]
         st1 = prior_stats(op, fitq, power_law=power_law, exponents=_exponents(fit.model) if power_law else None)
         fit = estimate_hyper(ps, make_model(chosen), targets, cfg, st1, fit.hyper, bc, progress)
     fit.switches = switches
@@ -893,4 +920,4 @@ def verdict(ho: dict, primary: str) -> str:
 __all__ = ["BayesConfig", "GAUSSIAN_METRIC", "Hyper", "LIKELIHOODS", "LaplaceStats", "NOISE_UNITS", "ObjectPriors",
            "PosteriorFit", "SHRINKAGE_GRID", "choose_shrinkage", "correct_labels", "estimate_hyper", "fit_map",
            "heldout", "heldout_feature", "initial_noise", "irls_weights", "laplace_stats", "posterior_config",
-           "prior_stats", "seen_units", "traced_rows", "verdict"]
+           "prior_stats", "seen_units", "traced_rows", "unit_links", "verdict"]
