@@ -7,7 +7,7 @@ interrupted benchmark resumes. ``seconds`` depends on the path cache (traces alr
 
 Run: .venv/bin/python benchmarks/bench_demo_seeds.py [--receivers 8,16,24,32 --seeds 1,2,3,4,5,6,7]
      [--samples-per-src N --first-samples-per-src M --later-rounds R --starts S --prune-every P --sweeps W
-      --retrace T]
+      --retrace T --trials X]
      [--out FILE]  (other settings: results in FILE)
 """
 from __future__ import annotations
@@ -26,11 +26,12 @@ OUT = Path(__file__).parent / "results" / "demo_seeds.json"
 
 def main(receivers: list[int], seeds: list[int], out: Path = OUT, samples: int | None = None,
          first_samples: int | None = -1, later_rounds: str | None = None, starts: int | None = None,
-         prune_every: int | None = None, sweeps: int | None = None, retrace: int | None = None) -> dict:
+         prune_every: int | None = None, sweeps: int | None = None, retrace: int | None = None,
+         trials: int | None = None) -> dict:
     """``samples``: rays per source (None: the demo's); ``first_samples``: rays of the first trace (-1: the
     demo's default, None: as the others); ``later_rounds``, ``starts``, ``prune_every``: the demo's re-trace
     rounds, random starts and start pruning, ``sweeps`` its global sweeps per round, ``retrace`` its number of
-    re-traces (None: the demo's)."""
+    re-traces, ``trials`` its transmitters (None: the demo's)."""
     doc = json.loads(out.read_text()) if out.is_file() else {"rows": []}
     done = {(r["receivers"], r["seed"]) for r in doc["rows"]}
     todo = [(n, s) for n in receivers for s in seeds if (n, s) not in done]
@@ -42,6 +43,8 @@ def main(receivers: list[int], seeds: list[int], out: Path = OUT, samples: int |
             parts["optimiser"] = {"retrace": retrace}
         spec = demo_spec(seed=s, **parts) if starts is None else demo_spec(starts, seed=s, **parts)
         cfg = DemoConfig(spec, receivers=n, seed=s)
+        if trials is not None:
+            cfg.trials = trials
         if later_rounds is not None:
             cfg.later_rounds = later_rounds
         if prune_every is not None:
@@ -54,7 +57,7 @@ def main(receivers: list[int], seeds: list[int], out: Path = OUT, samples: int |
                             "iterations": j["iterations"], "samples_per_src": spec.solver.samples_per_src,
                             "first_trace_samples": cfg.first_trace_samples, "later_rounds": cfg.later_rounds,
                             "starts": spec.model.starts, "prune_every": cfg.prune_every,
-                            "sweeps": spec.model.sweeps, "retrace": spec.optimiser.retrace,
+                            "sweeps": spec.model.sweeps, "retrace": spec.optimiser.retrace, "trials": cfg.trials,
                             "target_met": max(j["mre_eps"], j["mre_sigma"]) <= 1e-3})
         write_json(out, doc)
     return doc
@@ -76,12 +79,13 @@ if __name__ == "__main__":
                     help="global sweeps before the first round (default: the demo's)")
     ap.add_argument("--retrace", type=int, default=None,
                     help="re-traces at the calibrated materials (default: the demo's)")
+    ap.add_argument("--trials", type=int, default=None, help="transmitters (default: the demo's)")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
     first = -1 if a.first_samples_per_src == -1 else (int(a.first_samples_per_src) or None)
     d = main([int(x) for x in a.receivers.split(",")], [int(x) for x in a.seeds.split(",")], a.out,
              None if a.samples_per_src is None else int(a.samples_per_src), first, a.later_rounds, a.starts,
-             a.prune_every, a.sweeps, a.retrace)
+             a.prune_every, a.sweeps, a.retrace, a.trials)
     for r in d["rows"]:
         print(f"receivers {r['receivers']:3d} seed {r['seed']} {r.get('later_rounds', 'restart')}:"
               f" MRE eps {r['mre_eps']:.1e} sigma {r['mre_sigma']:.1e} "
