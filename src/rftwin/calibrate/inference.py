@@ -90,7 +90,7 @@ def unseen_reduction(ps: PathSet, targets: Targets, setup: BayesSetup, make_mode
     if op.group_index is not None or op.shrinkage > 0 or bc.shrinkage_auto or power_law:
         return None
     seen = seen_units(ps, targets, op.units())  # per object here
-    if seen.all():
+    if seen.all() or not seen.any():  # (no object seen: no data rows to fit; the fits run as they always did)
         return None
     free = np.flatnonzero(seen)
     fixed = np.flatnonzero(~seen)
