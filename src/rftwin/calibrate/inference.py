@@ -33,6 +33,7 @@ from rftwin.calibrate.bayes import (
 )
 from rftwin.calibrate.jacobians import prior_block
 from rftwin.calibrate.loop import CalibrationConfig, CalibrationResult
+from rftwin.calibrate.objectives import PriorStats
 from rftwin.calibrate.problem import Targets
 from rftwin.calibrate.uncertainty import uncertainty_from_cov
 from rftwin.materials.class_prior import PLAUSIBLE
@@ -76,10 +77,11 @@ def plausible_bounds(K: int) -> tuple[np.ndarray, np.ndarray]:
     return e, s
 
 
-def unseen_reduction(ps: PathSet, targets: Targets, setup: BayesSetup, make_model: ModelFactory,
-                     fitq: Sequence[str], power_law: bool) -> tuple[ModelFactory, np.ndarray] | None:
+def unseen_reduction(ps: PathSet, targets: Targets, setup: BayesSetup, make_model: ModelFactory, st: PriorStats,
+                     power_law: bool) -> tuple[ModelFactory, np.ndarray] | None:
     """(model factory, indices of the fitted objects) that fits only the objects a path of a measured link meets
-    and keeps the others at their prior centre, or None where that changes nothing or is not exact.
+    and keeps the others at their prior centre (``st``: the prior, :meth:`BayesSetup.stats`), or None where that
+    changes nothing or is not exact.
 
     With independent per-object priors (no groups, no hierarchical shrinkage; constant materials) an object the
     data do not see has its posterior equal to its prior: its MAP value is the prior centre, and its prior and
@@ -94,7 +96,6 @@ def unseen_reduction(ps: PathSet, targets: Targets, setup: BayesSetup, make_mode
         return None
     free = np.flatnonzero(seen)
     fixed = np.flatnonzero(~seen)
-    st = setup.stats(fitq, power_law)
     inv = {"eps_r": lambda m: 1.0 + np.exp(m), "sigma": np.exp, "scattering": lambda m: 1.0 / (1.0 + np.exp(-m)),
            "xpd": lambda m: 1.0 / (1.0 + np.exp(-m))}
     centre = {q: inv[q](st.mu[q].cpu().numpy()) for q in st.mu}
@@ -112,8 +113,8 @@ def unseen_reduction(ps: PathSet, targets: Targets, setup: BayesSetup, make_mode
     return make, free
 
 
-def _full_covariance(full: PerObjectMaterials, free: np.ndarray, cov_free: torch.Tensor, st, cfg_post
-                     ) -> torch.Tensor:
+def _full_covariance(full: PerObjectMaterials, free: np.ndarray, cov_free: torch.Tensor, st: PriorStats,
+                     cfg_post: CalibrationConfig) -> torch.Tensor:
     """[P, P] posterior covariance of every parameter of ``full`` (a single-start model over all objects) from
     that of the fitted objects' parameters ``cov_free``: the others are their prior's (1 / the prior rows'
     curvature; independent priors, so diagonal)."""
@@ -141,7 +142,7 @@ def posterior_round(ps: PathSet, model: PerObjectMaterials, targets: Targets, cf
     bc = setup.config
     st = setup.stats(fitq, power_law)
     targets, setup.rows_without_paths = traced_rows(ps, targets)
-    reduced = unseen_reduction(ps, targets, setup, make_model, fitq, power_law)
+    reduced = unseen_reduction(ps, targets, setup, make_model, st, power_law)
     if reduced is not None:  # only the objects the measured paths meet are fitted
         make_model = reduced[0]
         model = make_model(model.values())
@@ -199,7 +200,7 @@ def finish(ps: PathSet, targets: Targets, cfg: CalibrationConfig, setup: BayesSe
     fit = setup.fit
     st = setup.stats(fitq, power_law)
     traced, setup.rows_without_paths = traced_rows(ps, targets)  # the check leaves them out of its fits by itself
-    reduced = unseen_reduction(ps, traced, setup, make_model, fitq, power_law)
+    reduced = unseen_reduction(ps, traced, setup, make_model, st, power_law)
     if reduced is not None:  # as in the round's fits
         make_model = reduced[0]
     lab = _label_model(setup, make_model, fitq)
